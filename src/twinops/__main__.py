@@ -1,0 +1,5 @@
+import sys
+
+from twinops.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""Documents as they move through the feature side: raw → cleaned → chunk → embedded chunk."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from twinops.domain.hashing import content_hash, stable_uuid
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Category(StrEnum):
+    """What kind of writing a document is; cleaning and chunking strategies key on it."""
+
+    ARTICLES = "articles"
+    POSTS = "posts"
+    REPOSITORIES = "repositories"
+    EXPORTS = "exports"
+
+
+class Platform(StrEnum):
+    """Where a document came from."""
+
+    WEB = "web"
+    MEDIUM = "medium"
+    SUBSTACK = "substack"
+    LINKEDIN = "linkedin"
+    GIT = "git"
+    LOCAL = "local"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Author(_Frozen):
+    """A person whose writing the twin learns."""
+
+    full_name: str = Field(min_length=1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return stable_uuid("author", self.full_name.strip().casefold())
+
+
+class RawDocument(_Frozen):
+    """One collected document, standardized but not cleaned. Identity: (platform, source_url)."""
+
+    platform: Platform
+    category: Category
+    source_url: str = Field(min_length=1)
+    author_id: str
+    author_name: str
+    title: str = ""
+    content: str
+    published_at: datetime | None = None
+    fetched_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title, self.content)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return stable_uuid("document", self.platform.value, self.source_url)
+
+
+class CleanedDocument(_Frozen):
+    """A document after cleaning and quality gates, ready for chunking."""
+
+    document_id: str
+    author_id: str
+    author_name: str
+    platform: Platform
+    category: Category
+    source_url: str
+    title: str = ""
+    content: str
+    language: str | None = None
+    published_at: datetime | None = None
+    source_content_hash: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title, self.content)
+
+
+class Chunk(_Frozen):
+    """A token-bounded piece of a cleaned document. Its id is deterministic."""
+
+    document_id: str
+    author_id: str
+    author_name: str
+    platform: Platform
+    category: Category
+    source_url: str
+    chunk_index: int = Field(ge=0)
+    content: str
+    token_count: int = Field(ge=0)
+    document_content_hash: str
+    published_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return stable_uuid("chunk", self.document_id, self.document_content_hash, self.chunk_index)
+
+
+class EmbeddedChunk(_Frozen):
+    """A chunk with its vector and the embedder that produced it (no mixed vector spaces)."""
+
+    chunk: Chunk
+    embedding: list[float]
+    embedding_model_id: str
+    embedding_model_version: str
+
+    @property
+    def id(self) -> str:
+        return self.chunk.id

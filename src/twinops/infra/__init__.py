@@ -1,0 +1,1 @@
+"""Storage and service clients: small repository classes around pymongo, Qdrant and MLflow."""

@@ -1,0 +1,33 @@
+"""The MongoDB warehouse connection (pymongo, embedded wire server or any TWINOPS_MONGODB_URI)."""
+
+from __future__ import annotations
+
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+from pymongo.uri_parser import parse_uri
+
+from twinops.errors import ServiceUnavailable
+from twinops.services.manager import mongodb_uri
+from twinops.settings import Settings
+
+
+def database_name(uri: str, settings: Settings) -> str:
+    """The database the URI names, else ``TWINOPS_MONGODB_DATABASE`` (default ``twinops``)."""
+    return parse_uri(uri).get("database") or settings.mongodb_database
+
+
+def connect(settings: Settings, *, timeout_ms: int = 5000) -> Database:
+    """A ``Database`` handle on the warehouse; fails with one line when it is unreachable."""
+    uri = mongodb_uri(settings)
+    client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
+    try:
+        client.admin.command("ping")
+    except PyMongoError as error:
+        client.close()
+        raise ServiceUnavailable(
+            f"MongoDB at {uri} is unreachable ({type(error).__name__}): run `twinops services up` "
+            "or fix TWINOPS_MONGODB_URI",
+            setting="TWINOPS_MONGODB_URI",
+        ) from error
+    return client[database_name(uri, settings)]

@@ -1,0 +1,148 @@
+"""Bring the embedded services up and down, and tell every process where they are.
+
+A ``TWINOPS_*`` URI set for a service means "use that one": it is checked, never started or
+stopped. Otherwise ``up`` starts it under ``TWINOPS_HOME/services/<name>`` and records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twinops.errors import ServiceUnavailable
+from twinops.services import mlflow_server, mongodb
+from twinops.services.process import pid_alive, stop_pid
+from twinops.services.state import ServiceRecord, ServicesState
+from twinops.settings import Settings
+
+SERVICE_NAMES = ("mongodb", "qdrant", "mlflow")
+
+
+def _external_record(name: str, uri: str, reachable: bool) -> ServiceRecord:
+    return ServiceRecord(name=name, uri=uri, running=reachable, managed=False, detail="external")
+
+
+def _qdrant_record(settings: Settings) -> ServiceRecord:
+    if settings.qdrant_url:
+        return ServiceRecord(name="qdrant", uri=settings.qdrant_url, running=True, detail="external")
+    path = settings.qdrant_local_path
+    return ServiceRecord(
+        name="qdrant",
+        uri=str(path),
+        running=True,
+        managed=False,
+        workdir=str(path),
+        detail="local mode (opened in-process; one process at a time)",
+    )
+
+
+def _alive(record: ServiceRecord | None, check: Callable[[str], bool]) -> bool:
+    return bool(record and record.managed and pid_alive(record.pid) and check(record.uri))
+
+
+class ServiceManager:
+    """Starts, stops and reports the embedded services for one ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def _state_file(self):
+        return self.settings.services_state_file
+
+    def _load(self) -> ServicesState:
+        return ServicesState.load(self._state_file)
+
+    def up(self) -> dict[str, ServiceRecord]:
+        """Start what is not running; harmless to call twice."""
+        state = self._load()
+        settings = self.settings
+        if settings.mongodb_uri:
+            if not mongodb.ping(settings.mongodb_uri, 5000):
+                raise ServiceUnavailable(
+                    "MongoDB at TWINOPS_MONGODB_URI is unreachable: fix the URI or unset it to use "
+                    "the embedded server",
+                    setting="TWINOPS_MONGODB_URI",
+                )
+            state.services["mongodb"] = _external_record("mongodb", settings.mongodb_uri, True)
+        elif not _alive(state.services.get("mongodb"), mongodb.ping):
+            state.services["mongodb"] = mongodb.start(settings)
+            state.save(self._state_file)
+
+        state.services["qdrant"] = _qdrant_record(settings)
+        settings.qdrant_local_path.mkdir(parents=True, exist_ok=True)
+
+        if settings.mlflow_tracking_uri:
+            uri = settings.mlflow_tracking_uri
+            reachable = not uri.startswith("http") or mlflow_server.healthy(uri)
+            if not reachable:
+                raise ServiceUnavailable(
+                    "MLflow at TWINOPS_MLFLOW_TRACKING_URI is unreachable: fix the URI or unset it "
+                    "to use the embedded server",
+                    setting="TWINOPS_MLFLOW_TRACKING_URI",
+                )
+            state.services["mlflow"] = _external_record("mlflow", uri, True)
+        elif not _alive(state.services.get("mlflow"), mlflow_server.healthy):
+            state.services["mlflow"] = mlflow_server.start(settings)
+        state.save(self._state_file)
+        return state.services
+
+    def down(self) -> list[str]:
+        """Stop only what ``up`` started (by PID); return the names stopped."""
+        state = self._load()
+        stopped = []
+        for name, record in list(state.services.items()):
+            if record.managed and record.pid:
+                stop_pid(record.pid)
+                stopped.append(name)
+            state.services.pop(name)
+        state.save(self._state_file)
+        return stopped
+
+    def status(self) -> dict[str, ServiceRecord]:
+        state = self._load()
+        report: dict[str, ServiceRecord] = {}
+        settings = self.settings
+        if settings.mongodb_uri:
+            report["mongodb"] = _external_record(
+                "mongodb", settings.mongodb_uri, mongodb.ping(settings.mongodb_uri)
+            )
+        else:
+            record = state.services.get("mongodb")
+            report["mongodb"] = (
+                record.model_copy(update={"running": _alive(record, mongodb.ping)})
+                if record
+                else ServiceRecord(name="mongodb", uri="", running=False, detail="not started")
+            )
+        report["qdrant"] = _qdrant_record(settings)
+        if settings.mlflow_tracking_uri:
+            uri = settings.mlflow_tracking_uri
+            report["mlflow"] = _external_record(
+                "mlflow", uri, not uri.startswith("http") or mlflow_server.healthy(uri)
+            )
+        else:
+            record = state.services.get("mlflow")
+            report["mlflow"] = (
+                record.model_copy(update={"running": _alive(record, mlflow_server.healthy)})
+                if record
+                else ServiceRecord(name="mlflow", uri="", running=False, detail="not started")
+            )
+        return report
+
+
+def _require(name: str, setting: str, settings: Settings) -> str:
+    record = ServicesState.load(settings.services_state_file).services.get(name)
+    if record is None or not record.running or not record.uri:
+        raise ServiceUnavailable(
+            f"{name} is not running: run `twinops services up` or set {setting}", setting=setting
+        )
+    return record.uri
+
+
+def mongodb_uri(settings: Settings) -> str:
+    """The MongoDB URI every client uses: the setting, else the embedded server's."""
+    return settings.mongodb_uri or _require("mongodb", "TWINOPS_MONGODB_URI", settings)
+
+
+def mlflow_tracking_uri(settings: Settings) -> str:
+    """The MLflow tracking URI: the setting, else the embedded server's."""
+    return settings.mlflow_tracking_uri or _require("mlflow", "TWINOPS_MLFLOW_TRACKING_URI", settings)

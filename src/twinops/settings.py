@@ -1,0 +1,83 @@
+"""One place for every endpoint and path. Env prefix ``TWINOPS_``, ``.env`` supported.
+
+Unset endpoints mean "use the embedded default": the local services that ``twinops services up``
+starts under ``TWINOPS_HOME``. Setting one points twinops at a cluster service instead.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_LLM = "bundled:smollm2-135m-instruct"
+BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Every field can be set as ``TWINOPS_<FIELD>`` or in ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TWINOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(Path(".twinops"), description="Data, model cache and service state.")
+
+    mongodb_uri: str | None = Field(None, description="External MongoDB URI; unset = embedded.")
+    mongodb_database: str = Field("twinops", description="Database used when the URI names none.")
+    mongodb_server_bin: str | None = Field(
+        None, description="Wire-server executable for the embedded MongoDB (default: SecantusDB)."
+    )
+    mongodb_port: int | None = Field(None, description="Port of the embedded MongoDB; unset = free.")
+
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = local mode.")
+    qdrant_api_key: str | None = None
+    qdrant_path: Path | None = Field(None, description="Qdrant local-mode folder.")
+
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI; unset = embedded.")
+    mlflow_port: int | None = Field(None, description="Port of the embedded MLflow; unset = free.")
+
+    feast_repo: Path | None = Field(None, description="Feast feature repo; unset = generated one.")
+
+    base_model: str = Field(BUNDLED_LLM, description="Base LLM: HF id, local path or bundled:NAME.")
+    embedding_model: str = Field(BUNDLED_EMBEDDER, description="Embedder: HF id, path or bundled.")
+
+    service_start_timeout: float = Field(60.0, description="Seconds to wait for a service to start.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Absolute so that subprocesses (KFP local tasks, servers) resolve the same folder.
+        return home.expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.home / "services"
+
+    @property
+    def services_state_file(self) -> Path:
+        return self.home / "services.json"
+
+    @property
+    def qdrant_local_path(self) -> Path:
+        return (self.qdrant_path or self.home / "qdrant").expanduser().resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process; tests call ``get_settings.cache_clear()``."""
+    return Settings()

@@ -1,0 +1,87 @@
+"""Shared fixtures: an isolated TWINOPS_HOME, the embedded services, the bundled and tiny models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinops.settings import Settings, get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+def _models_home() -> Path:
+    """Where `make test` cached the bundled models (TWINOPS_HOME of the Makefile)."""
+    return Path(os.environ.get("TWINOPS_HOME", PROJECT_ROOT / ".twinops")).resolve()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh TWINOPS_HOME per test, with no TWINOPS_* endpoint leaking in from outside."""
+    for key in list(os.environ):
+        if key.startswith("TWINOPS_") and key != "TWINOPS_HOME":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TWINOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def bundled_models_dir() -> Path:
+    """The models `twinops models pull` cached; the suite pulls them first (see Makefile)."""
+    models = _models_home() / "models"
+    if not (models / "smollm2-135m-instruct" / "config.json").exists():
+        from twinops.models.bundled import pull_all
+
+        pull_all(Settings(home=_models_home()))
+    return models
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(bundled_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from twinops.models.tiny import build_tiny_llama
+
+    target = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    return build_tiny_llama(bundled_models_dir / "smollm2-135m-instruct", target)
+
+
+@pytest.fixture(scope="session")
+def embedded_mongodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real SecantusDB wire server on a free 127.0.0.1 port for the whole session."""
+    from twinops.services import mongodb
+    from twinops.services.process import stop_pid
+
+    home = tmp_path_factory.mktemp("mongo-home")
+    record = mongodb.start(Settings(home=home))
+    yield record.uri
+    stop_pid(record.pid)
+
+
+@pytest.fixture
+def mongo_settings(
+    home: Path,
+    embedded_mongodb: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Settings:
+    """Settings pointing at the session's wire server, with a database of this test's own."""
+    database = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
+    monkeypatch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
+    monkeypatch.setenv("TWINOPS_MONGODB_DATABASE", database)
+    get_settings.cache_clear()
+    return get_settings()
