@@ -7,6 +7,7 @@ stopped. Otherwise ``up`` starts it under ``TWINOPS_HOME/services/<name>`` and r
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from twinops.errors import ServiceUnavailable
 from twinops.services import mlflow_server, mongodb
@@ -46,7 +47,7 @@ class ServiceManager:
         self.settings = settings
 
     @property
-    def _state_file(self):
+    def _state_file(self) -> Path:
         return self.settings.services_state_file
 
     def _load(self) -> ServicesState:

@@ -1,0 +1,55 @@
+"""The one place that loads the configured models (embedder, causal LM) offline."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinops.models.resolve import embedder_path, llm_path
+from twinops.settings import Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+@lru_cache(maxsize=4)
+def _sentence_transformer(path: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")
+
+
+def load_embedder(settings: Settings) -> SentenceTransformer:
+    """The configured sentence-transformers embedder, cached per process."""
+    return _sentence_transformer(embedder_path(settings))
+
+
+def embedder_identity(settings: Settings) -> tuple[str, str]:
+    """(model id, version) stamped on every vector: the configured name and a hash of its weights."""
+    from twinops.domain.hashing import content_hash
+
+    path = Path(embedder_path(settings))
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    fingerprint = (
+        content_hash(*[(w.name, w.stat().st_size) for w in weights], (path / "config.json").read_text())
+        if path.exists()
+        else settings.embedding_model
+    )
+    return settings.embedding_model, fingerprint[:12]
+
+
+def load_causal_lm(reference: str, *, dtype: str = "float32"):
+    """A causal LM and its tokenizer from a resolved folder or HF id (``llm_path`` resolves)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(reference)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(reference, dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def load_base_llm(settings: Settings, *, dtype: str = "float32"):
+    return load_causal_lm(llm_path(settings), dtype=dtype)
