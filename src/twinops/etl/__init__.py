@@ -1,0 +1,24 @@
+"""Data collection (ETL): crawl an author's writing from the web, feeds, git, exports and folders
+into the MongoDB warehouse. ``run_etl(job, settings)`` is the stage; the CLI and KFP wrap it."""
+
+from twinops.etl.jobs import (
+    AuthorSources,
+    CrawlPolicy,
+    EtlJob,
+    EtlSummary,
+    FileLimits,
+    SourceKind,
+    SourceResult,
+)
+from twinops.etl.runner import run_etl
+
+__all__ = [
+    "AuthorSources",
+    "CrawlPolicy",
+    "EtlJob",
+    "EtlSummary",
+    "FileLimits",
+    "SourceKind",
+    "SourceResult",
+    "run_etl",
+]

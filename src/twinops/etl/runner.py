@@ -1,0 +1,196 @@
+"""``run_etl``: every source of every author, concurrently, into the warehouse, with a run record.
+
+One failing source never stops the others: each source runs in its own task and any failure
+becomes a one-line reason on its ``SourceResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from twinops.domain import Author, RawDocument
+from twinops.domain.documents import utcnow
+from twinops.etl.dispatch import detect_kind
+from twinops.etl.http import Fetcher, FetchError
+from twinops.etl.jobs import EtlJob, EtlSummary, ItemStatus, SourceResult, SourceSpec
+from twinops.etl.sources import SourceContext, SourceFailed, run_source
+from twinops.etl.sources.base import MAX_RECORDED_ERRORS
+from twinops.infra.crawl_runs import CrawlRunRepository
+from twinops.infra.documents import AuthorRepository, DocumentRepository
+from twinops.infra.mongo import connect
+from twinops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Called after every item and once more (finished=True) when a source is done.
+ProgressCallback = Callable[[SourceResult, bool], None]
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or utcnow()
+    return f"etl-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+class WarehouseSink:
+    """Upserts each document whole (one atomic MongoDB write) and counts outcomes per source."""
+
+    def __init__(
+        self,
+        result: SourceResult,
+        documents: DocumentRepository,
+        run_id: str,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.result = result
+        self._documents = documents
+        self._run_id = run_id
+        self._on_progress = on_progress
+
+    def _record(self, item: str, reason: str) -> None:
+        if len(self.result.errors) < MAX_RECORDED_ERRORS:
+            self.result.errors.append(f"{item}: {reason}" if item not in reason else reason)
+
+    def _tick(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.result, False)
+
+    async def add(self, document: RawDocument) -> None:
+        try:
+            # pymongo blocks: a worker thread keeps fetches flowing meanwhile.
+            outcome = await asyncio.to_thread(self._documents.upsert, document, self._run_id)
+        except PyMongoError as error:
+            self.fail(document.source_url, f"warehouse write failed ({type(error).__name__}: {error})")
+            return
+        self.result.count(ItemStatus(outcome.value))
+        self._tick()
+
+    def fail(self, item: str, reason: str) -> None:
+        self.result.count(ItemStatus.FAILED)
+        self._record(item, reason)
+        self._tick()
+
+    def skip(self, item: str, reason: str | None = None) -> None:
+        self.result.skipped += 1
+        if reason and "robots.txt" in reason:  # a politeness refusal is worth telling the user
+            self._record(item, reason)
+        self._tick()
+
+
+async def _run_one(
+    author: Author,
+    *,
+    spec: SourceSpec,
+    job: EtlJob,
+    fetcher: Fetcher,
+    documents: DocumentRepository,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+) -> SourceResult:
+    result = SourceResult(author=author.full_name, source=spec.source)
+    started = time.perf_counter()
+    sink = WarehouseSink(result, documents, run_id, on_progress)
+    try:
+        result.kind = detect_kind(spec, job)
+        await run_source(result.kind, SourceContext(author, spec, job, fetcher), sink)
+    except (SourceFailed, FetchError) as error:
+        result.reason = str(error)
+    except Exception as error:  # a bug in one source must not sink the run; keep it visible
+        log.exception("source %s failed unexpectedly", spec.source)
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        result.reason = f"unexpected {type(error).__name__}: {first_line}"
+    if result.status == "failed" and result.reason is None:
+        result.reason = result.errors[0] if result.errors else "nothing collected"
+    result.seconds = round(time.perf_counter() - started, 3)
+    if on_progress is not None:
+        on_progress(result, True)
+    return result
+
+
+async def _run_all(
+    job: EtlJob, documents: DocumentRepository, run_id: str, on_progress: ProgressCallback | None
+) -> list[SourceResult]:
+    async with Fetcher(job.crawl) as fetcher:
+        tasks = [
+            _run_one(
+                Author(full_name=entry.full_name),
+                spec=spec,
+                job=job,
+                fetcher=fetcher,
+                documents=documents,
+                run_id=run_id,
+                on_progress=on_progress,
+            )
+            for entry in job.authors
+            for spec in entry.sources
+        ]
+        return list(await asyncio.gather(*tasks))
+
+
+def _run_coroutine(coroutine_factory: Callable[[], object]) -> list[SourceResult]:
+    """``asyncio.run``, or a helper thread when the caller already runs a loop (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine_factory())  # type: ignore[arg-type]
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine_factory())  # type: ignore[arg-type]
+        except BaseException as error:  # re-raised in the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="twinops-etl")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def run_etl(job: EtlJob, settings: Settings, *, on_progress: ProgressCallback | None = None) -> EtlSummary:
+    """Collect every source of ``job`` into the warehouse and record the run in ``crawl_runs``.
+
+    Raises ServiceUnavailable when MongoDB is unreachable (before anything is fetched); every
+    other problem is recorded per source in the returned summary.
+    """
+    db = connect(settings)
+    try:
+        return _run_with(db, job, on_progress)
+    finally:
+        db.client.close()  # the run owns its connection: no monitor threads left behind
+
+
+def _run_with(db: Database, job: EtlJob, on_progress: ProgressCallback | None) -> EtlSummary:
+    documents = DocumentRepository(db)
+    runs = CrawlRunRepository(db)
+    authors = AuthorRepository(db)
+    for entry in job.authors:
+        authors.upsert(Author(full_name=entry.full_name))
+    run_id = new_run_id()
+    sources = [f"{entry.full_name}: {spec.source}" for entry in job.authors for spec in entry.sources]
+    run = runs.start(run_id, sources)
+    results: list[SourceResult] = []
+    try:
+        results = _run_coroutine(lambda: _run_all(job, documents, run_id, on_progress))
+    finally:
+        summary = EtlSummary(run_id=run_id, started_at=run.started_at, finished_at=utcnow(), sources=results)
+        runs.finish(
+            run_id,
+            # "failed": the run crashed (no results) or every source failed.
+            status="failed" if not results or summary.all_failed else "finished",
+            totals=summary.totals,
+            results=[result.model_dump(mode="json") for result in results],
+            errors=[f"{r.source}: {r.reason}" for r in results if r.status == "failed"],
+            finished_at=summary.finished_at,
+        )
+    return summary

@@ -1,0 +1,164 @@
+"""Local folders, the dispatcher, YAML configs and the demo corpus that `make run` collects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinops.domain import Category, Platform
+from twinops.errors import ConfigError
+from twinops.etl import EtlJob, SourceKind, run_etl
+from twinops.etl.dispatch import detect_kind
+from twinops.etl.jobs import SourceSpec
+from twinops.etl.sources.base import SourceFailed
+from twinops.infra.documents import DocumentRepository
+from twinops.infra.mongo import connect
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("https://blog.example.org/posts/hello", SourceKind.WEB),
+        ("https://blog.example.org/sitemap.xml", SourceKind.SITEMAP),
+        ("https://blog.example.org/post-sitemap.xml", SourceKind.SITEMAP),
+        ("https://blog.example.org/feed", SourceKind.FEED),
+        ("https://ada.substack.com/feed", SourceKind.FEED),
+        ("https://medium.com/feed/@ada", SourceKind.WEB),  # answers with XML: expanded then
+        ("https://github.com/ada/platform-tools", SourceKind.GIT),
+        ("https://github.com/ada/platform-tools/blob/main/README.md", SourceKind.WEB),
+        ("https://git.example.org/ada/tools.git", SourceKind.GIT),
+        ("git@github.com:ada/tools.git", SourceKind.GIT),
+        ("ssh://git@example.org/ada/tools", SourceKind.GIT),
+    ],
+)
+def test_dispatch_by_url(source: str, kind: SourceKind) -> None:
+    job = EtlJob.for_author("Ada", [source])
+    assert detect_kind(job.authors[0].sources[0], job) is kind
+
+
+def test_dispatch_by_file_type_and_bad_strings(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "export.zip").write_bytes(b"")
+    (tmp_path / "post.md").write_text("# Hi\n")
+    (tmp_path / "report.docx").write_bytes(b"PK")
+    job = EtlJob.for_author("Ada", ["x"], base_dir=tmp_path)
+
+    def kind(source: str) -> SourceKind:
+        return detect_kind(SourceSpec(source=source), job)
+
+    assert kind("notes") is SourceKind.FOLDER
+    assert kind(str(tmp_path / "export.zip")) is SourceKind.EXPORT
+    assert kind("post.md") is SourceKind.FOLDER
+    assert kind("notes") is SourceKind.FOLDER
+    for bad, reason in {
+        "report.docx": "unknown source kind",
+        "mailto:ada@example.org": "unknown source kind",
+        "https:///path-only": "malformed URL",
+        "http//example.org/x": "neither a URL nor an existing local path",
+    }.items():
+        with pytest.raises(SourceFailed, match=reason):
+            kind(bad)
+
+
+def test_folder_source_reads_front_matter_titles_and_reports_bad_files(
+    tmp_path: Path, mongo_settings
+) -> None:
+    folder = tmp_path / "writing"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text(
+        "---\ntitle: Boring Wins\ndate: 2024-01-02\ntags: [k8s, platform]\n---\n\nBody of the post.\n"
+    )
+    (folder / "sub/b.md").write_text("# Heading Title\n\nSecond body.\n")
+    (folder / "c.txt").write_text("Short post title\n\nA short post body.\n")
+    (folder / "d.html").write_text(
+        "<html><head><title>Html Post</title></head><body><article><p>"
+        + "An html page with enough words to count as an article about queues and GPUs. " * 3
+        + "</p></article></body></html>"
+    )
+    (folder / "bad.md").write_bytes(b"caf\xe9 au lait")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden/x.md").write_text("# hidden\n\nnope\n")
+    (folder / "image.png").write_bytes(b"\x89PNG")
+
+    summary = run_etl(EtlJob.for_author("Ada Quill", [str(folder)]), mongo_settings)
+    result = summary.sources[0]
+    assert (result.kind, result.new, result.failed, result.status) == ("folder", 4, 1, "ok")
+    assert "bad.md is not valid UTF-8 (byte 0xe9 at offset 3)" in result.errors[0]
+
+    stored = {
+        d.document.metadata["path"]: d.document
+        for d in DocumentRepository(connect(mongo_settings)).changed_since()
+    }
+    a = stored["a.md"]
+    assert (a.title, a.content, a.category, a.platform) == (
+        "Boring Wins",
+        "Body of the post.",
+        Category.ARTICLES,
+        Platform.LOCAL,
+    )
+    assert a.published_at.isoformat().startswith("2024-01-02") and a.metadata["tags"] == "k8s, platform"
+    assert a.source_url == "local://ada-quill/writing/a.md"
+    assert (stored["sub/b.md"].title, stored["sub/b.md"].content) == ("Heading Title", "Second body.")
+    assert (stored["c.txt"].title, stored["c.txt"].category) == ("Short post title", Category.POSTS)
+    assert stored["d.html"].title == "Html Post" and "queues and GPUs" in stored["d.html"].content
+
+
+def test_yaml_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
+    config = tmp_path / "configs" / "mine.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "base_dir: ..\nlimit: 5\nauthors:\n  - full_name: Ada Quill\n    sources:\n      - corpus\n"
+        "      - source: https://blog.example.org/feed.xml\n        since: 2024-01-01\n"
+    )
+    job = EtlJob.from_yaml(config)
+    assert job.resolve_path("corpus") == tmp_path / "corpus"
+    spec = job.authors[0].sources[1]
+    assert spec.since.tzinfo is not None and job.limit == 5
+
+    handbook = tmp_path / "handbook.yaml"
+    handbook.write_text("parameters:\n  authors:\n    - full_name: Ada\n      sources: [https://a.org/x]\n")
+    assert EtlJob.from_yaml(handbook).authors[0].full_name == "Ada"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("authors: []\n", "`authors` List should have at least 1 item"),
+        ("authors:\n  - full_name: Ada\n", "`authors.0.sources` Field required"),
+        ("authors:\n  - full_name: Ada\n    sources: [x]\n    extra: 1\n", "`authors.0.extra`"),
+        ("- just a list\n", "must be a mapping"),
+        ("authors: [\n", "not readable YAML"),
+    ],
+)
+def test_bad_configs_fail_with_one_line(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        EtlJob.from_yaml(config)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="does not exist"):
+        EtlJob.from_yaml(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT_ROOT / "configs/etl").glob("*.yaml")))
+def test_shipped_configs_are_valid(name: str) -> None:
+    job = EtlJob.from_yaml(PROJECT_ROOT / "configs/etl" / name)
+    assert job.authors and all(entry.sources for entry in job.authors)
+
+
+def test_demo_config_collects_the_demo_corpus(mongo_settings) -> None:
+    job = EtlJob.from_yaml(PROJECT_ROOT / "configs/etl/demo.yaml")
+    summary = run_etl(job, mongo_settings)
+    result = summary.sources[0]
+    assert result.status == "ok" and result.failed == 0 and result.new >= 19
+    documents = [d.document for d in DocumentRepository(connect(mongo_settings)).changed_since()]
+    assert {d.author_name for d in documents} == {"Ada Quill"}
+    articles = [d for d in documents if d.category is Category.ARTICLES]
+    posts = [d for d in documents if d.category is Category.POSTS]
+    assert len(articles) >= 16 and len(posts) >= 3
+    assert all(d.title and d.published_at for d in documents)
+    assert all(150 <= len(d.content.split()) <= 400 for d in articles)
+    assert run_etl(job, mongo_settings).totals["unchanged"] == result.new
