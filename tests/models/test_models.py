@@ -24,6 +24,7 @@ def test_real_smollm2_generates(bundled_models_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert isinstance(model, LlamaForCausalLM)
     assert model.config.hidden_size == 576
+    assert getattr(model.config, "quantization_config", None) is None, "weights are plain floats"
     assert tokenizer.chat_template, "the GGUF's chat template survives the conversion"
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],

@@ -61,6 +61,10 @@ def pull_smollm2(settings: Settings) -> PulledModel:
     )
     config = gguf_model.config
     config.architectures = ["LlamaForCausalLM"]
+    # The weights are dequantized floats now; a leftover GGUF quantization_config would make
+    # later tools (GPTQ, merges) treat the folder as already quantized.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     model = LlamaForCausalLM(config)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
