@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from twinops.domain.hashing import content_hash, stable_uuid
+from twinops.domain.hashing import content_hash, drop_computed_fields, stable_uuid
 
 
 def utcnow() -> datetime:
@@ -36,6 +37,11 @@ class Platform(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_computed(cls, data: Any) -> Any:
+        return drop_computed_fields(cls, data)
 
 
 class Author(_Frozen):

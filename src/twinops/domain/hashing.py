@@ -29,6 +29,14 @@ def content_hash(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+def drop_computed_fields(model_cls: type, data: Any) -> Any:
+    """Let a model read its own dump back: computed fields (ids, hashes) are derived, not input."""
+    computed = getattr(model_cls, "model_computed_fields", {})
+    if isinstance(data, dict) and any(key in data for key in computed):
+        return {key: value for key, value in data.items() if key not in computed}
+    return data
+
+
 def stable_uuid(*parts: Any) -> str:
     """A UUIDv5 string derived from ``parts``; equal inputs give equal ids."""
     return str(uuid.uuid5(TWINOPS_NAMESPACE, content_hash(*parts)))

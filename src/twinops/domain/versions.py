@@ -6,10 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from twinops.domain.documents import utcnow
-from twinops.domain.hashing import content_hash
+from twinops.domain.hashing import content_hash, drop_computed_fields
 
 
 class DatasetKind(StrEnum):
@@ -37,6 +37,11 @@ class DatasetVersion(BaseModel):
     stats: dict[str, Any] = Field(default_factory=dict)
     uri: str | None = Field(None, description="Where the materialized dataset lives.")
     created_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_computed(cls, data: Any) -> Any:
+        return drop_computed_fields(cls, data)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
