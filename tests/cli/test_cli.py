@@ -15,10 +15,10 @@ def _all_command_paths() -> list[list[str]]:
     paths: list[list[str]] = [[]]
 
     def walk(command: click.Command, prefix: list[str]) -> None:
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                paths.append([*prefix, name])
-                walk(sub, [*prefix, name])
+        # typer's groups are not click.Group subclasses in every version: look for sub-commands.
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
 
     walk(root, [])
     return paths
