@@ -34,7 +34,24 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	.venv-mongo/bin/python -m pip install $(PIP_FLAGS) "secantusdb==0.7.0b3"
 	touch $@
 
-install: $(VENV)/.installed .venv-mongo/.installed ## Create .venv (and .venv-mongo) and install everything
+# GPTQ (gptqmodel) needs protobuf>=7.34 while kfp pins protobuf<7: its own environment, run as a
+# separate process (`twinops quantize`). gptqmodel 7.6.0 is the newest that accepts torch 2.13 (7.7
+# wants >=2.14.1); it builds no CUDA extension at install (its kernels are JIT/torch on CPU). The
+# twinops package goes in without the ml extra; optimum lets transformers load the GPTQ output.
+.venv-quantize/.installed: pyproject.toml constraints.txt
+	@test -x .venv-quantize/bin/python || $(PYTHON) -m venv .venv-quantize
+	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) --upgrade pip wheel setuptools
+	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
+	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) \
+		"gptqmodel==7.6.0" "optimum==2.3.0" "transformers==5.23.0" -e .
+	touch $@
+
+# Debian packages the suite runs for real: redis-server (Feast's Redis online store tests).
+system-deps: ## Install system packages (redis-server) when missing
+	@command -v redis-server >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+
+install: system-deps $(VENV)/.installed .venv-mongo/.installed .venv-quantize/.installed ## Create .venv (and .venv-mongo) and install everything
 
 models: install ## Cache the bundled models under TWINOPS_HOME/models
 	$(BIN)/twinops models pull
@@ -57,12 +74,27 @@ format: install
 bench: install ## Benchmarks: ratios against the raw libraries
 	@for b in bench/*/run.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-pipelines: install ## Compile the KFP pipelines into pipelines/compiled/
+pipelines: install ## Compile the KFP pipelines into pipelines/compiled/ (and component READMEs)
 	$(BIN)/twinops pipeline compile
+	$(BIN)/twinops pipeline docs
 
-manifests: ## Render the kustomize overlays into manifests/rendered/
+# The image names twinops.pipelines.images uses: same env, same defaults.
+IMAGE_REGISTRY ?= $(or $(TWINOPS_IMAGE_REGISTRY),ghcr.io/twinops)
+IMAGE_TAG ?= $(or $(TWINOPS_IMAGE_TAG),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
+images: ## Build the data/train/quantize images (PUSH=1 pushes); without Docker, print the commands
+	@for f in data train quantize; do \
+	  ref=$(IMAGE_REGISTRY)/twinops-$$f:$(IMAGE_TAG); \
+	  build="docker build -f images/$$f/Dockerfile --build-arg TWINOPS_VERSION=$(IMAGE_TAG) -t $$ref ."; \
+	  if docker info >/dev/null 2>&1; then \
+	    echo "+ $$build"; $$build || exit 1; \
+	    if [ -n "$(PUSH)" ]; then echo "+ docker push $$ref"; docker push $$ref || exit 1; fi; \
+	  else echo "$$build"; [ -n "$(PUSH)" ] && echo "docker push $$ref"; true; fi; \
+	done
+
+manifests: ## Render the kustomize overlays into manifests/rendered/ (and the Helm chart if helm is there)
 	@mkdir -p manifests/rendered
 	@for o in kustomize/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > manifests/rendered/$$n.yaml && echo "rendered $$n"; done
+	@if command -v helm >/dev/null; then helm template twinops charts/twinops > manifests/rendered/helm.yaml && echo "rendered helm"; fi
 
 services-down: ## Stop the embedded services
 	-$(BIN)/twinops services down

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,10 +41,25 @@ class Settings(BaseSettings):
     mlflow_port: int | None = Field(None, description="Port of the embedded MLflow; unset = free.")
 
     feast_repo: Path | None = Field(None, description="Feast feature repo; unset = generated one.")
+    feast_online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="Feast online store: sqlite under TWINOPS_HOME, or redis (cluster)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the Feast online store.")
 
     base_model: str = Field(BUNDLED_LLM, description="Base LLM: HF id, local path or bundled:NAME.")
     embedding_model: str = Field(BUNDLED_EMBEDDER, description="Embedder: HF id, path or bundled.")
 
+    generator_url: str | None = Field(None, description="OpenAI-compatible base URL (ending /v1) for datasets.")
+    generator_model: str | None = Field(None, description="Model name sent to the generator endpoint.")
+    generator_api_key: str | None = Field(None, description="Bearer key for the generator endpoint.")
+    generator_timeout: float = Field(60.0, description="Seconds per generator request before a retry.")
+
+    quantize_python: Path | None = Field(
+        None, description="Python of the GPTQ environment; unset = .venv-quantize beside the project."
+    )
+    judge_url: str | None = Field(None, description="OpenAI-compatible base URL (ending /v1) of the judge.")
+    judge_model: str | None = Field(None, description="Model name sent to the judge endpoint.")
+    judge_api_key: str | None = Field(None, description="Bearer key for the judge endpoint.")
     service_start_timeout: float = Field(60.0, description="Seconds to wait for a service to start.")
 
     @field_validator("home", mode="after")

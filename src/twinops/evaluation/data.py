@@ -1,0 +1,82 @@
+"""The golden and preference sets (contract 4), by DatasetVersion id, 'latest', or folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from twinops.errors import ConfigError, NotFound
+from twinops.settings import Settings
+
+
+class GoldenRow(BaseModel):
+    instruction: str
+    reference: str
+    document_id: str = ""
+    chunk_id: str = ""
+
+
+def _folder(reference: str, kind: str, settings: Settings) -> tuple[Path, str]:
+    """(dataset folder, version label) for a folder path, a version id or 'latest'."""
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return path, str(path)
+    if "/" in reference or reference.startswith("."):
+        raise NotFound(
+            f"{kind} dataset folder {path} does not exist: pass a folder, a version id or 'latest'"
+        )
+    from twinops.domain.versions import DatasetKind
+    from twinops.infra.dataset_versions import DatasetVersionRepository
+    from twinops.infra.mongo import connect
+
+    repository = DatasetVersionRepository(connect(settings))
+    if reference == "latest":
+        version = repository.latest(DatasetKind(kind))
+        if version is None:
+            raise NotFound(f"no {kind} dataset exists yet: run `twinops datasets build` first")
+    else:
+        version = repository.get(reference)
+        if version.kind.value != kind:
+            raise ConfigError(f"dataset version {reference!r} is a {version.kind.value} set, not {kind}")
+    if not version.uri or not Path(version.uri).is_dir():
+        raise NotFound(f"dataset version {version.id} has no folder at {version.uri}: rebuild it")
+    return Path(version.uri), version.id
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        raise NotFound(f"{path} is missing: the dataset folder is incomplete, rebuild it")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_golden(reference: str, settings: Settings, limit: int) -> tuple[list[GoldenRow], str]:
+    folder, label = _folder(reference, "golden", settings)
+    rows = [
+        GoldenRow.model_validate({k: v for k, v in row.items() if k in GoldenRow.model_fields})
+        for row in _jsonl(folder / "test.jsonl")
+    ]
+    if not rows:
+        raise ConfigError(f"golden set {label} is empty: rebuild it with more documents")
+    return rows[:limit], label
+
+
+def _last_content(messages) -> str:
+    if isinstance(messages, list) and messages:
+        return str(messages[-1].get("content", ""))
+    return str(messages or "")
+
+
+def load_preference_pairs(reference: str, settings: Settings) -> tuple[list[str], list[str], str]:
+    """(author texts = chosen, base-model texts = rejected, version label) from train + test."""
+    folder, label = _folder(reference, "preference", settings)
+    rows = [
+        row
+        for split in ("train", "test")
+        if (folder / f"{split}.jsonl").exists()
+        for row in _jsonl(folder / f"{split}.jsonl")
+    ]
+    chosen = [_last_content(row.get("chosen")) for row in rows]
+    rejected = [_last_content(row.get("rejected")) for row in rows]
+    return [t for t in chosen if t.strip()], [t for t in rejected if t.strip()], label

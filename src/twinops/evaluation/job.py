@@ -1,0 +1,80 @@
+"""What an evaluation is asked to do and what it reports (pydantic, no heavy imports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ModelSpec(BaseModel):
+    """One model in the comparison: a display name and a folder (merged HF model or GPTQ folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Column name in the report, e.g. base, sft, dpo, gptq.")
+    path: str = Field(description="Model folder, bundled:NAME, or HF id.")
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """``NAME=PATH`` as the CLI takes it."""
+        name, sep, path = text.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            from twinops.errors import ConfigError
+
+            raise ConfigError(f"--model {text!r} is not NAME=PATH: write e.g. --model sft=runs/sft/r1/merged")
+        return cls(name=name.strip(), path=path.strip())
+
+
+class EvaluationJob(BaseModel):
+    """Models side by side on the golden set; every part can be switched off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(min_length=1)
+    golden: str = Field("latest", description="Golden DatasetVersion id, 'latest', or a dataset folder.")
+    preference: str | None = Field(
+        "latest",
+        description="Preference DatasetVersion id/'latest'/folder for the style classifier; None = skip.",
+    )
+    max_questions: int = Field(16, ge=1, description="Golden questions used (generation dominates the time).")
+    max_new_tokens: int = Field(64, ge=1, description="Tokens generated per answer (greedy).")
+    max_length: int = Field(256, ge=16, description="Tokens per text for perplexity.")
+    judge: bool = Field(True, description="Ask the LLM judge when TWINOPS_JUDGE_URL is configured.")
+    retrieval: bool = Field(True, description="Measure hit@k/MRR of the golden questions in Qdrant.")
+    retrieval_k: int = Field(5, ge=1)
+    rerank_candidates: int = Field(20, ge=1, description="Qdrant hits the reranker reorders.")
+    reranker_path: str | None = Field(None, description="CrossEncoder folder; None = without reranker only.")
+    author_id: str | None = Field(None, description="Restrict retrieval to one author.")
+    output_dir: Path | None = Field(None, description="Default TWINOPS_HOME/reports/evaluation/<timestamp>.")
+    track: bool = Field(True, description="Log one MLflow run per model (nested in a comparison run).")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        names = [model.name for model in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return models
+
+
+class ModelScores(BaseModel):
+    name: str
+    path: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+class EvaluationReport(BaseModel):
+    report_dir: str
+    golden: str
+    questions: int
+    models: list[ModelScores]
+    retrieval: dict[str, float] = Field(
+        default_factory=dict, description="hit@k / MRR with and without reranker."
+    )
+    judge: str = Field(description="'used <model>' or why it was skipped.")
+    style_classifier: dict[str, float] = Field(default_factory=dict, description="Its held-out accuracy.")
+    files: dict[str, str] = Field(default_factory=dict, description="table.md, table.html, plots.")
+    mlflow_run_id: str | None = Field(None, description="The comparison (parent) run.")
+    skipped: list[str] = Field(default_factory=list, description="Parts not measured, and why.")

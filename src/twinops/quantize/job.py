@@ -1,0 +1,62 @@
+"""What a GPTQ run is asked to do and what it reports: pydantic models, no torch import.
+
+The job is built in the core environment (CLI, KFP component) and handed as JSON to the
+``.venv-quantize`` interpreter, so it only carries plain paths and numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class QuantizeJob(BaseModel):
+    """A GPTQ quantization of one merged causal LM (a normal HF folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path = Field(description="Merged HF model folder to quantize (config.json + safetensors).")
+    output_dir: Path = Field(description="Where the GPTQ model is written (replaced whole on success).")
+    bits: Literal[2, 3, 4, 8] = Field(4, description="Weight bits.")
+    group_size: int = Field(
+        64,
+        description="Columns sharing one scale/zero; must divide every linear in-feature (-1 = per column).",
+    )
+    desc_act: bool = Field(False, description="Act-order (slower kernels; off keeps vLLM's fast path).")
+    sym: bool = Field(True, description="Symmetric quantization (what vLLM's Marlin kernels expect).")
+    calibration_path: Path | None = Field(
+        None,
+        description="chunks.jsonl (features artifact), a features folder, a dataset folder with "
+        "train.jsonl/test.jsonl, or a .txt/.jsonl of texts.",
+    )
+    calibration_texts: list[str] = Field(default_factory=list, description="Texts used instead of a path.")
+    calibration_samples: int = Field(64, ge=1, description="Calibration texts drawn from the corpus.")
+    held_out_samples: int = Field(16, ge=1, description="Author texts kept aside for perplexity.")
+    max_seq_len: int = Field(256, ge=16, description="Tokens per calibration / perplexity text.")
+    seed: int = 0
+
+
+class QuantizeResult(BaseModel):
+    """Sizes and perplexities before/after, and where the quantized model is."""
+
+    model_path: str
+    output_dir: str
+    bits: int
+    group_size: int
+    calibration_samples: int
+    held_out_samples: int
+    size_before_bytes: int = Field(description="Weights of the source folder on disk.")
+    size_after_bytes: int = Field(description="Weights of the GPTQ folder on disk.")
+    linear_bytes_bf16: int = Field(description="The quantized linear layers as bf16 would weigh.")
+    linear_bytes_quantized: int = Field(description="qweight + qzeros + scales + g_idx of those layers.")
+    linear_size_ratio: float = Field(description="linear_bytes_quantized / linear_bytes_bf16.")
+    perplexity_before: float
+    perplexity_after: float
+    perplexity_ratio: float
+    seconds: float = Field(description="Wall time of the GPTQ pass (load, calibrate, pack, save).")
+    quantizer: str = Field(description="Quantizer package and version.")
+    loaded_with_transformers: bool = Field(
+        description="The output was reloaded with AutoModelForCausalLM for the 'after' perplexity."
+    )

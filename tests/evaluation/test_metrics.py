@@ -1,0 +1,63 @@
+"""Each evaluation metric on tiny inputs: real MiniLM, a real tiny Llama, a real sklearn classifier."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from twinops.evaluation.metrics import embedding_cosine, hit_and_reciprocal_rank, rouge_l
+from twinops.evaluation.perplexity import perplexity
+from twinops.evaluation.style import StyleClassifier
+from twinops.models.loaders import load_embedder
+
+AUTHOR = [
+    "Ship it small. Version the data, track the run, promote on numbers.",
+    "Here's the trick: log the dataset version with the model.",
+]
+
+
+def test_rouge_l_and_hit_rank() -> None:
+    assert rouge_l(["the cat sat"], ["the cat sat"]) == [1.0]
+    assert rouge_l(["dogs bark loudly"], ["the cat sat"]) == [0.0]
+    assert hit_and_reciprocal_rank(["a", "b", "c"], "b", k=1) == (0.0, 0.5)
+    assert hit_and_reciprocal_rank(["a", "b", "c"], "b", k=2) == (1.0, 0.5)
+    assert hit_and_reciprocal_rank(["a"], "z", k=5) == (0.0, 0.0)
+
+
+def test_embedding_cosine_with_minilm(eval_settings) -> None:
+    embedder = load_embedder(eval_settings)
+    close, far = embedding_cosine(
+        embedder,
+        ["Qdrant stores the embeddings.", "I like pancakes for breakfast."],
+        ["The embeddings are stored in Qdrant.", "The embeddings are stored in Qdrant."],
+    )
+    assert close > 0.7 > far
+
+
+def test_perplexity_of_tiny_llama(tiny_llama: Path) -> None:
+    from twinops.models.loaders import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(tiny_llama))
+    value = perplexity(model, tokenizer, AUTHOR, max_length=32)
+    # A random 2-layer model is near-uniform over its 49k vocabulary.
+    assert 1000 < value < 200_000
+    assert math.isnan(perplexity(model, tokenizer, ["x"], max_length=32)) or value > 0
+
+
+def test_style_classifier_tells_author_from_base(eval_settings, style_corpus) -> None:
+    embedder = load_embedder(eval_settings)
+    classifier = StyleClassifier.fit(embedder, *style_corpus)
+    author, base = classifier.author_probability(
+        ["Measure twice, ship once: pin the dataset version.", "Certainly! Here is a comprehensive overview."]
+    )
+    assert author > 0.5 > base
+    assert 0.0 <= classifier.held_out_accuracy <= 1.0 and classifier.trained_on == 16
+
+
+def test_style_classifier_needs_enough_texts(eval_settings) -> None:
+    from twinops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="style classifier needs"):
+        StyleClassifier.fit(load_embedder(eval_settings), AUTHOR, AUTHOR)
