@@ -1,0 +1,10 @@
+"""The ``dpo`` component (see README.md, generated from its docstring).
+
+The definition lives in ``twinops.pipelines.components.dpo`` so the installed package, the
+pipelines and this folder share one source; this file is the folder's entry point, as in
+kubeflow/pipelines-components.
+"""
+
+from twinops.pipelines.components.dpo import dpo
+
+__all__ = ["dpo"]

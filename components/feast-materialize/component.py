@@ -1,0 +1,10 @@
+"""The ``feast-materialize`` component (see README.md, generated from its docstring).
+
+The definition lives in ``twinops.pipelines.components.feast_materialize`` so the installed package, the
+pipelines and this folder share one source; this file is the folder's entry point, as in
+kubeflow/pipelines-components.
+"""
+
+from twinops.pipelines.components.feast_materialize import feast_materialize
+
+__all__ = ["feast_materialize"]

@@ -1,0 +1,10 @@
+"""The ``quantize`` component (see README.md, generated from its docstring).
+
+The definition lives in ``twinops.pipelines.components.quantize`` so the installed package, the
+pipelines and this folder share one source; this file is the folder's entry point, as in
+kubeflow/pipelines-components.
+"""
+
+from twinops.pipelines.components.quantize import quantize, quantize_local
+
+__all__ = ["quantize", "quantize_local"]

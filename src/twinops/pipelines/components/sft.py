@@ -1,0 +1,53 @@
+# ruff: noqa: B006, PLR0917
+# KFP serializes parameter defaults into the component spec (never mutated: B006) and passes
+# every input by keyword (PLR0917).
+"""The sft component: supervised fine-tuning (LoRA) of the base LLM on the instruction dataset."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from twinops.pipelines.images import ImageFamily, image
+
+
+@dsl.component(base_image=image(ImageFamily.TRAIN), install_kfp_package=False)
+def sft(
+    instruction: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    base_model: str = "",
+    max_steps: int = 20,
+    options: dict = {},
+) -> str:
+    """Fine-tune the base LLM with LoRA on the instruction dataset (TRL SFT) and merge the adapter.
+
+    Calls ``twinops.training.train_sft``: the run lands under ``TWINOPS_HOME/runs/sft/<run>/``
+    with ``adapter/`` and ``merged/`` and is tracked in MLflow with the dataset version id.
+
+    Args:
+        instruction: Pointer to the instruction DatasetVersion (from ``build_datasets``).
+        base_model: HF id, local path or ``bundled:NAME``; empty means TWINOPS_BASE_MODEL.
+        max_steps: Optimizer steps (small by default: a smoke-sized run).
+        options: Extra ``SFTJob`` fields as a mapping (learning rate, LoRA rank, batch size).
+        model: Pointer to the merged model folder, with the MLflow run id and dataset ids.
+        metrics: Training loss and eval metrics of the run.
+        report: The run's key facts (base model, steps, loss, where the model is).
+
+    Returns:
+        The MLflow run id of the training run.
+    """
+    from twinops.pipelines import artifacts
+    from twinops.pipelines.jobs import build_training_job
+    from twinops.training import SFTJob, train_sft
+
+    settings = artifacts.component_settings()
+    dataset = artifacts.read_pointer(instruction)
+    fields = {"dataset": dataset["version_id"], **dict(options)}
+    if base_model:
+        fields["model"] = base_model
+    result = train_sft(build_training_job(SFTJob, fields, max_steps=max_steps), settings)
+    info = artifacts.model_pointer_info(result)
+    artifacts.write_pointer(model, kind="llm", path=result.model_dir, settings=settings, **info)
+    logged = artifacts.log_metrics(metrics, dict(result.metrics))
+    artifacts.write_text(report, artifacts.markdown_table("SFT run", {**info, **logged}))
+    return str(result.mlflow_run_id or result.run_name)

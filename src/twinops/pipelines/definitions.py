@@ -1,0 +1,257 @@
+# ruff: noqa: B006, PLR0917
+# KFP serializes parameter defaults into the pipeline spec (never mutated: B006) and passes
+# every input by keyword (PLR0917).
+"""The pipelines: feature (ingest → gate → embed → materialize), training (datasets → SFT → DPO →
+quantize → evaluate → register-and-gate, plus the reranker branch) and twin (both, end to end).
+
+Each pipeline is built by a factory so one definition serves two targets: ``cluster`` (the
+compiled YAML: GPU placement, PVC, ConfigMap, Secret, retries, caching, and the quantize step as a
+container in the quantize image) and ``local`` (``kfp.local``: the same graph with the quantize step
+as a Python component that hands off to ``.venv-quantize``). ``@dsl.pipeline`` traces the function
+when it is applied, so the target is fixed per factory call. (No ``from __future__ import
+annotations`` here: kfp reads the pipeline signatures' annotations as real types.)
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kfp import dsl
+
+from twinops.pipelines import components as c
+from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile, cpu_step, gpu_step
+
+Target = Literal["cluster", "local"]
+
+DEFAULT_AUTHOR = "Ada Quill"
+DEFAULT_SOURCES = ["data/demo-corpus"]
+
+
+@dataclass(frozen=True)
+class Build:
+    """How a pipeline is built: for which target, with which cluster placement."""
+
+    target: Target = "cluster"
+    profile: ClusterProfile = DEFAULT_PROFILE
+
+    def place(self, task: Any, name: str, *, cache: bool) -> Any:
+        task.set_display_name(name)
+        # kfp.local honours retries: on one machine a failure is a bug to read, not a flaky node.
+        profile = self.profile if self.target == "cluster" else self.profile.model_copy(update={"retries": 0})
+        if name in c.GPU_COMPONENTS:
+            return gpu_step(task, profile, cache=cache)
+        return cpu_step(task, profile, cache=cache)
+
+
+def feature_steps(build: Build, *, author: Any, sources: Any, limit: Any, feature_options: Any) -> Any:
+    """Add ingest → clean-and-gate → chunk-embed-load → feast-materialize; return the last task."""
+    # Every feature step reads or writes live state (web, MongoDB, Qdrant, Feast): never cached.
+    crawl = build.place(c.ingest(author=author, sources=sources, limit=limit), "ingest", cache=False)
+    gate = build.place(
+        c.clean_and_gate(author=author, crawl=crawl.outputs["crawl"], options=feature_options),
+        "clean-and-gate",
+        cache=False,
+    )
+    embed = build.place(
+        c.chunk_embed_load(author=author, gate=gate.outputs["gate"], options=feature_options),
+        "chunk-embed-load",
+        cache=False,
+    )
+    return build.place(
+        c.feast_materialize(features=embed.outputs["features"]), "feast-materialize", cache=False
+    )
+
+
+def training_steps(
+    build: Build,
+    *,
+    author: Any,
+    features_version: Any,
+    base_model: Any,
+    max_chunks: Any,
+    sft_max_steps: Any,
+    dpo_max_steps: Any,
+    reranker_max_steps: Any,
+    quantize_bits: Any,
+    eval_max_questions: Any,
+    gate: Any,
+    dataset_options: Any,
+    training_options: Any,
+) -> Any:
+    """Add datasets → SFT → DPO → quantize → evaluate → register-and-gate (+ reranker branch)."""
+    # Datasets read the warehouse (not cached); training steps take content-addressed dataset
+    # versions and pointers as inputs, so KFP's cache is safe there and saves GPU hours.
+    datasets = build.place(
+        c.build_datasets(
+            author=author, features_version=features_version, max_chunks=max_chunks, options=dataset_options
+        ),
+        "build-datasets",
+        cache=False,
+    )
+    sft = build.place(
+        c.sft(
+            instruction=datasets.outputs["instruction"],
+            base_model=base_model,
+            max_steps=sft_max_steps,
+            options=training_options,
+        ),
+        "sft",
+        cache=True,
+    )
+    dpo = build.place(
+        c.dpo(
+            sft_model=sft.outputs["model"],
+            preference=datasets.outputs["preference"],
+            max_steps=dpo_max_steps,
+            options=training_options,
+        ),
+        "dpo",
+        cache=True,
+    )
+    quantize_component = c.quantize if build.target == "cluster" else c.quantize_local
+    quantize = build.place(
+        quantize_component(
+            model=dpo.outputs["model"], calibration=datasets.outputs["instruction"], bits=quantize_bits
+        ),
+        "quantize",
+        cache=True,
+    )
+    reranker = build.place(
+        c.train_reranker(reranker=datasets.outputs["reranker"], max_steps=reranker_max_steps),
+        "train-reranker",
+        cache=True,
+    )
+    evaluation = build.place(
+        c.evaluate(
+            model=quantize.outputs["quantized"],
+            golden=datasets.outputs["golden"],
+            preference=datasets.outputs["preference"],
+            reranker_model=reranker.outputs["model"],
+            max_questions=eval_max_questions,
+        ),
+        "evaluate",
+        cache=True,
+    )
+    return build.place(
+        c.register_and_gate(
+            model=quantize.outputs["quantized"],
+            evaluation=evaluation.outputs["evaluation"],
+            reranker_model=reranker.outputs["model"],
+            gate=gate,
+        ),
+        "register-and-gate",
+        cache=False,
+    )
+
+
+def build_feature_pipeline(build: Build | None = None) -> Any:
+    build = build or Build()
+
+    @dsl.pipeline(
+        name="feature-pipeline",
+        description="Feature side of the LLM Twin: crawl → clean and gate → chunk, embed, load → Feast.",
+    )
+    def feature_pipeline(
+        author: str = DEFAULT_AUTHOR,
+        sources: list = DEFAULT_SOURCES,
+        limit: int = 0,
+        feature_options: dict = {},
+    ) -> str:
+        last = feature_steps(
+            build, author=author, sources=sources, limit=limit, feature_options=feature_options
+        )
+        return last.outputs["Output"]
+
+    return feature_pipeline
+
+
+def build_training_pipeline(build: Build | None = None) -> Any:
+    build = build or Build()
+
+    @dsl.pipeline(
+        name="training-pipeline",
+        description=(
+            "Training side of the LLM Twin: datasets → SFT → DPO → GPTQ → evaluate → "
+            "register and gate, with a reranker branch. Runs on the latest features by default."
+        ),
+    )
+    def training_pipeline(
+        author: str = DEFAULT_AUTHOR,
+        features_version: str = "",
+        base_model: str = "",
+        max_chunks: int = 16,
+        sft_max_steps: int = 10,
+        dpo_max_steps: int = 10,
+        reranker_max_steps: int = 10,
+        quantize_bits: int = 4,
+        eval_max_questions: int = 16,
+        gate: dict = {},
+        dataset_options: dict = {},
+        training_options: dict = {},
+    ) -> str:
+        gate = training_steps(
+            build,
+            author=author,
+            features_version=features_version,
+            base_model=base_model,
+            max_chunks=max_chunks,
+            sft_max_steps=sft_max_steps,
+            dpo_max_steps=dpo_max_steps,
+            reranker_max_steps=reranker_max_steps,
+            quantize_bits=quantize_bits,
+            eval_max_questions=eval_max_questions,
+            gate=gate,
+            dataset_options=dataset_options,
+            training_options=training_options,
+        )
+        return gate.outputs["Output"]
+
+    return training_pipeline
+
+
+def build_twin_pipeline(build: Build | None = None) -> Any:
+    build = build or Build()
+
+    @dsl.pipeline(
+        name="twin-pipeline",
+        description=(
+            "The LLM Twin end to end: the feature pipeline, then the training pipeline on the "
+            "features it produced. The continuous-training entry point."
+        ),
+    )
+    def twin_pipeline(
+        author: str = DEFAULT_AUTHOR,
+        sources: list = DEFAULT_SOURCES,
+        limit: int = 0,
+        feature_options: dict = {},
+        base_model: str = "",
+        max_chunks: int = 16,
+        sft_max_steps: int = 10,
+        dpo_max_steps: int = 10,
+        reranker_max_steps: int = 10,
+        quantize_bits: int = 4,
+        eval_max_questions: int = 16,
+        gate: dict = {},
+        dataset_options: dict = {},
+        training_options: dict = {},
+    ) -> str:
+        materialized = feature_steps(
+            build, author=author, sources=sources, limit=limit, feature_options=feature_options
+        )
+        gate = training_steps(
+            build,
+            author=author,
+            features_version=materialized.outputs["Output"],
+            base_model=base_model,
+            max_chunks=max_chunks,
+            sft_max_steps=sft_max_steps,
+            dpo_max_steps=dpo_max_steps,
+            reranker_max_steps=reranker_max_steps,
+            quantize_bits=quantize_bits,
+            eval_max_questions=eval_max_questions,
+            gate=gate,
+            dataset_options=dataset_options,
+            training_options=training_options,
+        )
+        return gate.outputs["Output"]
+
+    return twin_pipeline

@@ -1,0 +1,35 @@
+"""Library jobs as the components build them: pipeline parameters merged over ``options``.
+
+Every job model forbids unknown fields; a bad option becomes one ``ConfigError`` line naming the
+field, before any work starts. ``max_steps`` (a pipeline parameter) replaces only the trainer's
+step count and keeps the stage's other trainer defaults (DPO's learning rate, the reranker's
+batch size).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twinops.errors import ConfigError
+
+
+def validate_job(job_class: type, fields: dict[str, Any]) -> Any:
+    """``job_class`` from ``fields``; the first validation problem as one line."""
+    from pydantic import ValidationError
+
+    try:
+        return job_class.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(job)"
+        raise ConfigError(
+            f"{job_class.__name__} option `{where}` {first['msg'].lower()}: fix the component options"
+        ) from error
+
+
+def build_training_job(job_class: type, fields: dict[str, Any], *, max_steps: int | None) -> Any:
+    """A training job without a progress bar (no TTY in a pod), ``trainer.max_steps`` replaced."""
+    job = validate_job(job_class, {"progress": False, **fields})
+    if max_steps:
+        job = job.model_copy(update={"trainer": job.trainer.model_copy(update={"max_steps": max_steps})})
+    return job
