@@ -1,0 +1,138 @@
+"""Training jobs as pydantic models, buildable from YAML (``configs/training/*.yaml``).
+
+The defaults are sized so the whole SFT → DPO → reranker chain runs on 2 CPU cores in a few
+minutes with the bundled 135M model; the GPU configs in ``configs/training`` scale them up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twinops.errors import ConfigError
+
+JobT = TypeVar("JobT", bound=BaseModel)
+
+
+class LoraSpec(BaseModel):
+    """The LoRA adapter: rank, scaling, dropout and which linear layers get one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, description="Adapter rank.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Names of the linear layers to adapt (Llama-style by default), or ['all-linear'].",
+    )
+
+
+class TrainerSpec(BaseModel):
+    """Optimisation and batching; mapped onto transformers ``TrainingArguments``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(2e-4, gt=0)
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(5, description="Optimizer steps; -1 = run num_train_epochs.")
+    per_device_train_batch_size: int = Field(2, ge=1)
+    per_device_eval_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(256, ge=16, description="Tokens per example (prompt + completion).")
+    warmup_steps: float = Field(0, ge=0, description="Warmup steps (an int), or a ratio of all steps if < 1.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_scheduler_type: str = "linear"
+    logging_steps: int = Field(1, ge=1)
+    seed: int = 0
+    bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (7B-class).")
+    device: Literal["auto", "cpu"] = Field("auto", description="`cpu` forces CPU even with a GPU.")
+    max_train_samples: int | None = Field(None, ge=1, description="Cap the train split (smoke runs).")
+    max_eval_samples: int | None = Field(32, ge=1, description="Cap the test split used for eval.")
+    dataloader_num_workers: int = Field(0, ge=0)
+
+
+class _JobBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: ClassVar[str] = ""
+
+    dataset: str = Field("latest", description="DatasetVersion id, or `latest` of the stage's kind.")
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    run_name: str | None = Field(None, description="Folder name under runs/<stage>/; default generated.")
+    output_dir: Path | None = Field(None, description="Write here instead of TWINOPS_HOME/runs/<stage>/.")
+    progress: bool = Field(True, description="Show a rich progress bar with the loss.")
+
+    @classmethod
+    def from_yaml(cls: type[JobT], path: str | Path) -> JobT:
+        return load_job(cls, path)
+
+
+class SFTJob(_JobBase):
+    """Supervised fine-tuning with LoRA on an instruction dataset (contract 4)."""
+
+    stage: ClassVar[str] = "sft"
+
+    model: str | None = Field(
+        None, description="Base model: bundled:NAME, folder or HF id; default TWINOPS_BASE_MODEL."
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+
+
+class DPOJob(_JobBase):
+    """Preference tuning with LoRA, starting from the SFT model."""
+
+    stage: ClassVar[str] = "dpo"
+
+    model: str | None = Field(
+        None,
+        description="Start model: folder, HF id or bundled:NAME; default the latest SFT run's merged model.",
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    beta: float = Field(
+        0.1, gt=0, description="DPO temperature: how far the policy may move from the reference."
+    )
+    trainer: TrainerSpec = Field(default_factory=lambda: TrainerSpec(learning_rate=5e-5))
+
+
+class RerankerJob(_JobBase):
+    """Cross-encoder fine-tuning on (query, positive, negatives) pairs, from the bundled MiniLM."""
+
+    stage: ClassVar[str] = "reranker"
+
+    model: str | None = Field(None, description="Initial encoder; default TWINOPS_EMBEDDING_MODEL (MiniLM).")
+    negatives_per_query: int | None = Field(None, ge=1, description="Cap the negatives used per query.")
+    trainer: TrainerSpec = Field(
+        default_factory=lambda: TrainerSpec(learning_rate=5e-5, max_steps=10, per_device_train_batch_size=8)
+    )
+
+
+def load_job(cls: type[JobT], path: str | Path) -> JobT:
+    """Read ``path`` as a ``cls`` job; any problem becomes one ``ConfigError`` line."""
+    path = Path(path)
+    label = getattr(cls, "stage", "") or cls.__name__
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{label} config {path} does not exist: pass an existing YAML file") from error
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"{label} config {path} is not readable YAML ({reason}): fix the file") from error
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label} config {path} must be a mapping of job fields")
+    # ``stage:`` in the shipped configs guards against training DPO with an SFT file.
+    stage = raw.pop("stage", label)
+    if stage != label:
+        raise ConfigError(f"{path} is a `{stage}` config, not `{label}`: pass a {label} config")
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{label} config {path}: `{where}` {first['msg']}: fix that entry") from error

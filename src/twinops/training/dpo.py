@@ -1,0 +1,75 @@
+"""Preference tuning: TRL ``DPOTrainer`` with a LoRA adapter, starting from the SFT model.
+
+With a peft adapter the reference policy is the start model itself (adapter disabled), so no
+second copy of the weights is held in memory. ``beta`` sets how far the policy may drift from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twinops.domain.versions import DatasetKind
+from twinops.errors import NotFound
+from twinops.models.resolve import resolve_model
+from twinops.settings import Settings
+from twinops.training.config import DPOJob
+from twinops.training.lora import run_lora_stage
+from twinops.training.runs import TrainResult, latest_merged_run, lora_config, runs_dir, trainer_kwargs
+
+DPO_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def dpo_config(job: DPOJob, output_dir) -> Any:
+    from trl import DPOConfig
+
+    kwargs = trainer_kwargs(job.trainer, output_dir)
+    return DPOConfig(**kwargs, max_length=job.trainer.max_length, beta=job.beta)
+
+
+def build_dpo_trainer(job: DPOJob, model, tokenizer, *, train, test, output_dir, callbacks) -> Any:
+    from trl import DPOTrainer
+
+    return DPOTrainer(
+        model=model,
+        args=dpo_config(job, output_dir),
+        train_dataset=train,
+        eval_dataset=test,
+        processing_class=tokenizer,
+        peft_config=lora_config(job.lora),
+        callbacks=callbacks,
+    )
+
+
+def start_model_for(job: DPOJob, settings: Settings) -> str:
+    """``job.model`` resolved, else the merged model of the newest SFT run."""
+    if job.model:
+        return resolve_model(job.model, settings, setting="the DPO config's `model` (or --model)")
+    latest = latest_merged_run("sft", settings)
+    if latest is None:
+        raise NotFound(
+            f"no finished SFT run under {runs_dir(settings) / 'sft'}: run `twinops train sft` first "
+            "or pass --model PATH_TO_MERGED_MODEL"
+        )
+    return str(latest / "merged")
+
+
+def train_dpo(job: DPOJob, settings: Settings) -> TrainResult:
+    """DPO on the preference dataset ``job.dataset`` from the SFT model; writes runs/dpo/<run>/."""
+    return run_lora_stage(
+        job,
+        settings,
+        start_model=start_model_for(job, settings),
+        kind=DatasetKind.PREFERENCE,
+        columns=DPO_COLUMNS,
+        build_trainer=lambda *args, **kwargs: build_dpo_trainer(job, *args, **kwargs),
+        extra_eval=lambda model, tokenizer, test: chosen_perplexity(model, tokenizer, test, job),
+    )
+
+
+def chosen_perplexity(model, tokenizer, test, job: DPOJob) -> dict[str, float]:
+    """``eval_perplexity`` on the chosen (author) answers, comparable with SFT's and the gate's."""
+    from twinops.training.perplexity import completion_perplexity
+
+    pairs = ((row["prompt"], row["chosen"]) for row in test)
+    value = completion_perplexity(model, tokenizer, pairs, max_length=job.trainer.max_length)
+    return {} if value is None else {"eval_perplexity": value}

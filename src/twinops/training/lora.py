@@ -1,0 +1,195 @@
+"""The LoRA run both SFT and DPO follow: load data and model, train with TRL, evaluate, save the
+adapter, merge it into a full model, track everything in MLflow, publish the run folder.
+
+Runs unchanged under ``accelerate launch`` on several GPUs: the TRL trainers use accelerate, and
+only the main process writes folders and talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import PrinterCallback
+
+from twinops.domain.versions import DatasetKind
+from twinops.errors import ConfigError
+from twinops.settings import Settings
+from twinops.training.callbacks import MlflowMetricsCallback, RichProgressCallback
+from twinops.training.config import DPOJob, SFTJob
+from twinops.training.data import capped, load_dataset_version
+from twinops.training.runs import (
+    RESULT_FILE,
+    TrainResult,
+    final_loss,
+    is_main_process,
+    load_trainable_lm,
+    plan_run_dir,
+    publish,
+    quiet_libraries,
+    staging_dir,
+)
+from twinops.training.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
+
+# build_trainer(model, tokenizer, *, train, test, output_dir, callbacks) -> a TRL trainer
+TrainerFactory = Callable[..., Any]
+
+
+def run_lora_stage(
+    job: SFTJob | DPOJob,
+    settings: Settings,
+    *,
+    start_model: str,
+    kind: DatasetKind,
+    columns: tuple[str, ...],
+    build_trainer: TrainerFactory,
+    derive_metrics: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics,
+    extra_eval: Callable[..., dict[str, float]] | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on ``start_model`` with the ``kind`` dataset ``job.dataset``; merge it.
+
+    ``extra_eval(model, tokenizer, test)`` adds stage-specific metrics computed after training.
+    """
+    import torch
+
+    quiet_libraries()
+    data = load_dataset_version(job.dataset, kind, settings)
+    train = capped(data.train, job.trainer.max_train_samples).select_columns(list(columns))
+    test = capped(data.test, job.trainer.max_eval_samples)
+    test = test.select_columns(list(columns)) if test is not None and len(test) else None
+
+    run_name, final = plan_run_dir(job, settings, (start_model, data.version.id))
+    main = is_main_process()
+    staging = staging_dir(final) if main else final.with_name(final.name + ".partial")
+    dtype = "bfloat16" if job.trainer.bf16 else "float32"
+    model, tokenizer = load_trainable_lm(start_model, dtype=dtype)
+    torch.manual_seed(job.trainer.seed)
+
+    callbacks: list[Any] = [MlflowMetricsCallback()]
+    if job.progress:
+        callbacks.append(RichProgressCallback(f"{job.stage} {run_name}"))
+    params = {
+        "job": job.model_dump(mode="json"),
+        "start_model": start_model,
+        "dataset_version_id": data.version.id,
+    }
+    tracking = (
+        tracked_run(
+            job.stage,
+            settings,
+            run_name=run_name,
+            params=params,
+            tags={"dataset_version_ids": data.version.id, "start_model": start_model},
+        )
+        if main
+        else contextlib.nullcontext(None)
+    )
+    try:
+        with tracking as run_id:
+            if main:
+                log_dataset_input(data.version, train, "train")
+                if test is not None:
+                    log_dataset_input(data.version, test, "test")
+            trainer = _build(
+                build_trainer, job, start_model, model, tokenizer, train, test, staging, callbacks
+            )
+            # With tqdm disabled the Trainer prints raw log dicts on stdout; the rich bar replaces them.
+            trainer.remove_callback(PrinterCallback)
+            output = trainer.train()
+            metrics: dict[str, float] = {"train_loss": float(output.training_loss)}
+            last = final_loss(trainer.state.log_history)
+            if last is not None:
+                metrics["final_loss"] = last
+            if test is not None:
+                evaluated = trainer.evaluate(eval_dataset=test)
+                metrics.update({k: float(v) for k, v in evaluated.items() if isinstance(v, int | float)})
+            if extra_eval is not None and test is not None:
+                metrics.update(extra_eval(trainer.model, tokenizer, test))
+            metrics = derive_metrics(metrics)
+            if not main:
+                return _result(
+                    job,
+                    run_name,
+                    final,
+                    start_model=start_model,
+                    dataset_id=data.version.id,
+                    metrics=metrics,
+                    trainer=trainer,
+                    run_id=None,
+                )
+            log_metrics(metrics)
+            _save_adapter_and_merge(trainer, tokenizer, staging)
+            result = _result(
+                job,
+                run_name,
+                final,
+                start_model=start_model,
+                dataset_id=data.version.id,
+                metrics=metrics,
+                trainer=trainer,
+                run_id=run_id,
+            )
+            (staging / "job.yaml").write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
+            (staging / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+            _log_run_artifacts(staging)
+            log_json(result.model_dump(mode="json"), RESULT_FILE)
+    except BaseException:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish(staging, final)
+    return result
+
+
+def _build(build_trainer, job, start_model, model, tokenizer, train, test, staging, callbacks):  # noqa: PLR0917
+    """The TRL trainer; LoRA target names that match no layer of the model become one line."""
+    from peft.utils.error import NoMatchingPeftModuleError
+
+    try:
+        return build_trainer(
+            model, tokenizer, train=train, test=test, output_dir=staging / "trainer", callbacks=callbacks
+        )
+    except NoMatchingPeftModuleError as error:
+        raise ConfigError(
+            f"LoRA target_modules {job.lora.target_modules} match no layer of {start_model}: set "
+            "`lora.target_modules` to its linear layer names (e.g. q_proj, v_proj) or ['all-linear']"
+        ) from error
+
+
+def _save_adapter_and_merge(trainer: Any, tokenizer: Any, staging: Path) -> None:
+    """``adapter/`` (the LoRA weights + tokenizer) and ``merged/`` (a plain HF model folder)."""
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    adapter_dir = staging / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(staging / "merged")
+    tokenizer.save_pretrained(staging / "merged")
+
+
+def _log_run_artifacts(staging: Path) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(staging / "job.yaml"))
+    # The adapter is small (MBs even for 7B); the merged model stays on disk and is registered by path.
+    mlflow.log_artifacts(str(staging / "adapter"), artifact_path="adapter")
+
+
+def _result(job, run_name, final: Path, *, start_model, dataset_id, metrics, trainer, run_id) -> TrainResult:
+    return TrainResult(
+        stage=job.stage,
+        run_name=run_name,
+        run_dir=str(final),
+        model_dir=str(final / "merged"),
+        adapter_dir=str(final / "adapter"),
+        base_model=start_model,
+        dataset_version_ids=[dataset_id],
+        metrics=metrics,
+        steps=int(trainer.state.global_step),
+        mlflow_run_id=run_id,
+        mlflow_experiment=experiment_name(job.stage),
+    )

@@ -1,0 +1,251 @@
+"""The MLflow model registry: ``twin-llm`` and ``twin-reranker`` versions linked to the dataset
+versions they were trained on, with the aliases ``champion`` (serves) and ``challenger`` (newest).
+
+A model version's MLflow ``source`` is ``runs:/<run>/model`` (a pointer artifact; MLflow servers
+refuse bare local paths); the folder itself is in the tag ``model_dir`` and in
+``ModelVersion.source_uri``. Metrics are tags ``metric.<name>``: training sets them at
+registration and evaluation adds more with ``record_metrics``. The promotion gate is in ``gate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from twinops.domain.versions import ModelVersion
+from twinops.errors import ConfigError, NotFound, ServiceUnavailable
+from twinops.settings import Settings
+from twinops.training.runs import TrainResult
+from twinops.training.tracking import ensure_experiment, use_tracking
+
+LLM_MODEL = "twin-llm"
+RERANKER_MODEL = "twin-reranker"
+MODEL_NAMES = (LLM_MODEL, RERANKER_MODEL)
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+STAGE_MODEL = {"sft": LLM_MODEL, "dpo": LLM_MODEL, "reranker": RERANKER_MODEL}
+METRIC_TAG = "metric."
+DESCRIPTIONS = {
+    LLM_MODEL: "The LLM Twin: base model + SFT + DPO (LoRA, merged). Alias champion serves.",
+    RERANKER_MODEL: "Cross-encoder reranker fine-tuned from MiniLM on the author's retrieval pairs.",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,99}$")
+
+
+def client(settings: Settings):
+    from mlflow import MlflowClient
+
+    return MlflowClient(use_tracking(settings))
+
+
+def _not_exists(error: Exception) -> bool:
+    return getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+def require_registered(mlflow_client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException as error:
+        if _not_exists(error):
+            raise NotFound(
+                f"registered model {name!r} does not exist: train and register a version first "
+                "(`twinops train dpo --register` / `twinops train reranker --register`)"
+            ) from error
+        raise ServiceUnavailable(
+            f"MLflow registry error for {name!r}: {str(error).splitlines()[0]}"
+        ) from error
+
+
+def version_by_alias(mlflow_client: Any, name: str, alias: str, *, required: bool = True):
+    """The MLflow model version ``alias`` points to; ``None`` or one ``NotFound`` line when unset."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if not required:
+            return None
+        raise NotFound(
+            f"alias {alias!r} does not exist on registered model {name!r}: register a new version "
+            f"(it becomes {CHALLENGER!r}) or check the name with `twinops registry list`"
+        ) from error
+
+
+def _validate_dataset_ids(ids: list[str], settings: Settings) -> None:
+    from twinops.infra.dataset_versions import DatasetVersionRepository
+    from twinops.infra.mongo import connect
+
+    if not ids:
+        raise ConfigError(
+            "a model version must link to at least one dataset version id: pass dataset_version_ids"
+        )
+    repository = DatasetVersionRepository(connect(settings))
+    for version_id in ids:
+        repository.get(version_id)  # NotFound names the id
+
+
+def register_model(
+    name: str,
+    model_dir: str | Path,
+    settings: Settings,
+    *,
+    base_model: str,
+    dataset_version_ids: list[str],
+    run_id: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    stage: str | None = None,
+    alias: str = CHALLENGER,
+) -> ModelVersion:
+    """Register ``model_dir`` as a new version of ``name`` and point ``alias`` at it.
+
+    Everything is checked first (name, folder, dataset versions in the warehouse, the run), so
+    bad input raises one line and registers nothing.
+    """
+    if not _NAME.match(name):
+        raise ConfigError(f"model name {name!r} is not valid: use letters, digits, '-', '_' or '.'")
+    folder = Path(model_dir).expanduser().resolve()
+    if not (folder / "config.json").exists():
+        raise NotFound(f"model folder {folder} has no config.json: pass the merged/ or reranker model folder")
+    ids = list(dataset_version_ids)
+    _validate_dataset_ids(ids, settings)
+    mlflow_client = client(settings)
+    if run_id is not None:
+        _require_run(mlflow_client, run_id)
+    else:
+        run_id = _registration_run(mlflow_client, name, settings)
+    # The pointer makes ``runs:/<run>/model`` resolve to something that says where the weights are.
+    pointer = {"model_dir": str(folder), "base_model": base_model, "dataset_version_ids": ids, "stage": stage}
+    mlflow_client.log_dict(run_id, pointer, "model/twinops_model.json")
+    tags = {
+        "dataset_version_ids": ",".join(ids),
+        "model_dir": str(folder),
+        "base_model": base_model,
+        **({"stage": stage} if stage else {}),
+        **{f"{METRIC_TAG}{key}": repr(float(value)) for key, value in (metrics or {}).items()},
+    }
+    _ensure_registered_model(mlflow_client, name)
+    created = mlflow_client.create_model_version(
+        name, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags
+    )
+    mlflow_client.set_registered_model_alias(name, alias, created.version)
+    return to_model_version(mlflow_client.get_model_version(name, created.version), mlflow_client)
+
+
+def register_result(result: TrainResult, settings: Settings, *, name: str | None = None) -> ModelVersion:
+    """Register a training run's model under its stage's name (sft/dpo → twin-llm)."""
+    return register_model(
+        name or STAGE_MODEL[result.stage],
+        result.model_dir,
+        settings,
+        base_model=result.base_model,
+        dataset_version_ids=result.dataset_version_ids,
+        run_id=result.mlflow_run_id,
+        metrics=result.metrics,
+        stage=result.stage,
+    )
+
+
+def record_metrics(name: str, version: str, metrics: Mapping[str, float], settings: Settings) -> ModelVersion:
+    """Attach (evaluation) metrics to a model version, where the promotion gate reads them."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    require_registered(mlflow_client, name)
+    try:
+        mlflow_client.get_model_version(name, str(version))
+    except MlflowException as error:
+        raise NotFound(f"{name} version {version} does not exist: see `twinops registry list`") from error
+    for key, value in metrics.items():
+        mlflow_client.set_model_version_tag(name, str(version), f"{METRIC_TAG}{key}", repr(float(value)))
+    return to_model_version(mlflow_client.get_model_version(name, str(version)), mlflow_client)
+
+
+def version_metrics(mlflow_version: Any, mlflow_client: Any) -> dict[str, float]:
+    """``metric.*`` tags of the version, over the metrics of the run that produced it."""
+    metrics: dict[str, float] = {}
+    if mlflow_version.run_id:
+        from mlflow.exceptions import MlflowException
+
+        # A deleted run leaves the tags as the only record.
+        with contextlib.suppress(MlflowException):
+            metrics.update(mlflow_client.get_run(mlflow_version.run_id).data.metrics)
+    for key, value in (mlflow_version.tags or {}).items():
+        if key.startswith(METRIC_TAG):
+            try:
+                metrics[key.removeprefix(METRIC_TAG)] = float(value)
+            except ValueError:
+                continue
+    return metrics
+
+
+def to_model_version(mlflow_version: Any, mlflow_client: Any) -> ModelVersion:
+    tags = mlflow_version.tags or {}
+    ids = tuple(i for i in tags.get("dataset_version_ids", "").split(",") if i)
+    return ModelVersion(
+        name=mlflow_version.name,
+        version=str(mlflow_version.version),
+        source_uri=tags.get("model_dir", mlflow_version.source),
+        base_model=tags.get("base_model", ""),
+        dataset_version_ids=ids,
+        metrics=version_metrics(mlflow_version, mlflow_client),
+        aliases=tuple(sorted(mlflow_version.aliases or ())),
+        created_at=datetime.fromtimestamp(mlflow_version.creation_timestamp / 1000).astimezone(),
+    )
+
+
+def list_versions(settings: Settings, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelVersion]:
+    """Every version of the named registered models (missing models are skipped), newest first."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    versions: list[ModelVersion] = []
+    for name in names:
+        try:
+            found = mlflow_client.search_model_versions(f"name = '{name}'")
+            # Search results may omit aliases; the registered model has them all.
+            aliases = mlflow_client.get_registered_model(name).aliases or {}
+        except MlflowException:
+            continue
+        for found_version in found:
+            version = to_model_version(found_version, mlflow_client)
+            held = tuple(sorted(a for a, v in aliases.items() if str(v) == version.version))
+            versions.append(version.model_copy(update={"aliases": held}))
+    return sorted(versions, key=lambda v: (v.name, -int(v.version)))
+
+
+def _ensure_registered_model(mlflow_client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException as error:
+        if not _not_exists(error):
+            raise
+        mlflow_client.create_registered_model(name, description=DESCRIPTIONS.get(name, ""))
+
+
+def _require_run(mlflow_client: Any, run_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_run(run_id)
+    except MlflowException as error:
+        raise NotFound(
+            f"MLflow run {run_id!r} does not exist: pass the run id of the training run"
+        ) from error
+
+
+def _registration_run(mlflow_client: Any, name: str, settings: Settings) -> str:
+    """A run in ``twinops-registry`` to own a version registered without its training run."""
+    experiment_id = ensure_experiment("registry", settings)
+    run = mlflow_client.create_run(
+        experiment_id, run_name=f"register-{name}", tags={"twinops.stage": "registry"}
+    )
+    mlflow_client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,174 @@
+"""What the training stages share: run folders (contract 5), trainer arguments, the result model."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from twinops.domain.hashing import content_hash
+from twinops.domain.versions import ModelVersion
+from twinops.training.config import LoraSpec, TrainerSpec, _JobBase
+
+RESULT_FILE = "train_result.json"
+
+
+class TrainResult(BaseModel):
+    """The summary a training stage returns (and writes as ``train_result.json`` in its run folder)."""
+
+    stage: str
+    run_name: str
+    run_dir: str
+    model_dir: str = Field(
+        description="merged/ for sft and dpo (a plain HF folder), the CrossEncoder folder."
+    )
+    adapter_dir: str | None = None
+    base_model: str = Field(description="The resolved model the run started from.")
+    dataset_version_ids: list[str]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    steps: int = 0
+    mlflow_run_id: str | None = None
+    mlflow_experiment: str | None = None
+    registered: ModelVersion | None = None
+
+
+def runs_dir(settings) -> Path:
+    return settings.home / "runs"
+
+
+def plan_run_dir(job: _JobBase, settings, fingerprint: Any) -> tuple[str, Path]:
+    """(run name, final folder): ``runs/<stage>/<stage>-<utc time>-<hash of job + inputs>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    name = job.run_name or f"{job.stage}-{stamp}-{content_hash(job.model_dump(mode='json'), fingerprint)[:6]}"
+    parent = job.output_dir or runs_dir(settings) / job.stage
+    return name, Path(parent).expanduser().resolve() / name
+
+
+def staging_dir(final: Path) -> Path:
+    """Where a run writes until it is complete; renamed to ``final`` at the end."""
+    staging = final.with_name(final.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Make the run folder appear whole or not at all (trainer scratch removed first)."""
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def latest_merged_run(stage: str, settings) -> Path | None:
+    """The newest complete run of ``stage`` that has a ``merged/`` model."""
+    folder = runs_dir(settings) / stage
+    candidates = [
+        run
+        for run in folder.glob("*")
+        if not run.name.endswith(".partial") and (run / "merged" / "config.json").exists()
+    ]
+    return max(candidates, key=lambda run: run.stat().st_mtime) if candidates else None
+
+
+def is_main_process() -> bool:
+    """True on the process that saves, merges and logs (rank 0 under ``accelerate launch``)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def trainer_kwargs(spec: TrainerSpec, output_dir: Path) -> dict[str, Any]:
+    """Keyword arguments shared by every ``TrainingArguments`` subclass (SFT, DPO, CrossEncoder)."""
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": spec.learning_rate,
+        "num_train_epochs": spec.num_train_epochs,
+        "max_steps": spec.max_steps,
+        "per_device_train_batch_size": spec.per_device_train_batch_size,
+        "per_device_eval_batch_size": spec.per_device_eval_batch_size,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "warmup_steps": int(spec.warmup_steps) if spec.warmup_steps >= 1 else spec.warmup_steps,
+        "weight_decay": spec.weight_decay,
+        "lr_scheduler_type": spec.lr_scheduler_type,
+        "logging_steps": spec.logging_steps,
+        "seed": spec.seed,
+        "data_seed": spec.seed,
+        "bf16": spec.bf16,
+        "activation_checkpointing": spec.gradient_checkpointing,
+        # use_reentrant=False is the variant that works with frozen base weights (LoRA).
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if spec.gradient_checkpointing else None,
+        "dataloader_pin_memory": _has_cuda(),
+        "use_cpu": spec.device == "cpu",
+        "dataloader_num_workers": spec.dataloader_num_workers,
+        # Checkpoints are not kept: the run folder gets the adapter and the merged model instead.
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": True,
+    }
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def lora_config(spec: LoraSpec):
+    from peft import LoraConfig
+
+    modules: Any = spec.target_modules
+    if modules == ["all-linear"]:
+        modules = "all-linear"
+    return LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_trainable_lm(reference: str, *, dtype: str = "float32"):
+    """A causal LM + tokenizer ready for LoRA training from a folder or HF id.
+
+    Folders converted from GGUF can keep a stale ``quantization_config`` (quant_method gguf) next
+    to plain float safetensors; transformers then refuses to train them. GGUF weights are only
+    read through ``gguf_file``, so for a folder the tag is dropped before loading.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(reference)
+    quantization = getattr(config, "quantization_config", None)
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    if method is None and quantization is not None:
+        method = getattr(quantization, "quant_method", None)
+    if str(method).lower().endswith("gguf"):
+        delattr(config, "quantization_config")
+    # Weights dequantized from GGUF hold subnormal floats; on CPU every op touching them runs
+    # ~10x slower unless they flush to zero (no visible effect on the loss). Process-wide.
+    torch.set_flush_denormal(True)
+    tokenizer = AutoTokenizer.from_pretrained(reference)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(reference, config=config, dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def quiet_libraries() -> None:
+    """Silence per-map progress bars and info chatter; the run has its own rich bar."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+
+
+def final_loss(log_history: list[dict[str, Any]]) -> float | None:
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return float(losses[-1]) if losses else None

@@ -1,0 +1,48 @@
+"""`twinops train` and `twinops registry` end to end in-process: JSON on stdout, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from twinops.cli import main
+from twinops.domain.versions import DatasetKind
+
+
+def test_train_sft_register_list_promote(
+    training_settings, make_dataset, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = make_dataset(DatasetKind.INSTRUCTION)
+    args = ["train", "sft", "--model", str(tiny_llama), "--max-steps", "1", "--register", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout holds only the JSON summary
+    assert result["registered"]["name"] == "twin-llm" and result["registered"]["aliases"] == ["challenger"]
+    assert result["registered"]["dataset_version_ids"] == [dataset.id]
+    assert "loss=" in captured.err  # the rich progress bar, on stderr
+
+    assert main(["registry", "promote", "twin-llm", "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["promoted"] and decision["champion_version"] == "1"
+
+    assert main(["registry", "list", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["aliases"] == ["champion"] and listed["source_uri"] == result["model_dir"]
+
+
+def test_cli_errors_are_one_line(
+    training_settings, tiny_llama: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["train", "sft", "--model", str(tiny_llama), "--dataset", "instruction-nope", "--json"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "instruction-nope" in error and "\n" not in error
+
+    assert main(["registry", "promote", "twin-reranker"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: dpo\nbeta: -1\n")
+    assert main(["train", "dpo", "--config", str(bad)]) == 2
+    assert "`beta`" in capsys.readouterr().err

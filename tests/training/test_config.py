@@ -1,0 +1,46 @@
+"""Training job configs: the shipped YAML files load, and mistakes are one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinops.errors import ConfigError
+from twinops.training import DPOJob, RerankerJob, SFTJob, load_gate
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "training"
+JOBS = {"sft": SFTJob, "dpo": DPOJob, "reranker": RerankerJob}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    if path.name == "gate.yaml":
+        assert load_gate(path, "twin-llm").rules and load_gate(path, "twin-reranker").rules
+        return
+    stage = path.stem.split("-")[-1]
+    job = JOBS[stage].from_yaml(path)
+    assert job.stage == stage
+    if path.name.startswith("gpu-7b"):
+        assert job.trainer.bf16 and job.trainer.gradient_checkpointing and job.lora.r >= 16
+
+
+def test_defaults_are_sized_for_two_cpu_cores() -> None:
+    job = SFTJob()
+    assert job.trainer.max_steps <= 10 and job.trainer.max_length <= 256 and job.model is None
+
+
+def test_config_mistakes_are_one_line(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("stage: sft\ntrainer:\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match=r"`trainer\.learning_rat` Extra inputs"):
+        SFTJob.from_yaml(typo)
+    with pytest.raises(ConfigError, match="is a `sft` config, not `dpo`"):
+        DPOJob.from_yaml(typo)
+    with pytest.raises(ConfigError, match="does not exist"):
+        SFTJob.from_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "gate.yaml").write_text("twin-llm:\n  rules: []\n")
+    with pytest.raises(ConfigError, match=r"twin-llm\.rules"):
+        load_gate(tmp_path / "gate.yaml", "twin-llm")
+    with pytest.raises(ConfigError, match="no entry for 'twin-reranker'"):
+        load_gate(tmp_path / "gate.yaml", "twin-reranker")
