@@ -40,14 +40,29 @@ def embedder_identity(settings: Settings) -> tuple[str, str]:
 
 
 def load_causal_lm(reference: str, *, dtype: str = "float32"):
-    """A causal LM and its tokenizer from a resolved folder or HF id (``llm_path`` resolves)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A causal LM and its tokenizer from a resolved folder or HF id (``llm_path`` resolves).
 
+    Folders converted from GGUF by older pulls keep a stale ``quantization_config`` (quant_method
+    gguf) beside plain float safetensors; transformers then refuses to train them, so the tag is
+    dropped here (GGUF files themselves are read with ``gguf_file``, not through this path).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(reference)
+    quantization = getattr(config, "quantization_config", None)
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    if method is None and quantization is not None:
+        method = getattr(quantization, "quant_method", None)
+    if str(method).lower().endswith("gguf"):
+        delattr(config, "quantization_config")
+    # Activations and gradients of these small models underflow into subnormal floats; on CPU
+    # every op touching them takes a slow path (training ran ~10x slower). Process-wide.
+    torch.set_flush_denormal(True)
     tokenizer = AutoTokenizer.from_pretrained(reference)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(reference, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(reference, config=config, dtype=getattr(torch, dtype))
     return model, tokenizer
 
 

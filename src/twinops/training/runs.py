@@ -134,30 +134,10 @@ def lora_config(spec: LoraSpec):
 
 
 def load_trainable_lm(reference: str, *, dtype: str = "float32"):
-    """A causal LM + tokenizer ready for LoRA training from a folder or HF id.
+    """A causal LM + tokenizer ready for LoRA training from a folder or HF id."""
+    from twinops.models.loaders import load_causal_lm
 
-    Folders converted from GGUF can keep a stale ``quantization_config`` (quant_method gguf) next
-    to plain float safetensors; transformers then refuses to train them. GGUF weights are only
-    read through ``gguf_file``, so for a folder the tag is dropped before loading.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(reference)
-    quantization = getattr(config, "quantization_config", None)
-    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
-    if method is None and quantization is not None:
-        method = getattr(quantization, "quant_method", None)
-    if str(method).lower().endswith("gguf"):
-        delattr(config, "quantization_config")
-    # Weights dequantized from GGUF hold subnormal floats; on CPU every op touching them runs
-    # ~10x slower unless they flush to zero (no visible effect on the loss). Process-wide.
-    torch.set_flush_denormal(True)
-    tokenizer = AutoTokenizer.from_pretrained(reference)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(reference, config=config, dtype=getattr(torch, dtype))
-    return model, tokenizer
+    return load_causal_lm(reference, dtype=dtype)
 
 
 def quiet_libraries() -> None:
