@@ -7,7 +7,19 @@ import sys
 
 import typer
 
-from twinops.cli import models, run, services
+from twinops.cli import (
+    datasets,
+    etl,
+    evaluate,
+    features,
+    models,
+    pipeline,
+    quantize,
+    registry,
+    run,
+    services,
+    train,
+)
 from twinops.cli.common import err_console
 from twinops.errors import TwinopsError
 
@@ -36,9 +48,21 @@ def _root(
         os.environ["TWINOPS_DEBUG"] = "1"
 
 
+# Platform
 app.add_typer(services.app, name="services", rich_help_panel="Platform")
 app.add_typer(models.app, name="models", rich_help_panel="Platform")
+app.add_typer(pipeline.app, name="pipeline", rich_help_panel="Platform")
 app.command("run", rich_help_panel="Platform")(run.run)
+# Feature pipeline
+app.command("etl", rich_help_panel="Feature pipeline")(etl.etl)
+app.command("features", rich_help_panel="Feature pipeline")(features.features)
+app.command("lineage", rich_help_panel="Feature pipeline")(features.lineage)
+# Training pipeline
+app.add_typer(datasets.app, name="datasets", rich_help_panel="Training pipeline")
+app.add_typer(train.app, name="train", rich_help_panel="Training pipeline")
+app.command("quantize", rich_help_panel="Training pipeline")(quantize.quantize)
+app.command("evaluate", rich_help_panel="Training pipeline")(evaluate.evaluate)
+app.add_typer(registry.app, name="registry", rich_help_panel="Training pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:

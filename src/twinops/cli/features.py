@@ -104,9 +104,3 @@ def lineage(
         console.print(f"  {url}", highlight=False)
     if len(result.source_urls) > len(shown):
         console.print(f"  … and {len(result.source_urls) - len(shown)} more")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``features`` and ``lineage`` to the root app (the "Feature pipeline" help panel)."""
-    app.command("features", rich_help_panel="Feature pipeline")(features)
-    app.command("lineage", rich_help_panel="Feature pipeline")(lineage)

@@ -1,34 +1,88 @@
-"""``twinops run``: the whole local FTI loop that ``make run`` calls."""
+"""``twinops run``: the whole local FTI loop that ``make run`` calls.
+
+Services up, bundled models cached, then ``twin_pipeline`` (feature pipeline, then training
+pipeline) through ``kfp.local`` with the parameters of ``configs/run/local.yaml``. It ends by
+printing where a person should look next.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+import yaml
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.errors import ConfigError
 from twinops.models.bundled import pull_all
+from twinops.pipelines.params import parse_pairs
 from twinops.services.manager import ServiceManager
 from twinops.settings import get_settings
 
+DEFAULT_CONFIG = Path("configs/run/local.yaml")
 
-def run(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Run the local loop: services up, models pull, then every stage that has landed."""
+
+def _load_params(config: Path | None, overrides: list[str] | None) -> dict[str, str]:
+    """Pipeline parameters as the strings ``run_local`` converts: the YAML first, then ``--param``."""
+    path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    params: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"run config {path} does not exist: pass --config with a YAML of params")
+        try:
+            params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"run config {path} is not valid YAML ({error}): fix the file") from error
+        if not isinstance(params, dict):
+            raise ConfigError(f"run config {path} must map parameter names to values")
+    as_strings = {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in params.items()
+    }
+    return {**as_strings, **parse_pairs(overrides)}
+
+
+def run(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML of twin_pipeline parameters (default configs/run/local.yaml)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Override one parameter: key=value.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Run the whole local FTI loop: services up, models pull, then twin_pipeline via kfp.local."""
+    from twinops.pipelines.local import run_local
+
     settings = get_settings()
+    params = _load_params(config, param)
     with err_console.status("starting services"):
         services = ServiceManager(settings).up()
     with err_console.status("caching bundled models"):
         models = pull_all(settings)
+    err_console.rule("twin_pipeline (kfp.local): feature pipeline, then training pipeline")
+    result = run_local("twin_pipeline", params, settings)
     summary = {
         "home": str(settings.home),
         "services": {name: record.uri for name, record in services.items()},
         "models": {model.name: str(model.path) for model in models},
+        "pipeline": result.model_dump(mode="json"),
     }
     if as_json:
         print_json(summary)
         return
     console.rule("twinops: local loop done")
-    mlflow = services.get("mlflow")
-    if mlflow and mlflow.uri.startswith("http"):
-        console.print(f"MLflow UI:      {mlflow.uri}")
-    console.print(f"TWINOPS_HOME:   {settings.home}")
-    for name, path in summary["models"].items():
-        console.print(f"model {name}: {path}")
+    if result.mlflow_ui:
+        console.print(f"MLflow UI:          {result.mlflow_ui}")
+    if result.evaluation_report:
+        console.print(f"evaluation report:  {result.evaluation_report}")
+    for line in result.registered:
+        console.print(f"registered:         {line}")
+    for report in result.reports:
+        console.print(f"report:             {report}")
+    if result.run_dir:
+        console.print(f"pipeline artifacts: {result.run_dir}")
+    console.print(f"TWINOPS_HOME:       {settings.home}")
+    console.print("stop the services with `twinops services down`")
