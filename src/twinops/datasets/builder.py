@@ -1,0 +1,232 @@
+"""``build_datasets``: the feature run's chunks in, four versioned training datasets out.
+
+Order matters: documents are split first (golden vs. training), the golden set is saved first, the
+training sets are decontaminated against it, the canary check runs over every training row, and
+only then is anything written for the training kinds. MLflow is resolved before any work so an
+unreachable tracking server fails the build up front, not after the datasets exist.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from twinops.datasets.corpus import Corpus, load_corpus
+from twinops.datasets.generators import ProgressCallback, make_generator
+from twinops.datasets.golden import Decontaminator, assert_no_canary, golden_row, make_canary, split_documents
+from twinops.datasets.instruction import InstructionExample, generate_instructions, instruction_prompts
+from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
+from twinops.datasets.preference import PreferencePair, build_preference_pairs
+from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
+from twinops.datasets.store import rows_hash, save_dataset
+from twinops.domain import Author, DatasetKind, DatasetVersion
+from twinops.infra.dataset_versions import DatasetVersionRepository
+from twinops.infra.mongo import connect
+from twinops.settings import Settings
+
+if TYPE_CHECKING:
+    from twinops.datasets.reranker_pairs import RerankerPair
+
+# The CLI passes a factory: (step description, total items) -> callback advancing that step.
+ProgressFactory = Callable[[str, int], ProgressCallback]
+
+
+def _no_progress(_description: str, _total: int) -> ProgressCallback:
+    return lambda _advance: None
+
+
+@dataclass
+class _Generated:
+    examples: list[InstructionExample]
+    pairs: list[PreferencePair]
+    generator_ref: str
+
+
+def build_datasets(
+    job: DatasetJob, settings: Settings, *, progress: ProgressFactory | None = None
+) -> DatasetBuildSummary:
+    """Build the instruction, preference, golden and reranker sets (same inputs: same versions)."""
+    if job.log_to_mlflow:
+        from twinops.services.manager import mlflow_tracking_uri
+
+        mlflow_tracking_uri(settings)  # raises ServiceUnavailable now, before any work
+    repository = DatasetVersionRepository(connect(settings))
+    corpus = load_corpus(
+        repository, features_version=job.features_version, author=job.author, max_chunks=job.max_chunks
+    )
+    golden_documents = split_documents(corpus.document_ids, job.holdout_fraction, job.seed)
+    drops: Counter[str] = Counter()
+    generated = _generate(corpus, job, settings, drops, progress or _no_progress)
+    splits, canary, reranker_ref = _assemble_splits(
+        corpus, generated, golden_documents, job=job, settings=settings, drops=drops
+    )
+
+    previous = repository.latest(DatasetKind.GOLDEN)
+    assert_no_canary(
+        {f"{kind.value}/train": rows["train"] for kind, rows in splits.items() if "train" in rows},
+        [canary, previous.config.get("canary", "") if previous else ""],
+    )
+
+    # Lineage: every dataset names the feature run, the generator and the prompts that made it.
+    base_parents = (corpus.features.id, generator_ref := generated.generator_ref)
+    base_parents += tuple(prompt.ref for prompt in instruction_prompts(job))
+    config = {**job.identity(), "generator_ref": generator_ref}
+    name = f"twin-{Author(full_name=job.author).id[:8]}" if job.author else "twin-all"
+    saved: dict[DatasetKind, tuple[DatasetVersion, bool]] = {}
+
+    def save(kind: DatasetKind, parents: tuple[str, ...], extra: dict | None = None) -> DatasetVersion:
+        saved[kind] = save_dataset(
+            settings,
+            repository,
+            kind=kind,
+            name=name,
+            splits=splits[kind],
+            config={**config, **(extra or {})},
+            parents=parents,
+            stats={"drops": {k: v for k, v in drops.items() if k.startswith(kind.value)}},
+        )
+        return saved[kind][0]
+
+    golden = save(
+        DatasetKind.GOLDEN, base_parents, {"canary": canary, "holdout_documents": sorted(golden_documents)}
+    )
+    instruction = save(DatasetKind.INSTRUCTION, (*base_parents, golden.id))
+    answer_ref = load_prompt(ANSWER_PROMPT).ref
+    if DatasetKind.PREFERENCE in splits:
+        save(DatasetKind.PREFERENCE, (*base_parents, answer_ref, golden.id, instruction.id))
+    if DatasetKind.RERANKER in splits and reranker_ref:
+        save(DatasetKind.RERANKER, (corpus.features.id, reranker_ref, golden.id, instruction.id))
+
+    summary = DatasetBuildSummary(
+        features_version=corpus.features.id,
+        author=job.author,
+        generator=generator_ref,
+        chunks=len(corpus.chunks),
+        documents=len(corpus.document_ids),
+        golden_documents=len(golden_documents),
+        counts={kind.value: sum(len(rows) for rows in splits[kind].values()) for kind in saved},
+        drops=dict(sorted(drops.items())),
+        split_sizes={kind.value: {s: len(rows) for s, rows in splits[kind].items()} for kind in saved},
+        versions={kind.value: version.id for kind, (version, _) in saved.items()},
+        uris={kind.value: version.uri or "" for kind, (version, _) in saved.items()},
+        new_versions=[version.id for version, is_new in saved.values() if is_new],
+    )
+    if job.log_to_mlflow:
+        from twinops.datasets.tracking import log_build
+
+        prompts = [*instruction_prompts(job), *([load_prompt(ANSWER_PROMPT)] if job.preference else [])]
+        summary.mlflow_run_id = log_build(
+            settings,
+            [version for version, _ in saved.values()],
+            params={
+                "features_version": corpus.features.id,
+                "generator": generator_ref,
+                "author": job.author,
+                "prompts": ",".join(prompt.ref for prompt in prompts),
+            },
+            metrics={f"rows_{kind}": float(count) for kind, count in summary.counts.items()},
+        )
+    return summary
+
+
+def _generate(
+    corpus: Corpus, job: DatasetJob, settings: Settings, drops: Counter[str], progress: ProgressFactory
+) -> _Generated:
+    generator = make_generator(job.generator, settings, batch_size=job.batch_size, threads=job.threads)
+    try:
+        passes = 2 if job.self_instruct else 1
+        examples = generate_instructions(
+            corpus, generator, job, drops, on_progress=progress("instructions", passes * len(corpus.chunks))
+        )
+        pairs = []
+        if job.preference:
+            pairs = build_preference_pairs(
+                examples, generator, job, drops, on_progress=progress("rejected answers", len(examples))
+            )
+        return _Generated(examples, pairs, generator.ref)
+    finally:
+        generator.close()
+
+
+def _assemble_splits(
+    corpus: Corpus,
+    generated: _Generated,
+    golden_documents: set[str],
+    *,
+    job: DatasetJob,
+    settings: Settings,
+    drops: Counter[str],
+) -> tuple[dict[DatasetKind, dict[str, list[dict]]], str, str | None]:
+    """The rows of every kind by split (training rows decontaminated), the canary, the embedder ref."""
+    examples, pairs = generated.examples, generated.pairs
+    held_out = [e for e in examples if e.document_id in golden_documents]
+    golden_rows = [
+        golden_row(e.instruction, e.answer, e.document_id, e.chunk_id)
+        for e in held_out
+        if e.origin == "backtranslation"
+    ]
+    canary = make_canary(rows_hash(DatasetKind.GOLDEN, {"test": golden_rows}))
+    decontaminator = Decontaminator(
+        [text for row in golden_rows for text in (row["instruction"], row["reference"])],
+        job.decontamination_ngram,
+    )
+
+    def training(items, text_of, kind: str) -> list:
+        candidates = [item for item in items if item.document_id not in golden_documents]
+        return decontaminator.filter(candidates, text_of, job.decontamination_threshold, drops, kind)
+
+    def testing(items) -> list[dict]:
+        return [item.to_row() for item in items if item.document_id in golden_documents]
+
+    train_examples = training(examples, lambda e: f"{e.instruction}\n{e.answer}", "instruction")
+    splits: dict[DatasetKind, dict[str, list[dict]]] = {
+        DatasetKind.GOLDEN: {"test": golden_rows},
+        DatasetKind.INSTRUCTION: {"train": [e.to_row() for e in train_examples], "test": testing(examples)},
+    }
+    if job.preference:
+        train_pairs = training(pairs, lambda p: f"{p.instruction}\n{p.chosen}\n{p.rejected}", "preference")
+        splits[DatasetKind.PREFERENCE] = {"train": [p.to_row() for p in train_pairs], "test": testing(pairs)}
+    reranker_ref = None
+    if job.reranker:
+        reranker_pairs, reranker_ref = _mine_reranker_pairs(
+            corpus, examples, golden_documents, job=job, settings=settings, drops=drops
+        )
+        train_reranker = training(
+            reranker_pairs, lambda p: "\n".join((p.query, p.positive, *p.negatives)), "reranker"
+        )
+        splits[DatasetKind.RERANKER] = {
+            "train": [p.to_row() for p in train_reranker],
+            "test": testing(reranker_pairs),
+        }
+    return splits, canary, reranker_ref
+
+
+def _mine_reranker_pairs(
+    corpus: Corpus,
+    examples: list[InstructionExample],
+    golden_documents: set[str],
+    *,
+    job: DatasetJob,
+    settings: Settings,
+    drops: Counter[str],
+) -> tuple[list[RerankerPair], str]:
+    from twinops.datasets.reranker_pairs import mine_reranker_pairs
+    from twinops.infra.qdrant import open_qdrant
+    from twinops.models.loaders import embedder_identity, load_embedder
+
+    embedder_id, embedder_version = embedder_identity(settings)
+    author_id = Author(full_name=job.author).id if job.author else None
+    with open_qdrant(settings) as client:
+        pairs = mine_reranker_pairs(
+            examples,
+            {chunk.id: chunk.content for chunk in corpus.chunks},
+            golden_documents,
+            client,
+            load_embedder(settings),
+            author_id=author_id,
+            hard_negatives=job.hard_negatives,
+            drops=drops,
+        )
+    return pairs, f"embedder:{embedder_id}@{embedder_version}"

@@ -1,0 +1,289 @@
+"""Inputs the dataset stage reads, built the way the feature stage writes them (contracts 2 and 3).
+
+A small corpus of five documents (two chunks each) goes into ``chunks.jsonl`` and
+``cleaned_documents.jsonl`` under a FEATURES DatasetVersion in the real MongoDB wire server, and
+into a Qdrant local-mode collection behind the ``twin_chunks`` alias with real MiniLM vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from twinops.domain import Author, Category, Chunk, CleanedDocument, DatasetKind, DatasetVersion, Platform
+from twinops.domain.hashing import content_hash
+from twinops.infra.dataset_versions import DatasetVersionRepository
+from twinops.infra.mongo import connect
+from twinops.settings import Settings, get_settings
+
+AUTHOR = "Ada Example"
+
+DOCUMENTS: dict[str, list[str]] = {
+    "Testing against real services": [
+        "Mocks lie about the database. Every time I replaced a real MongoDB with a mock, the bug "
+        "that reached production lived exactly in the part the mock pretended to understand. "
+        "Spinning up a real server on a random port costs a second and saves a week of guessing.",
+        "My rule is simple: if a test needs storage, it gets real storage on localhost. Fixtures "
+        "start it once per session, each test gets its own database, and nothing is shared. The "
+        "suite stays fast because the server stays warm between tests.",
+    ],
+    "Why small models deserve attention": [
+        "A 135 million parameter model will not write your novel, but it answers in milliseconds "
+        "on a laptop. For classification, routing and short rewrites, that latency changes what "
+        "you can build. I reach for the small model first and only scale when it fails.",
+        "Fine-tuning a small model is cheap enough to do every week. When the data changes, I "
+        "retrain, compare against the champion on a fixed golden set, and promote only when the "
+        "numbers move. That loop matters more than the size of the network.",
+    ],
+    "Versioning data like code": [
+        "Nobody would ship code without a commit hash, yet teams train models on a folder called "
+        "final_v2. I hash every dataset from its inputs and its config, so the same inputs always "
+        "give the same identifier and a model can point back to the exact rows it saw.",
+        "Lineage is a chain of those identifiers. The instruction set names the feature run, the "
+        "generator and the prompt version; the model names the dataset. When something regresses, "
+        "walking the chain tells me which input moved.",
+    ],
+    "Kubernetes for machine learning teams": [
+        "Kubernetes is not the goal, repeatability is. A pipeline that runs the same steps in the "
+        "same containers on every cluster removes the works-on-my-machine excuse, and the "
+        "scheduler quietly packs jobs onto the hardware you already pay for.",
+        "Start with one namespace per team and resource quotas from day one. Without quotas the "
+        "first large training job starves everything else, and people stop trusting the cluster "
+        "long before they understand why it felt slow.",
+    ],
+    "Writing in your own voice": [
+        "Style is mostly what you leave out. I cut adverbs, I cut hedges, and I keep sentences "
+        "short enough to read aloud without a breath. Readers forgive a blunt opinion far more "
+        "easily than a paragraph that commits to nothing at all.",
+        "When a draft feels flat, I read it out loud and mark every sentence I would never say in "
+        "a conversation. Those are the ones borrowed from someone else's voice, and rewriting "
+        "them is how the text starts sounding like me again.",
+    ],
+}
+
+
+def make_chunks(documents: dict[str, list[str]] = DOCUMENTS) -> tuple[list[CleanedDocument], list[Chunk]]:
+    author = Author(full_name=AUTHOR)
+    cleaned, chunks = [], []
+    for number, (title, parts) in enumerate(documents.items()):
+        text = "\n\n".join(parts)
+        document_id = content_hash("doc", number, title)[:24]
+        doc = CleanedDocument(
+            document_id=document_id,
+            author_id=author.id,
+            author_name=author.full_name,
+            platform=Platform.LOCAL,
+            category=Category.ARTICLES,
+            source_url=f"file:///corpus/{number}.md",
+            title=title,
+            content=text,
+            source_content_hash=content_hash(text),
+        )
+        cleaned.append(doc)
+        for index, part in enumerate(parts):
+            chunks.append(
+                Chunk(
+                    document_id=document_id,
+                    author_id=author.id,
+                    author_name=author.full_name,
+                    platform=Platform.LOCAL,
+                    category=Category.ARTICLES,
+                    source_url=doc.source_url,
+                    chunk_index=index,
+                    content=part,
+                    token_count=len(part.split()),
+                    document_content_hash=doc.content_hash,
+                )
+            )
+    return cleaned, chunks
+
+
+def write_features(
+    settings: Settings, cleaned: list[CleanedDocument], chunks: list[Chunk], *, name: str = "features"
+) -> DatasetVersion:
+    """Write the feature artifact folder and its FEATURES DatasetVersion (contract 2)."""
+    draft = DatasetVersion(
+        kind=DatasetKind.FEATURES, name=name, inputs_hash=content_hash([c.id for c in chunks]), config={}
+    )
+    folder = settings.home / "features" / draft.id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "chunks.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in chunks))
+    (folder / "cleaned_documents.jsonl").write_text("".join(d.model_dump_json() + "\n" for d in cleaned))
+    version = draft.model_copy(update={"uri": str(folder)})
+    DatasetVersionRepository(connect(settings)).save(version)
+    return version
+
+
+def index_chunks(settings: Settings, chunks: list[Chunk]) -> None:
+    """Fill the local-mode Qdrant collection behind the ``twin_chunks`` alias (contract 3)."""
+    from qdrant_client import QdrantClient, models
+
+    from twinops.models.loaders import embedder_identity, load_embedder
+
+    model_id, model_version = embedder_identity(settings)
+    embedder = load_embedder(settings)
+    vectors = embedder.encode([c.content for c in chunks], normalize_embeddings=True)
+    settings.qdrant_local_path.mkdir(parents=True, exist_ok=True)
+    client = QdrantClient(path=str(settings.qdrant_local_path))
+    try:
+        collection = f"twin_chunks__minilm__{model_version}"
+        if not client.collection_exists(collection):
+            client.create_collection(
+                collection,
+                vectors_config=models.VectorParams(size=len(vectors[0]), distance=models.Distance.COSINE),
+            )
+            client.update_collection_aliases(
+                change_aliases_operations=[
+                    models.CreateAliasOperation(
+                        create_alias=models.CreateAlias(collection_name=collection, alias_name="twin_chunks")
+                    )
+                ]
+            )
+        client.upsert(
+            "twin_chunks",
+            points=[
+                models.PointStruct(
+                    id=c.id,
+                    vector=[float(v) for v in vector],
+                    payload={
+                        "chunk_id": c.id,
+                        "document_id": c.document_id,
+                        "author_id": c.author_id,
+                        "author_name": c.author_name,
+                        "category": c.category.value,
+                        "platform": c.platform.value,
+                        "source_url": c.source_url,
+                        "published_at": None,
+                        "content_hash": content_hash(c.content),
+                        "chunk_index": c.chunk_index,
+                        "content": c.content,
+                        "embedding_model_id": model_id,
+                        "embedding_model_version": model_version,
+                    },
+                )
+                for c, vector in zip(chunks, vectors, strict=True)
+            ],
+        )
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def dataset_settings(
+    mongo_settings: Settings, bundled_models_dir: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Mongo + local Qdrant + the real MiniLM + the tiny Llama as base model; MLflow off unless asked."""
+    monkeypatch.setenv("TWINOPS_EMBEDDING_MODEL", str(bundled_models_dir / "all-minilm-l6-v2"))
+    monkeypatch.setenv("TWINOPS_BASE_MODEL", str(tiny_llama))
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def feature_run(dataset_settings: Settings) -> Callable[..., DatasetVersion]:
+    """Write a feature run (default: the five-document corpus) and index it; returns its version."""
+
+    def make(documents: dict[str, list[str]] = DOCUMENTS, *, index: bool = True) -> DatasetVersion:
+        cleaned, chunks = make_chunks(documents)
+        version = write_features(dataset_settings, cleaned, chunks)
+        if index:
+            index_chunks(dataset_settings, chunks)
+        return version
+
+    return make
+
+
+class FakeChatServer:
+    """A tiny OpenAI-compatible chat completions server on 127.0.0.1 with scripted misbehaviour.
+
+    The last user message decides the reply: ``SLOW`` sleeps past the client timeout, ``BADONCE``
+    answers invalid JSON the first time then valid JSON, ``ALWAYSBAD`` never answers valid JSON,
+    ``NOAUTH`` answers 401; anything else gets a valid JSON reply for the key the prompt asks for.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status, payload = server.reply(self.path, body)
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out first
+                    pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def reply(self, path: str, body: dict) -> tuple[int, dict]:
+        import time
+
+        with self._lock:
+            self.requests.append(body)
+        if path != "/v1/chat/completions":
+            return 404, {"error": "not found"}
+        # The item's own request: the last user turn that is not a re-ask (shots come before it).
+        first_user = [
+            m["content"]
+            for m in body["messages"]
+            if m["role"] == "user" and not m["content"].startswith("That reply")
+        ][-1]
+        key = "instruction" if '"instruction"' in first_user else "answer"
+        with self._lock:
+            self._seen[first_user] += 1
+            attempt = self._seen[first_user]
+        if "NOAUTH" in first_user:
+            return 401, {"error": "bad key"}
+        if "SLOW" in first_user:
+            time.sleep(1.5)
+        if "ALWAYSBAD" in first_user or ("BADONCE" in first_user and attempt == 1):
+            content = "Sure! Here is the instruction you asked for."
+        else:
+            words = first_user.split("Passage: ", 1)[-1].split()[:6]
+            content = json.dumps({key: f"Explain {' '.join(words)}"})
+        return 200, {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+        }
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[FakeChatServer]:
+    server = FakeChatServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def corpus_kit() -> SimpleNamespace:
+    """The test corpus and its helpers (test modules cannot import conftest in importlib mode)."""
+    return SimpleNamespace(documents=DOCUMENTS, author=AUTHOR, make_chunks=make_chunks)
