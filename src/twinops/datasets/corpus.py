@@ -79,7 +79,11 @@ def load_corpus(
         chunks = [chunk for chunk in chunks if chunk.author_id == author_id]
     chunks.sort(key=lambda chunk: (chunk.document_id, chunk.chunk_index))
     if max_chunks:
-        chunks = chunks[:max_chunks]
+        # Round-robin over documents (every first chunk, then every second...): a capped corpus
+        # still spans many documents, so the golden split by document has some to hold out.
+        ranked = sorted(chunks, key=lambda chunk: (chunk.chunk_index, chunk.document_id))
+        kept = {chunk.id for chunk in ranked[:max_chunks]}
+        chunks = [chunk for chunk in chunks if chunk.id in kept]
     if not chunks:
         whose = f" of author {author!r}" if author else ""
         raise EmptyCorpus(

@@ -111,11 +111,24 @@ def _write(folder: Path, kind: DatasetKind, splits: dict[str, list[dict]]) -> No
 
 
 def load_splits(version: DatasetVersion):
-    """The version's ``datasets.DatasetDict`` (as training and evaluation read it)."""
-    from datasets import load_from_disk
+    """The version's ``datasets.DatasetDict`` (as training and evaluation read it).
 
-    if not version.uri or not (Path(version.uri) / "hf").exists():
+    ``datasets`` saves an empty split without any arrow file and then cannot reload it, so an
+    empty split is rebuilt here, empty, with the kind's columns.
+    """
+    from datasets import Dataset, DatasetDict
+
+    folder = Path(version.uri) / "hf" if version.uri else None
+    if folder is None or not (folder / "dataset_dict.json").exists():
         raise NotFound(
             f"dataset {version.id} has no files at {version.uri}: rebuild it with `twinops datasets build`"
         )
-    return load_from_disk(str(Path(version.uri) / "hf"))
+    names = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    splits = {}
+    for name in names:
+        if any((folder / name).glob("*.arrow")):
+            splits[name] = Dataset.load_from_disk(str(folder / name))
+        else:
+            features = _features(version.kind)
+            splits[name] = Dataset.from_dict({column: [] for column in features}, features=features)
+    return DatasetDict(splits)

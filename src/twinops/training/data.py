@@ -61,7 +61,7 @@ def resolve_version(reference: str, kind: DatasetKind, settings: Settings) -> Da
 
 def load_dataset_version(reference: str, kind: DatasetKind, settings: Settings) -> LoadedDataset:
     """Load the ``hf/`` folder of the version, with a ``train`` split and the kind's columns."""
-    from datasets import load_from_disk
+    from twinops.datasets.store import load_splits
 
     version = resolve_version(reference, kind, settings)
     folder = Path(version.uri) / "hf" if version.uri else None
@@ -70,7 +70,7 @@ def load_dataset_version(reference: str, kind: DatasetKind, settings: Settings) 
             f"dataset version {version.id} has no data at {folder or '(no uri)'}: "
             "rebuild it with `twinops datasets build`"
         )
-    splits = load_from_disk(str(folder))
+    splits = load_splits(version)
     if not hasattr(splits, "keys") or "train" not in splits:
         raise ConfigError(f"dataset version {version.id} at {folder} has no `train` split: rebuild it")
     missing = [c for c in REQUIRED_COLUMNS[kind] if c not in splits["train"].column_names]
