@@ -88,6 +88,8 @@ def run_in_quantize_env(
                 stderr=subprocess.PIPE,
                 text=True,
                 env=env,
+                # gptqmodel writes a logs/ folder where it starts: keep it beside the outputs.
+                cwd=job.output_dir.parent,
             )
             assert process.stderr is not None and process.stdout is not None
             for line in process.stderr:
