@@ -55,9 +55,12 @@ def run(
 ) -> None:
     """Run the whole local FTI loop: services up, models pull, then twin_pipeline via kfp.local."""
     from twinops.pipelines.local import run_local
+    from twinops.pipelines.params import coerce
+    from twinops.pipelines.registry import get_pipeline
 
     settings = get_settings()
     params = _load_params(config, param)
+    coerce(get_pipeline("twin_pipeline", target="local"), params)  # bad params fail before any work
     with err_console.status("starting services"):
         services = ServiceManager(settings).up()
     with err_console.status("caching bundled models"):

@@ -1,0 +1,31 @@
+"""`twinops run` checks its parameters before it starts anything.
+
+The whole loop itself is what `make run` executes; the pipeline tests run its two halves locally.
+"""
+
+import pytest
+
+from twinops.cli import main
+from twinops.cli.run import _load_params
+
+
+def test_params_come_from_yaml_then_overrides(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text('author: Ada Quill\nmax_chunks: 8\nsources: ["data/demo-corpus"]\n')
+    params = _load_params(config, ["max_chunks=4"])
+    assert params == {"author": "Ada Quill", "max_chunks": "4", "sources": '["data/demo-corpus"]'}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--config", "missing.yaml"], "missing.yaml"),
+        (["--param", "no_such_param=1"], "no_such_param"),
+        (["--param", "max_chunks=many"], "max_chunks"),
+    ],
+)
+def test_bad_run_input_is_one_line(home, capsys, args, needle) -> None:
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (home / "services.json").exists(), "nothing was started"
