@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     base_model: str = Field(BUNDLED_LLM, description="Base LLM: HF id, local path or bundled:NAME.")
     embedding_model: str = Field(BUNDLED_EMBEDDER, description="Embedder: HF id, path or bundled.")
 
-    generator_url: str | None = Field(None, description="OpenAI-compatible base URL (ending /v1) for datasets.")
+    generator_url: str | None = Field(None, description="OpenAI-compatible URL (ending /v1) for datasets.")
     generator_model: str | None = Field(None, description="Model name sent to the generator endpoint.")
     generator_api_key: str | None = Field(None, description="Bearer key for the generator endpoint.")
     generator_timeout: float = Field(60.0, description="Seconds per generator request before a retry.")
