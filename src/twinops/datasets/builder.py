@@ -58,7 +58,9 @@ def build_datasets(
     )
     golden_documents = split_documents(corpus.document_ids, job.holdout_fraction, job.seed)
     drops: Counter[str] = Counter()
-    generated = _generate(corpus, job, settings, drops, progress or _no_progress)
+    generated = _generate(
+        corpus, golden_documents, job, settings, drops=drops, progress=progress or _no_progress
+    )
     splits, canary, reranker_ref = _assemble_splits(
         corpus, generated, golden_documents, job=job, settings=settings, drops=drops
     )
@@ -131,8 +133,37 @@ def build_datasets(
     return summary
 
 
+def _golden_fallback(
+    corpus: Corpus, examples: list[InstructionExample], golden_documents: set[str], job: DatasetJob
+) -> list[InstructionExample]:
+    """Extractive questions for the held-out documents when the generator's were all filtered out.
+
+    A small local model often writes nothing usable for a handful of documents; an empty golden
+    set would leave evaluation with nothing to judge, so it falls back to the deterministic mode.
+    """
+    if job.generator == "extractive" or any(
+        e.document_id in golden_documents and e.origin == "backtranslation" for e in examples
+    ):
+        return []
+    from twinops.datasets.generators.extractive import ExtractiveGenerator
+
+    held_out = Corpus(
+        features=corpus.features,
+        chunks=[chunk for chunk in corpus.chunks if chunk.document_id in golden_documents],
+        titles=corpus.titles,
+    )
+    fallback_drops: Counter[str] = Counter()
+    return generate_instructions(held_out, ExtractiveGenerator(), job, fallback_drops)
+
+
 def _generate(
-    corpus: Corpus, job: DatasetJob, settings: Settings, drops: Counter[str], progress: ProgressFactory
+    corpus: Corpus,
+    golden_documents: set[str],
+    job: DatasetJob,
+    settings: Settings,
+    *,
+    drops: Counter[str],
+    progress: ProgressFactory,
 ) -> _Generated:
     generator = make_generator(job.generator, settings, batch_size=job.batch_size, threads=job.threads)
     try:
@@ -140,6 +171,10 @@ def _generate(
         examples = generate_instructions(
             corpus, generator, job, drops, on_progress=progress("instructions", passes * len(corpus.chunks))
         )
+        fallback = _golden_fallback(corpus, examples, golden_documents, job)
+        if fallback:
+            drops["golden:extractive_fallback"] += len(fallback)
+            examples = [*examples, *fallback]
         pairs = []
         if job.preference:
             pairs = build_preference_pairs(
