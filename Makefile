@@ -91,10 +91,9 @@ images: ## Build the data/train/quantize images (PUSH=1 pushes); without Docker,
 	  else echo "$$build"; [ -n "$(PUSH)" ] && echo "docker push $$ref"; true; fi; \
 	done
 
-manifests: ## Render the kustomize overlays into manifests/rendered/ (and the Helm chart if helm is there)
-	@mkdir -p manifests/rendered
-	@for o in kustomize/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > manifests/rendered/$$n.yaml && echo "rendered $$n"; done
-	@if command -v helm >/dev/null; then helm template twinops charts/twinops > manifests/rendered/helm.yaml && echo "rendered helm"; fi
+manifests: ## Render the kustomize overlays into manifests/<overlay>.yaml (checked in; a test checks freshness)
+	@for o in kustomize/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > manifests/$$n.yaml && echo "rendered $$n"; done
+	@if command -v helm >/dev/null; then helm template twinops charts/twinops > manifests/helm.yaml && echo "rendered helm"; fi
 
 services-down: ## Stop the embedded services
 	-$(BIN)/twinops services down

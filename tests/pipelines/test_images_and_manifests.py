@@ -55,6 +55,16 @@ def _render(overlay: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_rendered_manifests_are_fresh(overlay: str) -> None:
+    """manifests/<overlay>.yaml is what `make manifests` renders from kustomize (raw YAML to apply)."""
+    rendered = ROOT / "manifests" / f"{overlay}.yaml"
+    assert rendered.exists(), "run `make manifests`"
+    assert [doc for doc in yaml.safe_load_all(rendered.read_text()) if doc] == _render(overlay), (
+        "manifests/ is stale: run `make manifests`"
+    )
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
 def test_overlay_renders_the_services(overlay: str) -> None:
     docs = _render(overlay)
     by_kind: dict[str, set[str]] = {}
