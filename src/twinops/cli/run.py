@@ -77,15 +77,16 @@ def run(
         print_json(summary)
         return
     console.rule("twinops: local loop done")
-    if result.mlflow_ui:
-        console.print(f"MLflow UI:          {result.mlflow_ui}")
-    if result.evaluation_report:
-        console.print(f"evaluation report:  {result.evaluation_report}")
-    for line in result.registered:
-        console.print(f"registered:         {line}")
-    for report in result.reports:
-        console.print(f"report:             {report}")
-    if result.run_dir:
-        console.print(f"pipeline artifacts: {result.run_dir}")
-    console.print(f"TWINOPS_HOME:       {settings.home}")
-    console.print("stop the services with `twinops services down`")
+    lines = [
+        ("MLflow UI", result.mlflow_ui),
+        ("evaluation report", result.evaluation_report),
+        *[("registered", line) for line in result.registered],
+        *[("report", report) for report in result.reports],
+        ("pipeline artifacts", result.run_dir),
+        ("TWINOPS_HOME", str(settings.home)),
+    ]
+    for label, value in lines:
+        if value:
+            # Plain text: aliases print as "[champion]", which rich would read as markup.
+            console.print(f"{label + ':':<20}{value}", markup=False, highlight=False, soft_wrap=True)
+    console.print("stop the services with `twinops services down`", markup=False)
