@@ -83,4 +83,7 @@ def test_short_training_pipeline_runs_locally(
     assert any(report.endswith("register-and-gate/report") for report in run.reports)
     # What `make run` prints at the end: the evaluation table and the registered versions.
     assert run.evaluation_report and Path(run.evaluation_report).is_file()
+    table = Path(run.evaluation_report).with_name("table.md").read_text()
+    for model in ("base", "sft", "dpo", "twin"):
+        assert f"| {model} |" in table, f"{model} is scored side by side"
     assert any(line.startswith("twin-llm v") and "champion" in line for line in run.registered)

@@ -123,6 +123,9 @@ def training_steps(
     evaluation = build.place(
         c.evaluate(
             model=quantize.outputs["quantized"],
+            sft_model=sft.outputs["model"],
+            dpo_model=dpo.outputs["model"],
+            base_model=base_model,
             golden=datasets.outputs["golden"],
             preference=datasets.outputs["preference"],
             reranker_model=reranker.outputs["model"],

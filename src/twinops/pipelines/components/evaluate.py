@@ -12,6 +12,8 @@ from twinops.pipelines.images import ImageFamily, image
 @dsl.component(base_image=image(ImageFamily.TRAIN), install_kfp_package=False)
 def evaluate(
     model: Input[Model],
+    sft_model: Input[Model],
+    dpo_model: Input[Model],
     golden: Input[Dataset],
     preference: Input[Dataset],
     reranker_model: Input[Model],
@@ -19,9 +21,15 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[HTML],
     max_questions: int = 16,
+    base_model: str = "",
+    compare: bool = True,
     options: dict = {},
 ) -> float:
     """Evaluate the twin on the golden set: perplexity, answer similarity, style, retrieval.
+
+    With ``compare`` (the default) the base model, the SFT model and the DPO model are scored
+    beside the quantized twin, so the report shows what each training step bought; the gate reads
+    the twin's scores.
 
     Calls ``twinops.evaluation.evaluate``: answers to the golden instructions are scored against
     the references (perplexity, embedding cosine, ROUGE-L, a style classifier trained on the
@@ -31,10 +39,14 @@ def evaluate(
 
     Args:
         model: Pointer to the model to evaluate (the quantized twin).
+        sft_model: Pointer to the merged SFT model (compared).
+        dpo_model: Pointer to the merged DPO model (compared).
         golden: Pointer to the golden DatasetVersion (from ``build_datasets``).
         preference: Pointer to the preference DatasetVersion (trains the style classifier).
         reranker_model: Pointer to the CrossEncoder from ``train_reranker``.
         max_questions: Golden questions answered (generation dominates the time).
+        base_model: The base model reference (empty: the configured TWINOPS_BASE_MODEL).
+        compare: Score base, SFT and DPO beside the twin (four times the generation time).
         options: Extra ``EvaluationJob`` fields as a mapping (max_new_tokens, judge, retrieval_k).
         evaluation: JSON with ``metrics`` (``eval_*`` and ``retrieval_*``, what the registry gate
             reads) and the full evaluation ``report``.
@@ -49,13 +61,22 @@ def evaluate(
 
     from twinops.evaluation.evaluate import evaluate as run_evaluation
     from twinops.evaluation.job import EvaluationJob, ModelSpec
+    from twinops.models.resolve import resolve_model
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import validate_job
 
     settings = artifacts.component_settings()
-    twin = artifacts.read_pointer(model)
+
+    def spec(name: str, artifact) -> ModelSpec:
+        path = artifacts.pointer_path(artifacts.read_pointer(artifact), settings)
+        return ModelSpec(name=name, path=str(path))
+
+    models = [spec("twin", model)]
+    if compare:
+        base = resolve_model(base_model or settings.base_model, settings, setting="base_model")
+        models = [ModelSpec(name="base", path=base), spec("sft", sft_model), spec("dpo", dpo_model), *models]
     fields = {
-        "models": [ModelSpec(name="twin", path=str(artifacts.pointer_path(twin, settings))).model_dump()],
+        "models": [spec.model_dump() for spec in models],
         "golden": artifacts.read_pointer(golden)["version_id"],
         "preference": artifacts.read_pointer(preference)["version_id"],
         "reranker_path": str(artifacts.pointer_path(artifacts.read_pointer(reranker_model), settings)),
@@ -63,7 +84,8 @@ def evaluate(
         **dict(options),
     }
     result = run_evaluation(validate_job(EvaluationJob, fields), settings)
-    scores = {f"eval_{key}": value for key, value in result.models[0].metrics.items()}
+    twin_scores = next(scored for scored in result.models if scored.name == "twin")
+    scores = {f"eval_{key}": value for key, value in twin_scores.metrics.items()}
     scores.update({f"retrieval_{key}": value for key, value in result.retrieval.items()})
     payload = {"metrics": scores, "report": artifacts.summary_dict(result)}
     Path(evaluation.path).parent.mkdir(parents=True, exist_ok=True)
