@@ -7,10 +7,9 @@ whose source is its folder, so a training run that logs the same inputs links ba
 from __future__ import annotations
 
 from twinops.domain import DatasetVersion
-from twinops.services.manager import mlflow_tracking_uri
 from twinops.settings import Settings
 
-EXPERIMENT = "twinops-datasets"
+STAGE = "datasets"  # experiment twinops-datasets
 
 
 def log_build(
@@ -22,15 +21,13 @@ def log_build(
 ) -> str:
     """Log the build and return the MLflow run id."""
     import mlflow
-    import mlflow.data
-    from mlflow.data.sources import LocalArtifactDatasetSource
 
     from twinops.datasets.store import load_splits
+    from twinops.training.tracking import ensure_experiment, log_dataset_input
 
-    mlflow.set_tracking_uri(mlflow_tracking_uri(settings))
-    mlflow.set_experiment(EXPERIMENT)
+    experiment_id = ensure_experiment(STAGE, settings)
     run_name = "datasets-" + "-".join(version.id.split("-")[-1][:6] for version in versions[:1])
-    with mlflow.start_run(run_name=run_name) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.log_params({key: "" if value is None else value for key, value in params.items()})
         if metrics:
             mlflow.log_metrics(metrics)
@@ -38,15 +35,5 @@ def log_build(
         for version in versions:
             mlflow.set_tag(f"dataset.{version.kind.value}", version.id)
             for split, dataset in load_splits(version).items():
-                mlflow.log_input(
-                    mlflow.data.from_huggingface(
-                        dataset,
-                        # Explicit: a bare path matches two registered source types (a warning).
-                        source=LocalArtifactDatasetSource(f"{version.uri}/hf"),
-                        name=f"{version.kind.value}-{split}",
-                        digest=version.id,
-                    ),
-                    context=split,
-                    tags={"dataset_version_id": version.id, "kind": version.kind.value},
-                )
+                log_dataset_input(version, dataset, split, name=f"{version.kind.value}-{split}")
         return run.info.run_id

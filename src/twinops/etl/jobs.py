@@ -19,11 +19,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -54,6 +56,14 @@ def _as_utc(value: datetime | date | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# A date or datetime from YAML or the CLI, always timezone-aware (naive values are taken as UTC).
+UtcDatetime = Annotated[
+    datetime | None,
+    BeforeValidator(lambda value: _as_utc(value) if isinstance(value, date) else value),
+    AfterValidator(_as_utc),
+]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,20 +74,10 @@ class SourceSpec(_Model):
     source: str = Field(min_length=1, description="URL, git URL, local path, or export .zip.")
     kind: SourceKind | None = Field(None, description="Force a kind instead of dispatching on the string.")
     limit: int | None = Field(None, ge=1, description="Feeds/sitemaps: at most this many articles.")
-    since: datetime | None = Field(None, description="Feeds/sitemaps: only articles published after.")
+    since: UtcDatetime = Field(None, description="Feeds/sitemaps: only articles published after.")
     site_url: str | None = Field(
         None, description="Substack exports: the publication URL, so posts get their real URLs."
     )
-
-    @field_validator("since", mode="before")
-    @classmethod
-    def _since_utc(cls, value: Any) -> Any:
-        return _as_utc(value) if isinstance(value, date) else value
-
-    @field_validator("since", mode="after")
-    @classmethod
-    def _since_aware(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
 
 
 class AuthorSources(_Model):
@@ -123,20 +123,10 @@ class EtlJob(_Model):
 
     authors: list[AuthorSources] = Field(min_length=1)
     limit: int | None = Field(None, ge=1, description="Default feed/sitemap limit for every source.")
-    since: datetime | None = Field(None, description="Default feed/sitemap cut-off for every source.")
+    since: UtcDatetime = Field(None, description="Default feed/sitemap cut-off for every source.")
     base_dir: Path | None = Field(None, description="Where relative local paths resolve (default cwd).")
     crawl: CrawlPolicy = Field(default_factory=CrawlPolicy)
     files: FileLimits = Field(default_factory=FileLimits)
-
-    @field_validator("since", mode="before")
-    @classmethod
-    def _since_utc(cls, value: Any) -> Any:
-        return _as_utc(value) if isinstance(value, date) else value
-
-    @field_validator("since", mode="after")
-    @classmethod
-    def _since_aware(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
 
     @classmethod
     def for_author(cls, full_name: str, sources: list[str], **options: Any) -> EtlJob:

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinops.domain.versions import DatasetVersion
@@ -102,18 +101,25 @@ def pip_freeze() -> str:
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
 
-def log_dataset_input(version: DatasetVersion, dataset: Dataset, context: str) -> None:
-    """Record the split as a run input, named and digested by its DatasetVersion."""
+def log_dataset_input(
+    version: DatasetVersion, dataset: Dataset, context: str, *, name: str | None = None
+) -> None:
+    """Record a split as a run input whose digest is its DatasetVersion id, so the dataset build's
+    run and every training run that read the same data share one MLflow dataset identity."""
     import warnings
 
     import mlflow
+    from mlflow.data.sources import LocalArtifactDatasetSource
 
     with warnings.catch_warnings():
-        # mlflow warns about ambiguous local sources and integer schema columns; both harmless.
+        # mlflow warns about integer schema columns; harmless.
         warnings.simplefilter("ignore")
-        source = str(Path(version.uri or ".") / "hf")
         tracked = mlflow.data.from_huggingface(
-            dataset, name=version.id, digest=version.id.rsplit("-", 1)[-1][:16], source=source
+            dataset,
+            name=name or version.id,
+            digest=version.id,
+            # Explicit: a bare path matches two registered source types.
+            source=LocalArtifactDatasetSource(f"{version.uri or '.'}/hf"),
         )
         mlflow.log_input(
             tracked, context=context, tags={"dataset_version_id": version.id, "kind": version.kind}
