@@ -61,12 +61,12 @@ def run(
     settings = get_settings()
     params = _load_params(config, param)
     coerce(get_pipeline("twin_pipeline", target="local"), params)  # bad params fail before any work
-    with err_console.status("starting services"):
-        services = ServiceManager(settings).up()
     with err_console.status("caching bundled models"):
         models = pull_all(settings)
     err_console.rule("twin_pipeline (kfp.local): feature pipeline, then training pipeline")
+    # run_local starts the embedded services itself (before the first task).
     result = run_local("twin_pipeline", params, settings)
+    services = ServiceManager(settings).status()
     summary = {
         "home": str(settings.home),
         "services": {name: record.uri for name, record in services.items()},
