@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,5 +84,27 @@ def mongo_settings(
     database = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
     monkeypatch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
     monkeypatch.setenv("TWINOPS_MONGODB_DATABASE", database)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store, migrated once; each test gets a copy (migrations take seconds)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_settings(
+    home: Path, mlflow_template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings whose MLflow tracking URI is a sqlite file of this test's own."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template_db, database)
+    monkeypatch.setenv("TWINOPS_MLFLOW_TRACKING_URI", f"sqlite:///{database}")
     get_settings.cache_clear()
     return get_settings()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -64,24 +62,9 @@ def dataset_rows() -> dict[DatasetKind, Callable[[int], list[dict]]]:
     return ROWS
 
 
-@pytest.fixture(scope="session")
-def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite store, migrated once; each test gets a copy (migrations take seconds)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def training_settings(
-    mongo_settings: Settings, mlflow_template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def training_settings(mongo_settings: Settings, mlflow_settings: Settings) -> Settings:
     """Real MongoDB wire server + MLflow on a sqlite file in this test's folder."""
-    database = tmp_path / "mlflow.db"
-    shutil.copyfile(mlflow_template_db, database)
-    monkeypatch.setenv("TWINOPS_MLFLOW_TRACKING_URI", f"sqlite:///{database}")
     get_settings.cache_clear()
     return get_settings()
 

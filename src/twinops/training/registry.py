@@ -9,72 +9,60 @@ registration and evaluation adds more with ``record_metrics``. The promotion gat
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from twinops.domain.versions import ModelVersion
-from twinops.errors import ConfigError, NotFound, ServiceUnavailable
+from twinops.errors import ConfigError, NotFound
+from twinops.infra.registry import (
+    CHALLENGER,
+    CHAMPION,
+    LLM_MODEL,
+    METRIC_TAG,
+    MODEL_NAMES,
+    RERANKER_MODEL,
+    client,
+    list_versions,
+    require_registered,
+    resource_missing,
+    to_model_version,
+    version_by_alias,
+    version_metrics,
+)
 from twinops.settings import Settings
 from twinops.training.runs import TrainResult
-from twinops.training.tracking import ensure_experiment, use_tracking
+from twinops.training.tracking import ensure_experiment
 
-LLM_MODEL = "twin-llm"
-RERANKER_MODEL = "twin-reranker"
-MODEL_NAMES = (LLM_MODEL, RERANKER_MODEL)
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+# The read side lives in twinops.infra.registry (serving reads it without importing training);
+# its names stay importable from here for existing callers.
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DESCRIPTIONS",
+    "LLM_MODEL",
+    "METRIC_TAG",
+    "MODEL_NAMES",
+    "RERANKER_MODEL",
+    "STAGE_MODEL",
+    "client",
+    "list_versions",
+    "record_metrics",
+    "register_model",
+    "register_result",
+    "require_registered",
+    "to_model_version",
+    "version_by_alias",
+    "version_metrics",
+]
+
 STAGE_MODEL = {"sft": LLM_MODEL, "dpo": LLM_MODEL, "reranker": RERANKER_MODEL}
-METRIC_TAG = "metric."
 DESCRIPTIONS = {
     LLM_MODEL: "The LLM Twin: base model + SFT + DPO (LoRA, merged). Alias champion serves.",
     RERANKER_MODEL: "Cross-encoder reranker fine-tuned from MiniLM on the author's retrieval pairs.",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,99}$")
-
-
-def client(settings: Settings):
-    from mlflow import MlflowClient
-
-    return MlflowClient(use_tracking(settings))
-
-
-def _not_exists(error: Exception) -> bool:
-    return getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
-
-
-def require_registered(mlflow_client: Any, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow_client.get_registered_model(name)
-    except MlflowException as error:
-        if _not_exists(error):
-            raise NotFound(
-                f"registered model {name!r} does not exist: train and register a version first "
-                "(`twinops train dpo --register` / `twinops train reranker --register`)"
-            ) from error
-        raise ServiceUnavailable(
-            f"MLflow registry error for {name!r}: {str(error).splitlines()[0]}"
-        ) from error
-
-
-def version_by_alias(mlflow_client: Any, name: str, alias: str, *, required: bool = True):
-    """The MLflow model version ``alias`` points to; ``None`` or one ``NotFound`` line when unset."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException as error:
-        if not required:
-            return None
-        raise NotFound(
-            f"alias {alias!r} does not exist on registered model {name!r}: register a new version "
-            f"(it becomes {CHALLENGER!r}) or check the name with `twinops registry list`"
-        ) from error
 
 
 def _validate_dataset_ids(ids: list[str], settings: Settings) -> None:
@@ -166,66 +154,13 @@ def record_metrics(name: str, version: str, metrics: Mapping[str, float], settin
     return to_model_version(mlflow_client.get_model_version(name, str(version)), mlflow_client)
 
 
-def version_metrics(mlflow_version: Any, mlflow_client: Any) -> dict[str, float]:
-    """``metric.*`` tags of the version, over the metrics of the run that produced it."""
-    metrics: dict[str, float] = {}
-    if mlflow_version.run_id:
-        from mlflow.exceptions import MlflowException
-
-        # A deleted run leaves the tags as the only record.
-        with contextlib.suppress(MlflowException):
-            metrics.update(mlflow_client.get_run(mlflow_version.run_id).data.metrics)
-    for key, value in (mlflow_version.tags or {}).items():
-        if key.startswith(METRIC_TAG):
-            try:
-                metrics[key.removeprefix(METRIC_TAG)] = float(value)
-            except ValueError:
-                continue
-    return metrics
-
-
-def to_model_version(mlflow_version: Any, mlflow_client: Any) -> ModelVersion:
-    tags = mlflow_version.tags or {}
-    ids = tuple(i for i in tags.get("dataset_version_ids", "").split(",") if i)
-    return ModelVersion(
-        name=mlflow_version.name,
-        version=str(mlflow_version.version),
-        source_uri=tags.get("model_dir", mlflow_version.source),
-        base_model=tags.get("base_model", ""),
-        dataset_version_ids=ids,
-        metrics=version_metrics(mlflow_version, mlflow_client),
-        aliases=tuple(sorted(mlflow_version.aliases or ())),
-        created_at=datetime.fromtimestamp(mlflow_version.creation_timestamp / 1000).astimezone(),
-    )
-
-
-def list_versions(settings: Settings, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelVersion]:
-    """Every version of the named registered models (missing models are skipped), newest first."""
-    from mlflow.exceptions import MlflowException
-
-    mlflow_client = client(settings)
-    versions: list[ModelVersion] = []
-    for name in names:
-        try:
-            found = mlflow_client.search_model_versions(f"name = '{name}'")
-            # Search results may omit aliases; the registered model has them all.
-            aliases = mlflow_client.get_registered_model(name).aliases or {}
-        except MlflowException:
-            continue
-        for found_version in found:
-            version = to_model_version(found_version, mlflow_client)
-            held = tuple(sorted(a for a, v in aliases.items() if str(v) == version.version))
-            versions.append(version.model_copy(update={"aliases": held}))
-    return sorted(versions, key=lambda v: (v.name, -int(v.version)))
-
-
 def _ensure_registered_model(mlflow_client: Any, name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
         mlflow_client.get_registered_model(name)
     except MlflowException as error:
-        if not _not_exists(error):
+        if not resource_missing(error):
             raise
         mlflow_client.create_registered_model(name, description=DESCRIPTIONS.get(name, ""))
 

@@ -9,7 +9,6 @@ artifacts go under ``TWINOPS_HOME/mlflow-artifacts`` instead of the working dire
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 from collections.abc import Iterator, Mapping
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinops.domain.versions import DatasetVersion
 from twinops.errors import ServiceUnavailable
-from twinops.services.manager import mlflow_tracking_uri
+from twinops.infra.registry import use_tracking
 from twinops.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,17 +35,6 @@ def experiment_name(stage: str) -> str:
 
 def _uses_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
-
-
-def use_tracking(settings: Settings) -> str:
-    """Point the mlflow client at the configured tracking URI and return it."""
-    import mlflow
-
-    # MLflow prints run URLs on stdout when a run ends; stdout belongs to `--json` summaries.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    uri = mlflow_tracking_uri(settings)
-    mlflow.set_tracking_uri(uri)
-    return uri
 
 
 def ensure_experiment(stage: str, settings: Settings) -> str:
