@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 @lru_cache(maxsize=4)
-def _sentence_transformer(path: str) -> SentenceTransformer:
+def sentence_transformer(path: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device="cpu")
@@ -22,7 +22,7 @@ def _sentence_transformer(path: str) -> SentenceTransformer:
 
 def load_embedder(settings: Settings) -> SentenceTransformer:
     """The configured sentence-transformers embedder, cached per process."""
-    return _sentence_transformer(embedder_path(settings))
+    return sentence_transformer(embedder_path(settings))
 
 
 def embedder_identity(settings: Settings) -> tuple[str, str]:

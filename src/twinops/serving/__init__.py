@@ -1,0 +1,1 @@
+"""The Inference side: kserve model servers for the twin LLM, the reranker and RAG."""

@@ -1,0 +1,234 @@
+"""The twin LLM as a kserve model: V1 ``:predict``, V2 infer (REST and gRPC) and OpenAI chat/completions.
+
+``python -m twinops.serving.llm --model_name twin-llm [--model_dir DIR | --model_uri URI]`` serves
+``twin-llm@champion`` by default (the base model when the registry has none). GPTQ folders run on
+GPTQ kernels where they load; otherwise the server says so in one line at start and serves the
+exact dequantized weights. Concurrent requests share ``generate`` calls (``engine``).
+
+V2 tensors: input ``text_input`` (BYTES, [-1], one prompt per element, the chat template applied
+as a single user turn), output ``text_output`` (BYTES, [-1]). Request parameters ``max_tokens``
+and ``temperature`` apply to every prompt of the request. V1: ``{"instances": ["prompt", ...]}``
+or ``[{"prompt": ..., "max_tokens": ...}]`` → ``{"predictions": ["answer", ...]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from kserve import InferRequest, Model
+from pydantic import ValidationError
+
+from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
+from twinops.serving.protocol import v2
+from twinops.serving.protocol.errors import BadRequest
+from twinops.serving.protocol.openai import ChatCompletionRequest, ChatModel
+
+log = logging.getLogger("twinops.serving")
+
+LLM_REGISTRY_NAME = "twin-llm"
+TEXT_INPUT = v2.TensorSpec(name="text_input", datatype="BYTES", shape=[-1])
+TEXT_OUTPUT = v2.TensorSpec(name="text_output", datatype="BYTES", shape=[-1])
+
+
+class TwinLLM(Model, ChatModel):
+    """A causal LM behind the dynamic batcher."""
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str,
+        *,
+        label: str | None = None,
+        max_batch_size: int = 8,
+        batch_window_ms: float = 10.0,
+        max_tokens_limit: int = 512,
+        default_max_tokens: int = 128,
+    ):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.label = label or model_dir
+        self.max_batch_size = max_batch_size
+        self.batch_window_ms = batch_window_ms
+        self.max_tokens_limit = max_tokens_limit
+        self.default_max_tokens = default_max_tokens
+        self.engine: GenerationEngine | None = None
+        self.backend = ""
+        self.context_length = 0
+
+    def load(self) -> bool:
+        from twinops.models.loaders import load_generation_model
+
+        loaded = load_generation_model(self.model_dir)
+        if loaded.note:
+            print(f"{self.name}: {loaded.note}", file=sys.stderr)
+        loaded.model.eval()
+        self.backend = loaded.backend
+        config = loaded.model.config
+        self.context_length = int(
+            getattr(config, "max_position_embeddings", 0) or loaded.tokenizer.model_max_length
+        )
+        self.engine = GenerationEngine(
+            loaded.model,
+            loaded.tokenizer,
+            model_name=self.name,
+            max_batch_size=self.max_batch_size,
+            batch_window_ms=self.batch_window_ms,
+        )
+        self.ready = True
+        return self.ready
+
+    @property
+    def tokenizer(self):
+        assert self.engine is not None
+        return self.engine.tokenizer
+
+    # --- prompts ------------------------------------------------------------------------------
+    def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of ``messages`` through the tokenizer's own chat template."""
+        tokenizer = self.tokenizer
+        if tokenizer.chat_template:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
+                ids = ids["input_ids"]
+            return list(ids)
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        return self.prompt_ids(text)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Bad lengths are the client's to fix: one line naming the limit."""
+        if not prompt_ids:
+            raise BadRequest("the prompt is empty: send some text", param="messages")
+        if params.max_tokens > self.max_tokens_limit:
+            raise BadRequest(
+                f"max_tokens {params.max_tokens} is over this server's limit of {self.max_tokens_limit}",
+                param="max_tokens",
+            )
+        if len(prompt_ids) + params.max_tokens > self.context_length:
+            raise BadRequest(
+                f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}: together "
+                f"they exceed the model's context of {self.context_length} tokens; shorten the prompt",
+                param="messages",
+            )
+
+    async def _stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TextDelta]:
+        self.check(prompt_ids, params)
+        assert self.engine is not None
+        async for delta in self.engine.stream(prompt_ids, params):
+            yield delta
+
+    # --- OpenAI -------------------------------------------------------------------------------
+    def chat(self, request: ChatCompletionRequest, params: SamplingParams) -> AsyncIterator[TextDelta]:
+        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
+        return self._stream(self.chat_ids(messages), params)
+
+    def complete(self, prompt: str, params: SamplingParams) -> AsyncIterator[TextDelta]:
+        return self._stream(self.prompt_ids(prompt), params)
+
+    # --- V1 / V2 ------------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict]:
+        return [TEXT_INPUT.metadata()]
+
+    def get_output_types(self) -> list[dict]:
+        return [TEXT_OUTPUT.metadata()]
+
+    async def _answer_all(self, prompts: list[tuple[str, SamplingParams]]) -> list[str]:
+        """Each prompt as a single user turn; all of them at once, so they share batches."""
+
+        async def one(prompt: str, params: SamplingParams) -> str:
+            ids = self.chat_ids([{"role": "user", "content": prompt}])
+            self.check(ids, params)
+            assert self.engine is not None
+            return (await self.engine.generate(ids, params)).text
+
+        return list(await asyncio.gather(*(one(p, s) for p, s in prompts)))
+
+    @staticmethod
+    def _params(raw: dict[str, Any], default_max_tokens: int) -> SamplingParams:
+        try:
+            return SamplingParams(
+                max_tokens=int(raw.get("max_tokens", default_max_tokens)),
+                temperature=float(raw.get("temperature", 0.0)),
+                top_p=float(raw.get("top_p", 1.0)),
+            )
+        except (ValidationError, ValueError, TypeError) as error:
+            first = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+            raise BadRequest(f"bad generation parameter: {first}") from error
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if isinstance(payload, InferRequest):
+            v2.check_inputs(payload, [TEXT_INPUT])
+            params = self._params(v2.request_parameters(payload), self.default_max_tokens)
+            prompts = v2.texts(payload, TEXT_INPUT) or []
+            answers = await self._answer_all([(p, params) for p in prompts])
+            return v2.response(payload, self.name, [v2.bytes_output(TEXT_OUTPUT.name, answers)])
+        prompts = []
+        for instance in v2.v1_instances(payload):
+            if isinstance(instance, str):
+                prompts.append((instance, self._params({}, self.default_max_tokens)))
+            elif isinstance(instance, dict) and isinstance(instance.get("prompt"), str):
+                prompts.append((instance["prompt"], self._params(instance, self.default_max_tokens)))
+            else:
+                raise BadRequest('each instance is a prompt string or {"prompt": "...", "max_tokens": N}')
+        return {"predictions": await self._answer_all(prompts)}
+
+
+def build_llm(args, settings) -> TwinLLM:
+    from twinops.models.resolve import resolve_model
+    from twinops.serving.sources import resolve_source
+
+    source = resolve_source(
+        args,
+        settings,
+        registry_name=LLM_REGISTRY_NAME,
+        fallback=settings.base_model,
+        fallback_setting="TWINOPS_BASE_MODEL",
+    )
+    assert source is not None  # the base model is always a fallback
+    model_dir = resolve_model(source.model_dir, settings, setting="--model_dir")
+    return TwinLLM(
+        args.model_name,
+        model_dir,
+        label=source.label,
+        max_batch_size=args.max_batch_size,
+        batch_window_ms=args.batch_window_ms,
+        max_tokens_limit=args.max_tokens_limit,
+    )
+
+
+def add_engine_flags(parser) -> None:
+    parser.add_argument("--max_batch_size", type=int, default=8, help="Requests per generate() call.")
+    parser.add_argument(
+        "--batch_window_ms", type=float, default=10.0, help="How long the batcher waits for company."
+    )
+    parser.add_argument("--max_tokens_limit", type=int, default=512, help="Largest max_tokens accepted.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from twinops.serving.server import add_model_source, build_parser, parse_args, serve
+    from twinops.settings import get_settings
+
+    parser = build_parser(
+        "python -m twinops.serving.llm",
+        "Serve the twin LLM over KServe V1/V2 (REST, gRPC) and the OpenAI API.",
+        model_name=LLM_REGISTRY_NAME,
+    )
+    add_model_source(parser, what="causal LM (HF folder, GPTQ included)", registry_name=LLM_REGISTRY_NAME)
+    add_engine_flags(parser)
+    args = parse_args(parser, argv)
+    model = build_llm(args, get_settings())
+    model.load()
+    log.info("serving %s as %s (%s)", model.label, model.name, model.backend)
+    serve([model], args)
+
+
+if __name__ == "__main__":
+    from twinops.serving.server import run_main
+
+    sys.exit(run_main(main))

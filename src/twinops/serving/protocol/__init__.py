@@ -1,0 +1,1 @@
+"""Protocol code (OpenAI routes, V2 tensors, errors), kept apart from the models."""
