@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -152,3 +153,56 @@ def show(
         if "canary" in found.config:
             table.add_row("canary", found.config["canary"])
         console.print(table)
+
+
+@app.command("feedback")
+def feedback(
+    *,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since",
+            help="Only feedback given after this date (UTC).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        ),
+    ] = None,
+    base: Annotated[
+        str,
+        typer.Option("--base", help="Preference version whose rows come along (id or `latest`)."),
+    ] = "latest",
+    feedback_only: Annotated[
+        bool, typer.Option("--feedback-only", help="Only the pairs from feedback, no base rows.")
+    ] = False,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the build to MLflow.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Turn rated RAG answers into a new preference dataset (the data flywheel).
+
+    Pairs: an edited answer over the logged one; for one question, an answer rated 4-5 over one rated 1-2.
+    The feedback and request ids go into the version's lineage.
+    """
+    from twinops.datasets.feedback import build_feedback_preferences
+
+    summary = build_feedback_preferences(
+        get_settings(), since=since, base=None if feedback_only else base, log_to_mlflow=not no_mlflow
+    )
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"{summary.version} ({'new' if summary.new else 'unchanged'}): {summary.edited_pairs} pairs from "
+        f"edited answers, {summary.rated_pairs} from ratings, out of {summary.feedback} feedback on "
+        f"{summary.requests} requests"
+    )
+    if summary.base:
+        console.print(
+            f"with the rows of {summary.base} (train {summary.base_rows.get('train', 0)}, "
+            f"test {summary.base_rows.get('test', 0)})"
+        )
+    console.print(
+        ", ".join(f"{split} {size}" for split, size in summary.split_sizes.items()) + f" at {summary.uri}"
+    )
+    if summary.drops:
+        console.print("dropped: " + ", ".join(f"{reason} {count}" for reason, count in summary.drops.items()))
+    if summary.mlflow_run_id:
+        console.print(f"MLflow run: {summary.mlflow_run_id}")
