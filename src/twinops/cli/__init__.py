@@ -17,6 +17,7 @@ from twinops.cli import (
     quantize,
     registry,
     run,
+    serve,
     services,
     train,
 )
@@ -31,6 +32,7 @@ app = typer.Typer(
         "chunks and embeds it into Qdrant and Feast.\n\n"
         "Training side: `datasets` builds instruction/preference sets; `train`, `quantize`, "
         "`evaluate` and `registry` produce and promote the twin.\n\n"
+        "Inference: `serve` starts the KServe model servers (LLM, reranker, RAG); `ask` asks the twin.\n\n"
         "Platform: `services`, `models`, `pipeline`; `run` is the whole local loop (`make run`)."
     ),
     no_args_is_help=True,
@@ -63,6 +65,9 @@ app.add_typer(train.app, name="train", rich_help_panel="Training pipeline")
 app.command("quantize", rich_help_panel="Training pipeline")(quantize.quantize)
 app.command("evaluate", rich_help_panel="Training pipeline")(evaluate.evaluate)
 app.add_typer(registry.app, name="registry", rich_help_panel="Training pipeline")
+# Inference
+app.command("serve", rich_help_panel="Inference")(serve.serve)
+app.command("ask", rich_help_panel="Inference")(serve.ask)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+"""``twinops serve`` (the model servers on 127.0.0.1) and ``twinops ask`` (a question to the twin)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.settings import get_settings
+
+DEFAULT_RAG_URL = "http://127.0.0.1:8480/openai/v1"
+
+
+class Role(StrEnum):
+    llm = "llm"
+    reranker = "reranker"
+    embedder = "embedder"
+    rag = "rag"
+    all = "all"
+
+
+def _reranker_args(reranker_dir: Path | None) -> list[str] | None:
+    """Arguments for the reranker, or None when there is nothing that earned serving."""
+    from twinops.infra.registry import RERANKER_MODEL, champion_or_none
+
+    if reranker_dir is not None:
+        return ["--model_dir", str(reranker_dir)]
+    return [] if champion_or_none(RERANKER_MODEL, get_settings()) is not None else None
+
+
+def serve(
+    role: Annotated[Role, typer.Argument(help="Which server: llm, reranker, embedder, rag, or all.")],
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model-dir", help="Folder to serve (llm/reranker/embedder); default: the champion."),
+    ] = None,
+    reranker_dir: Annotated[
+        Path | None, typer.Option("--reranker-dir", help="With `all`: a cross-encoder folder to serve.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="HTTP port of a single server (gRPC on port + 1).")
+    ] = None,
+    llm_url: Annotated[
+        str | None, typer.Option("--llm-url", help="With `rag`: the LLM server's OpenAI base URL.")
+    ] = None,
+) -> None:
+    """Start model servers on 127.0.0.1 and keep them up until Ctrl-C.
+
+    Each is the same `python -m twinops.serving.<role>` a KServe pod runs: V1 and V2 (REST and
+    gRPC) and the OpenAI API under /openai/v1. The LLM serves twin-llm@champion when the registry
+    has one, else the base model; `all` adds the reranker only while twin-reranker has a champion
+    (RAG ranks by cosine otherwise) and RAG wired to both.
+    """
+    from twinops.serving.local import LocalServers
+
+    settings = get_settings()
+    source = ["--model_dir", str(model_dir)] if model_dir else []
+    with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
+        if role == Role.all:
+            servers.start_all(llm_args=source, reranker_args=_reranker_args(reranker_dir))
+        else:
+            args = source if role != Role.rag else (["--llm_url", llm_url] if llm_url else [])
+            servers.wait_ready(servers.start(role.value, port=port, args=args))
+        for server in servers.servers.values():
+            console.print(
+                f"{server.model_name:<14} {server.url}  OpenAI {server.openai_url}  gRPC :{server.grpc_port}",
+                highlight=False,
+                markup=False,
+            )
+        console.print("Ctrl-C stops them", markup=False)
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        try:
+            while not stopping and all(_alive(s.pid) for s in servers.servers.values()):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    err_console.print("servers stopped")
+
+
+def _alive(pid: int) -> bool:
+    from twinops.services.process import pid_alive
+
+    return pid_alive(pid)
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question for the twin.")],
+    url: Annotated[str, typer.Option("--url", help="The RAG server's OpenAI base URL.")] = DEFAULT_RAG_URL,
+    author: Annotated[
+        str | None, typer.Option("--author", help="Answer from this author id's documents.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Ask the twin (the RAG server) a question; print the answer and its sources."""
+    from twinops.serving.local import ask_rag
+
+    reply = ask_rag(url, question, author_id=author, max_tokens=max_tokens)
+    if as_json:
+        print_json(reply)
+        return
+    print_answer(reply)
+
+
+def print_answer(reply: dict) -> None:
+    """The answer, then its numbered sources (the prompt's [n] citations) and stage timings."""
+    console.print(reply["answer"], markup=False, highlight=False)
+    console.print("\nsources:", markup=False)
+    for number, source in enumerate(reply.get("sources", []), 1):
+        rerank = source.get("rerank_score")
+        scores = f"cosine {source['score']:.3f}" + (f", rerank {rerank:.3f}" if rerank is not None else "")
+        console.print(f"  [{number}] {source['source_url']}  ({scores})", markup=False, highlight=False)
+    timings = reply.get("timings_ms", {})
+    if timings:
+        parts = ", ".join(f"{stage} {ms:.0f}" for stage, ms in timings.items())
+        console.print(f"timings (ms): {parts}", markup=False, highlight=False)
+    console.print(f"request id: {reply.get('request_id')}", markup=False, highlight=False)

@@ -1,0 +1,177 @@
+"""The servers on one machine: each runtime as its own process on 127.0.0.1, as in a cluster.
+
+``twinops serve`` and ``twinops run`` start them through ``LocalServers``: every server is the same
+``python -m twinops.serving.<role>`` a pod runs, with its log under ``TWINOPS_HOME/logs/serve``.
+``all`` is the LLM, the reranker (only while ``twin-reranker`` has a champion: RAG ranks by cosine
+otherwise) and RAG wired to both over HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from twinops.errors import ConfigError, ServiceUnavailable
+from twinops.services.process import pid_alive, port_in_use, start_detached, stop_pid, tail, wait_until
+from twinops.settings import Settings
+
+ROLES = ("llm", "reranker", "embedder", "rag")
+MODEL_NAMES = {"llm": "twin-llm", "reranker": "twin-reranker", "embedder": "twin-embedder", "rag": "twin-rag"}
+DEFAULT_PORTS = {"llm": 8180, "reranker": 8280, "embedder": 8380, "rag": 8480}  # gRPC on port + 1
+HOST = "127.0.0.1"
+# Loading an LLM on two busy cores takes a while; a server that is still loading is not failing.
+READY_TIMEOUT = 300.0
+
+
+class LocalServer(BaseModel):
+    role: str
+    model_name: str
+    pid: int
+    http_port: int
+    grpc_port: int
+    log_file: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/openai/v1"
+
+
+def _ready(server: LocalServer) -> bool:
+    try:
+        return httpx.get(f"{server.url}/v2/models/{server.model_name}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalServers:
+    """Start, wait for and stop local servers; a context manager stops what it started."""
+
+    def __init__(self, settings: Settings, *, on_event: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.servers: dict[str, LocalServer] = {}
+        self.on_event = on_event or (lambda _message: None)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.settings.home / "logs" / "serve"
+
+    def start(self, role: str, *, port: int | None = None, args: Sequence[str] = ()) -> LocalServer:
+        if role not in ROLES:
+            raise ConfigError(f"unknown server {role!r}: choose one of {', '.join(ROLES)}")
+        http_port = port or DEFAULT_PORTS[role]
+        for taken in (http_port, http_port + 1):
+            if port_in_use(taken):
+                raise ConfigError(
+                    f"port {taken} on {HOST} is in use (is a {role} server already running?): "
+                    "stop it or pass --port"
+                )
+        log_file = self.log_dir / f"{role}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text("")
+        command = [
+            sys.executable,
+            "-m",
+            f"twinops.serving.{role}",
+            "--model_name",
+            MODEL_NAMES[role],
+            "--host",
+            HOST,
+            "--http_port",
+            str(http_port),
+            "--grpc_port",
+            str(http_port + 1),
+            *args,
+        ]
+        pid = start_detached(command, cwd=self.settings.home, log_file=log_file)
+        server = LocalServer(
+            role=role,
+            model_name=MODEL_NAMES[role],
+            pid=pid,
+            http_port=http_port,
+            grpc_port=http_port + 1,
+            log_file=str(log_file),
+        )
+        self.servers[role] = server
+        self.on_event(f"starting {role} ({server.model_name}) on {server.url}")
+        return server
+
+    def wait_ready(self, server: LocalServer, timeout: float = READY_TIMEOUT) -> None:
+        def ready_or_dead() -> bool:
+            return _ready(server) or not pid_alive(server.pid)
+
+        wait_until(ready_or_dead, timeout=timeout, interval=0.5)
+        if not _ready(server):
+            last = tail(Path(server.log_file), 3)
+            state = "exited" if not pid_alive(server.pid) else f"is not ready after {timeout:.0f}s"
+            raise ServiceUnavailable(f"the {server.role} server {state}: {last} (log: {server.log_file})")
+        self.on_event(f"{server.role} ready: {server.url}")
+
+    def start_all(
+        self,
+        *,
+        llm_args: Sequence[str] = (),
+        reranker_args: Sequence[str] | None = None,
+        rag_args: Sequence[str] = (),
+    ) -> dict[str, LocalServer]:
+        """LLM, reranker (when ``reranker_args`` is not None) and RAG wired to them."""
+        llm = self.start("llm", args=llm_args)
+        reranker = self.start("reranker", args=reranker_args) if reranker_args is not None else None
+        for server in (llm, reranker):
+            if server is not None:
+                self.wait_ready(server)
+        wiring = ["--llm_url", llm.openai_url, "--llm_model", llm.model_name]
+        if reranker is not None:
+            wiring += ["--reranker_url", reranker.openai_url, "--reranker_model", reranker.model_name]
+        self.wait_ready(self.start("rag", args=[*wiring, *rag_args]))
+        return dict(self.servers)
+
+    def stop(self) -> None:
+        for role, server in reversed(list(self.servers.items())):
+            stop_pid(server.pid)
+            self.on_event(f"stopped {role}")
+        self.servers.clear()
+
+    def __enter__(self) -> LocalServers:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def ask_rag(
+    url: str, question: str, *, author_id: str | None = None, max_tokens: int = 128, timeout: float = 300.0
+) -> dict:
+    """One question to a RAG server's chat route: ``{answer, sources, timings_ms, request_id, ...}``."""
+    body = {
+        "model": MODEL_NAMES["rag"],
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        **({"author_id": author_id} if author_id else {}),
+    }
+    endpoint = f"{url.rstrip('/')}/chat/completions"
+    try:
+        response = httpx.post(endpoint, json=body, timeout=timeout)
+    except httpx.HTTPError as error:
+        raise ServiceUnavailable(
+            f"the RAG server at {url} is unreachable ({type(error).__name__}): start it with "
+            "`twinops serve all`, or pass --url"
+        ) from error
+    try:
+        reply = response.json()
+    except ValueError:
+        reply = {}
+    if response.status_code >= 400:
+        message = (reply.get("error") or {}).get("message") if isinstance(reply, dict) else None
+        kind = ConfigError if response.status_code < 500 else ServiceUnavailable
+        raise kind(f"the RAG server answered {response.status_code}: {message or response.text[:200]}")
+    answer = reply["choices"][0]["message"]["content"]
+    extra = {key: value for key, value in reply.items() if key not in {"choices", "object", "created"}}
+    return {"answer": answer, **extra}
