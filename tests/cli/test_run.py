@@ -11,9 +11,10 @@ from twinops.cli.run import _load_params
 
 def test_params_come_from_yaml_then_overrides(tmp_path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text('author: Ada Quill\nmax_chunks: 8\nsources: ["data/demo-corpus"]\n')
-    params = _load_params(config, ["max_chunks=4"])
+    config.write_text('author: Ada Quill\nmax_chunks: 8\nsources: ["data/demo-corpus"]\nask: "Why?"\n')
+    params, question = _load_params(config, ["max_chunks=4"])
     assert params == {"author": "Ada Quill", "max_chunks": "4", "sources": '["data/demo-corpus"]'}
+    assert question == "Why?", "the question for the served twin is not a pipeline parameter"
 
 
 @pytest.mark.parametrize(
@@ -22,9 +23,12 @@ def test_params_come_from_yaml_then_overrides(tmp_path) -> None:
         (["--config", "missing.yaml"], "missing.yaml"),
         (["--param", "no_such_param=1"], "no_such_param"),
         (["--param", "max_chunks=many"], "max_chunks"),
+        (["--config", "bad-ask.yaml"], "`ask` must be a question"),
     ],
 )
-def test_bad_run_input_is_one_line(home, capsys, args, needle) -> None:
+def test_bad_run_input_is_one_line(home, capsys, monkeypatch, tmp_path, args, needle) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad-ask.yaml").write_text("author: Ada Quill\nask: [not, a, question]\n")
     assert main(["run", *args]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err

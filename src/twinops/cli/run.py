@@ -2,7 +2,9 @@
 
 Services up, bundled models cached, then ``twin_pipeline`` (feature pipeline, then training
 pipeline) through ``kfp.local`` with the parameters of ``configs/run/local.yaml``. It ends by
-printing where a person should look next.
+printing where a person should look next. Then it starts the model servers (LLM, reranker while
+it holds ``champion``, RAG), asks the twin the config's ``ask`` question about the ingested corpus,
+prints the grounded answer with its sources, and stops the servers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typer
 import yaml
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.cli.serve import print_answer, reranker_args
 from twinops.errors import ConfigError
 from twinops.models.bundled import pull_all
 from twinops.pipelines.params import parse_pairs
@@ -22,10 +25,12 @@ from twinops.services.manager import ServiceManager
 from twinops.settings import get_settings
 
 DEFAULT_CONFIG = Path("configs/run/local.yaml")
+ASK_KEY = "ask"  # the run config's question for the served twin; not a pipeline parameter
 
 
-def _load_params(config: Path | None, overrides: list[str] | None) -> dict[str, str]:
-    """Pipeline parameters as the strings ``run_local`` converts: the YAML first, then ``--param``."""
+def _load_params(config: Path | None, overrides: list[str] | None) -> tuple[dict[str, str], str | None]:
+    """Pipeline parameters as the strings ``run_local`` converts (the YAML first, then ``--param``),
+    and the question to ask the served twin at the end."""
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     params: dict[str, Any] = {}
     if path is not None:
@@ -37,10 +42,13 @@ def _load_params(config: Path | None, overrides: list[str] | None) -> dict[str, 
             raise ConfigError(f"run config {path} is not valid YAML ({error}): fix the file") from error
         if not isinstance(params, dict):
             raise ConfigError(f"run config {path} must map parameter names to values")
+    question = params.pop(ASK_KEY, None)
+    if question is not None and not isinstance(question, str):
+        raise ConfigError(f"run config {path}: `{ASK_KEY}` must be a question (a string)")
     as_strings = {
         key: value if isinstance(value, str) else json.dumps(value) for key, value in params.items()
     }
-    return {**as_strings, **parse_pairs(overrides)}
+    return {**as_strings, **parse_pairs(overrides)}, question
 
 
 def run(
@@ -51,6 +59,12 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Override one parameter: key=value.")
     ] = None,
+    ask: Annotated[
+        str | None, typer.Option("--ask", help="Question for the served twin (default: the config's `ask`).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the twin at the end and ask it the question.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Run the whole local FTI loop: services up, models pull, then twin_pipeline via kfp.local."""
@@ -59,7 +73,8 @@ def run(
     from twinops.pipelines.registry import get_pipeline
 
     settings = get_settings()
-    params = _load_params(config, param)
+    params, configured_question = _load_params(config, param)
+    question = ask or configured_question
     coerce(get_pipeline("twin_pipeline", target="local"), params)  # bad params fail before any work
     with err_console.status("caching bundled models"):
         models = pull_all(settings)
@@ -73,8 +88,9 @@ def run(
         "models": {model.name: str(model.path) for model in models},
         "pipeline": result.model_dump(mode="json"),
     }
+    reply = _serve_and_ask(settings, question) if serve and question else None
     if as_json:
-        print_json(summary)
+        print_json({**summary, "answer": reply})
         return
     console.rule("twinops: local loop done")
     lines = [
@@ -90,3 +106,16 @@ def run(
             # Plain text: aliases print as "[champion]", which rich would read as markup.
             console.print(f"{label + ':':<20}{value}", markup=False, highlight=False, soft_wrap=True)
     console.print("stop the services with `twinops services down`", markup=False)
+
+    if reply is not None:
+        console.rule(f"the twin answers: {question}")
+        print_answer(reply)
+
+
+def _serve_and_ask(settings, question: str) -> dict:
+    """Start the servers as `twinops serve all` does, ask ``question``, stop them."""
+    from twinops.serving.local import LocalServers, ask_rag
+
+    with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
+        servers.start_all(reranker_args=reranker_args(None))
+        return ask_rag(servers.servers["rag"].openai_url, question)

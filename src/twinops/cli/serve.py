@@ -24,7 +24,7 @@ class Role(StrEnum):
     all = "all"
 
 
-def _reranker_args(reranker_dir: Path | None) -> list[str] | None:
+def reranker_args(reranker_dir: Path | None) -> list[str] | None:
     """Arguments for the reranker, or None when there is nothing that earned serving."""
     from twinops.infra.registry import RERANKER_MODEL, champion_or_none
 
@@ -62,7 +62,7 @@ def serve(
     source = ["--model_dir", str(model_dir)] if model_dir else []
     with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
         if role == Role.all:
-            servers.start_all(llm_args=source, reranker_args=_reranker_args(reranker_dir))
+            servers.start_all(llm_args=source, reranker_args=reranker_args(reranker_dir))
         else:
             args = source if role != Role.rag else (["--llm_url", llm_url] if llm_url else [])
             servers.wait_ready(servers.start(role.value, port=port, args=args))
