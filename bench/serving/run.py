@@ -233,7 +233,7 @@ def main() -> int:
             print(f"LLM tokens/s: in-process generate {raw:.1f}, server one at a time {one:.1f}")
             print(f"  server / in-process             = {one / raw:.2f}  (goal >= 0.85)")
             print(
-                f"  8 concurrent clients: {eight:.1f} tokens/s; / one at a time = {eight / one:.2f}  (goal >= 3)"
+                f"  8 concurrent clients {eight:.1f} tok/s; / one at a time = {eight / one:.2f} (goal >= 3)"
             )
             served, raw_pairs = rerank_pairs_per_second(
                 reranker.url, reranker_dir, demo_passages(32), 2 if options.quick else 6
