@@ -9,6 +9,7 @@ reranker servers, and the HTTP clients against them, are tested with the servers
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -293,6 +294,10 @@ def test_bad_questions_and_an_empty_index_are_one_line_errors(embedder, index, s
         asyncio.run(pipeline.answer("Kafka?", top_k=5, candidates=2))
     with pytest.raises(NotFound, match="no chunks of author 'nobody'"):
         asyncio.run(pipeline.answer("Kafka?", author_id="nobody"))
+
+    stale = _pipeline(dataclasses.replace(embedder, version="older"), index)
+    with pytest.raises(ServiceUnavailable, match="built by another embedder"):
+        asyncio.run(stale.answer("What does Ada think about Kafka?"))
 
     empty = _pipeline(embedder, LiveIndex(settings))
     with pytest.raises(NotFound, match="run `twinops features` first"):

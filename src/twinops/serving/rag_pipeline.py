@@ -8,7 +8,8 @@
 2. ``expand``: ``expansions`` query variants: the normalised question (the chunks' own cleaning),
    a keyword-only variant, and with more than two, paraphrases from the generator
    (prompt ``rag-query-expansion``).
-3. ``embed``: every variant in one batch; ``search``: the filtered nearest chunks per variant;
+3. ``embed``: every variant in one batch; ``search``: the filtered nearest chunks per variant
+   (an index built by another embedder than the loaded one is refused: one vector space);
    ``dedup``: one candidate per chunk id, with its best cosine score.
 4. ``rerank``: the cross-encoder orders the candidates when a reranker is given (its score is kept
    on each source; cosine only otherwise, and the stage is absent).
@@ -41,9 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.domain.documents import Category, Platform
 from twinops.domain.serving import RagRequestRecord, SourceRef
-from twinops.errors import ConfigError, NotFound, TwinopsError
+from twinops.errors import ConfigError, NotFound, ServiceUnavailable, TwinopsError
 from twinops.features.cleaning import normalize_query
-from twinops.features.vector_store import ScoredChunk
+from twinops.features.vector_store import ScoredChunk, collection_name
 from twinops.infra.prompts import PromptTemplate, load_prompt
 from twinops.serving.clients import Generator, Reranker
 from twinops.serving.index import LiveIndex
@@ -306,6 +307,18 @@ class RagPipeline:
             )
         raise NotFound(f"the index {self.index.collection} has no chunks: run `twinops features` first")
 
+    def check_vector_space(self) -> None:
+        """The index must be the one this embedder built (collections are named by embedder)."""
+        slug, version = getattr(self.embedder, "slug", None), getattr(self.embedder, "version", None)
+        collection = self.index.collection
+        if slug and version and collection and collection != collection_name(self.index.alias, slug, version):
+            raise ServiceUnavailable(
+                f"the index {collection} was built by another embedder than the one loaded here "
+                f"({getattr(self.embedder, 'model_id', slug)} {version}): restart the RAG server with the "
+                "index's embedder",
+                setting="TWINOPS_EMBEDDING_MODEL",
+            )
+
     @staticmethod
     def dedup(hits: list[list[ScoredChunk]], limit: int) -> list[ScoredChunk]:
         """One hit per chunk id (its best score), best first, at most ``limit``."""
@@ -315,8 +328,17 @@ class RagPipeline:
                 best[hit.chunk_id] = hit
         return sorted(best.values(), key=lambda hit: -hit.score)[:limit]
 
-    async def _rerank(self, question: str, candidates: list[ScoredChunk]) -> list[tuple[ScoredChunk, float]]:
+    async def _rerank(
+        self, question: str, candidates: list[ScoredChunk]
+    ) -> list[tuple[ScoredChunk, float | None]]:
         ranked = await self.reranker.rerank(question, [c.content for c in candidates], len(candidates))
+        if not ranked:
+            log.warning(
+                "the reranker %s ranked none of %d candidates; using cosine order",
+                _name(self.reranker),
+                len(candidates),
+            )
+            return [(hit, None) for hit in candidates]
         return [(candidates[index], score) for index, score in ranked]
 
     async def _author_context(self, author_id: str, timer: _Timer) -> str:
@@ -390,6 +412,7 @@ class RagPipeline:
                 vectors = await asyncio.to_thread(self.embedder.encode, queries, batch_size=len(queries))
             with timer.stage("search"):
                 hits, filters = await asyncio.to_thread(self._search, vectors, filters, candidates)
+                self.check_vector_space()
             with timer.stage("dedup"):
                 pool = self.dedup(hits, candidates)
             if self.reranker is not None:
