@@ -257,24 +257,28 @@ class OpenAIRoutes:
             code="model_not_supported",
         )
 
+    async def _resolve(self, request: Request, kind: type[BaseModel], capability: type, label: str):
+        """(parsed request, model), or (error response, None) for a bad body or model."""
+        parsed = await self._parse(request, kind)
+        if isinstance(parsed, JSONResponse):
+            return parsed, None
+        model = self._model(parsed.model, capability, label)
+        if isinstance(model, JSONResponse):
+            return model, None
+        return parsed, model
+
     # chat and completions share everything but the prompt
     async def chat_completions(self, request: Request):
-        parsed = await self._parse(request, ChatCompletionRequest)
-        if isinstance(parsed, JSONResponse):
+        parsed, model = await self._resolve(request, ChatCompletionRequest, ChatModel, "chat completions")
+        if model is None:
             return parsed
-        model = self._model(parsed.model, ChatModel, "chat completions")
-        if isinstance(model, JSONResponse):
-            return model
         params = parsed.sampling(model.default_max_tokens)
         return await self._respond(parsed, model.chat(parsed, params), chat=True)
 
     async def completions(self, request: Request):
-        parsed = await self._parse(request, CompletionRequest)
-        if isinstance(parsed, JSONResponse):
+        parsed, model = await self._resolve(request, CompletionRequest, ChatModel, "completions")
+        if model is None:
             return parsed
-        model = self._model(parsed.model, ChatModel, "completions")
-        if isinstance(model, JSONResponse):
-            return model
         params = parsed.sampling(16)
         return await self._respond(parsed, model.complete(parsed.text, params), chat=False)
 
@@ -393,12 +397,9 @@ class OpenAIRoutes:
         from openai.types import CreateEmbeddingResponse, Embedding
         from openai.types.create_embedding_response import Usage
 
-        parsed = await self._parse(request, EmbeddingRequest)
-        if isinstance(parsed, JSONResponse):
+        parsed, model = await self._resolve(request, EmbeddingRequest, EmbeddingModel, "embeddings")
+        if model is None:
             return parsed
-        model = self._model(parsed.model, EmbeddingModel, "embeddings")
-        if isinstance(model, JSONResponse):
-            return model
         try:
             vectors, tokens = await model.embed(parsed.texts)
         except BadRequest as error:
@@ -417,12 +418,9 @@ class OpenAIRoutes:
         return body
 
     async def rerank(self, request: Request):
-        parsed = await self._parse(request, RerankRequest)
-        if isinstance(parsed, JSONResponse):
+        parsed, model = await self._resolve(request, RerankRequest, RerankModel, "rerank")
+        if model is None:
             return parsed
-        model = self._model(parsed.model, RerankModel, "rerank")
-        if isinstance(model, JSONResponse):
-            return model
         texts = parsed.texts
         try:
             scores = await model.rerank(parsed.query, texts)
