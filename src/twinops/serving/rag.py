@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -174,6 +175,24 @@ class TwinRAG(Model, ChatModel):
         return JSONResponse(status_code=201, content={"id": stored.id, "request_id": stored.request_id})
 
 
+AUTHOR_CONTEXT_TTL = 300.0  # seconds; Feast materializes per feature run, not per request
+
+
+def _cached(lookup, ttl: float):
+    """``lookup`` remembered per author for ``ttl`` seconds: each Feast call opens a FeatureStore."""
+    remembered: dict[str, tuple[float, str | None]] = {}
+
+    def cached(author_id: str) -> str | None:
+        now = time.monotonic()
+        hit = remembered.get(author_id)
+        if hit is None or now - hit[0] > ttl:
+            hit = (now, lookup(author_id))
+            remembered[author_id] = hit
+        return hit[1]
+
+    return cached
+
+
 def build_pipeline(args, settings) -> RagPipeline:
     """The pipeline wired to this process's embedder and index and to the other servers."""
     from twinops.features.embedding import open_embedder
@@ -196,7 +215,7 @@ def build_pipeline(args, settings) -> RagPipeline:
         index=index,
         generator=ChatClient(args.llm_url, args.llm_model),
         reranker=reranker,
-        author_context=lambda author_id: author_context(settings, author_id),
+        author_context=_cached(lambda author_id: author_context(settings, author_id), AUTHOR_CONTEXT_TTL),
         authors=authors,
         request_log=RequestLogRepository(db),
     )
