@@ -51,15 +51,17 @@ class Embedder:
     def tokenizer(self):
         return self.model.tokenizer
 
-    def encode(self, texts: list[str], *, batch_size: int) -> np.ndarray:
-        """Unit-length float32 vectors (cosine = dot product), one row per text."""
+    def encode(self, texts: list[str], *, batch_size: int, normalize: bool = True) -> np.ndarray:
+        """Float32 vectors, one row per text: ``SentenceTransformer.encode`` with the model's own
+        pooling. ``normalize`` makes them unit length (cosine = dot product, as the index stores
+        them); without it the model's own modules decide (the embeddings API serves that)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             texts,
             batch_size=batch_size,
             convert_to_numpy=True,
-            normalize_embeddings=True,
+            normalize_embeddings=normalize,
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)

@@ -6,7 +6,8 @@ take whole lists per call, so a request with many documents or texts is one batc
 - ``TwinEmbedder``: ``/openai/v1/embeddings`` and V2 (``text`` BYTES [-1] → ``embedding`` FP32
   [-1, dim]). Vectors are exactly ``SentenceTransformer.encode`` with the model's own modules,
   so its pooling and normalisation apply (KServe's Hugging Face runtime ignores a model's pooling
-  setting). RAG and the drift detector embed through this class too.
+  setting). It embeds through ``features.embedding.Embedder``, the class the feature pipeline
+  indexes with and RAG and the drift detector query with.
 - ``TwinReranker``: ``/openai/v1/rerank`` and V2 (``query`` BYTES [1] + ``documents`` BYTES [-1]
   → ``scores`` FP32 [-1]), the ``twin-reranker`` champion or any cross-encoder folder.
 """
@@ -37,6 +38,7 @@ class _Encoder(Model):
         self.model_dir = model_dir
         self.label = label or model_dir
         self.model: Any = None
+        self.embedder: Any = None
         self._lock = threading.Lock()
 
     async def _run(self, function, *args):
@@ -61,26 +63,24 @@ class TwinEmbedder(_Encoder, EmbeddingModel):
     EMBEDDING = v2.TensorSpec(name="embedding", datatype="FP32", shape=[-1, -1])
 
     def load(self) -> bool:
+        from twinops.features.embedding import Embedder
         from twinops.models.loaders import sentence_transformer
 
-        self.model = sentence_transformer(self.model_dir)
+        # The same Embedder class the feature pipeline indexes with and RAG queries with.
+        self.embedder = Embedder(model=sentence_transformer(self.model_dir), model_id=self.label, version="")
+        self.model = self.embedder.model
         self.ready = True
         return True
 
     @property
     def dimension(self) -> int:
-        getter = getattr(self.model, "get_embedding_dimension", None) or (
-            self.model.get_sentence_embedding_dimension
-        )
-        return int(getter())
+        return self.embedder.dimension
 
     def encode(self, texts: list[str]):
         """The model's own ``encode``: its pooling, its normalisation, float32 rows."""
-        import numpy as np
-
-        vectors = self.model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.embedder.encode(texts, batch_size=32, normalize=False)
         metrics.EMBEDDED_TEXTS.labels(model=self.name).inc(len(texts))
-        return np.asarray(vectors, dtype=np.float32)
+        return vectors
 
     def _tokens(self, texts: list[str]) -> int:
         encoded = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
