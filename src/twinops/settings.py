@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twinops.errors import ConfigError
 
 BUNDLED_LLM = "bundled:smollm2-135m-instruct"
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
@@ -95,5 +97,24 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Settings read once per process; tests call ``get_settings.cache_clear()``."""
-    return Settings()
+    """Settings read once per process; tests call ``get_settings.cache_clear()``.
+
+    A value that does not parse (``TWINOPS_MONGODB_PORT=abc``) is a ``ConfigError`` naming the
+    variable, not a pydantic traceback.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise settings_error(error) from error
+
+
+def settings_error(error: ValidationError) -> ConfigError:
+    """One line for the first invalid setting: its variable, the value given, and why."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "?"
+    variable = f"{Settings.model_config['env_prefix']}{field}".upper()
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return ConfigError(
+        f"{variable}={first.get('input')!r} is not valid: {first['msg']}{more}; fix or unset it",
+        setting=variable,
+    )

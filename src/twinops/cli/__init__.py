@@ -23,6 +23,7 @@ from twinops.cli import (
 )
 from twinops.cli.common import err_console
 from twinops.errors import TwinopsError
+from twinops.settings import get_settings
 
 app = typer.Typer(
     name="twinops",
@@ -70,13 +71,47 @@ app.command("serve", rich_help_panel="Inference")(serve.serve)
 app.command("ask", rich_help_panel="Inference")(serve.ask)
 
 
+def _is_click_exception(error: BaseException) -> bool:
+    """A click usage/parameter error, whichever copy of click raised it.
+
+    typer ships its own click (``typer._click``) whose classes are not ``click.ClickException``;
+    matching by class name in the MRO holds for both, and for the next vendored copy.
+    """
+    return any(klass.__name__ == "ClickException" for klass in type(error).__mro__) and hasattr(
+        error, "format_message"
+    )
+
+
+def _usage_line(error: BaseException) -> str:
+    """``twinops etl: No such option: --bogus (see `twinops etl --help`)``: the error on one line."""
+    context = getattr(error, "ctx", None)
+    command = getattr(context, "command_path", "") or "twinops"
+    message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    return f"{command}: {message} (see `{command} --help`)"
+
+
+def _wants_help(args: list[str]) -> bool:
+    return not args or any(arg in ("--help", "-h") for arg in args)
+
+
+def _check_environment(args: list[str]) -> None:
+    """Settings parse and TWINOPS_HOME is writable, before any command runs (not for --help)."""
+    if _wants_help(args):
+        return
+    from twinops.infra.home import ensure_home
+
+    ensure_home(get_settings())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user-fixable errors become one line on stderr and exit code 2."""
+    """Entry point: user-fixable errors and usage errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("TWINOPS_DEBUG") == "1"
     try:
-        app(args=args, prog_name="twinops", standalone_mode=False)
+        _check_environment(args)
+        returned = app(args=args, prog_name="twinops", standalone_mode=False)
     except TwinopsError as error:
-        if "--debug" in args or os.environ.get("TWINOPS_DEBUG") == "1":
+        if debug:
             raise
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return error.exit_code
@@ -85,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("aborted")
         return 1
-    except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return error.exit_code
-        raise
-    return 0
+    except Exception as error:
+        if not _is_click_exception(error) or debug:
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group run bare: its help is the answer
+            error.show()  # type: ignore[attr-defined]
+            return 0
+        err_console.print(f"[red]error:[/] {_usage_line(error)}", highlight=False, soft_wrap=True)
+        return 2
+    # Without standalone mode, click returns a command's `typer.Exit` code instead of raising it.
+    return returned if isinstance(returned, int) else 0
 
 
 if __name__ == "__main__":

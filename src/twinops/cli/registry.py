@@ -33,7 +33,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List model versions: aliases, dataset versions, key metrics (`--json`: all, with folders)."""
-    from twinops.training.registry import MODEL_NAMES, list_versions
+    from twinops.infra.registry import MODEL_NAMES, list_versions
 
     versions = list_versions(get_settings(), (name,) if name else MODEL_NAMES)
     if as_json:

@@ -155,22 +155,28 @@ def to_model_version(mlflow_version: Any, mlflow_client: Any) -> ModelVersion:
 
 
 def list_versions(settings: Settings, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelVersion]:
-    """Every version of the named registered models (missing models are skipped), newest first."""
+    """Every version of the named registered models (missing models are skipped), newest first.
+
+    An unreachable MLflow is ``ServiceUnavailable`` within seconds (``fast_fail``), never an empty list.
+    """
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(settings)
     versions: list[ModelVersion] = []
-    for name in names:
-        try:
-            found = mlflow_client.search_model_versions(f"name = '{name}'")
-            # Search results may omit aliases; the registered model has them all.
-            aliases = mlflow_client.get_registered_model(name).aliases or {}
-        except MlflowException:
-            continue
-        for found_version in found:
-            version = to_model_version(found_version, mlflow_client)
-            held = tuple(sorted(a for a, v in aliases.items() if str(v) == version.version))
-            versions.append(version.model_copy(update={"aliases": held}))
+    with fast_fail():
+        mlflow_client = client(settings)
+        for name in names:
+            try:
+                # Search results may omit aliases; the registered model has them all.
+                aliases = mlflow_client.get_registered_model(name).aliases or {}
+                found = mlflow_client.search_model_versions(f"name = '{name}'")
+            except MlflowException as error:
+                if resource_missing(error):
+                    continue
+                raise _unavailable(error, f"registered model {name!r}") from error
+            for found_version in found:
+                version = to_model_version(found_version, mlflow_client)
+                held = tuple(sorted(a for a, v in aliases.items() if str(v) == version.version))
+                versions.append(version.model_copy(update={"aliases": held}))
     return sorted(versions, key=lambda v: (v.name, -int(v.version)))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twinops.errors import ServiceUnavailable
-from twinops.services import mlflow_server, mongodb
+from twinops.services import mlflow_server, mongodb, qdrant_server
 from twinops.services.process import pid_alive, stop_pid
 from twinops.services.state import ServiceRecord, ServicesState
 from twinops.settings import Settings
@@ -24,7 +24,8 @@ def _external_record(name: str, uri: str, reachable: bool) -> ServiceRecord:
 
 def _qdrant_record(settings: Settings) -> ServiceRecord:
     if settings.qdrant_url:
-        return ServiceRecord(name="qdrant", uri=settings.qdrant_url, running=True, detail="external")
+        reachable = qdrant_server.healthy(settings.qdrant_url, settings.qdrant_api_key)
+        return _external_record("qdrant", settings.qdrant_url, reachable)
     path = settings.qdrant_local_path
     return ServiceRecord(
         name="qdrant",
@@ -70,7 +71,14 @@ class ServiceManager:
             state.save(self._state_file)
 
         state.services["qdrant"] = _qdrant_record(settings)
-        settings.qdrant_local_path.mkdir(parents=True, exist_ok=True)
+        if not state.services["qdrant"].running:
+            raise ServiceUnavailable(
+                "Qdrant at TWINOPS_QDRANT_URL is unreachable: start it, fix the URL or unset it to "
+                "use local mode",
+                setting="TWINOPS_QDRANT_URL",
+            )
+        if not settings.qdrant_url:
+            settings.qdrant_local_path.mkdir(parents=True, exist_ok=True)
 
         if settings.mlflow_tracking_uri:
             uri = settings.mlflow_tracking_uri
