@@ -1,0 +1,151 @@
+"""The dynamic batcher in-process, on the tiny random Llama (same code paths as the real model, fast).
+
+What a server's users rely on: each request in a shared ``generate`` call gets its own
+``max_tokens``, its own stop strings, and a client that goes away neither blocks nor costs the others.
+Batches are observed through the ``twinops_llm_batch_size`` histogram, per engine (its model label).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
+
+# Long enough that every request of a test reaches the worker before it takes a batch.
+WINDOW_MS = 200.0
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_llama: Path):
+    from twinops.models.loaders import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(tiny_llama))
+    model.eval()
+    return model, tokenizer
+
+
+def _engine(tiny_lm, name: str, **options) -> GenerationEngine:
+    model, tokenizer = tiny_lm
+    return GenerationEngine(model, tokenizer, model_name=name, batch_window_ms=WINDOW_MS, **options)
+
+
+def _prompt(tiny_lm, text: str) -> list[int]:
+    return list(tiny_lm[1](text, add_special_tokens=False)["input_ids"])
+
+
+def _metric(name: str, model: str) -> float:
+    return REGISTRY.get_sample_value(name, {"model": model}) or 0.0
+
+
+def _batches(model: str) -> tuple[float, float]:
+    """(number of generate calls, requests in them) of engine ``model``."""
+    return _metric("twinops_llm_batch_size_count", model), _metric("twinops_llm_batch_size_sum", model)
+
+
+def test_each_request_of_one_batch_stops_at_its_own_max_tokens(tiny_lm) -> None:
+    engine = _engine(tiny_lm, "engine-max-tokens")
+    prompts = [_prompt(tiny_lm, text) for text in ("Hello there", "A longer prompt about the weather", "Hi")]
+    limits = [3, 11, 7]
+
+    async def run() -> list[TextDelta]:
+        try:
+            return await asyncio.gather(
+                *(
+                    engine.generate(p, SamplingParams(max_tokens=n))
+                    for p, n in zip(prompts, limits, strict=True)
+                )
+            )
+        finally:
+            await engine.close()
+
+    answers = asyncio.run(run())
+
+    assert _batches("engine-max-tokens") == (1.0, 3.0)  # one generate() call for all three
+    for answer, limit, prompt in zip(answers, limits, prompts, strict=True):
+        assert answer.finish_reason == "length"
+        assert answer.completion_tokens == limit
+        assert answer.prompt_tokens == len(prompt)
+    assert _metric("twinops_llm_tokens_generated_total", "engine-max-tokens") == sum(limits)
+
+
+def test_stop_strings_cut_the_text_and_leave_batch_mates_alone(tiny_lm) -> None:
+    engine = _engine(tiny_lm, "engine-stop")
+    prompt = _prompt(tiny_lm, "Tell me a story")
+    free = SamplingParams(max_tokens=24)
+
+    async def run() -> tuple[TextDelta, str, TextDelta, TextDelta]:
+        try:
+            alone = await engine.generate(prompt, free)
+            text = alone.text
+            # An ASCII piece from inside the answer: it occurs, and not at the very start.
+            start = next(
+                i for i in range(1, len(text) - 3) if text[i : i + 3].isascii() and text[i : i + 3].strip()
+            )
+            stop = text[start : start + 3]
+            stopped, mate = await asyncio.gather(
+                engine.generate(prompt, free.model_copy(update={"stop": (stop, "never-in-this-text")})),
+                engine.generate(prompt, free),
+            )
+            return alone, stop, stopped, mate
+        finally:
+            await engine.close()
+
+    alone, stop, stopped, mate = asyncio.run(run())
+
+    assert _batches("engine-stop") == (2.0, 3.0)  # alone, then the stopped row beside its mate
+    assert stopped.text == alone.text[: alone.text.find(stop)]
+    assert stopped.finish_reason == "stop"
+    assert stop not in stopped.text
+    assert mate.text == alone.text  # the row that had no stop string ran to its max_tokens
+    assert mate.completion_tokens == free.max_tokens
+
+
+def test_a_client_that_goes_away_does_not_block_or_cost_the_others(tiny_lm) -> None:
+    name = "engine-gone"
+    engine = _engine(tiny_lm, name)
+    long = SamplingParams(max_tokens=120)
+    prompts = [_prompt(tiny_lm, text) for text in ("First question", "Second question", "Third question")]
+
+    async def leaves_after_first_delta(prompt: list[int]) -> str:
+        async with contextlib.aclosing(engine.stream(prompt, long)) as deltas:
+            async for delta in deltas:
+                return delta.text
+        return ""
+
+    async def run():
+        try:
+            # One that leaves before its batch starts: it never takes a row.
+            never = asyncio.create_task(engine.generate(prompts[0], long))
+            await asyncio.sleep(0)
+            never.cancel()
+            results = await asyncio.gather(
+                leaves_after_first_delta(prompts[0]),
+                engine.generate(prompts[1], long),
+                engine.generate(prompts[2], long),
+                return_exceptions=True,
+            )
+            # The worker still serves after both departures.
+            after = await asyncio.wait_for(engine.generate(prompts[1], SamplingParams(max_tokens=4)), 60)
+            return never, results, after
+        finally:
+            await engine.close()
+
+    never, (first, second, third), after = asyncio.run(run())
+
+    assert never.cancelled()
+    assert isinstance(first, str)
+    for answer in (second, third):
+        assert isinstance(answer, TextDelta)
+        assert answer.finish_reason == "length"
+        assert answer.completion_tokens == long.max_tokens
+    assert after.completion_tokens == 4
+    calls, rows = _batches(name)
+    assert (calls, rows) == (2.0, 4.0)  # [leaver, second, third] then [after]: the cancelled one took no row
+    # The leaver stopped costing tokens long before its max_tokens.
+    generated = _metric("twinops_llm_tokens_generated_total", name)
+    assert generated < 3 * long.max_tokens + 4
