@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,6 +19,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from twinops.domain.progress import ProgressCallback, reporting_to
 
 T = TypeVar("T")
 
@@ -59,3 +62,23 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             bar.advance(task)
+
+
+@contextmanager
+def progress_bars() -> Iterator[ProgressCallback]:
+    """A ``ProgressCallback`` drawing one rich bar per step, installed for ``report`` events too.
+
+    Pass it as ``on_progress`` to parts that take one; parts deep in library loops (the trainers)
+    reach it through ``twinops.domain.progress.report``.
+    """
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(step: str, done: int, total: int | None, note: str = "") -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            description = f"{step} {note}" if note else step
+            bar.update(tasks[step], completed=done, total=total, description=description)
+
+        with reporting_to(on_progress):
+            yield on_progress

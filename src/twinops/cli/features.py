@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.tree import Tree
 
-from twinops.cli.common import JSON_HELP, console, err_console, print_json, progress
+from twinops.cli.common import JSON_HELP, console, err_console, print_json, progress_bars
 from twinops.settings import get_settings
 
 
@@ -39,16 +39,11 @@ def features(
     job = job.model_copy(update=overrides)
     settings = get_settings()
 
-    with progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def on_progress(step: str, done: int, total: int | None) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
-
-        with err_console.status("loading the embedder and opening the stores"):
-            summary = run_features(job, settings, on_progress=on_progress)
+    with (
+        progress_bars() as on_progress,
+        err_console.status("loading the embedder and opening the stores"),
+    ):
+        summary = run_features(job, settings, on_progress=on_progress)
 
     if as_json:
         print_json(summary)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twinops.cli.common import JSON_HELP, console, print_json
+from twinops.cli.common import JSON_HELP, console, print_json, progress_bars
 from twinops.settings import get_settings
 
 app = typer.Typer(
@@ -88,7 +88,9 @@ def sft(
     from twinops.training.sft import train_sft
 
     job = _job(SFTJob, config, dataset=dataset, model=model, max_steps=max_steps)
-    _finish(train_sft(job, get_settings()), register, as_json)
+    with progress_bars():
+        result = train_sft(job, get_settings())
+    _finish(result, register, as_json)
 
 
 @app.command()
@@ -109,7 +111,9 @@ def dpo(
     from twinops.training.dpo import train_dpo
 
     job = _job(DPOJob, config, dataset=dataset, model=model, beta=beta, max_steps=max_steps)
-    _finish(train_dpo(job, get_settings()), register, as_json)
+    with progress_bars():
+        result = train_dpo(job, get_settings())
+    _finish(result, register, as_json)
 
 
 @app.command()
@@ -126,7 +130,9 @@ def reranker(
     from twinops.training.reranker import train_reranker
 
     job = _job(RerankerJob, config, dataset=dataset, max_steps=max_steps)
-    _finish(train_reranker(job, get_settings()), register, as_json)
+    with progress_bars():
+        result = train_reranker(job, get_settings())
+    _finish(result, register, as_json)
 
 
 @app.command()

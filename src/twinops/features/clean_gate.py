@@ -7,12 +7,12 @@ stage as a ``GateResult``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from pymongo.database import Database
 
 from twinops.domain.documents import Author, CleanedDocument, RawDocument
+from twinops.domain.progress import ProgressCallback
 from twinops.domain.versions import DatasetKind
 from twinops.errors import NotFound
 from twinops.features import gates
@@ -30,7 +30,6 @@ from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.documents import AuthorRepository, DocumentRepository
 from twinops.settings import Settings
 
-Progress = Callable[[str, int, int | None], None]
 # Default of ``live_collection``: ask Qdrant (None is a real answer: no alias yet).
 LOOK_UP = "<look up>"
 
@@ -152,7 +151,7 @@ def clean_and_gate(
     *,
     db: Database | None = None,
     live_collection: str | None = LOOK_UP,
-    on_progress: Progress | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> GateResult:
     """Stage 1 of ``run_features``: gate outcome for every document changed since the last run.
 

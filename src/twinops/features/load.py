@@ -10,12 +10,12 @@ the documents unprocessed in the state, and the next run redoes them with the sa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 from pymongo.database import Database
 
 from twinops.domain.documents import Chunk
+from twinops.domain.progress import ProgressCallback
 from twinops.errors import ConfigError
 from twinops.features.artifact import build_version, gate_report, write_artifact
 from twinops.features.chunking import Chunker
@@ -26,8 +26,6 @@ from twinops.features.state import ALL_AUTHORS, DocumentState, FeatureStateRepos
 from twinops.features.vector_store import CollectionTarget, VectorStore, document_payload
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.settings import Settings
-
-Progress = Callable[[str, int, int | None], None]
 
 
 def _state_rows(gate: GateResult, chunks: dict[str, list[Chunk]]) -> list[DocumentState]:
@@ -64,7 +62,7 @@ def _load_qdrant(
     chunks: dict[str, list[Chunk]],
     previous: dict[str, DocumentState],
     job: FeatureJob,
-    on_progress: Progress | None,
+    on_progress: ProgressCallback | None,
 ) -> tuple[int, int]:
     """Embed and upsert; delete stale points. Returns (chunks upserted, chunks deleted)."""
     all_chunks = [chunk for decision in gate.decisions for chunk in chunks.get(decision.document_id, [])]
@@ -121,7 +119,7 @@ def chunk_embed_load(
     db: Database | None = None,
     client=None,
     embedder: Embedder | None = None,
-    on_progress: Progress | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> FeatureRunSummary:
     """Stage 2 of ``run_features``: from a ``GateResult`` to Qdrant, state and a DatasetVersion."""
     from twinops.infra.mongo import connect

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import time
 
+from twinops.domain.progress import ProgressCallback
 from twinops.features.clean_gate import clean_and_gate
 from twinops.features.embedding import open_embedder
 from twinops.features.feast_store import materialize, repo_path
 from twinops.features.jobs import FeatureJob
-from twinops.features.load import Progress, chunk_embed_load
+from twinops.features.load import chunk_embed_load
 from twinops.features.results import FeatureRunSummary
 from twinops.features.vector_store import CHUNKS_ALIAS, VectorStore
 from twinops.settings import Settings
 
 
 def run_features(
-    job: FeatureJob, settings: Settings, *, on_progress: Progress | None = None
+    job: FeatureJob, settings: Settings, *, on_progress: ProgressCallback | None = None
 ) -> FeatureRunSummary:
     """Turn the warehouse into features (contract 2): Qdrant points, Feast tables, a DatasetVersion."""
     from twinops.infra.mongo import connect

@@ -1,44 +1,40 @@
-"""Trainer callbacks: a rich progress bar showing the loss, and metrics streamed to MLflow."""
+"""Trainer callbacks: progress events with the loss (the Face draws them), metrics streamed to MLflow."""
 
 from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from twinops.domain.progress import report
 from twinops.training.tracking import log_metrics
 
 
-class RichProgressCallback(TrainerCallback):
-    """One rich bar per training run (on stderr, so ``--json`` stays clean) with the latest loss.
+class TrainerProgressCallback(TrainerCallback):
+    """Reports ``(description, global step, max steps, "loss=…")`` through ``twinops.domain.progress``.
 
-    Replaces the trainer's tqdm bar (the jobs set ``disable_tqdm``); only the main process draws.
+    Replaces the trainer's tqdm bar (the jobs set ``disable_tqdm``); only the main process reports.
+    Nothing is drawn here: the CLI installs a reporter that renders a bar, a pipeline pod none.
     """
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self._bar = None
-        self._task = None
+        self._note = ""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        from twinops.cli.common import progress
-
-        self._bar = progress()
-        self._bar.start()
-        self._task = self._bar.add_task(self.description, total=state.max_steps or None)
+        if state.is_world_process_zero:
+            report(self.description, 0, state.max_steps or None)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._bar is not None:
-            self._bar.update(self._task, completed=state.global_step)
+        if state.is_world_process_zero:
+            report(self.description, state.global_step, state.max_steps or None, self._note)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self._bar is not None and logs and "loss" in logs:
-            self._bar.update(self._task, description=f"{self.description} loss={float(logs['loss']):.4f}")
+        if state.is_world_process_zero and logs and "loss" in logs:
+            self._note = f"loss={float(logs['loss']):.4f}"
+            report(self.description, state.global_step, state.max_steps or None, self._note)
 
-    def on_train_end(self, args, state, control, **kwargs):
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+
+# The name the trainers imported before progress became events.
+RichProgressCallback = TrainerProgressCallback
 
 
 class MlflowMetricsCallback(TrainerCallback):

@@ -19,7 +19,7 @@ from transformers import PrinterCallback
 from twinops.domain.versions import DatasetKind
 from twinops.errors import ConfigError
 from twinops.settings import Settings
-from twinops.training.callbacks import MlflowMetricsCallback, RichProgressCallback
+from twinops.training.callbacks import MlflowMetricsCallback, TrainerProgressCallback
 from twinops.training.config import DPOJob, SFTJob
 from twinops.training.data import capped, load_dataset_version
 from twinops.training.runs import (
@@ -71,7 +71,7 @@ def run_lora_stage(
 
     callbacks: list[Any] = [MlflowMetricsCallback()]
     if job.progress:
-        callbacks.append(RichProgressCallback(f"{job.stage} {run_name}"))
+        callbacks.append(TrainerProgressCallback(f"{job.stage} {run_name}"))
     params = {
         "job": job.model_dump(mode="json"),
         "start_model": start_model,
