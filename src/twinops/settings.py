@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     judge_model: str | None = Field(None, description="Model name sent to the judge endpoint.")
     judge_api_key: str | None = Field(None, description="Bearer key for the judge endpoint.")
     service_start_timeout: float = Field(60.0, description="Seconds to wait for a service to start.")
+    prometheus_url: str | None = Field(
+        None, description="Prometheus base URL for canary rollouts; unset = probe the canary instead."
+    )
 
     @field_validator("home", mode="after")
     @classmethod

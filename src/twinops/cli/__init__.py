@@ -16,6 +16,7 @@ from twinops.cli import (
     pipeline,
     quantize,
     registry,
+    rollout,
     run,
     serve,
     services,
@@ -69,6 +70,7 @@ app.add_typer(registry.app, name="registry", rich_help_panel="Training pipeline"
 # Inference
 app.command("serve", rich_help_panel="Inference")(serve.serve)
 app.command("ask", rich_help_panel="Inference")(serve.ask)
+app.add_typer(rollout.app, name="rollout", rich_help_panel="Inference")
 
 
 def _is_click_exception(error: BaseException) -> bool:

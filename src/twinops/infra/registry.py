@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.domain.versions import ModelVersion
 from twinops.errors import ConfigError, ModelNotFound, NotFound, ServiceUnavailable
+from twinops.infra.endpoints import mlflow_tracking_uri
 from twinops.models.resolve import resolve_model
-from twinops.services.manager import mlflow_tracking_uri
 from twinops.settings import Settings
 
 LLM_MODEL = "twin-llm"
@@ -232,7 +232,11 @@ def _registered_version(
         ) from error
 
 
-def _resolve_registered(uri: str, settings: Settings, *, setting: str) -> ResolvedModel:
+def registered_version(uri: str, settings: Settings, *, setting: str) -> tuple[ModelVersion, str | None]:
+    """The version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names, and the alias if any.
+
+    Only the registry is asked: the version's folder may live on another machine's volume.
+    """
     match = _MODELS_URI.match(uri)
     if match is None:
         raise ConfigError(
@@ -244,7 +248,12 @@ def _resolve_registered(uri: str, settings: Settings, *, setting: str) -> Resolv
     with fast_fail():
         mlflow_client = client(settings)
         found = _registered_version(mlflow_client, name, alias=alias, version=number, setting=setting)
-        version = to_model_version(found, mlflow_client)
+        return to_model_version(found, mlflow_client), alias
+
+
+def _resolve_registered(uri: str, settings: Settings, *, setting: str) -> ResolvedModel:
+    version, alias = registered_version(uri, settings, setting=setting)
+    name = version.name
     folder = Path(version.source_uri)
     label = f"{name} v{version.version}" + (f" [{alias}]" if alias else "")
     if not (folder / "config.json").exists():

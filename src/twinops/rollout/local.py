@@ -1,0 +1,106 @@
+"""The canary on one machine: the controller sets the local router's weights instead of patching.
+
+``twinops serve llm --canary-dir DIR`` runs the stable and the canary LLM servers behind the
+weighted router (``twinops.serving.router``). ``LocalRouterTarget`` drives the router's admin
+routes (``GET /router/state``, ``POST /router/config``) the way ``KServeTarget`` patches an
+InferenceService: step up sets the canary's percent, promote makes the canary the stable backend,
+roll back sets the percent to 0 and restores the previous configuration. The rollout state is a
+JSON file under ``TWINOPS_HOME/rollout/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from twinops.errors import ConfigError, ServiceUnavailable
+from twinops.rollout.health import CanaryEndpoint
+from twinops.rollout.state import Decision, Mode, RolloutState
+from twinops.settings import Settings
+
+ROUTER_FLAG = "--router"
+
+
+class LocalRouterTarget:
+    def __init__(self, router_url: str, settings: Settings, *, name: str, model_name: str) -> None:
+        self.router_url = router_url.rstrip("/")
+        self.name = name
+        self.namespace = "local"
+        self.model_name = model_name
+        self.state_file: Path = settings.home / "rollout" / f"{name}.json"
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{self.router_url}{path}"
+        try:
+            response = httpx.request(method, url, json=body, timeout=10)
+        except httpx.HTTPError as error:
+            raise ServiceUnavailable(
+                f"the local router at {self.router_url} is unreachable ({type(error).__name__}): start it "
+                f"with `twinops serve llm --canary-dir DIR`, or fix {ROUTER_FLAG}"
+            ) from error
+        if response.status_code >= 400:
+            raise ConfigError(f"the local router refused {method} {path}: {response.text[:200]}")
+        return response.json()
+
+    def router_state(self) -> dict[str, Any]:
+        return self._request("GET", "/router/state")
+
+    def load(self) -> RolloutState | None:
+        if not self.state_file.exists():
+            return None
+        return RolloutState.model_validate_json(self.state_file.read_text(encoding="utf-8"))
+
+    def check_start(self) -> tuple[dict[str, Any], Mode]:
+        router = self.router_state()
+        if not router.get("canary"):
+            raise ConfigError(
+                f"the local router at {self.router_url} has no canary backend: start it with "
+                "`twinops serve llm --canary-dir DIR`"
+            )
+        existing = self.load()
+        if existing is not None and existing.phase == "running":
+            raise ConfigError(
+                f"a rollout is already running on the local router ({self.state_file}): see "
+                f"`twinops rollout status --isvc {self.name} {ROUTER_FLAG} {self.router_url}`"
+            )
+        return router, "local"
+
+    def stable_url(self) -> str:
+        return self.router_state()["stable"]
+
+    def canary(self, state: RolloutState) -> CanaryEndpoint:
+        url = self.router_state().get("canary") or state.previous_predictor.get("canary")
+        return CanaryEndpoint(url=url, model=self.model_name, workload="canary", namespace=self.namespace)
+
+    def _save(self, state: RolloutState) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.state_file.with_suffix(".json.tmp")
+        partial.write_text(state.model_dump_json(indent=2), encoding="utf-8")
+        partial.replace(self.state_file)
+
+    def begin(self, state: RolloutState, router: dict[str, Any]) -> RolloutState:
+        previous = {key: router.get(key) for key in ("stable", "canary", "canary_percent")}
+        state = state.model_copy(update={"previous_predictor": previous})
+        self._request("POST", "/router/config", {"canary_percent": state.steps[0]})
+        self._save(state)
+        return state
+
+    def apply(self, state: RolloutState, decision: Decision) -> None:
+        if decision.action == "step_up":
+            self._request("POST", "/router/config", {"canary_percent": decision.percent})
+        elif decision.action == "promote":
+            self._request("POST", "/router/config", {"promote": True})
+        elif decision.action == "rollback":
+            self._request("POST", "/router/config", {"canary_percent": 0})
+            previous = state.previous_predictor
+            self._request(
+                "POST",
+                "/router/config",
+                {"stable": previous.get("stable"), "canary": previous.get("canary"), "canary_percent": 0},
+            )
+        self._save(state)
+
+    def record(self, state: RolloutState) -> None:
+        self._save(state)

@@ -1,0 +1,131 @@
+"""Wiring a controller from options: what the CLI, the KFP step and the Deployment all run.
+
+``RolloutOptions`` names the target (an InferenceService, or the local router with ``router``),
+how to score (the golden set, or none) and how to read health (``TWINOPS_PROMETHEUS_URL``, else
+probing). ``start_rollout`` checks the input in order, cheapest first (steps, interval, then the
+target, then the model URI), so bad input is one line and nothing is patched; with ``wait`` it
+follows the rollout to its end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel, Field
+
+from twinops.rollout.controller import RolloutController, Target
+from twinops.rollout.health import (
+    DEFAULT_ERROR_QUERY,
+    DEFAULT_LATENCY_QUERY,
+    DEFAULT_REQUESTS_QUERY,
+    HealthSource,
+    ProbeHealth,
+    PrometheusHealth,
+)
+from twinops.rollout.models import pin_model_uri
+from twinops.rollout.plan import Thresholds, parse_interval, parse_steps
+from twinops.rollout.scoring import GoldenScorer
+from twinops.rollout.state import RolloutState
+from twinops.settings import Settings
+
+DEFAULT_NAMESPACE = "twinops"
+
+
+class RolloutOptions(BaseModel):
+    isvc: str = Field(description="InferenceService name (also the served model's name by default).")
+    namespace: str = DEFAULT_NAMESPACE
+    router: str | None = Field(None, description="Local router URL: roll out there instead of on Kubernetes.")
+    model_name: str | None = Field(None, description="Model name the servers answer to; default: isvc.")
+    golden: str | None = Field(
+        "latest", description="Golden set (version id, folder, latest); None: no score."
+    )
+    golden_limit: int = Field(8, ge=1, description="Golden questions per score.")
+    kubeconfig: str | None = None
+    context: str | None = None
+    error_query: str = DEFAULT_ERROR_QUERY
+    latency_query: str = DEFAULT_LATENCY_QUERY
+    requests_query: str = DEFAULT_REQUESTS_QUERY
+
+    @property
+    def served_model(self) -> str:
+        return self.model_name or self.isvc
+
+
+def make_target(options: RolloutOptions, settings: Settings, on_event: Callable[[str], None]) -> Target:
+    if options.router:
+        from twinops.rollout.local import LocalRouterTarget
+
+        return LocalRouterTarget(options.router, settings, name=options.isvc, model_name=options.served_model)
+    from twinops.rollout.kserve import KServeTarget, kubernetes_apis
+
+    api, core = kubernetes_apis(options.kubeconfig, options.context)
+    return KServeTarget(
+        options.isvc,
+        options.namespace,
+        api=api,
+        core=core,
+        model_name=options.served_model,
+        on_event=on_event,
+    )
+
+
+def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
+    if settings.prometheus_url and not options.router:
+        return PrometheusHealth(
+            settings.prometheus_url,
+            error_query=options.error_query,
+            latency_query=options.latency_query,
+            requests_query=options.requests_query,
+        )
+    return ProbeHealth()
+
+
+def make_controller(
+    options: RolloutOptions,
+    settings: Settings,
+    *,
+    target: Target | None = None,
+    record: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    on_event: Callable[[str], None] | None = None,
+) -> RolloutController:
+    from twinops.rollout.tracking import MlflowRecorder
+
+    on_event = on_event or (lambda _message: None)
+    scorer = (
+        GoldenScorer(settings, golden=options.golden, limit=options.golden_limit) if options.golden else None
+    )
+    return RolloutController(
+        target or make_target(options, settings, on_event),
+        health=make_health(options, settings),
+        scorer=scorer,
+        recorder=MlflowRecorder(settings) if record else None,
+        model_name=options.served_model,
+        sleep=sleep,
+        on_event=on_event,
+    )
+
+
+def start_rollout(
+    options: RolloutOptions,
+    settings: Settings,
+    *,
+    model_uri: str,
+    steps: str,
+    interval: str,
+    thresholds: Thresholds | None = None,
+    wait: bool = True,
+    controller: RolloutController | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> RolloutState:
+    """Check the input, start the canary, and (with ``wait``) run it to promotion or rollback."""
+    parsed_steps = parse_steps(steps)
+    interval_seconds = parse_interval(interval)
+    controller = controller or make_controller(options, settings, on_event=on_event)
+    controller.target.check_start()  # a missing service is reported before the registry is asked
+    model = pin_model_uri(model_uri, settings, local=options.router is not None)
+    state = controller.start(
+        model, steps=parsed_steps, interval_seconds=interval_seconds, thresholds=thresholds or Thresholds()
+    )
+    return controller.run(state) if wait else state

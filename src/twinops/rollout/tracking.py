@@ -1,0 +1,109 @@
+"""Every rollout decision in MLflow, and the ``champion`` alias moved on promotion.
+
+One run per rollout in the experiment ``twinops-rollout``: the plan as params, each decision as
+metrics at its step (``traffic_percent``, ``canary_score``, ``baseline_score``, ``error_rate``,
+``p95_latency_s``) and a ``decision.NN`` tag with its one-line reason; the run ends on promotion
+or rollback with an ``outcome`` tag and the whole state as ``rollout.json``.
+"""
+
+from __future__ import annotations
+
+from twinops.errors import ServiceUnavailable
+from twinops.infra.registry import CHALLENGER, CHAMPION, client, fast_fail
+from twinops.rollout.state import Decision, RolloutState
+from twinops.settings import Settings
+
+STAGE = "rollout"
+
+
+def _unavailable(error: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"MLflow refused a rollout record ({str(error).splitlines()[0][:160]}): run `twinops services up` "
+        "or fix TWINOPS_MLFLOW_TRACKING_URI",
+        setting="TWINOPS_MLFLOW_TRACKING_URI",
+    )
+
+
+class MlflowRecorder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def begin(self, state: RolloutState) -> str:
+        from mlflow.exceptions import MlflowException
+
+        from twinops.training.tracking import ensure_experiment
+
+        with fast_fail():
+            experiment_id = ensure_experiment(STAGE, self.settings)
+            mlflow_client = client(self.settings)
+            try:
+                run = mlflow_client.create_run(
+                    experiment_id,
+                    run_name=f"{state.name}-{state.started_at:%Y%m%d-%H%M%S}",
+                    tags={
+                        "isvc": state.name,
+                        "namespace": state.namespace,
+                        "mode": state.mode,
+                        "model_uri": state.model_uri,
+                        **({"registry_name": state.registry_name} if state.registry_name else {}),
+                        **({"registry_version": state.registry_version} if state.registry_version else {}),
+                    },
+                )
+                run_id = run.info.run_id
+                params = {
+                    "steps": ",".join(map(str, state.steps)),
+                    "interval_seconds": state.interval_seconds,
+                    "requested_uri": state.requested_uri,
+                    **{f"threshold.{k}": v for k, v in state.thresholds.model_dump().items()},
+                }
+                for key, value in params.items():
+                    mlflow_client.log_param(run_id, key, value)
+            except MlflowException as error:
+                raise _unavailable(error) from error
+        return run_id
+
+    def record(self, state: RolloutState, decision: Decision) -> None:
+        if state.mlflow_run_id is None:
+            return
+        from mlflow.exceptions import MlflowException
+
+        run_id, step = state.mlflow_run_id, len(state.decisions) - 1
+        metrics = {
+            "traffic_percent": decision.percent,
+            "canary_score": decision.score,
+            "baseline_score": state.baseline_score,
+        }
+        if decision.health is not None:
+            metrics["error_rate"] = decision.health.error_rate
+            metrics["p95_latency_s"] = decision.health.p95_latency_s
+        with fast_fail():
+            mlflow_client = client(self.settings)
+            try:
+                for key, value in metrics.items():
+                    if value is not None:
+                        mlflow_client.log_metric(run_id, key, float(value), step=step)
+                mlflow_client.set_tag(run_id, f"decision.{step:02d}", decision.line()[:5000])
+                if state.phase != "running":
+                    mlflow_client.set_tag(run_id, "outcome", state.phase)
+                    mlflow_client.log_dict(run_id, state.model_dump(mode="json"), "rollout.json")
+                    mlflow_client.set_terminated(run_id, "FINISHED")
+            except MlflowException as error:
+                raise _unavailable(error) from error
+
+    def promote_model(self, state: RolloutState) -> None:
+        """``champion`` moves to the promoted version; ``challenger`` goes if it named that version."""
+        if not (state.registry_name and state.registry_version):
+            return
+        from mlflow.exceptions import MlflowException
+
+        with fast_fail():
+            mlflow_client = client(self.settings)
+            try:
+                mlflow_client.set_registered_model_alias(
+                    state.registry_name, CHAMPION, state.registry_version
+                )
+                aliases = mlflow_client.get_registered_model(state.registry_name).aliases or {}
+                if str(aliases.get(CHALLENGER)) == str(state.registry_version):
+                    mlflow_client.delete_registered_model_alias(state.registry_name, CHALLENGER)
+            except MlflowException as error:
+                raise _unavailable(error) from error

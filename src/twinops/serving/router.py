@@ -1,0 +1,159 @@
+"""A weighted router in front of two LLM servers: the local stand-in for KServe's traffic split.
+
+``python -m twinops.serving.router --stable URL --canary URL --canary_percent N`` forwards every
+request under ``/openai/v1/``, ``/v1/`` and ``/v2/`` to the canary with probability N/100 and to
+the stable server otherwise, streaming the answer back (SSE included) with the header
+``x-twinops-backend: stable|canary`` saying which one answered. A backend that cannot be reached
+is a 502 in the OpenAI error shape, with the same header.
+
+Admin routes, for ``twinops rollout`` (``twinops.rollout.local``):
+
+- ``GET /router/state``: ``{stable, canary, canary_percent, answered: {stable, canary}}``;
+- ``POST /router/config`` with any of ``canary_percent`` (0..100), ``stable``, ``canary`` (URLs;
+  ``null`` removes the canary) or ``promote: true`` (the canary becomes the stable backend, the
+  percent goes to 0). A percent outside 0..100, or one above 0 without a canary, is a 400.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+BACKEND_HEADER = "x-twinops-backend"
+ROUTED_PREFIXES = ("openai", "v1", "v2")
+# Hop-by-hop headers, and the ones httpx recomputes for the decoded body.
+_DROPPED_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "trailer",
+    "content-length",
+    "content-encoding",
+    "host",
+}
+
+
+class RouterConfig(BaseModel):
+    stable: str
+    canary: str | None = None
+    canary_percent: int = Field(0, ge=0, le=100)
+
+
+class ConfigChange(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    canary_percent: int | None = Field(None, ge=0, le=100)
+    stable: str | None = None
+    canary: str | None = None
+    promote: bool = False
+
+
+def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float = 300.0):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+
+    client = httpx.AsyncClient(timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="twinops canary router", docs_url=None, redoc_url=None, lifespan=lifespan)
+    chooser = random.Random(seed)  # noqa: S311 - traffic splitting, not cryptography
+    answered = {"stable": 0, "canary": 0}
+
+    @app.get("/router/state")
+    async def state() -> dict[str, Any]:
+        return {**config.model_dump(), "answered": dict(answered)}
+
+    @app.post("/router/config")
+    async def change(request: Request):
+        try:
+            body = ConfigChange.model_validate(await request.json())
+        except ValueError as error:
+            return JSONResponse({"error": " ".join(str(error).split())[:300]}, status_code=400)
+        fields = body.model_dump(exclude_unset=True)
+        if fields.pop("promote", False):
+            if config.canary is None:
+                return JSONResponse({"error": "there is no canary to promote"}, status_code=400)
+            fields.update(stable=config.canary, canary=None, canary_percent=0)
+        updated = config.model_copy(update=fields)
+        if updated.canary is None and updated.canary_percent > 0:
+            return JSONResponse({"error": "canary_percent > 0 needs a canary backend"}, status_code=400)
+        for key in ("stable", "canary", "canary_percent"):
+            setattr(config, key, getattr(updated, key))
+        return config.model_dump()
+
+    async def forward(request: Request, path: str):
+        use_canary = config.canary is not None and chooser.random() * 100 < config.canary_percent
+        backend = "canary" if use_canary else "stable"
+        base = (config.canary if use_canary else config.stable).rstrip("/")
+        url = f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        upstream = client.build_request(request.method, url, headers=headers, content=await request.body())
+        try:
+            response = await client.send(upstream, stream=True)
+        except httpx.HTTPError as error:
+            message = f"the {backend} backend at {base} is unreachable ({type(error).__name__})"
+            return JSONResponse(
+                {"error": {"message": message, "type": "bad_gateway"}},
+                status_code=502,
+                headers={BACKEND_HEADER: backend},
+            )
+        answered[backend] += 1
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        return StreamingResponse(
+            response.aiter_raw(),
+            status_code=response.status_code,
+            headers={**kept, BACKEND_HEADER: backend},
+            background=BackgroundTask(response.aclose),
+        )
+
+    for prefix in ROUTED_PREFIXES:
+        app.add_api_route(
+            f"/{prefix}/{{path:path}}", forward, methods=["GET", "POST", "PUT", "DELETE"], name=prefix
+        )
+
+    return app
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m twinops.serving.router",
+        description="Split traffic between a stable and a canary LLM server by weight.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--stable", required=True, help="Base URL of the stable server.")
+    parser.add_argument("--canary", default=None, help="Base URL of the canary server.")
+    parser.add_argument("--canary_percent", type=int, default=0, help="Share of requests to the canary.")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind.")
+    parser.add_argument("--http_port", type=int, default=8188, help="Port to bind.")
+    parser.add_argument("--seed", type=int, default=None, help="Seed of the traffic split (tests).")
+    args = parser.parse_args(argv)
+    if not 0 <= args.canary_percent <= 100 or (args.canary is None and args.canary_percent > 0):
+        parser.error("--canary_percent must be in 0..100, and above 0 only with --canary")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    args = parse_args(argv)
+    config = RouterConfig(stable=args.stable, canary=args.canary, canary_percent=args.canary_percent)
+    uvicorn.run(create_app(config, seed=args.seed), host=args.host, port=args.http_port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
