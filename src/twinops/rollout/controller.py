@@ -31,7 +31,7 @@ class Target(Protocol):
     name: str
     namespace: str
 
-    def check_start(self) -> tuple[Any, Mode]: ...
+    def check_start(self, model_uri: str | None = None) -> tuple[Any, Mode]: ...
     def begin(self, state: RolloutState, current: Any) -> RolloutState: ...
     def apply(self, state: RolloutState, decision: Decision) -> None: ...
     def record(self, state: RolloutState) -> None: ...
@@ -75,7 +75,7 @@ class RolloutController:
     ) -> RolloutState:
         """Check, score the stable baseline, and put the canary at ``steps[0]``."""
         steps = check_steps(steps)
-        current, mode = self.target.check_start()
+        current, mode = self.target.check_start(model.uri)
         baseline = None
         if self.scorer is not None:
             stable = self.target.stable_url()

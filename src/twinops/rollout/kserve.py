@@ -220,8 +220,8 @@ class KServeTarget:
 
     # --- checks --------------------------------------------------------------------------------
 
-    def check_start(self) -> tuple[dict[str, Any], Mode]:
-        """The resource and its mode, or one line saying why a rollout cannot start on it."""
+    def check_start(self, model_uri: str | None = None) -> tuple[dict[str, Any], Mode]:
+        """The resource and its mode, or one line saying why a rollout of ``model_uri`` cannot start."""
         obj = self.get()
         mode = deployment_mode(obj)
         spec = obj.get("spec") or {}
@@ -253,7 +253,8 @@ class KServeTarget:
                 f"{self.where} already splits traffic (canaryTrafficPercent "
                 f"{predictor['canaryTrafficPercent']}): finish that canary first"
             )
-        with_model_uri(predictor, "s3://check", where=self.where)  # has a model to roll out
+        # The predictor has a model, and one that can take this URI.
+        with_model_uri(predictor, model_uri or "s3://check", where=self.where)
         return obj, mode
 
     # --- patches -------------------------------------------------------------------------------
@@ -296,6 +297,8 @@ class KServeTarget:
         # The annotation written must be the final state (with previous predictor and canary name).
         body["metadata"]["annotations"][STATE_ANNOTATION] = state.model_dump_json()
         self._patch(body)
+        if state.last_decision is not None:
+            self._event(state.last_decision)
         return state
 
     def _canary_entry(self, state: RolloutState, percent: int) -> dict[str, Any]:

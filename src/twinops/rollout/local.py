@@ -52,7 +52,7 @@ class LocalRouterTarget:
             return None
         return RolloutState.model_validate_json(self.state_file.read_text(encoding="utf-8"))
 
-    def check_start(self) -> tuple[dict[str, Any], Mode]:
+    def check_start(self, model_uri: str | None = None) -> tuple[dict[str, Any], Mode]:
         router = self.router_state()
         if not router.get("canary"):
             raise ConfigError(
