@@ -24,8 +24,8 @@ from twinops.datasets.generators.local import LocalGenerator
 from twinops.datasets.instruction import InstructionExample, filter_instructions
 from twinops.datasets.jobs import DatasetJob
 from twinops.datasets.prompts import INSTRUCTION_PROMPT, load_prompt
-from twinops.datasets.store import _write
 from twinops.domain import DatasetKind
+from twinops.infra.dataset_store import _write
 from twinops.settings import Settings
 
 TOPICS = ["databases", "small models", "data versioning", "Kubernetes quotas", "writing style", "GPU pools"]

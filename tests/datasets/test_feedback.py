@@ -10,10 +10,10 @@ import pytest
 from twinops.cli import main
 from twinops.datasets.feedback import build_feedback_preferences
 from twinops.datasets.golden import golden_row, make_canary
-from twinops.datasets.store import load_splits, save_dataset
 from twinops.domain import DatasetKind
 from twinops.domain.serving import Feedback, RagRequestRecord, SourceRef
 from twinops.errors import NotFound
+from twinops.infra.dataset_store import load_splits, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
 from twinops.infra.request_log import RequestLogRepository

@@ -1,7 +1,7 @@
 """Dataset storage: what is saved reloads, including splits that came out empty."""
 
-from twinops.datasets.store import load_splits, save_dataset
 from twinops.domain import DatasetKind
+from twinops.infra.dataset_store import load_splits, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
 

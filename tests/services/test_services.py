@@ -9,8 +9,9 @@ from pymongo import MongoClient
 
 from twinops.cli import main
 from twinops.errors import ServiceUnavailable
+from twinops.infra.endpoints import mlflow_tracking_uri, mongodb_uri
 from twinops.infra.mongo import connect
-from twinops.services.manager import ServiceManager, mlflow_tracking_uri, mongodb_uri
+from twinops.services.manager import ServiceManager
 from twinops.services.process import pid_alive, port_in_use
 from twinops.settings import Settings
 

@@ -6,8 +6,8 @@ import typer
 from rich.table import Table
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.infra.service_state import ServiceRecord
 from twinops.services.manager import ServiceManager
-from twinops.services.state import ServiceRecord
 from twinops.settings import get_settings
 
 app = typer.Typer(

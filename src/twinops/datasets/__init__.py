@@ -8,7 +8,7 @@ from twinops.datasets.builder import build_datasets
 from twinops.datasets.corpus import EmptyCorpus
 from twinops.datasets.golden import CanaryLeak, assert_no_canary
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
-from twinops.datasets.store import load_splits
+from twinops.infra.dataset_store import load_splits
 
 __all__ = [
     "CanaryLeak",

@@ -20,8 +20,8 @@ from twinops.datasets.instruction import InstructionExample, generate_instructio
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
 from twinops.datasets.preference import PreferencePair, build_preference_pairs
 from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
-from twinops.datasets.store import rows_hash, save_dataset
 from twinops.domain import Author, DatasetKind, DatasetVersion
+from twinops.infra.dataset_store import rows_hash, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
 from twinops.settings import Settings
@@ -49,7 +49,7 @@ def build_datasets(
 ) -> DatasetBuildSummary:
     """Build the instruction, preference, golden and reranker sets (same inputs: same versions)."""
     if job.log_to_mlflow:
-        from twinops.services.manager import mlflow_tracking_uri
+        from twinops.infra.endpoints import mlflow_tracking_uri
 
         mlflow_tracking_uri(settings)  # raises ServiceUnavailable now, before any work
     repository = DatasetVersionRepository(connect(settings))

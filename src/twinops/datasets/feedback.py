@@ -35,11 +35,11 @@ from pydantic import BaseModel, Field
 from twinops.datasets.golden import Decontaminator, assert_no_canary
 from twinops.datasets.jobs import DatasetJob
 from twinops.datasets.preference import PreferencePair
-from twinops.datasets.store import load_splits, save_dataset
 from twinops.domain import DatasetKind, DatasetVersion
 from twinops.domain.hashing import content_hash
 from twinops.domain.serving import Feedback, RagRequestRecord
 from twinops.errors import ConfigError, NotFound
+from twinops.infra.dataset_store import load_splits, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
 from twinops.infra.request_log import RequestLogRepository
@@ -203,7 +203,7 @@ def build_feedback_preferences(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # dates from the CLI are UTC
     if log_to_mlflow:
-        from twinops.services.manager import mlflow_tracking_uri
+        from twinops.infra.endpoints import mlflow_tracking_uri
 
         mlflow_tracking_uri(settings)  # raises ServiceUnavailable now, before any work
     db = connect(settings)

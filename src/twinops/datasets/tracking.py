@@ -22,8 +22,8 @@ def log_build(
     """Log the build and return the MLflow run id."""
     import mlflow
 
-    from twinops.datasets.store import load_splits
-    from twinops.training.tracking import ensure_experiment, log_dataset_input
+    from twinops.infra.dataset_store import load_splits
+    from twinops.infra.tracking import ensure_experiment, log_dataset_input
 
     experiment_id = ensure_experiment(STAGE, settings)
     run_name = "datasets-" + "-".join(version.id.split("-")[-1][:6] for version in versions[:1])

@@ -20,7 +20,7 @@ def log_evaluation(report: EvaluationReport, folder: Path, settings: Settings) -
     """(comparison run id, {model name: run id})."""
     import mlflow
 
-    from twinops.training.tracking import ensure_experiment
+    from twinops.infra.tracking import ensure_experiment
 
     experiment_id = ensure_experiment(STAGE, settings)
     run_ids: dict[str, str] = {}

@@ -8,7 +8,7 @@ from pymongo.errors import PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from twinops.errors import ServiceUnavailable
-from twinops.services.manager import mongodb_uri
+from twinops.infra.endpoints import mongodb_uri
 from twinops.settings import Settings
 
 

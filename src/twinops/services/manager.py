@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twinops.errors import ServiceUnavailable
+from twinops.infra.service_state import ServiceRecord, ServicesState
 from twinops.services import mlflow_server, mongodb, qdrant_server
 from twinops.services.process import pid_alive, stop_pid
-from twinops.services.state import ServiceRecord, ServicesState
 from twinops.settings import Settings
 
 SERVICE_NAMES = ("mongodb", "qdrant", "mlflow")
@@ -136,22 +136,3 @@ class ServiceManager:
                 else ServiceRecord(name="mlflow", uri="", running=False, detail="not started")
             )
         return report
-
-
-def _require(name: str, setting: str, settings: Settings) -> str:
-    record = ServicesState.load(settings.services_state_file).services.get(name)
-    if record is None or not record.running or not record.uri:
-        raise ServiceUnavailable(
-            f"{name} is not running: run `twinops services up` or set {setting}", setting=setting
-        )
-    return record.uri
-
-
-def mongodb_uri(settings: Settings) -> str:
-    """The MongoDB URI every client uses: the setting, else the embedded server's."""
-    return settings.mongodb_uri or _require("mongodb", "TWINOPS_MONGODB_URI", settings)
-
-
-def mlflow_tracking_uri(settings: Settings) -> str:
-    """The MLflow tracking URI: the setting, else the embedded server's."""
-    return settings.mlflow_tracking_uri or _require("mlflow", "TWINOPS_MLFLOW_TRACKING_URI", settings)

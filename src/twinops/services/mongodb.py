@@ -16,8 +16,8 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from twinops.errors import ServiceUnavailable
+from twinops.infra.service_state import ServiceRecord
 from twinops.services.process import free_port, port_in_use, start_detached, tail, wait_until
-from twinops.services.state import ServiceRecord
 from twinops.settings import Settings
 
 SERVER_EXECUTABLE = "secantusd-py"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import TrainerCallback
 
 from twinops.domain.progress import report
-from twinops.training.tracking import log_metrics
+from twinops.infra.tracking import log_metrics
 
 
 class TrainerProgressCallback(TrainerCallback):

@@ -61,7 +61,7 @@ def resolve_version(reference: str, kind: DatasetKind, settings: Settings) -> Da
 
 def load_dataset_version(reference: str, kind: DatasetKind, settings: Settings) -> LoadedDataset:
     """Load the ``hf/`` folder of the version, with a ``train`` split and the kind's columns."""
-    from twinops.datasets.store import load_splits
+    from twinops.infra.dataset_store import load_splits
 
     version = resolve_version(reference, kind, settings)
     folder = Path(version.uri) / "hf" if version.uri else None

@@ -18,6 +18,7 @@ from transformers import PrinterCallback
 
 from twinops.domain.versions import DatasetKind
 from twinops.errors import ConfigError
+from twinops.infra.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 from twinops.settings import Settings
 from twinops.training.callbacks import MlflowMetricsCallback, TrainerProgressCallback
 from twinops.training.config import DPOJob, SFTJob
@@ -33,7 +34,6 @@ from twinops.training.runs import (
     quiet_libraries,
     staging_dir,
 )
-from twinops.training.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 
 # build_trainer(model, tokenizer, *, train, test, output_dir, callbacks) -> a TRL trainer
 TrainerFactory = Callable[..., Any]

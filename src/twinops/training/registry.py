@@ -31,9 +31,9 @@ from twinops.infra.registry import (
     version_by_alias,
     version_metrics,
 )
+from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.runs import TrainResult
-from twinops.training.tracking import ensure_experiment
 
 # The read side lives in twinops.infra.registry (serving reads it without importing training);
 # its names stay importable from here for existing callers.
