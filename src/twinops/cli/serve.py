@@ -35,6 +35,7 @@ def reranker_args(reranker_dir: Path | None) -> list[str] | None:
 
 def serve(
     role: Annotated[Role, typer.Argument(help="Which server: llm, reranker, embedder, rag, or all.")],
+    *,
     model_dir: Annotated[
         Path | None,
         typer.Option("--model-dir", help="Folder to serve (llm/reranker/embedder); default: the champion."),
@@ -48,13 +49,21 @@ def serve(
     llm_url: Annotated[
         str | None, typer.Option("--llm-url", help="With `rag`: the LLM server's OpenAI base URL.")
     ] = None,
+    canary_dir: Annotated[
+        Path | None,
+        typer.Option("--canary-dir", help="With `llm`: a second model folder, behind a weighted router."),
+    ] = None,
+    canary_percent: Annotated[
+        int, typer.Option("--canary-percent", min=0, max=100, help="With --canary-dir: its traffic share.")
+    ] = 0,
 ) -> None:
     """Start model servers on 127.0.0.1 and keep them up until Ctrl-C.
 
     Each is the same `python -m twinops.serving.<role>` a KServe pod runs: V1 and V2 (REST and
     gRPC) and the OpenAI API under /openai/v1. The LLM serves twin-llm@champion when the registry
     has one, else the base model; `all` adds the reranker only while twin-reranker has a champion
-    (RAG ranks by cosine otherwise) and RAG wired to both.
+    (RAG ranks by cosine otherwise) and RAG wired to both. `llm --canary-dir DIR` also serves DIR
+    and puts a weighted router on :8188 in front of both (`twinops rollout start --router`).
     """
     from twinops.serving.local import LocalServers
 
@@ -63,12 +72,15 @@ def serve(
     with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
         if role == Role.all:
             servers.start_all(llm_args=source, reranker_args=reranker_args(reranker_dir))
+        elif role == Role.llm and canary_dir is not None:
+            servers.start_llm_canary(llm_args=source, canary_dir=canary_dir, canary_percent=canary_percent)
         else:
             args = source if role != Role.rag else (["--llm_url", llm_url] if llm_url else [])
             servers.wait_ready(servers.start(role.value, port=port, args=args))
         for server in servers.servers.values():
+            grpc = "weighted router, HTTP only" if server.role == "router" else f"gRPC :{server.grpc_port}"
             console.print(
-                f"{server.model_name:<14} {server.url}  OpenAI {server.openai_url}  gRPC :{server.grpc_port}",
+                f"{server.model_name:<14} {server.url}  OpenAI {server.openai_url}  {grpc}",
                 highlight=False,
                 markup=False,
             )

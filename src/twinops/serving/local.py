@@ -3,7 +3,8 @@
 ``twinops serve`` and ``twinops run`` start them through ``LocalServers``: every server is the same
 ``python -m twinops.serving.<role>`` a pod runs, with its log under ``TWINOPS_HOME/logs/serve``.
 ``all`` is the LLM, the reranker (only while ``twin-reranker`` has a champion: RAG ranks by cosine
-otherwise) and RAG wired to both over HTTP.
+otherwise) and RAG wired to both over HTTP. ``start_llm_canary`` adds a second LLM server and the
+weighted router (``twinops.serving.router``) in front of both: the local canary for ``twinops rollout``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from twinops.settings import Settings
 ROLES = ("llm", "reranker", "embedder", "rag")
 MODEL_NAMES = {"llm": "twin-llm", "reranker": "twin-reranker", "embedder": "twin-embedder", "rag": "twin-rag"}
 DEFAULT_PORTS = {"llm": 8180, "reranker": 8280, "embedder": 8380, "rag": 8480}  # gRPC on port + 1
+# The local canary: a second LLM server and the weighted router in front of both.
+CANARY_LLM_PORT = 8184
+ROUTER_PORT = 8188
 HOST = "127.0.0.1"
 # Loading an LLM on two busy cores takes a while; a server that is still loading is not failing.
 READY_TIMEOUT = 300.0
@@ -63,7 +67,11 @@ class LocalServers:
     def log_dir(self) -> Path:
         return self.settings.home / "logs" / "serve"
 
-    def start(self, role: str, *, port: int | None = None, args: Sequence[str] = ()) -> LocalServer:
+    def start(
+        self, role: str, *, port: int | None = None, args: Sequence[str] = (), label: str | None = None
+    ) -> LocalServer:
+        """Start one server; ``label`` (default: the role) names it and its log, for two of a role."""
+        label = label or role
         if role not in ROLES:
             raise ConfigError(f"unknown server {role!r}: choose one of {', '.join(ROLES)}")
         http_port = port or DEFAULT_PORTS[role]
@@ -73,7 +81,7 @@ class LocalServers:
                     f"port {taken} on {HOST} is in use (is a {role} server already running?): "
                     "stop it or pass --port"
                 )
-        log_file = self.log_dir / f"{role}.log"
+        log_file = self.log_dir / f"{label}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text("")
         command = [
@@ -99,9 +107,56 @@ class LocalServers:
             grpc_port=http_port + 1,
             log_file=str(log_file),
         )
-        self.servers[role] = server
-        self.on_event(f"starting {role} ({server.model_name}) on {server.url}")
+        self.servers[label] = server
+        self.on_event(f"starting {label} ({server.model_name}) on {server.url}")
         return server
+
+    def start_llm_canary(
+        self, *, llm_args: Sequence[str] = (), canary_dir: Path, canary_percent: int = 0
+    ) -> LocalServer:
+        """The LLM, a canary LLM serving ``canary_dir``, and the weighted router in front (returned)."""
+        if not 0 <= canary_percent <= 100:
+            raise ConfigError(f"--canary-percent {canary_percent} is not a traffic percent in 0..100")
+        stable = self.start("llm", args=llm_args)
+        canary = self.start(
+            "llm", port=CANARY_LLM_PORT, args=["--model_dir", str(canary_dir)], label="llm-canary"
+        )
+        for server in (stable, canary):
+            self.wait_ready(server)
+        if port_in_use(ROUTER_PORT):
+            raise ConfigError(
+                f"port {ROUTER_PORT} on {HOST} is in use (is a router already running?): stop it"
+            )
+        log_file = self.log_dir / "router.log"
+        command = [
+            sys.executable,
+            "-m",
+            "twinops.serving.router",
+            "--stable",
+            stable.url,
+            "--canary",
+            canary.url,
+            "--canary_percent",
+            str(canary_percent),
+            "--host",
+            HOST,
+            "--http_port",
+            str(ROUTER_PORT),
+        ]
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text("")
+        pid = start_detached(command, cwd=self.settings.home, log_file=log_file)
+        router = LocalServer(
+            role="router",
+            model_name=MODEL_NAMES["llm"],
+            pid=pid,
+            http_port=ROUTER_PORT,
+            grpc_port=ROUTER_PORT,  # the router forwards HTTP only
+            log_file=str(log_file),
+        )
+        self.servers["router"] = router
+        self.wait_ready(router)  # its /v2/.../ready is the stable server's, through the router
+        return router
 
     def wait_ready(self, server: LocalServer, timeout: float = READY_TIMEOUT) -> None:
         def ready_or_dead() -> bool:

@@ -23,7 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 BACKEND_HEADER = "x-twinops-backend"
 ROUTED_PREFIXES = ("openai", "v1", "v2")
@@ -58,11 +61,7 @@ class ConfigChange(BaseModel):
     promote: bool = False
 
 
-def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float = 300.0):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.background import BackgroundTask
-
+def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float = 300.0) -> FastAPI:
     client = httpx.AsyncClient(timeout=timeout)
 
     @contextlib.asynccontextmanager
