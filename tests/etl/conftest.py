@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import socket
 import threading
 import time
@@ -95,6 +96,18 @@ def _build_site(base: str) -> Site:
         f"<link>{base}/</link>{items}</channel></rss>"
     )
     site.pages["/feed.xml"] = (200, "application/rss+xml", rss.encode())
+    # A gzipped sitemap index whose child is a gzipped urlset: how large sites publish.
+    child = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{base}/articles/4.html</loc><lastmod>2024-04-10</lastmod></url>"
+        f"<url><loc>{base}/articles/5.html</loc></url></urlset>"
+    )
+    site.pages["/sitemaps/posts.xml.gz"] = (200, "application/x-gzip", gzip.compress(child.encode()))
+    gz_index = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{base}/sitemaps/posts.xml.gz</loc></sitemap></sitemapindex>"
+    )
+    site.pages["/sitemap_index.xml.gz"] = (200, "application/gzip", gzip.compress(gz_index.encode()))
     site.pages["/binary.png"] = (200, "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     site.pages["/empty.html"] = (200, "text/html", b"<html><body><nav>menu</nav></body></html>")
     site.pages["/not-a-feed.xml"] = (
@@ -157,6 +170,13 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                     self._send(503, "text/plain", b"try again")
                 else:
                     self._send(200, "text/html", article_html("Flaky", article_body(8)).encode())
+            elif path == "/rate-limited":
+                if site.hits[path] == 1:
+                    self._send(429, "text/plain", b"slow down", Retry_After="1")
+                else:
+                    self._send(200, "text/html", article_html("Patient", article_body(10)).encode())
+            elif path == "/always-429":
+                self._send(429, "text/plain", b"slow down", Retry_After="0")
             elif path in {"/huge", "/huge-declared"}:
                 self._huge(declared=path == "/huge-declared")
             else:

@@ -112,3 +112,29 @@ def test_robots_crawl_delay_slows_the_host_down(site, policy) -> None:
             return next(iter(fetcher._hosts.values())).interval
 
     assert asyncio.run(main()) == 1.0  # the per-host gap grows from 1/per_host_rate to the delay
+
+
+def test_429_is_retried_after_the_servers_retry_after(site, policy) -> None:
+    result = _get(policy, site.url("/rate-limited"), accept=HTML_TYPES)
+    assert result.status == 200 and site.hits["/rate-limited"] == 2
+
+
+def test_429_that_persists_fails_naming_the_rate_limit(site, policy) -> None:
+    reason = _reason(policy, site.url("/always-429"))
+    assert "429" in reason and "rate limited" in reason and "2 attempt(s)" in reason
+    assert site.hits["/always-429"] == policy.retries + 1
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    import httpx
+
+    from twinops.etl.http import retry_after_seconds
+
+    assert retry_after_seconds(httpx.Headers({"Retry-After": "7"})) == 7.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 60 < retry_after_seconds(httpx.Headers({"Retry-After": later})) <= 120
+    assert retry_after_seconds(httpx.Headers({"Retry-After": "soon"})) is None
+    assert retry_after_seconds(httpx.Headers({})) is None

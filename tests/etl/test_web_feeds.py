@@ -83,6 +83,15 @@ def test_feed_limit_and_since(site, policy, mongo_settings) -> None:
     assert any("HTTP 404" in error for error in result.errors)
 
 
+def test_gzipped_sitemap_index_is_crawled(site, policy, mongo_settings) -> None:
+    """`.xml.gz` index -> `.xml.gz` urlset -> articles."""
+    result = run_etl(_job(policy, site.url("/sitemap_index.xml.gz")), mongo_settings).sources[0]
+    assert result.kind == "sitemap"
+    assert (result.status, result.new, result.failed) == ("ok", 2, 0), result.errors
+    urls = {d.document.source_url for d in DocumentRepository(connect(mongo_settings)).changed_since()}
+    assert urls == {site.url("/articles/4.html"), site.url("/articles/5.html")}
+
+
 def test_select_orders_newest_first_and_keeps_undated() -> None:
     entries = [
         Entry("a", datetime(2024, 1, 1, tzinfo=UTC)),

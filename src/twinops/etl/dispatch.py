@@ -27,7 +27,7 @@ def _url_kind(source: str) -> SourceKind:
     if path.endswith(".git") or (parts.hostname in GIT_FORGES and len(segments) == 2):
         return SourceKind.GIT
     name = segments[-1] if segments else ""
-    if "sitemap" in name and name.endswith(".xml"):
+    if "sitemap" in name and name.endswith((".xml", ".xml.gz")):
         return SourceKind.SITEMAP
     if path.endswith(FEED_SUFFIXES):
         return SourceKind.FEED

@@ -1,5 +1,9 @@
 """A polite async HTTP fetcher: robots.txt, per-host concurrency and rate, retries, size cap.
 
+Retries are tenacity's: timeouts, 429 and 5xx, with full-jitter exponential backoff unless the
+answer says `Retry-After` (honoured up to `total_timeout_s`). Refused connections and other 4xx
+are final.
+
 One ``Fetcher`` is shared by every source of a run so the per-host limits hold across sources
 (a feed and the articles it lists usually live on the same host).
 """
@@ -7,17 +11,22 @@ One ``Fetcher`` is shared by every source of a run so the per-host limits hold a
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base, wait_random_exponential
 
 from twinops.etl.jobs import CrawlPolicy
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
+# Answers worth another attempt: rate limited, or the server failed (4xx other than 429 are final).
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(505, 600)})
 
 
 class FetchError(Exception):
@@ -26,6 +35,48 @@ class FetchError(Exception):
 
 class RobotsDisallowed(FetchError):
     """robots.txt forbids the URL: recorded as skipped, not failed."""
+
+
+class _RetryableStatus(Exception):
+    """A 429 or 5xx answer: tenacity retries it; after the last attempt it becomes a FetchError."""
+
+    def __init__(self, status: int, headers: httpx.Headers) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class _WaitRetryAfter(wait_base):
+    """The server's ``Retry-After`` (capped) when the answer carried one, else ``fallback``."""
+
+    def __init__(self, fallback: wait_base, *, cap: float) -> None:
+        self.fallback = fallback
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, _RetryableStatus):
+            after = retry_after_seconds(error.headers)
+            if after is not None:
+                return min(after, self.cap)
+        return self.fallback(retry_state)
 
 
 @dataclass(frozen=True)
@@ -149,22 +200,31 @@ class Fetcher:
         raise FetchError(f"more than {self.policy.max_redirects} redirects from {url}")
 
     async def _fetch_with_retries(self, url: str) -> tuple[int, httpx.Headers, bytes]:
+        """One GET with tenacity's retries: timeouts, 429 and 5xx, honouring ``Retry-After``."""
         attempts = self.policy.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                status, headers, body = await self._fetch_once(url)
-            except (httpx.TimeoutException, TimeoutError) as error:
-                if last:
-                    raise FetchError(f"timed out after {attempts} attempt(s) at {url}") from error
-            else:
-                if status < 500 or last:
-                    if status >= 500:
-                        raise FetchError(f"HTTP {status} at {url} after {attempts} attempt(s)")
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            # Full jitter so concurrent retries do not stampede the host; a Retry-After wins.
+            wait=_WaitRetryAfter(
+                wait_random_exponential(multiplier=self.policy.backoff_s, max=self.policy.total_timeout_s),
+                cap=self.policy.total_timeout_s,
+            ),
+            retry=retry_if_exception_type((httpx.TimeoutException, TimeoutError, _RetryableStatus)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    status, headers, body = await self._fetch_once(url)
+                    if status in RETRY_STATUSES:
+                        raise _RetryableStatus(status, headers)
                     return status, headers, body
-            # Exponential backoff with jitter so concurrent retries do not stampede the host.
-            delay = self.policy.backoff_s * (2**attempt)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+        except _RetryableStatus as error:
+            if error.status == 429:
+                raise FetchError(f"HTTP 429 (rate limited) at {url} after {attempts} attempt(s)") from error
+            raise FetchError(f"HTTP {error.status} at {url} after {attempts} attempt(s)") from error
+        except (httpx.TimeoutException, TimeoutError) as error:
+            raise FetchError(f"timed out after {attempts} attempt(s) at {url}") from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch_once(self, url: str) -> tuple[int, httpx.Headers, bytes]:

@@ -10,10 +10,10 @@ from twinops.etl.sources.base import Batch, ItemFailed, Sink, SourceContext, Sou
 
 async def run_source(kind: SourceKind, ctx: SourceContext, sink: Sink) -> None:
     """Collect one source into ``sink``; raises SourceFailed when the whole source is unusable."""
-    from twinops.etl.sources import exports, feeds, folder, git, web
+    from twinops.etl.sources import exports, feeds, folder, git
 
     if kind is SourceKind.WEB:
-        await web.collect_web(ctx, sink)
+        await feeds.collect_web(ctx, sink)
         return
     if kind in {SourceKind.FEED, SourceKind.SITEMAP}:
         await feeds.collect_listing(ctx, sink)

@@ -1,23 +1,32 @@
-"""Sitemaps, RSS and Atom feeds: expand to their articles (how blogs, Medium and Substack publish)."""
+"""Sitemaps, RSS and Atom feeds: expand to their articles (how blogs, Medium and Substack publish).
+
+Also the entry point of a bare web URL (``collect_web``): an article page, or, when the server
+answers with XML, the feed or sitemap it is.
+
+Parsing is ultimate-sitemap-parser's (``urlset``, ``sitemapindex`` and plain-text sitemaps, with
+hardened XML) and feedparser's (RSS, Atom). A gzipped sitemap (``.xml.gz``, served as
+``application/gzip`` or unlabelled) is unpacked with a size bound first. Written here: the
+fetching of child sitemaps through the run's ``Fetcher``, so robots.txt, the per-host limits and
+the size cap hold for every child, and a broken child is recorded while its siblings count.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin
-
-from lxml import etree
 
 from twinops.etl.http import FetchError, FetchResult, RobotsDisallowed
-from twinops.etl.sources.base import Sink, SourceContext, SourceFailed
-from twinops.etl.sources.extract import parse_date
-from twinops.etl.sources.web import XML_TYPES, fetch_article
+from twinops.etl.sources.base import ItemFailed, Sink, SourceContext, SourceFailed
+from twinops.etl.sources.web import HTML_TYPES, XML_TYPES, article_document, fetch_article
 
-LISTING_TYPES = (*XML_TYPES, "text/plain", "text/html")  # servers label feeds loosely
+GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
+LISTING_TYPES = (*XML_TYPES, *GZIP_TYPES, "text/plain", "text/html")  # servers label feeds loosely
 MAX_SITEMAP_DEPTH = 3
-# No entities, no network: a hostile sitemap cannot read local files or call out.
-SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=False)
+GZIP_MAGIC = b"\x1f\x8b"
+# usp logs every sitemap it cannot parse; twinops records those itself, once, in the run summary.
+logging.getLogger("usp").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -26,34 +35,41 @@ class Entry:
     published_at: datetime | None
 
 
-def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
-
-
-def _sitemap_root(body: bytes) -> etree._Element | None:
-    try:
-        root = etree.fromstring(body, SAFE_XML)
-    except etree.XMLSyntaxError:
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
         return None
-    return root if _local(root.tag) in {"urlset", "sitemapindex"} else None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _sitemap_entries(root: etree._Element, base: str) -> tuple[list[Entry], list[str]]:
-    """(article entries, child sitemap URLs) of a ``urlset`` or ``sitemapindex``."""
-    entries, children = [], []
-    for node in root:
-        values = {_local(child.tag): (child.text or "").strip() for child in node}
-        loc = values.get("loc")
-        if not loc:
-            continue
-        if _local(root.tag) == "sitemapindex":
-            children.append(urljoin(base, loc))
-        else:
-            entries.append(Entry(urljoin(base, loc), parse_date(values.get("lastmod"))))
-    return entries, children
+def _unpacked(body: bytes, url: str, cap: int) -> bytes:
+    """The body, gunzipped when it is gzip data (bounded by the crawl's size cap)."""
+    if not body.startswith(GZIP_MAGIC):
+        return body
+    from usp.exceptions import GunzipException
+    from usp.helpers import gunzip
+
+    try:
+        return gunzip(body, max_output_bytes=cap)
+    except GunzipException as error:
+        raise SourceFailed(f"{url} is gzip data that does not unpack ({error})") from error
+
+
+def _sitemap(body: bytes) -> tuple[list[Entry], list[str]] | None:
+    """(article entries, child sitemap URLs) of a sitemap, or None when the body is not one."""
+    from usp.objects.sitemap import IndexXMLSitemap, PagesTextSitemap, PagesXMLSitemap
+    from usp.tree import sitemap_from_str
+
+    parsed = sitemap_from_str(body.decode("utf-8", errors="replace"))
+    if isinstance(parsed, IndexXMLSitemap):
+        return [], [child.url for child in parsed.sub_sitemaps]
+    if isinstance(parsed, PagesXMLSitemap | PagesTextSitemap):
+        return [Entry(page.url, _utc(page.last_modified)) for page in parsed.pages], []
+    return None
 
 
 def _feed_entries(body: bytes, base: str) -> list[Entry]:
+    from urllib.parse import urljoin
+
     import feedparser
 
     parsed = feedparser.parse(body)
@@ -75,10 +91,11 @@ def _feed_entries(body: bytes, base: str) -> list[Entry]:
 
 
 async def _expand(ctx: SourceContext, sink: Sink, result: FetchResult, depth: int = 0) -> list[Entry]:
-    root = _sitemap_root(result.body)
-    if root is None:
-        return _feed_entries(result.body, result.final_url)
-    entries, children = _sitemap_entries(root, result.final_url)
+    body = _unpacked(result.body, result.final_url, ctx.fetcher.policy.max_bytes)
+    found = await asyncio.to_thread(_sitemap, body)  # parsing is CPU work: off the event loop
+    if found is None:
+        return _feed_entries(body, result.final_url)
+    entries, children = found
     if children and depth < MAX_SITEMAP_DEPTH:
         fetched = await asyncio.gather(
             *(ctx.fetcher.get(child, accept=LISTING_TYPES) for child in children), return_exceptions=True
@@ -123,3 +140,29 @@ async def collect_listing(ctx: SourceContext, sink: Sink, result: FetchResult | 
     entries = select(await _expand(ctx, sink, result), since=ctx.since, limit=ctx.limit)
     # The fetcher's per-host gates bound the real concurrency; gather just queues them all.
     await asyncio.gather(*(fetch_article(entry.url, ctx, sink) for entry in entries))
+
+
+def _is_listing(result: FetchResult) -> bool:
+    return result.content_type.startswith(XML_TYPES + GZIP_TYPES) or result.body.startswith(GZIP_MAGIC)
+
+
+async def collect_web(ctx: SourceContext, sink: Sink) -> None:
+    """One URL: an article, or, when the server answers with XML or gzip, the feed/sitemap it is."""
+    url = ctx.spec.source.strip()
+    try:
+        result = await ctx.fetcher.get(url, accept=HTML_TYPES + XML_TYPES + GZIP_TYPES)
+    except RobotsDisallowed as error:
+        sink.skip(url, str(error))
+        return
+    except FetchError as error:
+        sink.fail(url, str(error))
+        return
+    if _is_listing(result):
+        await collect_listing(ctx, sink, result)
+        return
+    try:
+        document = await asyncio.to_thread(article_document, result.body, result.final_url, ctx.author)
+    except ItemFailed as error:
+        sink.fail(url, str(error))
+        return
+    await sink.add(document)

@@ -1,4 +1,7 @@
-"""Web articles: any http(s) page → main text as Markdown plus title, author, published date."""
+"""Web articles: any http(s) page → main text as Markdown plus title, author, published date.
+
+A bare URL that may be a feed or sitemap instead is routed by ``feeds.collect_web``.
+"""
 
 from __future__ import annotations
 
@@ -53,30 +56,6 @@ async def fetch_article(url: str, ctx: SourceContext, sink: Sink) -> None:
         sink.skip(url, str(error))
         return
     except (FetchError, ItemFailed) as error:
-        sink.fail(url, str(error))
-        return
-    await sink.add(document)
-
-
-async def collect_web(ctx: SourceContext, sink: Sink) -> None:
-    """One URL: an article, or, when the server answers with XML, the feed/sitemap it is."""
-    from twinops.etl.sources.feeds import collect_listing
-
-    url = ctx.spec.source.strip()
-    try:
-        result = await ctx.fetcher.get(url, accept=HTML_TYPES + XML_TYPES)
-    except RobotsDisallowed as error:
-        sink.skip(url, str(error))
-        return
-    except FetchError as error:
-        sink.fail(url, str(error))
-        return
-    if result.content_type.startswith(XML_TYPES):
-        await collect_listing(ctx, sink, result)
-        return
-    try:
-        document = await asyncio.to_thread(article_document, result.body, result.final_url, ctx.author)
-    except ItemFailed as error:
         sink.fail(url, str(error))
         return
     await sink.add(document)
