@@ -25,10 +25,56 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+NAMESPACE, NAME = "twinops", "twin-llm"
+STABLE_ARGS = ["--model_uri=models:/twin-llm@champion"]
+STABLE_ADDRESS = "http://twin-llm-predictor.twinops.svc.cluster.local"
+LATEST_URL = "http://latest-twin-llm-predictor.twinops.example.com"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 _ISVC_PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices/(?P<name>[^/]+)$"
 )
 _EVENTS_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
+
+
+def inference_service(mode: str) -> dict:
+    """twin-llm as the kustomize base deploys it, in ``mode``, with the status KServe reports."""
+    predictor = {
+        "serviceAccountName": "twinops-serving",
+        "minReplicas": 1,
+        "maxReplicas": 2,
+        "scaleMetric": "cpu",
+        "scaleTarget": 80,
+        "model": {"modelFormat": {"name": "twinops"}, "runtime": "twinops", "args": list(STABLE_ARGS)},
+    }
+    status = {"url": "http://twin-llm.twinops.example.com", "address": {"url": STABLE_ADDRESS}}
+    if mode in ("Serverless", "Knative"):
+        status["components"] = {
+            "predictor": {
+                "url": "http://twin-llm-predictor.twinops.example.com",
+                "address": {"url": STABLE_ADDRESS},
+                "latestCreatedRevision": "twin-llm-predictor-00002",
+                "traffic": [
+                    {
+                        "tag": "prev",
+                        "percent": 90,
+                        "url": "http://prev-twin-llm-predictor.twinops.example.com",
+                    },
+                    {"tag": "latest", "latestRevision": True, "percent": 10, "url": LATEST_URL},
+                ],
+            }
+        }
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": NAME,
+            "namespace": NAMESPACE,
+            "generation": 1,
+            "annotations": {DEPLOYMENT_MODE: mode},
+        },
+        "spec": {"predictor": predictor},
+        "status": status,
+    }
 
 
 def apply_merge_patch(target: Any, patch: Any) -> Any:

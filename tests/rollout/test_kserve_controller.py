@@ -13,13 +13,13 @@ import copy
 import json
 
 import pytest
+from tests.rollout.conftest import LATEST_URL, NAME, NAMESPACE, STABLE_ADDRESS, STABLE_ARGS, inference_service
 
 from twinops.errors import ConfigError, NotFound
 from twinops.rollout.controller import RolloutController
 from twinops.rollout.health import PrometheusHealth
 from twinops.rollout.kserve import (
     DECISION_ANNOTATION,
-    DEPLOYMENT_MODE,
     STATE_ANNOTATION,
     TAG_ROUTING,
     KServeTarget,
@@ -27,12 +27,8 @@ from twinops.rollout.kserve import (
 from twinops.rollout.models import PinnedModel
 from twinops.rollout.plan import Thresholds
 
-NAMESPACE, NAME = "twinops", "twin-llm"
-STABLE_ARGS = ["--model_uri=models:/twin-llm@champion"]
 CANARY_URI = "models:/twin-llm/7"
 CANARY_ARGS = [f"--model_uri={CANARY_URI}"]
-STABLE_ADDRESS = "http://twin-llm-predictor.twinops.svc.cluster.local"
-LATEST_URL = "http://latest-twin-llm-predictor.twinops.example.com"
 STANDARD_CANARY_URL = "http://twin-llm-v7-predictor.twinops.svc.cluster.local"
 STEPS = (10, 25, 50, 100)
 INTERVAL = 300.0
@@ -45,46 +41,6 @@ PINNED = PinnedModel(
 
 # (canary golden score, error rate, p95 seconds) per scenario; the stable scores 0.50.
 SCENARIOS = {"healthy": (0.49, 0.0, 0.8), "failing": (0.49, 0.25, 0.8), "slow": (0.49, 0.0, 25.0)}
-
-
-def inference_service(mode: str) -> dict:
-    predictor = {
-        "serviceAccountName": "twinops-serving",
-        "minReplicas": 1,
-        "maxReplicas": 2,
-        "scaleMetric": "cpu",
-        "scaleTarget": 80,
-        "model": {"modelFormat": {"name": "twinops"}, "runtime": "twinops", "args": list(STABLE_ARGS)},
-    }
-    status = {"url": "http://twin-llm.twinops.example.com", "address": {"url": STABLE_ADDRESS}}
-    if mode in ("Serverless", "Knative"):
-        status["components"] = {
-            "predictor": {
-                "url": "http://twin-llm-predictor.twinops.example.com",
-                "address": {"url": STABLE_ADDRESS},
-                "latestCreatedRevision": "twin-llm-predictor-00002",
-                "traffic": [
-                    {
-                        "tag": "prev",
-                        "percent": 90,
-                        "url": "http://prev-twin-llm-predictor.twinops.example.com",
-                    },
-                    {"tag": "latest", "latestRevision": True, "percent": 10, "url": LATEST_URL},
-                ],
-            }
-        }
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": NAME,
-            "namespace": NAMESPACE,
-            "generation": 1,
-            "annotations": {DEPLOYMENT_MODE: mode},
-        },
-        "spec": {"predictor": predictor},
-        "status": status,
-    }
 
 
 class RecordingScorer:

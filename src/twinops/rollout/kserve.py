@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -392,6 +393,8 @@ def kubernetes_apis(kubeconfig: str | None = None, context: str | None = None) -
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    # The client reads KUBECONFIG once, at import: read it now, as kubectl does.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
     try:
         if kubeconfig is None and context is None:
             try:

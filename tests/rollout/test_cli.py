@@ -1,0 +1,95 @@
+"""``twinops rollout`` bad input: one clear line, exit code 2, nothing patched.
+
+The command talks to the Kubernetes API stand-in of conftest.py (no API server runs here) through a
+kubeconfig that points at it, exactly as it would to a cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.rollout.conftest import inference_service
+
+from twinops.cli import main
+
+
+@pytest.fixture
+def kubeconfig(kube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: emulator, cluster: {{server: "{kube.url}"}}}}]
+users: [{{name: nobody, user: {{}}}}]
+contexts: [{{name: emulator, context: {{cluster: emulator, user: nobody}}}}]
+current-context: emulator
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
+
+
+def _start(*extra: str, isvc: str = "twin-llm") -> list[str]:
+    defaults = {"--model-uri": "models:/twin-llm/1", "--steps": "10,25,50,100", "--interval": "5m"}
+    flags = dict(zip(extra[::2], extra[1::2], strict=True))
+    args = {**defaults, **flags}
+    return ["rollout", "start", "--isvc", isvc, "--golden", "none", *[x for kv in args.items() for x in kv]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--steps", "10,5,50"), "--steps 10,5,50 does not increase (10 then 5)"),
+        (("--steps", "10,50,150"), "150 is not a traffic percent in 1..100"),
+        (("--steps", "ten,twenty"), "is not a list of whole percents"),
+        (("--steps", "25,25"), "does not increase (25 then 25)"),
+        (("--interval", "5 minutes"), "--interval '5 minutes' does not parse"),
+        (("--interval", "-5m"), "--interval '-5m' does not parse"),
+        (("--model-uri", "/no/such/model"), "'/no/such/model' is not a model a cluster can load"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_patches_nothing(
+    kube, kubeconfig, mlflow_settings, capsys, extra, message
+) -> None:
+    kube.add(inference_service("Standard"))
+    code = main(_start(*extra))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert kube.patches == []
+
+
+def test_missing_inference_service(kube, kubeconfig, mlflow_settings, capsys) -> None:
+    code = main(_start(isvc="no-such-isvc"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "InferenceService twinops/no-such-isvc does not exist" in err
+    assert kube.patches == []
+
+
+def test_a_model_uri_the_registry_does_not_have(kube, kubeconfig, mlflow_settings, capsys) -> None:
+    kube.add(inference_service("Knative"))
+    code = main(_start("--model-uri", "models:/twin-llm/99"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "registered model 'twin-llm' does not exist" in err and "--model-uri" in err
+    assert kube.patches == []
+
+
+def test_status_without_a_rollout_is_one_line(kube, kubeconfig, home, capsys) -> None:
+    kube.add(inference_service("Knative"))
+    code = main(["rollout", "status", "--isvc", "twin-llm"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "no rollout was ever recorded on twinops/twin-llm" in err
+
+
+def test_promote_without_a_running_rollout_patches_nothing(kube, kubeconfig, home, capsys) -> None:
+    kube.add(inference_service("Standard"))
+    code = main(["rollout", "promote", "--isvc", "twin-llm"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "no rollout is running on twinops/twin-llm" in err
+    assert kube.patches == []

@@ -1,0 +1,154 @@
+"""The rollout end to end on one machine: the local router, the golden set, MLflow and the registry.
+
+Everything here is real except the two LLM servers, which are light OpenAI-chat stand-ins (an
+answer per golden question, or 500s for a broken canary) so no model loads: the router is the real
+app on uvicorn, the controller the real one with ``ProbeHealth`` and ``GoldenScorer`` over a golden
+folder, recording to a real MLflow store (sqlite) whose registry holds twin-llm v1 (champion) and
+v2 (challenger). ``test_local_canary_with_smollm2`` does the same with two real LLM servers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from twinops.infra.registry import CHALLENGER, CHAMPION
+from twinops.rollout.runner import RolloutOptions, start_rollout
+from twinops.services.process import free_port
+from twinops.serving.router import RouterConfig, create_app
+
+GOLDEN = [
+    ("What does Ada write about?", "Ada writes about compilers and type systems."),
+    ("Which language does Ada prefer?", "Ada prefers OCaml for its type inference."),
+    ("Where does Ada publish?", "Ada publishes essays on her own blog every month."),
+]
+
+
+def _llm_stand_in(broken: bool) -> tuple[ThreadingHTTPServer, str]:
+    answers = dict(GOLDEN)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            question = body["messages"][-1]["content"]
+            if broken:
+                status, reply = 500, {"error": {"message": "CUDA out of memory"}}
+            else:
+                content = answers.get(question, "I write about many things.")
+                status = 200
+                reply = {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                    "usage": {"completion_tokens": len(content.split())},
+                }
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _serve_router(config: RouterConfig) -> tuple[str, object, threading.Thread]:
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture
+def golden_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "golden"
+    folder.mkdir()
+    rows = [{"instruction": q, "reference": a, "document_id": "d", "chunk_id": "c"} for q, a in GOLDEN]
+    (folder / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def registry(mlflow_settings, tmp_path: Path):
+    """twin-llm v1 (champion) and v2 (challenger), each a folder with a config.json."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_settings.mlflow_tracking_uri)
+    client.create_registered_model("twin-llm")
+    for number, alias in ((1, CHAMPION), (2, CHALLENGER)):
+        folder = tmp_path / f"twin-llm-v{number}"
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+        version = client.create_model_version("twin-llm", source=str(folder), tags={"model_dir": str(folder)})
+        client.set_registered_model_alias("twin-llm", alias, version.version)
+    return client
+
+
+@pytest.fixture(params=["healthy", "broken"])
+def local_canary(request) -> Iterator[tuple[str, str, str, str]]:
+    """(scenario, router URL, stable URL, canary URL) with the router at 0 % canary."""
+    stable, stable_url = _llm_stand_in(broken=False)
+    canary, canary_url = _llm_stand_in(broken=request.param == "broken")
+    router_url, server, thread = _serve_router(RouterConfig(stable=stable_url, canary=canary_url))
+    yield request.param, router_url, stable_url, canary_url
+    server.should_exit = True
+    thread.join(timeout=10)
+    for backend in (stable, canary):
+        backend.shutdown()
+        backend.server_close()
+
+
+def test_local_rollout_promotes_a_healthy_canary_and_rolls_back_a_broken_one(
+    local_canary, registry, mlflow_settings, golden_folder
+) -> None:
+    scenario, router_url, stable_url, canary_url = local_canary
+    options = RolloutOptions(isvc="twin-llm", router=router_url, golden=str(golden_folder), golden_limit=3)
+
+    final = start_rollout(
+        options, mlflow_settings, model_uri="models:/twin-llm@challenger", steps="50,100", interval="0s"
+    )
+
+    router = httpx.get(f"{router_url}/router/state", timeout=10).json()
+    aliases = registry.get_registered_model("twin-llm").aliases
+    experiment = registry.get_experiment_by_name("twinops-rollout")
+    (run,) = registry.search_runs([experiment.experiment_id])
+    assert final.model_uri == "models:/twin-llm/2"  # the alias pinned to its version at start
+    assert final.baseline_score == pytest.approx(1.0)  # the stable answers every reference
+    if scenario == "healthy":
+        assert [d.action for d in final.decisions] == ["start", "step_up", "promote"]
+        assert router == {**router, "stable": canary_url, "canary": None, "canary_percent": 0}
+        assert aliases == {CHAMPION: 2}  # champion moved, challenger consumed
+        assert run.data.tags["outcome"] == "promoted"
+        history = registry.get_metric_history(run.info.run_id, "traffic_percent")
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == [50, 100, 100]
+    else:
+        assert [d.action for d in final.decisions] == ["start", "rollback"]
+        reasons = " ".join(final.decisions[-1].reasons)
+        assert "could not be scored" in reasons and "errors 100.0% > 2.0%" in reasons
+        assert router == {**router, "stable": stable_url, "canary": canary_url, "canary_percent": 0}
+        assert aliases == {CHAMPION: 1, CHALLENGER: 2}
+        assert run.data.tags["outcome"] == "rolled_back"
+    assert sorted(k for k in run.data.tags if k.startswith("decision.")) == [
+        f"decision.{n:02d}" for n in range(len(final.decisions))
+    ]
+    saved = json.loads((mlflow_settings.home / "rollout" / "twin-llm.json").read_text())
+    assert saved["phase"] == final.phase
