@@ -1,0 +1,277 @@
+"""Everything a rendered object refers to exists: images (a Dockerfile here, or a pinned upstream tag
+that matches the library twinops talks to it with), ConfigMaps and their keys, Secret keys (the
+README's `kubectl create secret` lists them), PVCs, volumes, ports, ServiceAccounts, and the
+in-cluster URLs of the settings."""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import version
+from urllib.parse import urlsplit
+
+from dockerfile_parse import DockerfileParser
+
+from twinops import __version__
+from twinops.pipelines.gpu import DEFAULT_PROFILE
+from twinops.pipelines.images import DEFAULT_REGISTRY
+from twinops.settings import Settings
+
+# twinops images built from another family's Dockerfile with a build argument (Makefile `images`).
+_VARIANTS = {"serve-gpu": ("serve", "TORCH_INDEX_URL")}
+# Settings the ConfigMap may carry that are not TWINOPS_* (read by Hugging Face libraries).
+_LIBRARY_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
+
+
+def _kinds(docs: list[dict]) -> dict[str, dict[str, dict]]:
+    kinds: dict[str, dict[str, dict]] = {}
+    for doc in docs:
+        kinds.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    return kinds
+
+
+def _images(renders, docs: list[dict]) -> set[str]:
+    images = {c["image"] for w in renders.workloads(docs) for c in w.containers if "image" in c}
+    images |= {
+        c["image"] for doc in docs if doc["kind"] == "ServingRuntime" for c in doc["spec"]["containers"]
+    }
+    return images
+
+
+def test_twinops_images_are_built_here(renders, docs: list[dict]) -> None:
+    ours = sorted(image for image in _images(renders, docs) if image.startswith(f"{DEFAULT_REGISTRY}/"))
+    assert ours
+    for image in ours:
+        repository, tag = image.rsplit(":", 1)
+        assert tag == __version__, f"{image}: tag is not the package version {__version__}"
+        family = repository.removeprefix(f"{DEFAULT_REGISTRY}/twinops-")
+        folder, build_arg = _VARIANTS.get(family, (family, None))
+        dockerfile = renders.root / "images" / folder / "Dockerfile"
+        assert dockerfile.exists(), f"{image}: no images/{folder}/Dockerfile"
+        if build_arg:
+            assert f"ARG {build_arg}=" in dockerfile.read_text()
+            assert f"--build-arg {build_arg}=" in (renders.root / "Makefile").read_text()
+        built = re.search(r"for f in ([\w\s-]+);", (renders.root / "Makefile").read_text())
+        assert built and family in built.group(1).split(), f"`make images` skips {family}"
+
+
+def test_upstream_images_are_pinned_to_the_clients_versions(renders, docs: list[dict]) -> None:
+    """The servers' images match the client libraries twinops installs."""
+    from qdrant_client.common.version_check import is_compatible
+
+    upstream = {image.split(":")[0]: image.split(":")[1] for image in _images(renders, docs)}
+    upstream = {repo: tag for repo, tag in upstream.items() if not repo.startswith(DEFAULT_REGISTRY)}
+    for repository, tag in upstream.items():
+        assert re.match(r"^v?\d+\.\d+\.\d+", tag), f"{repository}:{tag} is not pinned to a version"
+    assert upstream["ghcr.io/mlflow/mlflow"] == f"v{version('mlflow')}"
+    qdrant_server = upstream["qdrant/qdrant"].removeprefix("v").removesuffix("-unprivileged")
+    assert is_compatible(version("qdrant-client"), qdrant_server), (
+        f"qdrant server {qdrant_server} is too far from qdrant-client {version('qdrant-client')}"
+    )
+
+
+def _readme_secret_keys(renders) -> set[str]:
+    readme = (renders.root / "README.md").read_text()
+    command = re.search(r"kubectl [^`]*create secret generic twinops-secrets[^`]*", readme)
+    assert command, "the README shows how to create the Secret twinops-secrets"
+    return set(re.findall(r"--from-literal=([a-z0-9-]+)=", command.group(0)))
+
+
+def test_config_and_secret_references_exist(renders, docs: list[dict]) -> None:
+    kinds = _kinds(docs)
+    config_maps = kinds["ConfigMap"]
+    secret_keys = _readme_secret_keys(renders)
+    assert set(DEFAULT_PROFILE.secret_env) <= secret_keys, "the pipeline steps read keys the README omits"
+    containers = [(w.name, c) for w in renders.workloads(docs) for c in w.containers]
+    containers += [
+        (d["metadata"]["name"], c)
+        for d in docs
+        if d["kind"] == "ServingRuntime"
+        for c in d["spec"]["containers"]
+    ]
+    for owner, container in containers:
+        for source in container.get("envFrom", []):
+            assert source["configMapRef"]["name"] in config_maps, owner
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {})
+            if "configMapKeyRef" in ref:
+                assert ref["configMapKeyRef"]["key"] in config_maps[ref["configMapKeyRef"]["name"]]["data"]
+            if "secretKeyRef" in ref:
+                assert ref["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name, owner
+                assert ref["secretKeyRef"]["key"] in secret_keys, f"{owner}: {ref['secretKeyRef']['key']}"
+
+
+def test_configmap_settings_are_settings(docs: list[dict]) -> None:
+    """Every TWINOPS_* key in the ConfigMap is a field twinops reads (a typo would be ignored)."""
+    data = _kinds(docs)["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
+    fields = {f"TWINOPS_{name.upper()}" for name in Settings.model_fields}
+    unknown = {key for key in data if key not in fields and key not in _LIBRARY_ENV}
+    assert not unknown, f"not settings: {sorted(unknown)}"
+    assert Settings(**{k.removeprefix("TWINOPS_").lower(): v for k, v in data.items() if k in fields})
+
+
+def test_in_cluster_urls_name_services_and_ports(docs: list[dict]) -> None:
+    kinds = _kinds(docs)
+    data = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
+    for key in ("TWINOPS_QDRANT_URL", "TWINOPS_MLFLOW_TRACKING_URI", "TWINOPS_REDIS_URL"):
+        url = urlsplit(data[key])
+        service = kinds["Service"].get(url.hostname)
+        assert service, f"{key}: no Service {url.hostname}"
+        assert url.port in {port["port"] for port in service["spec"]["ports"]}, key
+    rag_args = kinds["InferenceService"]["twin-rag"]["spec"]["predictor"]["model"]["args"]
+    for arg in rag_args:
+        host = urlsplit(arg.split("=", 1)[1]).hostname.split(".")[0]
+        assert host.removesuffix("-predictor") in kinds["InferenceService"], arg
+
+
+def test_volumes_and_claims_exist(renders, docs: list[dict]) -> None:
+    claims = set(_kinds(docs)["PersistentVolumeClaim"])
+    for workload in renders.workloads(docs):
+        volumes = {volume["name"]: volume for volume in workload.pod.get("volumes", [])}
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims, workload.name
+        for container in workload.containers:
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes or mount["name"] in workload.claim_templates, (
+                    f"{workload.name}: mount of unknown volume {mount['name']}"
+                )
+    for isvc in _kinds(docs)["InferenceService"].values():
+        storage = isvc["spec"]["predictor"]["model"].get("storageUri", "")
+        if storage.startswith("pvc://"):
+            assert storage.removeprefix("pvc://").split("/")[0] in claims
+
+
+def _container_ports(container: dict) -> dict[str | int, int]:
+    ports: dict[str | int, int] = {}
+    for port in container.get("ports", []):
+        ports[port["containerPort"]] = port["containerPort"]
+        if "name" in port:
+            ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+def _selected(selector: dict, labels: dict) -> bool:
+    if all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items()):
+        for expression in selector.get("matchExpressions", []):
+            present = expression["key"] in labels
+            if expression["operator"] == "Exists" and not present:
+                return False
+            if expression["operator"] == "In" and labels.get(expression["key"]) not in expression["values"]:
+                return False
+        return True
+    return False
+
+
+def test_ports_exist_and_ingress_allows_them(docs: list[dict]) -> None:
+    """Probes and Services name ports their containers open, and a NetworkPolicy lets them in."""
+    kinds = _kinds(docs)
+    pods = {}  # name -> (pod labels, ports of its containers)
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet"}:
+            template = doc["spec"]["template"]
+            ports: dict = {}
+            for container in template["spec"]["containers"]:
+                ports |= _container_ports(container)
+                for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                    action = container.get(probe, {})
+                    port = (action.get("httpGet") or action.get("tcpSocket") or {}).get("port")
+                    assert port is None or port in ports, f"{doc['metadata']['name']} {probe}: port {port}"
+            pods[doc["metadata"]["name"]] = (template["metadata"]["labels"], ports)
+    runtime_ports = _container_ports(kinds["ServingRuntime"]["twinops"]["spec"]["containers"][0])
+    for name, isvc in kinds["InferenceService"].items():
+        model = isvc["spec"]["predictor"]["model"]
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            if probe in model:
+                assert model[probe]["httpGet"]["port"] in runtime_ports, f"{name} {probe}"
+        pods[name] = ({"serving.kserve.io/inferenceservice": name}, runtime_ports)
+    policies = list(kinds["NetworkPolicy"].values())
+    for service in kinds["Service"].values():
+        selected = [p for p in pods.values() if _selected({"matchLabels": service["spec"]["selector"]}, p[0])]
+        assert selected, f"Service {service['metadata']['name']} selects no pod"
+        for labels, ports in selected:
+            for port in service["spec"]["ports"]:
+                target = ports.get(port["targetPort"])
+                assert target, (
+                    f"Service {service['metadata']['name']}: no container port {port['targetPort']}"
+                )
+                allowed = {
+                    rule_port["port"]
+                    for policy in policies
+                    if _selected(policy["spec"]["podSelector"], labels)
+                    for rule in policy["spec"].get("ingress", [])
+                    for rule_port in rule.get("ports", [])
+                }
+                assert target in allowed, f"no NetworkPolicy lets traffic into {labels} port {target}"
+    for labels, _ in [pods["twin-llm"]]:
+        allowed = {
+            rule_port["port"]
+            for policy in policies
+            if _selected(policy["spec"]["podSelector"], labels)
+            for rule in policy["spec"].get("ingress", [])
+            for rule_port in rule.get("ports", [])
+        }
+        assert set(runtime_ports.values()) <= allowed, "the predictors' HTTP and gRPC ports"
+
+
+def test_serve_dockerfile(renders) -> None:
+    parser = DockerfileParser(path=str(renders.root / "images" / "serve" / "Dockerfile"))
+    assert re.search(r"^python:3\.11[\w.-]*-slim", parser.baseimage)
+    assert parser.labels["org.opencontainers.image.title"] == "twinops-serve"
+    users = [item["value"] for item in parser.structure if item["instruction"] == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    runs = " ".join(item["value"] for item in parser.structure if item["instruction"] == "RUN")
+    assert '"torch==2.13.0"' in runs and ".[ml,serve]" in runs and "-c constraints.txt" in runs
+    assert "twinops models pull" in runs, "the bundled models are cached at build time"
+    # The local overlay serves the folders the build caches.
+    local = _kinds(renders.kustomize("local"))["InferenceService"]
+    cached = "/opt/twinops/bundled/models/"
+    assert "TWINOPS_HOME=/opt/twinops/bundled twinops models pull" in runs
+    for name in ("twin-llm", "twin-reranker"):
+        assert local[name]["spec"]["predictor"]["model"]["args"][0].startswith(f"--model_dir={cached}")
+
+
+def test_the_models_job_caches_the_bundled_models_onto_the_shared_volume(docs: list[dict]) -> None:
+    job = _kinds(docs)["Job"]["twinops-models"]["spec"]["template"]["spec"]
+    container = job["containers"][0]
+    assert container["command"] == ["twinops", "models", "pull"]
+    assert container["image"].split(":")[0].endswith("/twinops-data")
+    home = next(m for m in container["volumeMounts"] if m["name"] == "home")
+    assert home["mountPath"] == DEFAULT_PROFILE.home_mount_path
+    claim = next(v for v in job["volumes"] if v["name"] == "home")["persistentVolumeClaim"]["claimName"]
+    assert claim == DEFAULT_PROFILE.home_pvc
+
+
+def test_dockerignore_keeps_environments_out_and_sources_in(renders) -> None:
+    """The build context leaves out .venv*, .git and state, and keeps what the Dockerfiles COPY."""
+    import fnmatch
+
+    patterns = [
+        line.strip()
+        for line in (renders.root / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(
+            fnmatch.fnmatch(prefix, pattern.removeprefix("**/")) or fnmatch.fnmatch(prefix, pattern)
+            for pattern in patterns
+            for prefix in prefixes
+        )
+
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        ".venv-quantize/bin/python",
+        ".twinops/models",
+        ".tools/bin/helm",
+    ):
+        assert ignored(path), f"{path} would be sent to the Docker daemon"
+    for dockerfile in (renders.root / "images").glob("*/Dockerfile"):
+        parser = DockerfileParser(path=str(dockerfile))
+        for item in parser.structure:
+            if item["instruction"] == "COPY":
+                for source in item["value"].split()[:-1]:
+                    if not source.startswith("--"):
+                        assert not ignored(source.rstrip("/")), f"{dockerfile}: COPY {source} is ignored"
