@@ -31,8 +31,8 @@ def _rtn_gptq_folder(source: Path, target: Path, group_size: int = 32) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from twinops.models.gptq import dequantize_linear
     from twinops.quantize.checks import LINEAR_SUFFIXES
-    from twinops.quantize.dequantize import dequantize_linear
 
     tensors = load_file(str(source / "model.safetensors"))
     out = {}

@@ -145,7 +145,7 @@ def test_gptq_tiny_llama_in_quantize_env(tiny_llama: Path, settings, tmp_path: P
     # Same logits from the GPTQ kernels (transformers in .venv-quantize) and the core env's dequantized copy.
     import torch
 
-    from twinops.quantize.dequantize import load_gptq_as_float
+    from twinops.models.gptq import load_gptq_as_float
 
     probe = (
         "import json,os,sys,torch;os.environ.setdefault('GPTQMODEL_CPU_WORKERS','2');"

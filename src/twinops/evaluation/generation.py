@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twinops.models.gptq import is_gptq_folder, load_gptq_as_float
 from twinops.models.loaders import load_causal_lm
 from twinops.models.resolve import resolve_model
-from twinops.quantize.checks import is_gptq_folder
 from twinops.settings import Settings
 
 
 def load_for_evaluation(reference: str, settings: Settings):
-    """(model, tokenizer). A GPTQ folder is dequantized (the core env has no GPTQ kernels): the
-    float weights are exactly the ones the kernels multiply by, so its scores are the GPTQ model's."""
+    """(model, tokenizer). A GPTQ folder is read dequantized: the float weights are exactly the ones
+    the kernels multiply by (without their bf16 rounding), so its scores are the GPTQ model's."""
     path = resolve_model(reference, settings, setting="--model")
     if is_gptq_folder(Path(path)):
-        from twinops.quantize.dequantize import load_gptq_as_float
-
         return load_gptq_as_float(path)
     model, tokenizer = load_causal_lm(path)
     model.eval()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from twinops.models.resolve import embedder_path, llm_path
 from twinops.settings import Settings
@@ -47,7 +48,7 @@ def load_causal_lm(reference: str, *, dtype: str = "float32"):
     dropped here (GGUF files themselves are read with ``gguf_file``, not through this path).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(reference)
     quantization = getattr(config, "quantization_config", None)
@@ -56,15 +57,80 @@ def load_causal_lm(reference: str, *, dtype: str = "float32"):
         method = getattr(quantization, "quant_method", None)
     if str(method).lower().endswith("gguf"):
         delattr(config, "quantization_config")
-    # Activations and gradients of these small models underflow into subnormal floats; on CPU
-    # every op touching them takes a slow path (training ran ~10x slower). Process-wide.
-    torch.set_flush_denormal(True)
-    tokenizer = AutoTokenizer.from_pretrained(reference)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    _flush_denormals()
+    tokenizer = load_tokenizer(reference)
     model = AutoModelForCausalLM.from_pretrained(reference, config=config, dtype=getattr(torch, dtype))
     return model, tokenizer
 
 
+def _flush_denormals() -> None:
+    import torch
+
+    # Activations and gradients of these small models underflow into subnormal floats; on CPU
+    # every op touching them takes a slow path (training ran ~10x slower). Process-wide.
+    torch.set_flush_denormal(True)
+
+
+def load_tokenizer(reference: str | Path):
+    """The model's tokenizer, with the EOS token as pad token where it has none (batching pads)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(reference)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_base_llm(settings: Settings, *, dtype: str = "float32"):
     return load_causal_lm(llm_path(settings), dtype=dtype)
+
+
+@dataclass(frozen=True)
+class GenerationModel:
+    """A causal LM ready to generate, and how it runs.
+
+    ``backend``: ``float`` (a plain model), ``gptq-kernels`` (int4 weights on gptqmodel's kernels) or
+    ``gptq-dequantized`` (the exact float copy of a GPTQ model). ``note``: one line for the server
+    to print at start when it serves something other than what was asked for, else None.
+    """
+
+    model: Any
+    tokenizer: Any
+    backend: Literal["float", "gptq-kernels", "gptq-dequantized"]
+    note: str | None = None
+
+
+def load_generation_model(reference: str, *, prefer_kernels: bool = True) -> GenerationModel:
+    """Load a resolved folder or HF id for serving, in eval mode.
+
+    A GPTQ folder runs on the GPTQ kernels when they load (``prefer_kernels``); otherwise on its
+    dequantized float copy (same weights, more memory, slower), with ``note`` saying why. A
+    broken GPTQ folder raises one ``ConfigError`` line. Anything else goes through ``load_causal_lm``.
+    """
+    from twinops.models import gptq
+
+    if not gptq.is_gptq_folder(reference):
+        model, tokenizer = load_causal_lm(reference)
+        model.eval()
+        return GenerationModel(model=model, tokenizer=tokenizer, backend="float")
+    _flush_denormals()
+    folder = Path(reference)
+    note = None
+    if prefer_kernels:
+        try:
+            model, tokenizer = gptq.load_gptq_with_kernels(folder)
+            return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-kernels")
+        except Exception as error:  # any kernel failure falls back; a broken folder fails below
+            note = (
+                f"GPTQ kernels could not be loaded for {folder} ({error_line(error)}); serving its exact "
+                "dequantized float32 copy instead (same weights in float32: more memory, slower)"
+            )
+    model, tokenizer = gptq.load_gptq_as_float(folder)
+    return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-dequantized", note=note)
+
+
+def error_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters: an error inside one line."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

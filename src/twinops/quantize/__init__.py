@@ -2,12 +2,14 @@
 
 Public API: ``QuantizeJob``, ``QuantizeResult``, ``quantize(job)`` (GPTQ env only),
 ``run_in_quantize_env(job, settings)`` (core env), ``check_group_size(model_path, group_size)``,
-``load_gptq_as_float(path)`` (core env: a GPTQ folder as a float model, for evaluation).
+``is_gptq_folder(path)`` and ``load_gptq_as_float(path)`` (from ``twinops.models.gptq``: a GPTQ folder
+as a float model, for evaluation).
 """
 
 from __future__ import annotations
 
-from twinops.quantize.checks import check_group_size, is_gptq_folder
+from twinops.models.gptq import is_gptq_folder, load_gptq_as_float
+from twinops.quantize.checks import check_group_size
 from twinops.quantize.job import QuantizeJob, QuantizeResult
 
 __all__ = [
@@ -22,7 +24,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Deferred: gptq imports gptqmodel (GPTQ env only), runner/dequantize are core-env helpers.
+    # Deferred: gptq imports gptqmodel (GPTQ env only), runner is a core-env helper.
     if name == "quantize":
         from twinops.quantize.gptq import quantize
 
@@ -31,8 +33,4 @@ def __getattr__(name: str):
         from twinops.quantize.runner import run_in_quantize_env
 
         return run_in_quantize_env
-    if name == "load_gptq_as_float":
-        from twinops.quantize.dequantize import load_gptq_as_float
-
-        return load_gptq_as_float
     raise AttributeError(name)

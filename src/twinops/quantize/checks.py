@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from twinops.errors import ConfigError, ModelNotFound
@@ -65,11 +64,3 @@ def check_group_size(model_path: Path, group_size: int) -> list[int]:
             f"(all widths: {widths}): {hint}"
         )
     return widths
-
-
-def is_gptq_folder(model_path: Path) -> bool:
-    config = model_path / "config.json"
-    if not config.exists():
-        return False
-    quantization = json.loads(config.read_text()).get("quantization_config") or {}
-    return str(quantization.get("quant_method", "")).lower() == "gptq"

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import shutil
 import time
 from importlib import metadata
 from pathlib import Path
 
 from twinops.errors import ConfigError
+from twinops.models.gptq import prepare_gptqmodel_env
 from twinops.quantize.calibration import read_texts, split_texts
 from twinops.quantize.checks import check_group_size, linear_shapes
 from twinops.quantize.job import QuantizeJob, QuantizeResult
 from twinops.quantize.sizes import bf16_linear_bytes, quantized_linear_bytes, weights_bytes
-
-
-def _prepare_gptqmodel_env() -> None:
-    # gptqmodel sizes its CPU pool as (cores+1)//2 but always asks 2 loader workers from it, which
-    # fails on a 2-core machine; 2 CPU workers is the smallest pool it accepts.
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _texts(job: QuantizeJob) -> tuple[list[str], list[str]]:
@@ -125,7 +118,7 @@ def quantize(job: QuantizeJob) -> QuantizeResult:
     shapes = linear_shapes(job.model_path)
     check_group_size(job.model_path, job.group_size)
     calibration, held_out = _texts(job)
-    _prepare_gptqmodel_env()
+    prepare_gptqmodel_env()
     output_dir = job.output_dir.expanduser().resolve()
     source_view = output_dir.with_name(output_dir.name + ".source")
     shutil.rmtree(source_view, ignore_errors=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from math import prod
 from pathlib import Path
 
+from twinops.models.gptq import GPTQ_TENSORS
+
 _DTYPE_BYTES = {
     "F64": 8,
     "F32": 4,
@@ -17,7 +19,6 @@ _DTYPE_BYTES = {
     "U8": 1,
     "BOOL": 1,
 }
-GPTQ_TENSORS = ("qweight", "qzeros", "scales", "g_idx")
 
 
 def weights_bytes(folder: Path) -> int:
