@@ -6,13 +6,15 @@ No training here: any HF folder with a config.json is a model version (the tiny 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from twinops.domain.versions import DatasetKind
-from twinops.errors import ConfigError, NotFound
-from twinops.training import GateConfig, MetricRule, list_versions, promote, record_metrics, register_model
+from twinops.errors import NotFound
+from twinops.training import GateConfig, MetricRule, list_versions, load_gate, promote, register_model
+from twinops.training.gate import GATES_FILE, GateEvidence, record_evidence
 from twinops.training.registry import CHALLENGER, CHAMPION, LLM_MODEL, RERANKER_MODEL
 
 
@@ -52,62 +54,169 @@ def test_model_version_links_to_its_dataset_version(
     assert [v.version for v in list_versions(training_settings)] == ["1"]
 
 
-def test_gate_promotes_a_better_challenger_and_keeps_a_worse_one(
+def _evidence(challenger: dict, reference: dict, *, name: str = "base", version: str | None = None, **extra):
+    return GateEvidence(
+        evaluation="evaluation-test",
+        golden="golden-test",
+        questions=60,
+        challenger=challenger,
+        reference=reference,
+        reference_name=name,
+        reference_version=version,
+        **extra,
+    )
+
+
+LLM_GATE = GateConfig(rules=[MetricRule(metric="golden_perplexity", direction="lower")])
+
+
+def test_a_first_llm_version_must_beat_the_base_model(
     training_settings, make_dataset, tiny_llama: Path
 ) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(training_settings.mlflow_tracking_uri)
     dataset = make_dataset(DatasetKind.PREFERENCE)
-
     _register(training_settings, tiny_llama, dataset.id, 12.0)
-    first = promote(LLM_MODEL, training_settings)
-    assert first.promoted and first.champion_version == "1" and "first champion" in first.reason
-
-    _register(training_settings, tiny_llama, dataset.id, 10.0)
-    better = promote(LLM_MODEL, training_settings)
-    assert better.promoted and better.champion_version == "2" and better.previous_champion_version == "1"
-    assert better.checks[0].improvement == pytest.approx(2.0)
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "2"
-    assert CHALLENGER not in client.get_registered_model(LLM_MODEL).aliases
-
-    _register(training_settings, tiny_llama, dataset.id, 11.0)
-    worse = promote(LLM_MODEL, training_settings)
-    assert not worse.promoted and worse.champion_version == "2"
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "2"
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHALLENGER).version) == "3"
+    worse = promote(
+        LLM_MODEL,
+        training_settings,
+        LLM_GATE,
+        evidence=_evidence({"golden_perplexity": 14.0}, {"golden_perplexity": 13.0}),
+    )
+    assert not worse.promoted and worse.champion_version is None
+    assert CHAMPION not in client.get_registered_model(LLM_MODEL).aliases
+    assert "does not beat baseline 'base'" in worse.reason and "golden_perplexity 14 vs 13" in worse.reason
     # Why is recorded on the version, on the model and as a JSON artifact of a registry run.
-    tags = client.get_model_version(LLM_MODEL, "3").tags
-    assert tags["gate.decision"] == "rejected" and "eval_perplexity 11 vs 10" in tags["gate.reason"]
-    assert "does not beat" in client.get_model_version(LLM_MODEL, "3").description
-    assert client.get_registered_model(LLM_MODEL).tags["last_gate"].startswith("v3 rejected")
+    tags = client.get_model_version(LLM_MODEL, "1").tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.compared_to"] == "baseline 'base'"
+    assert client.get_registered_model(LLM_MODEL).tags["last_gate"].startswith("v1 rejected")
     decision = json.loads(
         Path(client.download_artifacts(worse.decision_run_id, "gate/decision.json")).read_text()
     )
-    assert decision["promoted"] is False and decision["checks"][0]["champion"] == 10.0
+    assert decision["promoted"] is False and decision["evidence"]["reference"] == {"golden_perplexity": 13.0}
+
+    better = promote(
+        LLM_MODEL,
+        training_settings,
+        LLM_GATE,
+        evidence=_evidence({"golden_perplexity": 11.0}, {"golden_perplexity": 13.0}),
+    )
+    assert better.promoted and better.champion_version == "1"
+    assert better.checks[0].improvement == pytest.approx(2.0)
+    assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "1"
 
 
-def test_gate_margins_and_direction(training_settings, make_dataset, tiny_llama: Path) -> None:
+def test_a_later_version_is_compared_with_the_champion_rescored_in_the_same_evaluation(
+    training_settings, make_dataset, tiny_llama: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(training_settings.mlflow_tracking_uri)
+    dataset = make_dataset(DatasetKind.PREFERENCE)
+    _register(training_settings, tiny_llama, dataset.id, 12.0)
+    assert promote(
+        LLM_MODEL,
+        training_settings,
+        LLM_GATE,
+        evidence=_evidence({"golden_perplexity": 11.0}, {"golden_perplexity": 13.0}),
+    ).promoted
+    # v2's training metrics (eval_perplexity 1.0) look far better; they are not what the gate reads.
+    _register(training_settings, tiny_llama, dataset.id, 1.0)
+    stale = promote(
+        LLM_MODEL,
+        training_settings,
+        LLM_GATE,
+        evidence=_evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 13.0}),
+    )
+    assert not stale.promoted and "'champion' is v1" in stale.reason and "evaluate again" in stale.reason
+
+    rescored = _evidence(
+        {"golden_perplexity": 10.5}, {"golden_perplexity": 10.0}, name="champion", version="1"
+    )
+    record_evidence(LLM_MODEL, "2", rescored, training_settings)  # what the evaluate step attaches
+    kept = promote(LLM_MODEL, training_settings, LLM_GATE)  # reads the attached evidence
+    assert not kept.promoted and kept.champion_version == "1" and kept.reference == "champion v1"
+    assert str(client.get_model_version_by_alias(LLM_MODEL, CHALLENGER).version) == "2"
+
+    _register(training_settings, tiny_llama, dataset.id, 5.0)
+    record_evidence(
+        LLM_MODEL,
+        "3",
+        _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 10.0}, name="champion", version="1"),
+        training_settings,
+    )
+    won = promote(LLM_MODEL, training_settings, LLM_GATE)
+    assert won.promoted and won.champion_version == "3" and won.previous_champion_version == "1"
+    assert CHALLENGER not in client.get_registered_model(LLM_MODEL).aliases
+
+
+def test_the_reranker_gate_refuses_a_reranker_worse_than_cosine_or_within_noise(
+    training_settings, make_dataset, tiny_llama: Path
+) -> None:
     dataset = make_dataset(DatasetKind.RERANKER)
+    register_model(
+        RERANKER_MODEL,
+        tiny_llama,
+        training_settings,
+        base_model="bundled:all-minilm-l6-v2",
+        dataset_version_ids=[dataset.id],
+        metrics={"val_mrr": 0.99},  # training-time numbers do not promote
+    )
+    gate = load_gate(None, RERANKER_MODEL)  # the project's gate: MRR beyond noise and hit@5
+    cosine = {"golden_mrr": 0.55, "golden_hit_at_5": 0.83}
+    worse = _evidence({"golden_mrr": 0.09, "golden_hit_at_5": 0.17}, cosine, name="cosine")
+    result = promote(RERANKER_MODEL, training_settings, gate, evidence=worse)
+    assert not result.promoted and result.champion_version is None
+    assert "does not beat baseline 'cosine'" in result.reason
 
-    def register(mrr: float) -> None:
-        register_model(
-            RERANKER_MODEL,
-            tiny_llama,
-            training_settings,
-            base_model="bundled:all-minilm-l6-v2",
-            dataset_version_ids=[dataset.id],
-            metrics={"eval_mrr": mrr},
-        )
+    noisy = _evidence(
+        {"golden_mrr": 0.60, "golden_hit_at_5": 0.85},
+        cosine,
+        name="cosine",
+        improvement_ci={"golden_mrr": (-0.04, 0.14), "golden_hit_at_5": (-0.05, 0.09)},
+    )
+    result = promote(RERANKER_MODEL, training_settings, gate, evidence=noisy)
+    assert not result.promoted and "within noise" in result.reason
 
-    register(0.50)
-    promote(RERANKER_MODEL, training_settings)
-    register(0.52)  # higher is better, but below the 5% relative margin
-    strict = GateConfig(rules=[MetricRule(metric="eval_mrr", direction="higher", min_relative=0.05)])
-    assert not promote(RERANKER_MODEL, training_settings, strict).promoted
-    record_metrics(RERANKER_MODEL, "2", {"eval_mrr": 0.60}, training_settings)  # e.g. a later evaluation
-    result = promote(RERANKER_MODEL, training_settings, strict)
-    assert result.promoted and result.checks[0].relative_improvement == pytest.approx(0.2)
+    clear = noisy.model_copy(update={"improvement_ci": {"golden_mrr": (0.02, 0.14)}})
+    result = promote(RERANKER_MODEL, training_settings, gate, evidence=clear)
+    assert result.promoted and "beyond noise" in result.reason
+
+
+def test_a_missing_metric_blocks_promotion(training_settings, make_dataset, tiny_llama: Path) -> None:
+    from mlflow import MlflowClient
+
+    dataset = make_dataset(DatasetKind.PREFERENCE)
+    _register(training_settings, tiny_llama, dataset.id, 9.0)
+    no_evidence = promote(LLM_MODEL, training_settings)
+    assert not no_evidence.promoted and "no evaluation evidence" in no_evidence.reason
+
+    gate = GateConfig(
+        rules=[
+            MetricRule(metric="golden_perplexity", direction="lower"),
+            MetricRule(metric="golden_judge_accuracy", direction="higher"),
+        ],
+        require="any",
+    )
+    # The perplexity rule passes and `any` would do, but the judge never scored the base model.
+    evidence = _evidence(
+        {"golden_perplexity": 9.0, "golden_judge_accuracy": 2.5},
+        {"golden_perplexity": 12.0, "golden_judge_accuracy": math.nan},
+    )
+    result = promote(LLM_MODEL, training_settings, gate, evidence=evidence)
+    assert not result.promoted and [check.passed for check in result.checks] == [True, False]
+    assert "golden_judge_accuracy is missing on the baseline 'base'" in result.reason
+    assert result.checks[1].reference is None  # no 0.0 standing in for it
+    client = MlflowClient(training_settings.mlflow_tracking_uri)
+    assert CHAMPION not in client.get_registered_model(LLM_MODEL).aliases
+
+
+def test_one_source_of_gate_settings() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "training" / "gate.yaml"
+    for name in (LLM_MODEL, RERANKER_MODEL):
+        assert load_gate(shipped, name) == load_gate(None, name)
+    assert shipped.resolve() == GATES_FILE.resolve()
 
 
 def test_bad_input_is_one_line_and_registers_nothing(
@@ -127,15 +236,9 @@ def test_bad_input_is_one_line_and_registers_nothing(
 
     dataset = make_dataset(DatasetKind.PREFERENCE)
     _register(training_settings, tiny_llama, dataset.id, 10.0)
-    promote(LLM_MODEL, training_settings)  # v1 champion; the challenger alias is consumed
+    better = _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 12.0})
+    assert promote(LLM_MODEL, training_settings, LLM_GATE, evidence=better).promoted  # consumes the alias
     with pytest.raises(NotFound) as error:
         promote(LLM_MODEL, training_settings)
     assert "alias 'challenger' does not exist" in str(error.value) and "\n" not in str(error.value)
-
-    _register(training_settings, tiny_llama, dataset.id, 9.0)
-    gate = GateConfig(rules=[MetricRule(metric="judge_accuracy", direction="higher")])
-    with pytest.raises(ConfigError, match="metric 'judge_accuracy' is missing"):
-        promote(LLM_MODEL, training_settings, gate)
-    # Nothing moved and nothing was recorded for the refused comparison.
     assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "1"
-    assert "gate.decision" not in client.get_model_version(LLM_MODEL, "2").tags

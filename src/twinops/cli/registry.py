@@ -12,7 +12,7 @@ from twinops.cli.common import JSON_HELP, console, print_json
 from twinops.settings import get_settings
 
 # The metrics worth a column; `--json` has them all.
-KEY_METRICS = ("eval_perplexity", "eval_mrr", "eval_hit_at_1", "judge_accuracy", "judge_style")
+KEY_METRICS = ("golden_perplexity", "golden_style_score", "golden_judge_accuracy", "golden_mrr", "golden_hit_at_5")
 
 app = typer.Typer(
     name="registry",
@@ -42,7 +42,7 @@ def list_(
     table = Table("model", "version", "aliases", "dataset versions", "metrics")
     for version in versions:
         metrics = ", ".join(
-            f"{k.removeprefix('eval_')}={version.metrics[k]:.4g}" for k in KEY_METRICS if k in version.metrics
+            f"{k.removeprefix('golden_')}={version.metrics[k]:.4g}" for k in KEY_METRICS if k in version.metrics
         )
         table.add_row(
             version.name,
@@ -61,7 +61,7 @@ def promote(
     gate: Annotated[
         Path | None,
         typer.Option(
-            "--gate", help="Gate YAML (configs/training/gate.yaml); default: built-in gate for NAME."
+            "--gate", help="Gate YAML with an entry for NAME; default: configs/training/gate.yaml."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,

@@ -1,9 +1,26 @@
-"""The promotion gate: move ``champion`` to the ``challenger`` only when it beats the champion on
-the configured metrics by the configured margins, and record why either way.
+"""The promotion gate: ``champion`` moves to the ``challenger`` only when the challenger beats the right
+reference on its own metrics, measured in one evaluation, and the decision is recorded either way.
 
-The decision is written three times so nobody has to guess later: tags ``gate.*`` and the
-description on the challenger version, a tag ``last_gate`` on the registered model, and an MLflow
-run in ``twinops-registry`` with both versions' metrics and ``gate/decision.json``.
+What is compared with what:
+
+- the challenger's metrics come from the evaluation step (``GateEvidence``), never from training:
+  retrieval hit@k/MRR for ``twin-reranker``, golden perplexity and style (and judge scores when a
+  judge ran) for ``twin-llm``;
+- the reference was scored **in the same evaluation, on the same questions**: the current champion
+  re-scored, or, when there is no champion yet, the baseline (cosine-only retrieval for the
+  reranker, the base model for the LLM). A first version is gated like any other;
+- evidence whose reference is not the current champion (the champion moved since the evaluation)
+  promotes nothing: evaluate again;
+- a metric a rule names that is missing on either side fails that rule: no default values.
+
+A rule with ``beyond_noise`` also needs the paired bootstrap confidence interval of the improvement
+(``GateEvidence.improvement_ci``) to lie entirely on the better side of zero.
+
+The gate settings have one source, ``gates.yaml`` beside this module (``configs/training/gate.yaml``
+links to it): the pipelines, ``twinops run`` and ``twinops registry promote`` all read it, and
+``--gate FILE`` / the pipeline's ``gate`` parameter replace it. The decision is written three
+times: tags ``gate.*`` and the description on the challenger version, a tag ``last_gate`` on the
+registered model, and an MLflow run in ``twinops-registry`` with ``gate/decision.json``.
 """
 
 from __future__ import annotations
@@ -22,14 +39,14 @@ from twinops.settings import Settings
 from twinops.training.registry import (
     CHALLENGER,
     CHAMPION,
-    LLM_MODEL,
-    RERANKER_MODEL,
     client,
     require_registered,
     version_by_alias,
-    version_metrics,
 )
 from twinops.training.tracking import ensure_experiment
+
+GATES_FILE = Path(__file__).with_name("gates.yaml")
+EVIDENCE_TAG = "gate.evidence"
 
 
 class MetricRule(BaseModel):
@@ -40,7 +57,10 @@ class MetricRule(BaseModel):
     metric: str
     direction: Literal["lower", "higher"] = Field(description="Which way is better (perplexity: lower).")
     min_delta: float = Field(0.0, ge=0.0, description="Absolute improvement required.")
-    min_relative: float = Field(0.0, ge=0.0, description="Improvement relative to the champion (0.02 = 2%).")
+    min_relative: float = Field(0.0, ge=0.0, description="Improvement relative to the reference (0.02 = 2%).")
+    beyond_noise: bool = Field(
+        False, description="The 95% bootstrap interval of the improvement must exclude zero."
+    )
 
 
 class GateConfig(BaseModel):
@@ -50,150 +70,269 @@ class GateConfig(BaseModel):
     require: Literal["all", "any"] = Field("all", description="Promote when all (or any) rules pass.")
 
 
-DEFAULT_GATES: dict[str, GateConfig] = {
-    LLM_MODEL: GateConfig(rules=[MetricRule(metric="eval_perplexity", direction="lower")]),
-    RERANKER_MODEL: GateConfig(rules=[MetricRule(metric="eval_mrr", direction="higher")]),
-}
+class GateEvidence(BaseModel):
+    """The challenger and its reference, scored by one evaluation on the same questions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation: str = Field(description="The evaluation that measured both: its MLflow run id or folder.")
+    golden: str = Field(description="The golden DatasetVersion the questions came from.")
+    questions: int = Field(ge=0, description="Questions both sides were scored on.")
+    challenger: dict[str, float]
+    reference: dict[str, float]
+    reference_name: str = Field(description="'champion', or the baseline: 'cosine', 'base'.")
+    reference_version: str | None = Field(
+        None, description="The registry version re-scored as the reference; None for a baseline."
+    )
+    improvement_ci: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Per metric, the 95% paired-bootstrap interval of challenger minus reference.",
+    )
 
 
 class MetricCheck(BaseModel):
     metric: str
     direction: str
-    champion: float
-    challenger: float
-    improvement: float
-    relative_improvement: float
+    reference: float | None
+    challenger: float | None
+    improvement: float | None
+    relative_improvement: float | None
+    improvement_ci: tuple[float, float] | None = None
     passed: bool
+    why: str = Field(description="One line: the numbers and the verdict.")
 
 
 class PromotionResult(BaseModel):
     name: str
     promoted: bool
     reason: str
-    champion_version: str = Field(description="The champion after the decision.")
+    champion_version: str | None = Field(description="The champion after the decision (None: still none).")
     challenger_version: str
     previous_champion_version: str | None = None
+    reference: str | None = Field(None, description="What the challenger was compared with.")
     checks: list[MetricCheck] = Field(default_factory=list)
     decision_run_id: str | None = None
 
 
-def load_gate(path: str | Path, name: str) -> GateConfig:
-    """The gate for ``name`` from a YAML mapping ``{model name: {rules: [...], require: all}}``."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as error:
         raise ConfigError(f"gate config {path} does not exist: pass an existing YAML file") from error
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"gate config {path} is not readable YAML: fix the file") from error
-    if not isinstance(raw, dict) or name not in raw:
-        raise ConfigError(f"gate config {path} has no entry for {name!r}: add `{name}: {{rules: [...]}}`")
+
+
+def parse_gate(raw: Any, name: str, where: str) -> GateConfig:
+    """A ``GateConfig`` from a mapping, with one ``ConfigError`` line naming ``where`` when invalid."""
     try:
-        return GateConfig.model_validate(raw[name])
+        return GateConfig.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"gate config {path}: `{name}.{where}` {first['msg']}: fix that entry") from error
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"gate config {where}: `{name}.{field}` {first['msg']}: fix that entry") from error
 
 
-def check_rule(rule: MetricRule, champion: float, challenger: float) -> MetricCheck:
-    improvement = champion - challenger if rule.direction == "lower" else challenger - champion
-    # A zero champion makes any gain infinitely large in relative terms.
-    relative = improvement / abs(champion) if champion != 0 else (math.inf if improvement > 0 else 0.0)
+def load_gate(path: str | Path | None, name: str) -> GateConfig:
+    """The gate for ``name`` from a YAML mapping ``{model name: {rules: [...], require: all}}``.
+
+    ``path`` None: the project's gates (``GATES_FILE``).
+    """
+    path = Path(path) if path is not None else GATES_FILE
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or name not in raw:
+        raise ConfigError(f"gate config {path} has no entry for {name!r}: add `{name}: {{rules: [...]}}`")
+    return parse_gate(raw[name], name, str(path))
+
+
+def check_rule(
+    rule: MetricRule, evidence: GateEvidence, *, reference_label: str = "reference"
+) -> MetricCheck:
+    """Whether the challenger beats the reference on ``rule`` (a missing side fails, never defaults)."""
+    challenger = _present(evidence.challenger.get(rule.metric))
+    reference = _present(evidence.reference.get(rule.metric))
+    missing = [
+        side for side, value in (("challenger", challenger), (reference_label, reference)) if value is None
+    ]
+    if missing:
+        return MetricCheck(
+            metric=rule.metric,
+            direction=rule.direction,
+            reference=reference,
+            challenger=challenger,
+            improvement=None,
+            relative_improvement=None,
+            passed=False,
+            why=f"{rule.metric} is missing on the {' and the '.join(missing)}: no promotion without it "
+            "(evaluate both in one run)",
+        )
+    sign = -1.0 if rule.direction == "lower" else 1.0
+    improvement = sign * (challenger - reference)
+    # A zero reference makes any gain infinitely large in relative terms.
+    relative = improvement / abs(reference) if reference != 0 else (math.inf if improvement > 0 else 0.0)
     passed = improvement > 0 and improvement >= rule.min_delta and relative >= rule.min_relative
+    interval = evidence.improvement_ci.get(rule.metric)
+    better = None
+    if interval is not None:
+        # The interval is of challenger minus reference; turn it into "improvement" terms.
+        better = tuple(sorted((sign * interval[0], sign * interval[1])))
+    noise = ""
+    if rule.beyond_noise:
+        if better is None:
+            passed, noise = False, "; no confidence interval to tell it from noise"
+        elif better[0] <= 0:
+            passed, noise = False, f"; within noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+        else:
+            noise = f"; beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+    verdict = "beats" if passed else "does not beat"
+    why = (
+        f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better): {verdict} the "
+        f"margin (Δ={improvement:.4g}, needs > 0, ≥ {rule.min_delta:g} and ≥ {rule.min_relative:.2%} "
+        f"relative){noise}"
+    )
     return MetricCheck(
         metric=rule.metric,
         direction=rule.direction,
-        champion=champion,
+        reference=reference,
         challenger=challenger,
         improvement=improvement,
         relative_improvement=relative,
+        improvement_ci=better,
         passed=passed,
+        why=why,
     )
 
 
-def _describe(check: MetricCheck, rule: MetricRule) -> str:
-    verdict = "beats" if check.passed else "does not beat"
-    return (
-        f"{check.metric} {check.challenger:.4g} vs {check.champion:.4g} ({check.direction} is better): "
-        f"{verdict} the margin (Δ={check.improvement:.4g}, needs > 0, ≥ {rule.min_delta:g} "
-        f"and ≥ {rule.min_relative:.2%} relative)"
-    )
+def _present(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
 
 
-def promote(name: str, settings: Settings, gate: GateConfig | None = None) -> PromotionResult:
-    """Compare ``challenger`` to ``champion`` of ``name`` and move ``champion`` when the gate passes.
+def judge(gate: GateConfig, evidence: GateEvidence) -> tuple[bool, list[MetricCheck]]:
+    """(passes, one check per rule): the decision without the registry. A missing metric always blocks."""
+    label = _reference_label(evidence)
+    checks = [check_rule(rule, evidence, reference_label=label) for rule in gate.rules]
+    if any(check.challenger is None or check.reference is None for check in checks):
+        return False, checks  # a missing metric blocks, whatever `require` says
+    passed = [check.passed for check in checks]
+    return (all(passed) if gate.require == "all" else any(passed)), checks
 
-    The first version becomes champion directly. A missing registered model, alias or metric
+
+def _reference_label(evidence: GateEvidence) -> str:
+    if evidence.reference_version is not None:
+        return f"{evidence.reference_name} v{evidence.reference_version}"
+    return f"baseline {evidence.reference_name!r}"
+
+
+def read_evidence(mlflow_version: Any) -> GateEvidence | None:
+    """The evidence the evaluation attached to a version (``record_evidence``), if any."""
+    raw = (mlflow_version.tags or {}).get(EVIDENCE_TAG)
+    if not raw:
+        return None
+    try:
+        return GateEvidence.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def record_evidence(name: str, version: str, evidence: GateEvidence, settings: Settings) -> None:
+    """Attach an evaluation's evidence to ``name`` ``version``, where ``promote`` reads it."""
+    mlflow_client = client(settings)
+    require_registered(mlflow_client, name)
+    mlflow_client.set_model_version_tag(name, str(version), EVIDENCE_TAG, evidence.model_dump_json())
+
+
+def _stale(evidence: GateEvidence, champion: Any) -> str | None:
+    """Why the evidence does not compare with the current champion (None when it does)."""
+    if champion is None and evidence.reference_version is not None:
+        return f"the evidence compares with v{evidence.reference_version}, but there is no {CHAMPION!r} now"
+    if champion is not None and evidence.reference_version != str(champion.version):
+        compared = (
+            f"v{evidence.reference_version}"
+            if evidence.reference_version
+            else f"the baseline {evidence.reference_name!r}"
+        )
+        return f"the evidence compares with {compared}, but {CHAMPION!r} is v{champion.version}"
+    return None
+
+
+def promote(
+    name: str, settings: Settings, gate: GateConfig | None = None, *, evidence: GateEvidence | None = None
+) -> PromotionResult:
+    """Move ``champion`` of ``name`` to its ``challenger`` when the gate passes; record why either way.
+
+    ``evidence`` defaults to what the evaluation attached to the challenger (``record_evidence``);
+    ``gate`` to the project's gate for ``name``. No evidence, stale evidence or a missing metric
+    means no promotion (recorded, not raised). A missing registered model or challenger alias
     raises one line before anything is written.
     """
-    gate = gate or DEFAULT_GATES.get(name)
-    if gate is None:
-        raise ConfigError(
-            f"no promotion gate is configured for {name!r}: pass --gate YAML with an entry for it"
-        )
+    gate = gate or load_gate(None, name)
     mlflow_client = client(settings)
     require_registered(mlflow_client, name)
     challenger = version_by_alias(mlflow_client, name, CHALLENGER)
     champion = version_by_alias(mlflow_client, name, CHAMPION, required=False)
+    evidence = evidence or read_evidence(challenger)
     checks: list[MetricCheck] = []
-    if champion is None:
-        promoted, reason = True, f"first champion: no {CHAMPION!r} yet, version {challenger.version} takes it"
-    elif champion.version == challenger.version:
-        promoted, reason = False, f"version {challenger.version} is already {CHAMPION!r}: nothing to compare"
-    else:
-        checks, lines = _compare(gate, champion, challenger, mlflow_client)
-        passed = [c.passed for c in checks]
-        promoted = all(passed) if gate.require == "all" else any(passed)
-        head = (
-            f"promoted v{challenger.version} over v{champion.version}"
-            if promoted
-            else f"kept v{champion.version}: v{challenger.version} failed the gate ({gate.require} rules)"
+    reference = None
+    if champion is not None and champion.version == challenger.version:
+        promoted, reason = False, f"v{challenger.version} is already {CHAMPION!r}: nothing to compare"
+    elif evidence is None:
+        promoted, reason = (
+            False,
+            f"kept {_holder(champion)}: v{challenger.version} has no evaluation evidence; evaluate it "
+            "beside the champion (or the baseline) in one run, e.g. the pipeline's evaluate step",
         )
-        reason = f"{head}; " + "; ".join(lines)
+    elif (stale := _stale(evidence, champion)) is not None:
+        reference = _reference_label(evidence)
+        promoted, reason = False, f"kept {_holder(champion)}: {stale}; evaluate again"
+    else:
+        reference = _reference_label(evidence)
+        promoted, checks = judge(gate, evidence)
+        head = (
+            f"promoted v{challenger.version} over {reference}"
+            if promoted
+            else f"kept {_holder(champion)}: v{challenger.version} does not beat {reference} "
+            f"({gate.require} rules)"
+        )
+        reason = f"{head} on {evidence.questions} questions of {evidence.golden}; " + "; ".join(
+            check.why for check in checks
+        )
     result = PromotionResult(
         name=name,
         promoted=promoted,
         reason=reason,
-        champion_version=str(challenger.version if promoted else champion.version),
+        champion_version=str(challenger.version)
+        if promoted
+        else (str(champion.version) if champion is not None else None),
         challenger_version=str(challenger.version),
         previous_champion_version=str(champion.version) if champion is not None else None,
+        reference=reference,
         checks=checks,
     )
-    result.decision_run_id = _record(result, gate, mlflow_client, settings)
+    result.decision_run_id = _record(result, gate, evidence, mlflow_client, settings)
     if promoted:
         mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
         mlflow_client.delete_registered_model_alias(name, CHALLENGER)
     return result
 
 
-def _compare(gate: GateConfig, champion: Any, challenger: Any, mlflow_client: Any):
-    champion_metrics = version_metrics(champion, mlflow_client)
-    challenger_metrics = version_metrics(challenger, mlflow_client)
-    checks, lines = [], []
-    for rule in gate.rules:
-        for label, version, metrics in (
-            (CHAMPION, champion, champion_metrics),
-            (CHALLENGER, challenger, challenger_metrics),
-        ):
-            if rule.metric not in metrics:
-                raise ConfigError(
-                    f"metric {rule.metric!r} is missing on {champion.name} v{version.version} ({label}): "
-                    "evaluate it (`twinops evaluate`) or gate on a metric both versions have"
-                )
-        check = check_rule(rule, champion_metrics[rule.metric], challenger_metrics[rule.metric])
-        checks.append(check)
-        lines.append(_describe(check, rule))
-    return checks, lines
+def _holder(champion: Any) -> str:
+    return f"v{champion.version}" if champion is not None else f"no {CHAMPION!r}"
 
 
-def _record(result: PromotionResult, gate: GateConfig, mlflow_client: Any, settings: Settings) -> str:
+def _record(
+    result: PromotionResult,
+    gate: GateConfig,
+    evidence: GateEvidence | None,
+    mlflow_client: Any,
+    settings: Settings,
+) -> str:
     """Write the decision (tags, description, registry run with decision.json); return the run id."""
     decided_at = datetime.now(UTC).isoformat(timespec="seconds")
     decision = "promoted" if result.promoted else "rejected"
     payload = {
         **result.model_dump(mode="json"),
         "gate": gate.model_dump(mode="json"),
+        "evidence": evidence.model_dump(mode="json") if evidence else None,
         "decided_at": decided_at,
     }
     experiment_id = ensure_experiment("registry", settings)
@@ -205,9 +344,11 @@ def _record(result: PromotionResult, gate: GateConfig, mlflow_client: Any, setti
     run_id = run.info.run_id
     mlflow_client.log_param(run_id, "challenger_version", result.challenger_version)
     mlflow_client.log_param(run_id, "previous_champion_version", str(result.previous_champion_version))
+    mlflow_client.log_param(run_id, "reference", str(result.reference))
     for check in result.checks:
-        mlflow_client.log_metric(run_id, f"champion.{check.metric}", check.champion)
-        mlflow_client.log_metric(run_id, f"challenger.{check.metric}", check.challenger)
+        for side, value in (("reference", check.reference), ("challenger", check.challenger)):
+            if value is not None and not math.isnan(value):
+                mlflow_client.log_metric(run_id, f"{side}.{check.metric}", value)
     mlflow_client.log_text(run_id, json.dumps(payload, indent=2), "gate/decision.json")
     mlflow_client.set_terminated(run_id)
 
@@ -215,7 +356,7 @@ def _record(result: PromotionResult, gate: GateConfig, mlflow_client: Any, setti
     for key, value in {
         "gate.decision": decision,
         "gate.reason": result.reason[:5000],
-        "gate.compared_to": str(result.previous_champion_version),
+        "gate.compared_to": str(result.reference),
         "gate.decided_at": decided_at,
         "gate.run_id": run_id,
     }.items():
