@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kserve import InferRequest, Model
-from pydantic import ValidationError
 
 from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
 from twinops.serving.protocol import v2
@@ -54,7 +53,8 @@ class TwinLLM(Model, ChatModel):
         self.max_batch_size = max_batch_size
         self.batch_window_ms = batch_window_ms
         self.max_tokens_limit = max_tokens_limit
-        self.default_max_tokens = default_max_tokens
+        # A request that names no max_tokens must not be refused for a limit it never asked past.
+        self.default_max_tokens = min(default_max_tokens, max_tokens_limit)
         self.engine: GenerationEngine | None = None
         self.backend = ""
         self.context_length = 0
@@ -149,31 +149,19 @@ class TwinLLM(Model, ChatModel):
 
         return list(await asyncio.gather(*(one(p, s) for p, s in prompts)))
 
-    @staticmethod
-    def _params(raw: dict[str, Any], default_max_tokens: int) -> SamplingParams:
-        try:
-            return SamplingParams(
-                max_tokens=int(raw.get("max_tokens", default_max_tokens)),
-                temperature=float(raw.get("temperature", 0.0)),
-                top_p=float(raw.get("top_p", 1.0)),
-            )
-        except (ValidationError, ValueError, TypeError) as error:
-            first = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
-            raise BadRequest(f"bad generation parameter: {first}") from error
-
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         if isinstance(payload, InferRequest):
             v2.check_inputs(payload, [TEXT_INPUT])
-            params = self._params(v2.request_parameters(payload), self.default_max_tokens)
+            params = v2.sampling_params(v2.request_parameters(payload), self.default_max_tokens)
             prompts = v2.texts(payload, TEXT_INPUT) or []
             answers = await self._answer_all([(p, params) for p in prompts])
             return v2.response(payload, self.name, [v2.bytes_output(TEXT_OUTPUT.name, answers)])
         prompts = []
         for instance in v2.v1_instances(payload):
             if isinstance(instance, str):
-                prompts.append((instance, self._params({}, self.default_max_tokens)))
+                prompts.append((instance, v2.sampling_params({}, self.default_max_tokens)))
             elif isinstance(instance, dict) and isinstance(instance.get("prompt"), str):
-                prompts.append((instance["prompt"], self._params(instance, self.default_max_tokens)))
+                prompts.append((instance["prompt"], v2.sampling_params(instance, self.default_max_tokens)))
             else:
                 raise BadRequest('each instance is a prompt string or {"prompt": "...", "max_tokens": N}')
         return {"predictions": await self._answer_all(prompts)}

@@ -53,9 +53,17 @@ def _as_bad_request(error: TwinopsError) -> BadRequest:
 
 class TwinRAG(Model, ChatModel):
     def __init__(
-        self, name: str, pipeline_factory, *, top_k: int = 4, candidates: int = 12, expansions: int = 2
+        self,
+        name: str,
+        pipeline_factory,
+        *,
+        top_k: int = 4,
+        candidates: int = 12,
+        expansions: int = 2,
+        default_max_tokens: int = 128,
     ):
         super().__init__(name)
+        self.default_max_tokens = default_max_tokens
         self.pipeline_factory = pipeline_factory
         self.pipeline: RagPipeline | None = None
         self.top_k = top_k
@@ -125,9 +133,9 @@ class TwinRAG(Model, ChatModel):
         return [ANSWER.metadata(), REQUEST_ID.metadata(), SOURCES.metadata()]
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        params = SamplingParams(max_tokens=self.default_max_tokens, temperature=0.2)
         if isinstance(payload, InferRequest):
             v2.check_inputs(payload, [QUESTION, AUTHOR])
+            params = v2.sampling_params(v2.request_parameters(payload), self.default_max_tokens, 0.2)
             question = (v2.texts(payload, QUESTION) or [""])[0]
             author = (v2.texts(payload, AUTHOR) or [None])[0]
             answer = await self.ask(question, author_id=author, params=params)
@@ -145,8 +153,9 @@ class TwinRAG(Model, ChatModel):
                 raise BadRequest(
                     'each instance is a question string or {"question": "...", "author_id": ...}'
                 )
-            author = instance.get("author_id") if isinstance(instance, dict) else None
-            answer = await self.ask(question, author_id=author, params=params)
+            raw = instance if isinstance(instance, dict) else {}
+            params = v2.sampling_params(raw, self.default_max_tokens, 0.2)
+            answer = await self.ask(question, author_id=raw.get("author_id"), params=params)
             predictions.append({"answer": answer.answer, **self._extra(answer)})
         return {"predictions": predictions}
 
@@ -242,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=12, help="Candidates retrieved before reranking.")
     parser.add_argument("--expansions", type=int, default=2, help="Query variants searched.")
     parser.add_argument(
+        "--max_tokens", type=int, default=128, help="Answer length when a request sets none (V1/V2)."
+    )
+    parser.add_argument(
         "--index_refresh_seconds",
         type=float,
         default=30.0,
@@ -255,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         top_k=args.top_k,
         candidates=args.candidates,
         expansions=args.expansions,
+        default_max_tokens=args.max_tokens,
     )
     model.load()
     kserve_server.app.include_router(model.feedback_router())

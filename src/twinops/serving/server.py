@@ -73,6 +73,10 @@ async def _unreadable_body(request, error):
 
     first = (error.errors() or [{}])[0]
     message = first.get("msg", "the request body could not be read")
+    # Name the field ("inputs: Field required"), not just the complaint; "body" is FastAPI's root.
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    if where and first.get("type") != "json_invalid":  # a JSON error's loc is a character offset
+        message = f"{where}: {message}"
     return JSONResponse(status_code=400, content={"error": f"{message}: send a valid JSON body"})
 
 

@@ -368,7 +368,13 @@ class OpenAIRoutes:
                     object="text_completion",
                     created=created,
                     model=parsed.model,
-                    choices=[CompletionChoice(index=0, text=delta.text, finish_reason=delta.finish_reason)],
+                    # The SDK's type requires finish_reason, but every chunk before the last has none
+                    # (OpenAI streams null): build the choice without validating it.
+                    choices=[
+                        CompletionChoice.model_construct(
+                            index=0, text=delta.text, finish_reason=delta.finish_reason, logprobs=None
+                        )
+                    ],
                 )
             return {**body.model_dump(exclude_none=True), **(delta.extra if delta.finish_reason else {})}
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from twinops.serving.engine import SamplingParams
 from twinops.serving.protocol.errors import BadRequest
 
 
@@ -100,6 +101,21 @@ def response(request: InferRequest, model_name: str, outputs: list[InferOutput])
         infer_outputs=outputs,
         use_binary_outputs=request.use_binary_outputs,
     )
+
+
+def sampling_params(
+    raw: dict[str, Any], default_max_tokens: int, default_temperature: float = 0.0
+) -> SamplingParams:
+    """Generation settings from V2 request parameters or a V1 instance (``max_tokens``, ...)."""
+    try:
+        return SamplingParams(
+            max_tokens=int(raw.get("max_tokens", default_max_tokens)),
+            temperature=float(raw.get("temperature", default_temperature)),
+            top_p=float(raw.get("top_p", 1.0)),
+        )
+    except (ValidationError, ValueError, TypeError) as error:
+        first = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+        raise BadRequest(f"bad generation parameter: {first}") from error
 
 
 def v1_instances(payload: Any) -> list:
