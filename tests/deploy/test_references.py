@@ -222,6 +222,7 @@ def test_serve_dockerfile(renders) -> None:
     runs = " ".join(item["value"] for item in parser.structure if item["instruction"] == "RUN")
     assert '"torch==2.13.0"' in runs and ".[ml,serve]" in runs and "-c constraints.txt" in runs
     assert "twinops models pull" in runs, "the bundled models are cached at build time"
+    assert "--no-deps -r requirements-gptq-kernels.txt" in runs, "a GPTQ twin serves on int4 kernels"
     # The local overlay serves the folders the build caches.
     local = _kinds(renders.kustomize("local"))["InferenceService"]
     cached = "/opt/twinops/bundled/models/"
