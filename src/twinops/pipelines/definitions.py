@@ -19,11 +19,16 @@ from kfp import dsl
 
 from twinops.pipelines import components as c
 from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile, cpu_step, gpu_step
+from twinops.pipelines.params import (
+    FEATURES_VERSION,
+    FeatureParams,
+    TrainingParams,
+    fields_of,
+    pipeline_signature,
+    with_signature,
+)
 
 Target = Literal["cluster", "local"]
-
-DEFAULT_AUTHOR = "Ada Quill"
-DEFAULT_SOURCES = ["data/demo-corpus"]
 
 
 @dataclass(frozen=True)
@@ -148,113 +153,48 @@ def training_steps(
 
 def build_feature_pipeline(build: Build | None = None) -> Any:
     build = build or Build()
+    signature, doc = pipeline_signature(FeatureParams)
 
-    @dsl.pipeline(
+    def feature_pipeline(params: dict[str, Any]) -> str:
+        return feature_steps(build, **params).outputs["Output"]
+
+    return dsl.pipeline(
         name="feature-pipeline",
         description="Feature side of the LLM Twin: crawl → clean and gate → chunk, embed, load → Feast.",
-    )
-    def feature_pipeline(
-        author: str = DEFAULT_AUTHOR,
-        sources: list = DEFAULT_SOURCES,
-        limit: int = 0,
-        feature_options: dict = {},
-    ) -> str:
-        last = feature_steps(
-            build, author=author, sources=sources, limit=limit, feature_options=feature_options
-        )
-        return last.outputs["Output"]
-
-    return feature_pipeline
+    )(with_signature(signature, doc, feature_pipeline))
 
 
 def build_training_pipeline(build: Build | None = None) -> Any:
     build = build or Build()
+    signature, doc = pipeline_signature(TrainingParams, extra=(FEATURES_VERSION,))
 
-    @dsl.pipeline(
+    def training_pipeline(params: dict[str, Any]) -> str:
+        return training_steps(build, **params).outputs["Output"]
+
+    return dsl.pipeline(
         name="training-pipeline",
         description=(
             "Training side of the LLM Twin: datasets → SFT → DPO → GPTQ → evaluate → "
             "register and gate, with a reranker branch. Runs on the latest features by default."
         ),
-    )
-    def training_pipeline(
-        author: str = DEFAULT_AUTHOR,
-        features_version: str = "",
-        base_model: str = "",
-        max_chunks: int = 16,
-        sft_max_steps: int = 10,
-        dpo_max_steps: int = 10,
-        reranker_max_steps: int = 10,
-        quantize_bits: int = 4,
-        eval_max_questions: int = 16,
-        gate: dict = {},
-        dataset_options: dict = {},
-        training_options: dict = {},
-    ) -> str:
-        gate = training_steps(
-            build,
-            author=author,
-            features_version=features_version,
-            base_model=base_model,
-            max_chunks=max_chunks,
-            sft_max_steps=sft_max_steps,
-            dpo_max_steps=dpo_max_steps,
-            reranker_max_steps=reranker_max_steps,
-            quantize_bits=quantize_bits,
-            eval_max_questions=eval_max_questions,
-            gate=gate,
-            dataset_options=dataset_options,
-            training_options=training_options,
-        )
-        return gate.outputs["Output"]
-
-    return training_pipeline
+    )(with_signature(signature, doc, training_pipeline))
 
 
 def build_twin_pipeline(build: Build | None = None) -> Any:
     build = build or Build()
+    signature, doc = pipeline_signature(FeatureParams, TrainingParams)
 
-    @dsl.pipeline(
+    def twin_pipeline(params: dict[str, Any]) -> str:
+        materialized = feature_steps(build, **fields_of(FeatureParams, params))
+        gate = training_steps(
+            build, features_version=materialized.outputs["Output"], **fields_of(TrainingParams, params)
+        )
+        return gate.outputs["Output"]
+
+    return dsl.pipeline(
         name="twin-pipeline",
         description=(
             "The LLM Twin end to end: the feature pipeline, then the training pipeline on the "
             "features it produced. The continuous-training entry point."
         ),
-    )
-    def twin_pipeline(
-        author: str = DEFAULT_AUTHOR,
-        sources: list = DEFAULT_SOURCES,
-        limit: int = 0,
-        feature_options: dict = {},
-        base_model: str = "",
-        max_chunks: int = 16,
-        sft_max_steps: int = 10,
-        dpo_max_steps: int = 10,
-        reranker_max_steps: int = 10,
-        quantize_bits: int = 4,
-        eval_max_questions: int = 16,
-        gate: dict = {},
-        dataset_options: dict = {},
-        training_options: dict = {},
-    ) -> str:
-        materialized = feature_steps(
-            build, author=author, sources=sources, limit=limit, feature_options=feature_options
-        )
-        gate = training_steps(
-            build,
-            author=author,
-            features_version=materialized.outputs["Output"],
-            base_model=base_model,
-            max_chunks=max_chunks,
-            sft_max_steps=sft_max_steps,
-            dpo_max_steps=dpo_max_steps,
-            reranker_max_steps=reranker_max_steps,
-            quantize_bits=quantize_bits,
-            eval_max_questions=eval_max_questions,
-            gate=gate,
-            dataset_options=dataset_options,
-            training_options=training_options,
-        )
-        return gate.outputs["Output"]
-
-    return twin_pipeline
+    )(with_signature(signature, doc, twin_pipeline))

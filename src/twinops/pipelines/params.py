@@ -1,12 +1,117 @@
-"""Pipeline parameters from ``--param key=value``: parsed, checked against the pipeline's inputs
-and converted to the declared types, each problem as one clear line."""
+"""Pipeline parameters: their one definition (names, types, defaults, descriptions), and the
+``--param key=value`` pairs parsed, checked against a pipeline's inputs and converted to the
+declared types, each problem as one clear line.
+
+``FeatureParams`` and ``TrainingParams`` are the only place a parameter or its default is written:
+the pipelines' signatures are generated from them (``pipeline_signature``), the twin pipeline
+takes both, and ``configs/run/local.yaml`` holds only what a local run sets differently. The
+defaults fit the demo corpus on 2 CPU cores (``make run``); a cluster run passes larger values.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from twinops.errors import ConfigError
+
+
+class FeatureParams(BaseModel):
+    """Parameters of the feature pipeline (the first half of the twin pipeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: str = Field("Ada Quill", description="The author whose writing is collected and modelled.")
+    sources: list = Field(
+        ["data/demo-corpus"], description="Sources to crawl: URLs, feeds, sitemaps, repositories, folders."
+    )
+    limit: int = Field(0, description="At most this many articles per feed or sitemap; 0 means no limit.")
+    feature_options: dict = Field({}, description="FeatureJob fields (cleaning, gates, chunking, embedding).")
+
+
+class TrainingParams(BaseModel):
+    """Parameters of the training pipeline (the second half of the twin pipeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: str = Field("Ada Quill", description="The author whose writing is collected and modelled.")
+    base_model: str = Field(
+        "", description="Base LLM (HF id, folder or bundled:NAME); empty: TWINOPS_BASE_MODEL."
+    )
+    max_chunks: int = Field(48, description="Datasets from at most this many chunks; 0 means every chunk.")
+    sft_max_steps: int = Field(10, description="SFT optimizer steps (-1: full epochs).")
+    dpo_max_steps: int = Field(10, description="DPO optimizer steps (-1: full epochs).")
+    reranker_max_steps: int = Field(10, description="Reranker optimizer steps (-1: full epochs).")
+    quantize_bits: int = Field(4, description="GPTQ bits of the quantized twin.")
+    eval_max_questions: int = Field(6, description="Golden questions the evaluation scores each model on.")
+    gate: dict = Field(
+        {}, description="Promotion gate overrides (metrics, margins); empty: the built-in gate."
+    )
+    dataset_options: dict = Field({}, description="DatasetJob fields (generator, sizes, filters).")
+    training_options: dict = Field(
+        {}, description="Training job fields shared by SFT and DPO (trainer, lora)."
+    )
+
+
+FEATURES_VERSION = inspect.Parameter(
+    "features_version", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str
+)
+FEATURES_VERSION_HELP = "The features DatasetVersion to train on; empty: the latest."
+
+
+def pipeline_signature(
+    *groups: type[BaseModel], extra: tuple[inspect.Parameter, ...] = ()
+) -> tuple[inspect.Signature, str]:
+    """The signature (and the ``Args:`` docstring KFP reads descriptions from) of a pipeline taking
+    every field of ``groups`` (a name shared by two groups once, with the first group's default)."""
+    parameters: dict[str, inspect.Parameter] = {}
+    helps: dict[str, str] = {}
+    for group in groups:
+        for name, field in group.model_fields.items():
+            if name in parameters:
+                continue
+            parameters[name] = inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=field.get_default(call_default_factory=True),
+                annotation=field.annotation,
+            )
+            helps[name] = field.description or ""
+    for parameter in extra:
+        parameters[parameter.name] = parameter
+        helps.setdefault(parameter.name, FEATURES_VERSION_HELP if parameter is FEATURES_VERSION else "")
+    doc = "Pipeline parameters.\n\nArgs:\n" + "".join(f"    {name}: {helps[name]}\n" for name in parameters)
+    return inspect.Signature(list(parameters.values()), return_annotation=str), doc
+
+
+def with_signature(
+    signature: inspect.Signature, doc: str, body: Callable[[dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """A function with ``signature`` that hands its arguments to ``body`` as one mapping.
+
+    KFP traces a pipeline by calling it with one placeholder per parameter, positionally, in the
+    order of ``inspect.signature``; this keeps the parameter list in one place instead of one
+    hand-written signature per pipeline.
+    """
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return body(dict(bound.arguments))
+
+    pipeline.__signature__ = signature  # type: ignore[attr-defined]
+    pipeline.__doc__ = doc
+    return pipeline
+
+
+def fields_of(group: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that are fields of ``group``."""
+    return {name: values[name] for name in group.model_fields}
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
