@@ -8,11 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twinops.cli.common import JSON_HELP, console, print_json
+from twinops.cli.common import JSON_HELP, console, err_console, print_json
 from twinops.settings import get_settings
 
 # The metrics worth a column; `--json` has them all.
-KEY_METRICS = ("golden_perplexity", "golden_style_score", "golden_judge_accuracy", "golden_mrr", "golden_hit_at_5")
+KEY_METRICS = (
+    "golden_perplexity",
+    "golden_style_score",
+    "golden_judge_accuracy",
+    "golden_mrr",
+    "golden_hit_at_5",
+)
 
 app = typer.Typer(
     name="registry",
@@ -42,7 +48,9 @@ def list_(
     table = Table("model", "version", "aliases", "dataset versions", "metrics")
     for version in versions:
         metrics = ", ".join(
-            f"{k.removeprefix('golden_')}={version.metrics[k]:.4g}" for k in KEY_METRICS if k in version.metrics
+            f"{k.removeprefix('golden_')}={version.metrics[k]:.4g}"
+            for k in KEY_METRICS
+            if k in version.metrics
         )
         table.add_row(
             version.name,
@@ -57,24 +65,43 @@ def list_(
 @app.command()
 def promote(
     *,
-    name: Annotated[str, typer.Argument(help="Registered model: twin-llm or twin-reranker.")],
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registered model: twin-llm or twin-reranker; default: each that has a challenger."
+        ),
+    ] = None,
     gate: Annotated[
         Path | None,
-        typer.Option(
-            "--gate", help="Gate YAML with an entry for NAME; default: configs/training/gate.yaml."
-        ),
+        typer.Option("--gate", help="Gate YAML with an entry for NAME; default: configs/training/gate.yaml."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Promote `challenger` to `champion` if it passes the gate; the reason is recorded either way."""
+    from twinops.errors import NotFound
+    from twinops.infra.registry import MODEL_NAMES
     from twinops.training.gate import load_gate
     from twinops.training.gate import promote as promote_version
 
-    gate_config = load_gate(gate, name) if gate else None
-    result = promote_version(name, get_settings(), gate_config)
+    settings = get_settings()
+    results = []
+    for model_name in (name,) if name else MODEL_NAMES:
+        gate_config = load_gate(gate, model_name) if gate else None
+        try:
+            results.append((model_name, promote_version(model_name, settings, gate_config)))
+        except NotFound as missing:
+            if name:  # asked for by name: its absence is the answer
+                raise
+            err_console.print(f"{model_name}: skipped ({missing})", highlight=False)
+    if not results:
+        raise NotFound(
+            f"no registered model has a challenger ({', '.join(MODEL_NAMES)}): train and register one "
+            "(`twinops train dpo --register`, `twinops train reranker --register`)"
+        )
     if as_json:
-        print_json(result)
+        print_json(results[0][1] if name else dict(results))
         return
-    verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
-    console.print(f"{name}: {verdict}; champion is v{result.champion_version}")
-    console.print(result.reason, highlight=False)
+    for model_name, result in results:
+        verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+        console.print(f"{model_name}: {verdict}; champion is v{result.champion_version}")
+        console.print(result.reason, highlight=False)

@@ -10,11 +10,12 @@ from typing import Any
 
 from twinops.domain.versions import DatasetKind
 from twinops.errors import NotFound
+from twinops.infra.runs import latest_model, runs_dir
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
 from twinops.training.config import DPOJob
 from twinops.training.lora import run_lora_stage
-from twinops.training.runs import TrainResult, latest_merged_run, lora_config, runs_dir, trainer_kwargs
+from twinops.training.runs import TrainResult, lora_config, trainer_kwargs
 
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -44,13 +45,13 @@ def start_model_for(job: DPOJob, settings: Settings) -> str:
     """``job.model`` resolved, else the merged model of the newest SFT run."""
     if job.model:
         return resolve_model(job.model, settings, setting="the DPO config's `model` (or --model)")
-    latest = latest_merged_run("sft", settings)
+    latest = latest_model("sft", settings)
     if latest is None:
         raise NotFound(
             f"no finished SFT run under {runs_dir(settings) / 'sft'}: run `twinops train sft` first "
             "or pass --model PATH_TO_MERGED_MODEL"
         )
-    return str(latest / "merged")
+    return str(latest)
 
 
 def train_dpo(job: DPOJob, settings: Settings) -> TrainResult:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from twinops.domain.hashing import content_hash
 from twinops.domain.versions import ModelVersion
+from twinops.infra.runs import runs_dir
 from twinops.training.config import LoraSpec, TrainerSpec, _JobBase
 
 RESULT_FILE = "train_result.json"
@@ -35,10 +36,6 @@ class TrainResult(BaseModel):
     registered: ModelVersion | None = None
 
 
-def runs_dir(settings) -> Path:
-    return settings.home / "runs"
-
-
 def plan_run_dir(job: _JobBase, settings, fingerprint: Any) -> tuple[str, Path]:
     """(run name, final folder): ``runs/<stage>/<stage>-<utc time>-<hash of job + inputs>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -61,17 +58,6 @@ def publish(staging: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
-
-
-def latest_merged_run(stage: str, settings) -> Path | None:
-    """The newest complete run of ``stage`` that has a ``merged/`` model."""
-    folder = runs_dir(settings) / stage
-    candidates = [
-        run
-        for run in folder.glob("*")
-        if not run.name.endswith(".partial") and (run / "merged" / "config.json").exists()
-    ]
-    return max(candidates, key=lambda run: run.stat().st_mtime) if candidates else None
 
 
 def is_main_process() -> bool:
