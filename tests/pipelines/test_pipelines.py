@@ -24,6 +24,7 @@ EXPECTED_TASKS = {
     },
 }
 EXPECTED_TASKS["twin_pipeline"] = EXPECTED_TASKS["feature_pipeline"] | EXPECTED_TASKS["training_pipeline"]
+EXPECTED_TASKS["deployment_pipeline"] = {"rollout"}
 
 
 @pytest.fixture(scope="module")

@@ -94,3 +94,8 @@ def test_storage_uri_carries_a_storage_model() -> None:
     predictor = {"model": {"storageUri": "hf://old"}}
     assert with_model_uri(predictor, "s3://b/new", where="x") == {"model": {"storageUri": "s3://b/new"}}
     assert predictor == {"model": {"storageUri": "hf://old"}}  # the input is not changed
+
+
+def test_the_runtime_argument_refuses_a_storage_uri() -> None:
+    with pytest.raises(ConfigError, match="reads registry URIs"):
+        with_model_uri({"model": {"args": ["--model_uri=models:/a@champion"]}}, "s3://b/new", where="x")

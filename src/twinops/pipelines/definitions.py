@@ -2,7 +2,8 @@
 # KFP serializes parameter defaults into the pipeline spec (never mutated: B006) and passes
 # every input by keyword (PLR0917).
 """The pipelines: feature (ingest → gate → embed → materialize), training (datasets → SFT → DPO →
-quantize → evaluate → register-and-gate, plus the reranker branch) and twin (both, end to end).
+quantize → evaluate → register-and-gate, plus the reranker branch), twin (both, end to end) and
+deployment (a canary rollout of the registered model, run after registration).
 
 Each pipeline is built by a factory so one definition serves two targets: ``cluster`` (the
 compiled YAML: GPU placement, PVC, ConfigMap, Secret, retries, caching, and the quantize step as a
@@ -198,3 +199,42 @@ def build_twin_pipeline(build: Build | None = None) -> Any:
             "features it produced. The continuous-training entry point."
         ),
     )(with_signature(signature, doc, twin_pipeline))
+
+
+def build_deployment_pipeline(build: Build | None = None) -> Any:
+    build = build or Build()
+
+    @dsl.pipeline(
+        name="deployment-pipeline",
+        description=(
+            "Deployment of the LLM Twin after registration: a canary of the registered model on its "
+            "KServe InferenceService, stepped up while it keeps its golden-set score, error rate and "
+            "latency, then promoted (champion) or rolled back."
+        ),
+    )
+    def deployment_pipeline(
+        isvc: str = "twin-llm",
+        namespace: str = "twinops",
+        model_uri: str = "models:/twin-llm@champion",
+        steps: str = "10,25,50,100",
+        interval: str = "5m",
+        golden: str = "latest",
+        thresholds: dict = {},
+    ) -> str:
+        # A rollout patches live traffic: never cached.
+        task = build.place(
+            c.rollout(
+                isvc=isvc,
+                namespace=namespace,
+                model_uri=model_uri,
+                steps=steps,
+                interval=interval,
+                golden=golden,
+                thresholds=thresholds,
+            ),
+            "rollout",
+            cache=False,
+        )
+        return task.outputs["Output"]
+
+    return deployment_pipeline

@@ -12,6 +12,7 @@ _FACTORIES: dict[str, str] = {
     "feature_pipeline": "twinops.pipelines.definitions:build_feature_pipeline",
     "training_pipeline": "twinops.pipelines.definitions:build_training_pipeline",
     "twin_pipeline": "twinops.pipelines.definitions:build_twin_pipeline",
+    "deployment_pipeline": "twinops.pipelines.definitions:build_deployment_pipeline",
 }
 
 

@@ -100,6 +100,11 @@ def with_model_uri(predictor: dict[str, Any], uri: str, *, where: str) -> dict[s
             )
         model["storageUri"] = uri
         return updated
+    if not uri.startswith("models:/"):
+        raise ConfigError(
+            f"{where} loads its model with the twinops runtime's --model_uri, which reads registry URIs: "
+            f"pass models:/NAME@ALIAS or models:/NAME/VERSION instead of {uri}"
+        )
     model["args"] = args
     return updated
 
@@ -255,7 +260,8 @@ class KServeTarget:
                 f"{predictor['canaryTrafficPercent']}): finish that canary first"
             )
         # The predictor has a model, and one that can take this URI.
-        with_model_uri(predictor, model_uri or "s3://check", where=self.where)
+        if model_uri is not None:
+            with_model_uri(predictor, model_uri, where=self.where)
         return obj, mode
 
     # --- patches -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 how to score (the golden set, or none) and how to read health (``TWINOPS_PROMETHEUS_URL``, else
 probing). ``start_rollout`` checks the input in order, cheapest first (steps, interval, then the
 target, then the model URI), so bad input is one line and nothing is patched; with ``wait`` it
-follows the rollout to its end.
+follows the rollout to its end. A running rollout of the same ``model_uri`` (a retried KFP step, a
+restarted pod) is continued, not refused.
 """
 
 from __future__ import annotations
@@ -123,7 +124,11 @@ def start_rollout(
     parsed_steps = parse_steps(steps)
     interval_seconds = parse_interval(interval)
     controller = controller or make_controller(options, settings, on_event=on_event)
-    controller.target.check_start()  # a missing service is reported before the registry is asked
+    existing = controller.target.load()  # a missing service is reported before the registry is asked
+    if existing is not None and existing.phase == "running" and existing.requested_uri == model_uri:
+        # The same rollout, started before a retry or a restart: follow it instead of refusing.
+        controller.on_event(f"continuing the rollout of {existing.model_uri} at {existing.percent}%")
+        return controller.run(existing) if wait else existing
     model = pin_model_uri(model_uri, settings, local=options.router is not None)
     state = controller.start(
         model, steps=parsed_steps, interval_seconds=interval_seconds, thresholds=thresholds or Thresholds()

@@ -17,6 +17,7 @@ from twinops.pipelines.components.feast_materialize import feast_materialize
 from twinops.pipelines.components.ingest import ingest
 from twinops.pipelines.components.quantize import quantize, quantize_local
 from twinops.pipelines.components.register_and_gate import register_and_gate
+from twinops.pipelines.components.rollout import rollout
 from twinops.pipelines.components.sft import sft
 from twinops.pipelines.components.train_reranker import train_reranker
 
@@ -33,6 +34,7 @@ COMPONENTS: dict[str, Any] = {
     "quantize": quantize,
     "evaluate": evaluate,
     "register-and-gate": register_and_gate,
+    "rollout": rollout,
 }
 
 # Steps that need an accelerator on a cluster; every other step asks for none.
@@ -51,6 +53,7 @@ __all__ = [
     "quantize",
     "quantize_local",
     "register_and_gate",
+    "rollout",
     "sft",
     "train_reranker",
 ]
