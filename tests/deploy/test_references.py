@@ -100,6 +100,18 @@ def test_config_and_secret_references_exist(renders, docs: list[dict]) -> None:
                 assert ref["secretKeyRef"]["key"] in secret_keys, f"{owner}: {ref['secretKeyRef']['key']}"
 
 
+def test_no_credential_is_written_into_a_manifest(renders, docs: list[dict]) -> None:
+    """Credentials come from the Secret by reference; no env var that names one carries a value."""
+    credential = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEY|_URI$|USERNAME")
+    for workload in renders.workloads(docs):
+        for container in workload.containers:
+            for env in container.get("env", []):
+                if credential.search(env["name"]) and env["name"] != "TWINOPS_MLFLOW_TRACKING_URI":
+                    assert "value" not in env, f"{workload.name}: {env['name']} is written in the manifest"
+    config = _kinds(docs)["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
+    assert not [key for key in config if credential.search(key) and key != "TWINOPS_MLFLOW_TRACKING_URI"]
+
+
 def test_configmap_settings_are_settings(docs: list[dict]) -> None:
     """Every TWINOPS_* key in the ConfigMap is a field twinops reads (a typo would be ignored)."""
     data = _kinds(docs)["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
