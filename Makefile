@@ -46,12 +46,25 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		"gptqmodel==7.6.0" "optimum==2.3.0" "transformers==5.23.0" -e .
 	touch $@
 
+# alibi-detect (MMDDrift/LSDDDrift on PyTorch) pins numpy<2 and transformers<5, which the core
+# environment has outgrown: its own environment, for the online detector with the alibi backend
+# (`.venv-drift/bin/twinops drift serve --backend alibi`, images/drift). Its releases since 0.11.5
+# are under the Business Source License 1.1 (see the README before using it in production).
+DRIFT_PIN := "alibi-detect[torch]==0.13.0" "cloudevents==1.13.0" "sentence-transformers>=3" \
+	"fastapi>=0.110" "uvicorn>=0.30" "prometheus-client>=0.20" "scikit-learn>=1.4" "pytest>=8" "pytest-timeout>=2.3"
+.venv-drift/.installed: pyproject.toml constraints.txt
+	@test -x .venv-drift/bin/python || $(PYTHON) -m venv .venv-drift
+	.venv-drift/bin/python -m pip install $(PIP_FLAGS) --upgrade pip wheel setuptools
+	.venv-drift/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
+	.venv-drift/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) $(DRIFT_PIN) -e .
+	touch $@
+
 # Debian packages the suite runs for real: redis-server (Feast's Redis online store tests).
 system-deps: ## Install system packages (redis-server) when missing
 	@command -v redis-server >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
-install: system-deps $(VENV)/.installed .venv-mongo/.installed .venv-quantize/.installed ## Create .venv (and .venv-mongo) and install everything
+install: system-deps $(VENV)/.installed .venv-mongo/.installed .venv-quantize/.installed .venv-drift/.installed ## Create .venv (and .venv-mongo) and install everything
 
 models: install ## Cache the bundled models under TWINOPS_HOME/models
 	$(BIN)/twinops models pull
@@ -62,6 +75,8 @@ run: install ## Set up and run the whole local FTI loop
 test: install helm ## Set up and run the test suite
 	$(BIN)/twinops models pull
 	$(BIN)/python -m pytest
+	# The alibi-detect detectors run in their own environment (numpy<2, transformers<5).
+	.venv-drift/bin/python -m pytest -q -p no:cacheprovider tests/monitoring/test_alibi_detectors.py
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ import typer
 
 from twinops.cli import (
     datasets,
+    drift,
     etl,
     evaluate,
     features,
@@ -70,6 +71,7 @@ app.add_typer(registry.app, name="registry", rich_help_panel="Training pipeline"
 # Inference
 app.command("serve", rich_help_panel="Inference")(serve.serve)
 app.command("ask", rich_help_panel="Inference")(serve.ask)
+app.add_typer(drift.app, name="drift", rich_help_panel="Operations")
 app.add_typer(rollout.app, name="rollout", rich_help_panel="Inference")
 
 

@@ -1,0 +1,86 @@
+"""What drift detection is configured with: one pydantic model, defaults in code, overrides in YAML.
+
+``configs/drift/default.yaml`` lists the defaults; ``twinops drift ... --config FILE`` and the
+pipeline read the same model, so a threshold is defined once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twinops.errors import ConfigError
+
+EvidentlyMethod = Literal["model", "ratio", "distance", "mmd"]
+AlibiMethod = Literal["mmd", "lsdd"]
+ReducerKind = Literal["random", "pca"]
+
+
+class DriftConfig(BaseModel):
+    """Thresholds and sizes of the drift detectors, the online batcher and the retraining trigger."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p_val: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A batch drifts when its p-value is at or below this: the false positive rate aimed at.",
+    )
+    evidently_methods: tuple[EvidentlyMethod, ...] = Field(
+        ("mmd", "model", "distance", "ratio"),
+        description="evidently's embedding drift methods run in the core environment.",
+    )
+    alibi_methods: tuple[AlibiMethod, ...] = Field(
+        ("mmd", "lsdd"), description="alibi-detect detectors (PyTorch backend) run in .venv-drift."
+    )
+    reducer: ReducerKind = Field(
+        "random", description="Dimension reducer: a random projection (untrained) or a PCA of the reference."
+    )
+    reduced_dimension: int = Field(32, ge=1, description="Dimensions the reducer keeps before the tests.")
+    calibration_draws: int = Field(
+        50,
+        ge=10,
+        description="Same-distribution draws from the reference that calibrate the p-value of evidently's "
+        "methods (their scores come without one).",
+    )
+    alibi_permutations: int = Field(50, ge=10, description="Permutations behind alibi-detect's p-values.")
+    batch_size: int = Field(32, ge=2, description="Texts the online detector gathers before one test.")
+    max_reference: int = Field(1000, ge=10, description="At most this many reference texts per space.")
+    embed_batch_size: int = Field(32, ge=1)
+    cooldown_seconds: float = Field(
+        6 * 3600, ge=0, description="After a retraining starts, further drift events only get recorded."
+    )
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="Feature report: the dataset drifts when this share of columns does."
+    )
+    seed: int = 0
+
+
+def load_drift_config(path: Path | None = None, **overrides: object) -> DriftConfig:
+    """The defaults, updated from the YAML at ``path`` (when given) and then from ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"drift config {path} does not exist: pass a YAML file (configs/drift/*.yaml)")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"drift config {path} is not valid YAML: {str(error).splitlines()[0]}"
+            ) from error
+        if not isinstance(data, dict):
+            raise ConfigError(f"drift config {path} must be a mapping of settings, not {type(data).__name__}")
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return DriftConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        source = f" in {path}" if path else ""
+        raise ConfigError(
+            f"drift setting {where}={first.get('input')!r}{source} is not valid: {first['msg']}"
+        ) from error

@@ -1,0 +1,209 @@
+"""What the InferenceService logger sends: CloudEvents in, texts (or embeddings) out, or a reason.
+
+KServe's logger posts each request and each response as a CloudEvent (``ce-type``
+``org.kubeflow.serving.inference.request`` / ``.response``), in binary mode (``ce-*`` headers,
+the payload as the body) or structured mode (``application/cloudevents+json``, the payload in
+``data``). ``parse_event`` reads both with the ``cloudevents`` SDK and pulls out:
+
+- requests: V1 ``instances`` (strings, or objects with ``text``/``question``/``prompt``), V2
+  BYTES ``inputs``, OpenAI ``prompt`` and the last user turn of ``messages``;
+- responses: V1 ``predictions``, V2 BYTES ``outputs``, OpenAI ``choices`` (text or message);
+- embeddings already computed: V2 FP32 tensors and OpenAI ``data[].embedding`` lists.
+
+A request is the ``queries`` space, a response the ``answers`` space. Anything else is a
+``RejectedEvent`` with a reason that the service counts; nothing here raises on bad input.
+This module reads plain JSON (no kserve import): it also runs in ``.venv-drift``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+SPACE_OF_TYPE = {REQUEST_TYPE: "queries", RESPONSE_TYPE: "answers"}
+_TEXT_KEYS = ("text", "question", "prompt", "input", "query", "content")
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """The texts or embeddings of one accepted event."""
+
+    event_id: str
+    event_type: str
+    space: str
+    source: str
+    texts: list[str] = field(default_factory=list)
+    embeddings: np.ndarray | None = None
+    inference_service: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.embeddings) if self.embeddings is not None else len(self.texts)
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    reason: str  # short label (a Prometheus label value)
+    detail: str
+
+
+def parse_event(headers: dict[str, str], body: bytes) -> LoggedEvent | RejectedEvent:  # noqa: PLR0911 (one return per reason)
+    """One HTTP delivery → the event's texts/embeddings, or why it was rejected."""
+    from cloudevents.exceptions import GenericException
+    from cloudevents.http import from_http
+
+    lowered = {key.lower(): value for key, value in headers.items()}
+    try:
+        event = from_http(lowered, body)
+    except GenericException as error:
+        return RejectedEvent("malformed_cloudevent", _first_line(error))
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        return RejectedEvent("malformed_cloudevent", _first_line(error))
+    event_type = event["type"]
+    space = SPACE_OF_TYPE.get(event_type)
+    if space is None:
+        return RejectedEvent(
+            "unsupported_type", f"ce-type {event_type!r} is neither {REQUEST_TYPE} nor {RESPONSE_TYPE}"
+        )
+    data = _json_data(event.data)
+    if data is None:
+        return RejectedEvent("not_json", "the event data is not a JSON object")
+    base = {
+        "event_id": str(event["id"]),
+        "event_type": event_type,
+        "space": space,
+        "source": str(event["source"]),
+        "inference_service": event.get("inferenceservicename"),
+    }
+    try:
+        embeddings = extract_embeddings(data)
+    except ValueError as error:
+        return RejectedEvent("bad_embedding", str(error))
+    if embeddings is not None:
+        return LoggedEvent(**base, embeddings=embeddings)
+    texts = extract_texts(data, response=space == "answers")
+    if not texts:
+        return RejectedEvent(
+            "no_text", "no text found in V1 instances/predictions, V2 BYTES or OpenAI fields"
+        )
+    return LoggedEvent(**base, texts=texts)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
+def _json_data(data: Any) -> dict | None:
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+    elif isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def _text_of(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        for key in _TEXT_KEYS:
+            value = item.get(key)
+            if isinstance(value, str):
+                return value
+        if isinstance(item.get("messages"), list):
+            return _last_user_turn(item["messages"])
+    return None
+
+
+def _content_text(content: Any) -> str:
+    """OpenAI message content: a string, or a list of parts of which the text parts count."""
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return content if isinstance(content, str) else ""
+
+
+def _last_user_turn(messages: list) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content_text(message.get("content")) or None
+    return None
+
+
+def _bytes_tensors(tensors: Any) -> list[str]:
+    texts: list[str] = []
+    for tensor in tensors if isinstance(tensors, list) else []:
+        if isinstance(tensor, dict) and tensor.get("datatype") == "BYTES":
+            texts += [_decoded(value) for value in _flatten(tensor.get("data", []))]
+    return texts
+
+
+def _decoded(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _flatten(values: Any) -> list:
+    if isinstance(values, list):
+        return [leaf for value in values for leaf in _flatten(value)]
+    return [values]
+
+
+def extract_texts(data: dict, *, response: bool = False) -> list[str]:
+    """The non-empty texts of a V1, V2 or OpenAI request (or, with ``response``, reply) body."""
+    if response:
+        found = [_text_of(item) for item in data.get("predictions", []) or []]
+        found += _bytes_tensors(data.get("outputs"))
+        for choice in data.get("choices", []) or []:
+            if isinstance(choice, dict):
+                message = choice.get("message") or {}
+                found.append(choice.get("text") or _content_text(message.get("content")))
+    else:
+        found = [_text_of(item) for item in data.get("instances", []) or []]
+        found += _bytes_tensors(data.get("inputs"))
+        prompt = data.get("prompt")
+        found += prompt if isinstance(prompt, list) else [prompt]
+        if isinstance(data.get("messages"), list):
+            found.append(_last_user_turn(data["messages"]))
+    return [text.strip() for text in found if isinstance(text, str) and text.strip()]
+
+
+def extract_embeddings(data: dict) -> np.ndarray | None:
+    """Vectors carried by the event (V2 FP32 tensors, OpenAI embeddings); None when it carries none.
+
+    Ragged or non-numeric vectors raise ``ValueError`` (the event is rejected, not the service).
+    """
+    rows: list = []
+    for key in ("inputs", "outputs"):
+        for tensor in data.get(key, []) or []:
+            if isinstance(tensor, dict) and tensor.get("datatype") in ("FP32", "FP64"):
+                shape = tensor.get("shape") or []
+                values = np.asarray(_flatten(tensor.get("data", [])), dtype=np.float32)
+                width = shape[-1] if len(shape) >= 2 else len(values)
+                if not width or values.size % width:
+                    raise ValueError(
+                        f"tensor {tensor.get('name')!r}: {values.size} values do not fill shape {shape}"
+                    )
+                rows += list(values.reshape(-1, width))
+    for item in data.get("data", []) or []:
+        if isinstance(item, dict) and isinstance(item.get("embedding"), list):
+            rows.append(item["embedding"])
+    if not rows:
+        return None
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise ValueError(f"embeddings of different lengths {sorted(widths)} in one event")
+    try:
+        return np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"embeddings are not numbers: {_first_line(error)}") from error

@@ -1,0 +1,59 @@
+"""Fitting the detectors of a reference: what training runs after registering, and what serving loads.
+
+``fit_reference(settings, "3")`` (a twin-llm version, ``latest`` or a dataset version id) embeds the
+reference, fits the reducers and calibrates the detectors for the online batch size, and saves them
+beside the model version (``monitoring.reference``). The training pipeline calls it right after
+registering a version; ``twinops drift fit`` does the same by hand, and ``drift serve`` reads the
+saved artifact back (fitting it first when it is missing).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from twinops.monitoring.config import DriftConfig
+from twinops.monitoring.detectors import SpaceDetectors
+from twinops.monitoring.reference import DriftReference, open_reference, resolve_reference
+from twinops.settings import Settings
+
+Backend = Literal["evidently", "alibi", "both"]
+
+
+def fit_detectors(
+    reference: DriftReference, config: DriftConfig, *, batch_size: int, backend: Backend = "evidently"
+) -> dict[str, SpaceDetectors]:
+    """Every space's detectors for batches of ``batch_size`` (saved calibrations are reused)."""
+    from twinops.monitoring.alibi import alibi_detectors, require_alibi
+
+    if backend != "evidently":
+        require_alibi()
+    fitted: dict[str, SpaceDetectors] = {}
+    for space, space_reference in reference.spaces.items():
+        size = min(batch_size, len(space_reference.reduced) // 2)
+        detectors = reference.detectors(space, size, config)
+        if backend == "alibi":
+            detectors.detectors = []
+        if backend in ("alibi", "both"):
+            detectors.detectors += alibi_detectors(
+                reference.folder / "spaces" / space, space_reference, config
+            )
+        fitted[space] = detectors
+    return fitted
+
+
+def fit_reference(
+    settings: Settings,
+    reference: str,
+    config: DriftConfig,
+    *,
+    embedder=None,
+    backend: Backend = "evidently",
+    db=None,
+) -> tuple[DriftReference, dict[str, SpaceDetectors]]:
+    """Resolve, embed, fit and save the reference ``reference``; return it with its detectors."""
+    from twinops.features.embedding import open_embedder
+
+    data = resolve_reference(settings, reference, db=db)
+    embedder = embedder or open_embedder(settings)
+    fitted = open_reference(settings, data, embedder, config)
+    return fitted, fit_detectors(fitted, config, batch_size=config.batch_size, backend=backend)

@@ -1,0 +1,269 @@
+"""The online drift detector: CloudEvents from the InferenceService logger in, drift verdicts out.
+
+``create_app(detector)`` is a FastAPI app (no kserve needed, so it also runs in ``.venv-drift``):
+
+- ``POST /`` takes one CloudEvent (binary or structured mode). Its texts are queued in their space
+  (requests: ``queries``, responses: ``answers``); once ``batch_size`` have gathered, they are
+  embedded in one call, tested by every detector of the space, and the reply carries the verdict
+  in the shape of Seldon's alibi-detect server: ``{"data": {"is_drift", "distance", "p_val",
+  "threshold"}, "meta": {...}}`` (the first detector's, all of them under ``meta.detectors``).
+  Until then the reply is ``{"data": null, "meta": {"pending": k, "batch_size": N}}``.
+- A bad event (malformed CloudEvent, no text, embeddings of another dimension) is a 400 with
+  ``{"error": reason, "detail": ...}``, counted by reason; the service keeps running.
+- ``GET /metrics``: ``twinops_drift_score``, ``twinops_drift_p_value``, ``twinops_drift_threshold``
+  and ``twinops_drift_detected`` per detector and space, event and batch counters.
+- On a verdict it posts a CloudEvent (``event_type``) to ``reply_url`` (Seldon's reply URL, every
+  verdict); on drift it also posts the verdict as JSON to ``webhook_url`` and hands it to the
+  retraining trigger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twinops.monitoring.detectors import DriftResult, SpaceDetectors
+from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
+from twinops.monitoring.retrain import RetrainTrigger
+
+DRIFT_EVENT_TYPE = "org.twinops.drift"
+DRIFT_EVENT_SOURCE = "twinops-drift"
+logger = logging.getLogger(__name__)
+
+
+class DriftMetrics:
+    """The service's Prometheus series, on a registry of its own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+        labels = ("detector", "space")
+        self.score = Gauge(
+            "twinops_drift_score", "Drift score (distance) of the last batch.", labels, registry=self.registry
+        )
+        self.p_value = Gauge(
+            "twinops_drift_p_value", "p-value of the last batch.", labels, registry=self.registry
+        )
+        self.threshold = Gauge(
+            "twinops_drift_threshold",
+            "p-value at or below which a batch drifts.",
+            labels,
+            registry=self.registry,
+        )
+        self.detected = Gauge(
+            "twinops_drift_detected", "1 when the last batch drifted, else 0.", labels, registry=self.registry
+        )
+        self.events = Counter(
+            "twinops_drift_events_total", "Events accepted, by space.", ("space",), registry=self.registry
+        )
+        self.rejected = Counter(
+            "twinops_drift_events_rejected_total",
+            "Events rejected, by reason.",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "twinops_drift_batches_total", "Batches tested, by space.", ("space",), registry=self.registry
+        )
+        self.pending = Gauge(
+            "twinops_drift_pending", "Texts waiting for a full batch.", ("space",), registry=self.registry
+        )
+        self.emit_failures = Counter(
+            "twinops_drift_emit_failures_total",
+            "Reply/webhook posts that failed.",
+            ("target",),
+            registry=self.registry,
+        )
+
+    def record(self, result: DriftResult) -> None:
+        labels = {"detector": result.detector, "space": result.space}
+        self.score.labels(**labels).set(result.distance)
+        self.p_value.labels(**labels).set(float("nan") if result.p_val is None else result.p_val)
+        self.threshold.labels(**labels).set(result.threshold)
+        self.detected.labels(**labels).set(int(result.is_drift))
+
+
+@dataclass
+class _Pending:
+    texts: list[str | None] = field(default_factory=list)  # None: the row came as a vector
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+class DriftDetector:
+    """Batches events per space and runs the space's detectors on each full batch."""
+
+    def __init__(
+        self,
+        spaces: dict[str, SpaceDetectors],
+        embed: Callable[[list[str]], np.ndarray],
+        *,
+        batch_size: int,
+        reference_id: str,
+        name: str = "twinops-drift",
+        reply_url: str | None = None,
+        webhook_url: str | None = None,
+        event_type: str = DRIFT_EVENT_TYPE,
+        event_source: str = DRIFT_EVENT_SOURCE,
+        trigger: RetrainTrigger | None = None,
+        http_timeout: float = 5.0,
+    ) -> None:
+        self.spaces = spaces
+        self.embed = embed
+        self.batch_size = batch_size
+        self.reference_id = reference_id
+        self.name = name
+        self.reply_url = reply_url
+        self.webhook_url = webhook_url
+        self.event_type = event_type
+        self.event_source = event_source
+        self.trigger = trigger
+        self.http_timeout = http_timeout
+        self.metrics = DriftMetrics()
+        self._pending = {space: _Pending() for space in spaces}
+        self._lock = threading.Lock()
+
+    # --- events --------------------------------------------------------------------------------
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+        """One HTTP delivery → (status, reply body)."""
+        event = parse_event(headers, body)
+        if isinstance(event, RejectedEvent):
+            return self._reject(event.reason, event.detail)
+        detectors = self.spaces.get(event.space)
+        if detectors is None:
+            return self._reject(
+                "space_not_monitored",
+                f"the reference {self.reference_id} has no {event.space!r} texts to compare with",
+            )
+        if event.embeddings is not None and event.embeddings.shape[1] != detectors.dimension:
+            return self._reject(
+                "wrong_dimension",
+                f"embeddings of dimension {event.embeddings.shape[1]}; "
+                f"the reference has {detectors.dimension}",
+            )
+        self.metrics.events.labels(space=event.space).inc()
+        with self._lock:
+            batch = self._enqueue(event)
+            pending = len(self._pending[event.space])
+            self.metrics.pending.labels(space=event.space).set(pending)
+            if batch is None:
+                return 200, {"data": None, "meta": {"pending": pending, "batch_size": self.batch_size}}
+            results, texts = self._test(detectors, batch)
+        reply = self._reply(event.space, results)
+        self._emit(reply, results, texts)
+        return 200, reply
+
+    def _reject(self, reason: str, detail: str) -> tuple[int, dict]:
+        self.metrics.rejected.labels(reason=reason).inc()
+        logger.info("rejected event (%s): %s", reason, detail)
+        return 400, {"error": reason, "detail": detail}
+
+    def _enqueue(self, event: LoggedEvent) -> _Pending | None:
+        """Queue the event's rows; return a full batch (taken off the queue) when one is ready."""
+        pending = self._pending[event.space]
+        if event.embeddings is not None:
+            pending.texts += [None] * len(event.embeddings)
+            pending.vectors += list(event.embeddings)
+        else:
+            pending.texts += event.texts
+            pending.vectors += [None] * len(event.texts)
+        if len(pending) < self.batch_size:
+            return None
+        batch = _Pending(pending.texts[: self.batch_size], pending.vectors[: self.batch_size])
+        del pending.texts[: self.batch_size], pending.vectors[: self.batch_size]
+        return batch
+
+    def _test(self, detectors: SpaceDetectors, batch: _Pending) -> tuple[list[DriftResult], list[str]]:
+        texts = [text for text in batch.texts if text is not None]
+        embedded = iter(self.embed(texts)) if texts else iter(())
+        rows = [vector if vector is not None else next(embedded) for vector in batch.vectors]
+        results = detectors.predict(np.vstack(rows).astype(np.float32))
+        self.metrics.batches.labels(space=detectors.space).inc()
+        for result in results:
+            self.metrics.record(result)
+        return results, texts
+
+    def _reply(self, space: str, results: list[DriftResult]) -> dict:
+        first = results[0]
+        return {
+            "data": first.seldon_data(),
+            "meta": {
+                "name": self.name,
+                "detector": first.detector,
+                "space": space,
+                "reference": self.reference_id,
+                "batch_size": first.batch_size,
+                "is_drift_any": int(any(r.is_drift for r in results)),
+                "detectors": {r.detector: r.seldon_data() for r in results},
+            },
+        }
+
+    # --- what a verdict sets off ---------------------------------------------------------------
+    def _emit(self, reply: dict, results: list[DriftResult], texts: list[str]) -> None:
+        import httpx
+
+        drifted = any(r.is_drift for r in results)
+        if self.reply_url:
+            from cloudevents.conversion import to_structured
+            from cloudevents.http import CloudEvent
+
+            event = CloudEvent(
+                {"type": self.event_type, "source": self.event_source, "id": str(uuid.uuid4())}, reply
+            )
+            headers, body = to_structured(event)
+            self._post(
+                "reply",
+                self.reply_url,
+                lambda: httpx.post(self.reply_url, headers=headers, content=body, timeout=self.http_timeout),
+            )
+        if drifted and self.webhook_url:
+            self._post(
+                "webhook",
+                self.webhook_url,
+                lambda: httpx.post(self.webhook_url, json=reply, timeout=self.http_timeout),
+            )
+        if drifted and self.trigger is not None:
+            self.trigger.on_drift(results, reference_id=self.reference_id, texts=texts)
+
+    def _post(self, target: str, url: str, send: Callable[[], Any]) -> None:
+        try:
+            response = send()
+            response.raise_for_status()
+        except Exception as error:  # a receiver that is down must not stop detection
+            self.metrics.emit_failures.labels(target=target).inc()
+            logger.warning("could not post the drift verdict to %s (%s): %s", target, url, error)
+
+
+def create_app(detector: DriftDetector):
+    """The FastAPI app: ``POST /`` (CloudEvents), ``GET /metrics``, ``GET /healthz``."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from starlette.concurrency import run_in_threadpool
+
+    app = FastAPI(title="twinops drift detector", docs_url=None, redoc_url=None)
+
+    @app.post("/")
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.body()
+        status, reply = await run_in_threadpool(detector.handle, dict(request.headers), body)
+        return JSONResponse(reply, status_code=status)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(detector.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "reference": detector.reference_id, "spaces": sorted(detector.spaces)}
+
+    return app

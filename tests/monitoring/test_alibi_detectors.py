@@ -1,0 +1,60 @@
+"""alibi-detect's MMDDrift and LSDDDrift (PyTorch backend) on the reduced reference, in .venv-drift.
+
+The core environment skips this module (alibi-detect pins numpy<2 and transformers<5); `make test`
+runs it with .venv-drift/bin/python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("alibi_detect", reason="alibi-detect lives in .venv-drift (make .venv-drift/.installed)")
+
+from twinops.monitoring.alibi import alibi_detectors, fit_alibi  # noqa: E402
+from twinops.monitoring.detectors import SpaceDetectors, SpaceReference  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPEATS = 10
+FPR_BOUND = 0.3  # p_val 0.05 aimed at; 3 of 10 would already be far off
+
+
+@pytest.fixture(scope="module")
+def reference(drift_vectors, drift_config) -> SpaceReference:
+    return SpaceReference.fit("queries", drift_vectors["reference"], drift_config)
+
+
+def _batch(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:
+    return vectors[np.random.default_rng(seed).choice(len(vectors), size=size, replace=False)]
+
+
+@pytest.mark.parametrize("shift", ["topic", "language", "length"])
+def test_mmd_and_lsdd_detect_a_planted_shift(reference, drift_vectors, drift_config, shift):
+    detectors = SpaceDetectors(reference, list(fit_alibi(reference, drift_config)))
+    results = detectors.predict(_batch(drift_vectors[shift], drift_config.batch_size, seed=1))
+    assert {r.detector for r in results} == {"alibi-mmd", "alibi-lsdd"}
+    assert all(r.is_drift and r.p_val <= r.threshold == drift_config.p_val for r in results), results
+
+
+def test_same_distribution_false_positive_rate(reference, drift_vectors, drift_config):
+    detectors = SpaceDetectors(reference, list(fit_alibi(reference, drift_config)))
+    flagged = {"alibi-mmd": 0, "alibi-lsdd": 0}
+    for seed in range(REPEATS):
+        for result in detectors.predict(
+            _batch(drift_vectors["same"], drift_config.batch_size, seed=100 + seed)
+        ):
+            flagged[result.detector] += int(result.is_drift)
+    rates = {name: count / REPEATS for name, count in flagged.items()}
+    print(f"alibi false positive rate at p_val={drift_config.p_val} over {REPEATS} batches: {rates}")
+    assert all(rate <= FPR_BOUND for rate in rates.values()), rates
+
+
+def test_detectors_are_saved_and_read_back(tmp_path, reference, drift_vectors, drift_config):
+    first = alibi_detectors(tmp_path, reference, drift_config)
+    assert {p.name for p in (tmp_path / "alibi").iterdir()} == set(drift_config.alibi_methods)
+    again = alibi_detectors(tmp_path, reference, drift_config)
+    batch = reference.reducer.transform(_batch(drift_vectors["topic"], drift_config.batch_size, seed=2))
+    for before, after in zip(first, again, strict=True):
+        # The p-values come from random permutations; the distance does not.
+        assert before.predict(batch).distance == pytest.approx(after.predict(batch).distance, rel=1e-4)
