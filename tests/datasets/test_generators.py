@@ -45,9 +45,7 @@ def test_extractive_is_deterministic_and_covers_every_prompt() -> None:
 
 
 def _openai(server, **options) -> OpenAIGenerator:
-    return OpenAIGenerator(
-        server.url, "fake-model", api_key="k", timeout=0.5, backoff_seconds=0.01, batch_size=4, **options
-    )
+    return OpenAIGenerator(server.url, "fake-model", api_key="k", timeout=0.5, batch_size=4, **options)
 
 
 def test_openai_valid_json_in_order(chat_server) -> None:
@@ -58,6 +56,9 @@ def test_openai_valid_json_in_order(chat_server) -> None:
         "Explain # Small models first A tiny",
     ]
     assert all(r["model"] == "fake-model" for r in chat_server.requests)
+    # Structured output: the schema of the prompt's one output field goes with every request.
+    schema = chat_server.requests[0]["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["instruction"]
     assert generator.ref == "generator:openai@fake-model"
     generator.close()
 
@@ -89,7 +90,7 @@ def test_openai_fails_loudly_on_config_problems(chat_server, settings: Settings)
         _openai(chat_server).generate(load_prompt(INSTRUCTION_PROMPT), [{"title": "t", "text": "NOAUTH"}])
     with pytest.raises(ConfigError, match="TWINOPS_GENERATOR_URL"):
         OpenAIGenerator.from_settings(settings)
-    unreachable = OpenAIGenerator("http://127.0.0.1:9/v1", "m", timeout=0.2, max_retries=1, backoff_seconds=0)
+    unreachable = OpenAIGenerator("http://127.0.0.1:9/v1", "m", timeout=0.2, max_retries=1)
     with pytest.raises(ServiceUnavailable, match="TWINOPS_GENERATOR_URL"):
         unreachable.generate(load_prompt(ANSWER_PROMPT), [{"instruction": "hi"}])
 

@@ -172,9 +172,8 @@ class _JudgeHandler(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        content = (
-            'Sure. {"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "stiff", "score": 2}}'
-        )
+        # A structured-output server answers with the JSON the request's schema asks for.
+        content = '{"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "stiff", "score": 2}}'
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

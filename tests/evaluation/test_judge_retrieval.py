@@ -35,11 +35,13 @@ def test_judge_scores_with_fake_server(settings, fake_judge, monkeypatch) -> Non
     assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sekret"
     prompt = sent["body"]["messages"][0]["content"]
     assert "Why a feature store?" in prompt and "It keeps features consistent." in prompt and "1-3" in prompt
+    schema = sent["body"]["response_format"]["json_schema"]["schema"]  # structured output
+    assert set(schema["required"]) == {"accuracy", "style"}
 
     monkeypatch.setattr(settings, "judge_model", "missing-model")
     judge = Judge(settings)
     try:
-        with pytest.raises(ConfigError, match="answered 404"):
+        with pytest.raises(ConfigError, match="HTTP 404"):
             judge.score("q", "r", "a")
     finally:
         judge.close()

@@ -1,34 +1,25 @@
 """Any OpenAI-compatible chat completions endpoint (the project's KServe LLM, vLLM, a hosted API).
 
-Requests run ``batch_size`` at a time. Timeouts, 429 and 5xx are retried with exponential backoff;
-a reply that is not the JSON the prompt asks for is re-asked with the validation error. An item
-that still fails comes back dropped with a reason (``timeout``, ``invalid_json``, ...), never a crash.
+Requests go through the ``openai`` SDK (``twinops.infra.llm_client``), ``batch_size`` at a time:
+its retries cover timeouts, 429 (honouring ``Retry-After``) and 5xx, and each request asks for
+structured output (a JSON schema with the prompt's one output field). A reply that still does not
+validate is re-asked with the validation error. An item that fails comes back dropped with a
+reason (``timeout``, ``invalid_json``, ``http_400``), never a crash; a refused key, an unknown
+model or an unreachable endpoint stops the run with one line.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from twinops.datasets.generators.base import Generated, Generator, ProgressCallback
 from twinops.datasets.prompts import PromptTemplate
-from twinops.errors import ConfigError, ServiceUnavailable
+from twinops.errors import ConfigError
+from twinops.infra.llm_client import CompletionFailed, Endpoint, chat_client, complete_json
 from twinops.settings import Settings
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-class _ItemFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _output_model(prompt: PromptTemplate) -> type[BaseModel]:
@@ -36,11 +27,10 @@ def _output_model(prompt: PromptTemplate) -> type[BaseModel]:
 
 
 def parse_output(content: str, model: type[BaseModel], field: str) -> str:
-    """The ``field`` of a JSON reply (code fences tolerated); raises ValueError when invalid."""
-    text = _FENCE.sub("", content.strip())
+    """The ``field`` of a JSON reply; raises ValueError (with pydantic's first line) when invalid."""
     try:
-        return str(getattr(model.model_validate(json.loads(text)), field)).strip()
-    except (json.JSONDecodeError, ValidationError, TypeError) as error:
+        return str(getattr(model.model_validate_json(content.strip()), field)).strip()
+    except ValidationError as error:
         raise ValueError(str(error).splitlines()[0]) from error
 
 
@@ -57,16 +47,19 @@ class OpenAIGenerator(Generator):
         batch_size: int = 8,
         max_retries: int = 3,
         max_reasks: int = 2,
-        backoff_seconds: float = 0.5,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.endpoint = Endpoint(
+            url=url,
+            model=model,
+            api_key=api_key,
+            url_setting="TWINOPS_GENERATOR_URL",
+            model_setting="TWINOPS_GENERATOR_MODEL",
+            key_setting="TWINOPS_GENERATOR_API_KEY",
+        )
         self.model = model
         self.batch_size = max(1, batch_size)
-        self.max_retries = max_retries
         self.max_reasks = max_reasks
-        self.backoff_seconds = backoff_seconds
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._client = chat_client(self.endpoint, timeout=timeout, max_retries=max_retries)
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> OpenAIGenerator:
@@ -111,10 +104,14 @@ class OpenAIGenerator(Generator):
 
     def _one(self, prompt: PromptTemplate, output_model: type[BaseModel], item: dict[str, str]) -> Generated:
         messages = prompt.messages(item, json_output=True)
+        # JSON quoting and keys cost tokens on top of the answer itself.
+        max_tokens = prompt.max_new_tokens * 2 + 16
         for _ in range(self.max_reasks + 1):
             try:
-                content = self._complete(messages, prompt.max_new_tokens)
-            except _ItemFailed as failure:
+                content = complete_json(
+                    self._client, self.endpoint, messages, output_model, max_tokens=max_tokens
+                )
+            except CompletionFailed as failure:
                 return Generated.drop(failure.reason)
             try:
                 return Generated.ok(parse_output(content, output_model, prompt.output))
@@ -130,56 +127,3 @@ class OpenAIGenerator(Generator):
                     },
                 ]
         return Generated.drop("invalid_json")
-
-    def _complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        """The assistant message content, retrying transient failures with exponential backoff."""
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": 0.0,
-            # JSON quoting and keys cost tokens on top of the answer itself.
-            "max_tokens": max_new_tokens * 2 + 16,
-        }
-        failure = "timeout"
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = self._client.post(f"{self.url}/chat/completions", json=body)
-            except httpx.TimeoutException:
-                failure = "timeout"
-                continue
-            except httpx.TransportError as error:
-                failure = f"unreachable ({type(error).__name__})"
-                continue
-            if response.status_code in _RETRYABLE_STATUS:
-                failure = f"http_{response.status_code}"
-                continue
-            self._raise_for_config(response)
-            if response.status_code >= 400:
-                raise _ItemFailed(f"http_{response.status_code}")
-            try:
-                return response.json()["choices"][0]["message"]["content"] or ""
-            except (ValueError, KeyError, IndexError, TypeError):
-                return response.text  # not an OpenAI envelope: let JSON validation re-ask
-        if failure.startswith("unreachable"):
-            raise ServiceUnavailable(
-                f"generator endpoint {self.url} is {failure}: start it or fix TWINOPS_GENERATOR_URL",
-                setting="TWINOPS_GENERATOR_URL",
-            )
-        raise _ItemFailed(failure)
-
-    def _raise_for_config(self, response: httpx.Response) -> None:
-        # These fail every item the same way: stop with one line instead of dropping everything.
-        if response.status_code in (401, 403):
-            raise ConfigError(
-                f"generator endpoint {self.url} refused the key (HTTP {response.status_code}): "
-                "fix TWINOPS_GENERATOR_API_KEY",
-                setting="TWINOPS_GENERATOR_API_KEY",
-            )
-        if response.status_code == 404:
-            raise ConfigError(
-                f"generator endpoint {self.url}/chat/completions or model {self.model!r} was not "
-                "found (HTTP 404): fix TWINOPS_GENERATOR_URL or TWINOPS_GENERATOR_MODEL",
-                setting="TWINOPS_GENERATOR_URL",
-            )
