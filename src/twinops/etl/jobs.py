@@ -21,20 +21,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     computed_field,
     field_validator,
     model_validator,
 )
 
-from twinops.errors import ConfigError
+from twinops.infra.config_files import read_yaml_mapping, validate_config
 
 
 class SourceKind(StrEnum):
@@ -137,26 +135,13 @@ class EtlJob(_Model):
     def from_yaml(cls, path: str | Path) -> EtlJob:
         """Load a config; relative ``base_dir`` and local paths resolve against the file's folder."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise ConfigError(f"ETL config {path} does not exist: pass an existing YAML file") from error
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            reason = str(error).splitlines()[0]
-            raise ConfigError(f"ETL config {path} is not readable YAML ({reason}): fix the file") from error
-        if not isinstance(raw, dict):
-            raise ConfigError(f"ETL config {path} must be a mapping with an `authors:` list")
+        raw = read_yaml_mapping(path, what="ETL config", shape="a mapping with an `authors:` list")
         # The handbook's configs nest everything under ``parameters:``; accept both shapes.
         raw = raw.get("parameters", raw) if "authors" not in raw else raw
         folder = path.resolve().parent
         base = Path(raw.get("base_dir") or ".")
         raw["base_dir"] = str(base if base.is_absolute() else (folder / base).resolve())
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(f"ETL config {path}: `{where}` {first['msg']}: fix that entry") from error
+        return validate_config(cls, raw, what="ETL config", path=path)
 
     def resolve_path(self, source: str) -> Path:
         path = Path(source).expanduser()

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from twinops.domain.hashing import content_hash
-from twinops.errors import ConfigError
+from twinops.infra.config_files import load_config
 
 
 class _Config(BaseModel):
@@ -89,15 +88,7 @@ class FeatureJob(_Config):
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> FeatureJob:
-        path = Path(path)
-        try:
-            data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            return cls.model_validate(data)
-        except FileNotFoundError as error:
-            raise ConfigError(f"feature job file {path} does not exist: pass an existing YAML") from error
-        except (yaml.YAMLError, ValidationError) as error:
-            first = str(error).splitlines()[:3]
-            raise ConfigError(f"feature job file {path} is invalid: {' '.join(first)}") from error
+        return load_config(cls, path, what="feature job file")
 
     def processing_config(self) -> dict[str, Any]:
         """What decides a document's features (scope and run mode excluded)."""

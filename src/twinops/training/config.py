@@ -7,12 +7,12 @@ minutes with the bundled 135M model; the GPU configs in ``configs/training`` sca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.errors import ConfigError
+from twinops.infra.config_files import read_yaml_mapping, validate_config
 
 JobT = TypeVar("JobT", bound=BaseModel)
 
@@ -113,26 +113,10 @@ class RerankerJob(_JobBase):
 
 def load_job(cls: type[JobT], path: str | Path) -> JobT:
     """Read ``path`` as a ``cls`` job; any problem becomes one ``ConfigError`` line."""
-    path = Path(path)
     label = getattr(cls, "stage", "") or cls.__name__
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{label} config {path} does not exist: pass an existing YAML file") from error
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = str(error).splitlines()[0]
-        raise ConfigError(f"{label} config {path} is not readable YAML ({reason}): fix the file") from error
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{label} config {path} must be a mapping of job fields")
+    raw = read_yaml_mapping(path, what=f"{label} config", shape="a mapping of job fields")
     # ``stage:`` in the shipped configs guards against training DPO with an SFT file.
     stage = raw.pop("stage", label)
     if stage != label:
         raise ConfigError(f"{path} is a `{stage}` config, not `{label}`: pass a {label} config")
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{label} config {path}: `{where}` {first['msg']}: fix that entry") from error
+    return validate_config(cls, raw, what=f"{label} config", path=path)
