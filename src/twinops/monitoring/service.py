@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
@@ -243,10 +245,8 @@ class DriftDetector:
             logger.warning("could not post the drift verdict to %s (%s): %s", target, url, error)
 
 
-def create_app(detector: DriftDetector):
+def create_app(detector: DriftDetector) -> FastAPI:
     """The FastAPI app: ``POST /`` (CloudEvents), ``GET /metrics``, ``GET /healthz``."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from starlette.concurrency import run_in_threadpool
 
