@@ -112,20 +112,29 @@ class LocalServers:
         return server
 
     def start_llm_canary(
-        self, *, llm_args: Sequence[str] = (), canary_dir: Path, canary_percent: int = 0
+        self,
+        *,
+        llm_args: Sequence[str] = (),
+        canary_dir: Path,
+        canary_percent: int = 0,
+        ports: tuple[int, int, int] = (DEFAULT_PORTS["llm"], CANARY_LLM_PORT, ROUTER_PORT),
     ) -> LocalServer:
-        """The LLM, a canary LLM serving ``canary_dir``, and the weighted router in front (returned)."""
+        """The LLM, a canary LLM serving ``canary_dir``, and the weighted router in front (returned).
+
+        ``ports``: the stable's, the canary's (gRPC on each + 1) and the router's HTTP ports.
+        """
+        stable_port, canary_port, router_port = ports
         if not 0 <= canary_percent <= 100:
             raise ConfigError(f"--canary-percent {canary_percent} is not a traffic percent in 0..100")
-        stable = self.start("llm", args=llm_args)
+        stable = self.start("llm", port=stable_port, args=llm_args)
         canary = self.start(
-            "llm", port=CANARY_LLM_PORT, args=["--model_dir", str(canary_dir)], label="llm-canary"
+            "llm", port=canary_port, args=["--model_dir", str(canary_dir)], label="llm-canary"
         )
         for server in (stable, canary):
             self.wait_ready(server)
-        if port_in_use(ROUTER_PORT):
+        if port_in_use(router_port):
             raise ConfigError(
-                f"port {ROUTER_PORT} on {HOST} is in use (is a router already running?): stop it"
+                f"port {router_port} on {HOST} is in use (is a router already running?): stop it"
             )
         log_file = self.log_dir / "router.log"
         command = [
@@ -141,7 +150,7 @@ class LocalServers:
             "--host",
             HOST,
             "--http_port",
-            str(ROUTER_PORT),
+            str(router_port),
         ]
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text("")
@@ -150,8 +159,8 @@ class LocalServers:
             role="router",
             model_name=MODEL_NAMES["llm"],
             pid=pid,
-            http_port=ROUTER_PORT,
-            grpc_port=ROUTER_PORT,  # the router forwards HTTP only
+            http_port=router_port,
+            grpc_port=router_port,  # the router forwards HTTP only
             log_file=str(log_file),
         )
         self.servers["router"] = router
