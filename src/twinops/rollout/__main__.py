@@ -9,6 +9,7 @@ Errors a user can fix are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,11 @@ from twinops.settings import get_settings
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m twinops.rollout", description=__doc__.splitlines()[0])
     parser.add_argument("--isvc", required=True, help="InferenceService to roll out on.")
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        help="Namespace of the InferenceService (default: POD_NAMESPACE, the pod's own).",
+    )
     parser.add_argument("--model-uri", default=None, help="Start a rollout of this model first.")
     parser.add_argument("--steps", default="10,25,50,100")
     parser.add_argument("--interval", default="5m")
