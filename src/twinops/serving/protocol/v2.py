@@ -107,15 +107,22 @@ def sampling_params(
     raw: dict[str, Any], default_max_tokens: int, default_temperature: float = 0.0
 ) -> SamplingParams:
     """Generation settings from V2 request parameters or a V1 instance (``max_tokens``, ...)."""
+    values: dict[str, Any] = {}
+    for key, default, kind in (
+        ("max_tokens", default_max_tokens, int),
+        ("temperature", default_temperature, float),
+        ("top_p", 1.0, float),
+    ):
+        try:
+            values[key] = kind(raw.get(key, default))
+        except (ValueError, TypeError) as error:  # the message names the parameter, not int()'s complaint
+            raise BadRequest(f"bad generation parameter {key}={raw.get(key)!r}: send a number") from error
     try:
-        return SamplingParams(
-            max_tokens=int(raw.get("max_tokens", default_max_tokens)),
-            temperature=float(raw.get("temperature", default_temperature)),
-            top_p=float(raw.get("top_p", 1.0)),
-        )
-    except (ValidationError, ValueError, TypeError) as error:
-        first = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
-        raise BadRequest(f"bad generation parameter: {first}") from error
+        return SamplingParams(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        raise BadRequest(f"bad generation parameter {where}: {first['msg']}") from error
 
 
 def v1_instances(payload: Any) -> list:
