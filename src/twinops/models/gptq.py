@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from twinops.errors import ConfigError
-from twinops.models.loaders import error_line, load_tokenizer
+from twinops.models.hf import error_line, load_tokenizer
 
 # The tensors a GPTQ checkpoint stores per quantized linear layer, in place of ``weight``.
 GPTQ_TENSORS = ("qweight", "qzeros", "scales", "g_idx")

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from twinops.models.hf import error_line, load_tokenizer
 from twinops.models.resolve import embedder_path, llm_path
 from twinops.settings import Settings
 
@@ -71,16 +72,6 @@ def _flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def load_tokenizer(reference: str | Path):
-    """The model's tokenizer, with the EOS token as pad token where it has none (batching pads)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(reference)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def load_base_llm(settings: Settings, *, dtype: str = "float32"):
     return load_causal_lm(llm_path(settings), dtype=dtype)
 
@@ -127,10 +118,3 @@ def load_generation_model(reference: str, *, prefer_kernels: bool = True) -> Gen
             )
     model, tokenizer = gptq.load_gptq_as_float(folder)
     return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-dequantized", note=note)
-
-
-def error_line(error: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, cut to ``limit`` characters: an error inside one line."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

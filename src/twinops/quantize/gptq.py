@@ -69,7 +69,7 @@ def _source_perplexity(source: Path, held_out: list[str], max_length: int) -> fl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from twinops.evaluation.perplexity import perplexity
+    from twinops.models.perplexity import perplexity
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -84,7 +84,7 @@ def _quantized_perplexity(folder: Path, held_out: list[str], max_length: int) ->
     """Reload the output the way a user would (transformers) and measure it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from twinops.evaluation.perplexity import perplexity
+    from twinops.models.perplexity import perplexity
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     try:

@@ -69,7 +69,7 @@ def train_dpo(job: DPOJob, settings: Settings) -> TrainResult:
 
 def chosen_perplexity(model, tokenizer, test, job: DPOJob) -> dict[str, float]:
     """``eval_perplexity`` on the chosen (author) answers, comparable with SFT's and the gate's."""
-    from twinops.training.perplexity import completion_perplexity
+    from twinops.models.perplexity import completion_perplexity
 
     pairs = ((row["prompt"], row["chosen"]) for row in test)
     value = completion_perplexity(model, tokenizer, pairs, max_length=job.trainer.max_length)
