@@ -9,6 +9,9 @@ KServe webhook runs, so tests assert the patches themselves.
 
 ``FakePrometheus`` answers ``GET /api/v1/query`` with the value configured for the first query
 whose text contains a given substring, and records the queries it was asked.
+
+Helpers shared with other test folders: ``chat_stand_in`` (an OpenAI chat route standing in for an
+LLM server), ``serve_app`` (an ASGI app on uvicorn in a thread) and ``write_kubeconfig``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -246,3 +252,73 @@ def prometheus() -> Iterator[FakePrometheus]:
     yield fake
     server.shutdown()
     server.server_close()
+
+
+def chat_stand_in(reply_for: Callable[[str], tuple[int, str]]) -> tuple[ThreadingHTTPServer, str, list[dict]]:
+    """(server, root URL, request bodies) of an OpenAI chat route; ``reply_for(question)`` gives
+    (status, content): 200 answers a chat completion, anything else an OpenAI error body."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, **body})
+            status, content = reply_for(body["messages"][-1]["content"])
+            reply = (
+                {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                    "usage": {"completion_tokens": len(content.split())},
+                }
+                if status == 200
+                else {"error": {"message": content}}
+            )
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", seen
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """``app`` on uvicorn on a free 127.0.0.1 port in a thread; yields its URL, stops it after."""
+    import uvicorn
+
+    from twinops.services.process import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig whose only context is ``server`` with no credentials (the API stand-in)."""
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: stand-in, cluster: {{server: "{server}"}}}}]
+users: [{{name: nobody, user: {{}}}}]
+contexts: [{{name: stand-in, context: {{cluster: stand-in, user: nobody}}}}]
+current-context: stand-in
+""",
+        encoding="utf-8",
+    )
+    return path

@@ -9,24 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import inference_service
+from tests.rollout.conftest import inference_service, write_kubeconfig
 
 from twinops.cli import main
 
 
 @pytest.fixture
 def kubeconfig(kube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emulator, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: nobody, user: {{}}}}]
-contexts: [{{name: emulator, context: {{cluster: emulator, user: nobody}}}}]
-current-context: emulator
-""",
-        encoding="utf-8",
-    )
+    path = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     return path

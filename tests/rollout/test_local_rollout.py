@@ -10,16 +10,15 @@ v2 (challenger). ``test_local_canary_with_smollm2`` does the same with two real 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.rollout.conftest import chat_stand_in, serve_app
 
 from twinops.infra.registry import CHALLENGER, CHAMPION
+from twinops.rollout.plan import Thresholds
 from twinops.rollout.runner import RolloutOptions, start_rollout
 from twinops.services.process import free_port
 from twinops.serving.router import RouterConfig, create_app
@@ -31,51 +30,11 @@ GOLDEN = [
 ]
 
 
-def _llm_stand_in(broken: bool) -> tuple[ThreadingHTTPServer, str]:
+def _llm_stand_in(broken: bool):
     answers = dict(GOLDEN)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            question = body["messages"][-1]["content"]
-            if broken:
-                status, reply = 500, {"error": {"message": "CUDA out of memory"}}
-            else:
-                content = answers.get(question, "I write about many things.")
-                status = 200
-                reply = {
-                    "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-                    "usage": {"completion_tokens": len(content.split())},
-                }
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def _serve_router(config: RouterConfig) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
+    if broken:
+        return chat_stand_in(lambda _question: (500, "CUDA out of memory"))
+    return chat_stand_in(lambda question: (200, answers.get(question, "I write about many things.")))
 
 
 @pytest.fixture
@@ -106,12 +65,10 @@ def registry(mlflow_settings, tmp_path: Path):
 @pytest.fixture(params=["healthy", "broken"])
 def local_canary(request) -> Iterator[tuple[str, str, str, str]]:
     """(scenario, router URL, stable URL, canary URL) with the router at 0 % canary."""
-    stable, stable_url = _llm_stand_in(broken=False)
-    canary, canary_url = _llm_stand_in(broken=request.param == "broken")
-    router_url, server, thread = _serve_router(RouterConfig(stable=stable_url, canary=canary_url))
-    yield request.param, router_url, stable_url, canary_url
-    server.should_exit = True
-    thread.join(timeout=10)
+    stable, stable_url, _ = _llm_stand_in(broken=False)
+    canary, canary_url, _ = _llm_stand_in(broken=request.param == "broken")
+    with serve_app(create_app(RouterConfig(stable=stable_url, canary=canary_url))) as router_url:
+        yield request.param, router_url, stable_url, canary_url
     for backend in (stable, canary):
         backend.shutdown()
         backend.server_close()
@@ -152,3 +109,40 @@ def test_local_rollout_promotes_a_healthy_canary_and_rolls_back_a_broken_one(
     ]
     saved = json.loads((mlflow_settings.home / "rollout" / "twin-llm.json").read_text())
     assert saved["phase"] == final.phase
+
+
+@pytest.mark.slow
+def test_local_canary_with_smollm2(bundled_models_dir, mlflow_settings, golden_folder, tmp_path) -> None:
+    """Two real LLM servers (the bundled SmolLM2 as both stable and canary) behind the real router,
+    started the way `twinops serve llm --canary-dir` does, on free ports; the rollout promotes."""
+    from twinops.services.process import port_in_use
+    from twinops.serving.local import LocalServers
+
+    def free_pair() -> int:
+        return next(p for p in iter(free_port, None) if not port_in_use(p + 1))
+
+    smollm = bundled_models_dir / "smollm2-135m-instruct"
+    ports = (free_pair(), free_pair(), free_port())
+    with LocalServers(mlflow_settings) as servers:
+        router = servers.start_llm_canary(
+            llm_args=["--model_dir", str(smollm)], canary_dir=smollm, canary_percent=0, ports=ports
+        )
+        options = RolloutOptions(
+            isvc="twin-llm", router=router.url, golden=str(golden_folder), golden_limit=2
+        )
+        final = start_rollout(
+            options,
+            mlflow_settings,
+            model_uri=str(smollm),
+            steps="50,100",
+            interval="0s",
+            # Latency is not what this checks: two CPU-bound servers on a busy machine are slow.
+            thresholds=Thresholds(max_p95_latency_s=900),
+        )
+        state = httpx.get(f"{router.url}/router/state", timeout=10).json()
+
+    assert [d.action for d in final.decisions] == ["start", "step_up", "promote"], final.decisions[-1].reasons
+    # Greedy answers of the same model: the canary scores what the stable scored.
+    assert all(d.score == pytest.approx(final.baseline_score) for d in final.decisions[1:])
+    assert all(d.health.error_rate == 0.0 for d in final.decisions[1:])
+    assert state["stable"] == f"http://127.0.0.1:{ports[1]}" and state["canary"] is None

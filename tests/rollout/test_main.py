@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import inference_service
+from tests.rollout.conftest import inference_service, write_kubeconfig
 
 from twinops.cli import main as cli_main
 from twinops.rollout.__main__ import main as controller_main
@@ -20,17 +20,7 @@ from twinops.settings import get_settings
 
 @pytest.fixture
 def cluster(kube, prometheus, mlflow_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: e, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: u, user: {{}}}}]
-contexts: [{{name: e, context: {{cluster: e, user: u}}}}]
-current-context: e
-""",
-        encoding="utf-8",
-    )
+    config = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     monkeypatch.setenv("KUBECONFIG", str(config))
     monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
     get_settings.cache_clear()

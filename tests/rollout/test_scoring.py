@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.rollout.conftest import chat_stand_in
 
 from twinops.errors import NotFound, ServiceUnavailable
 from twinops.rollout.scoring import GoldenScorer
 
 ROWS = [("Q1?", "alpha beta gamma"), ("Q2?", "delta epsilon")]
-
-
-def _chat_server(reply_for) -> tuple[ThreadingHTTPServer, str, list[dict]]:
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, **body})
-            status, content = reply_for(body["messages"][-1]["content"])
-            data = json.dumps({"choices": [{"message": {"content": content}}], "usage": {}}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/openai/v1", seen
 
 
 @pytest.fixture
@@ -49,7 +25,8 @@ def golden(tmp_path: Path) -> Path:
 
 def test_scores_are_rouge_l_of_the_answers_and_requests_are_greedy(settings, golden) -> None:
     answers = {"Q1?": "alpha beta gamma", "Q2?": "nothing alike"}
-    server, url, seen = _chat_server(lambda q: (200, answers[q]))
+    server, root, seen = chat_stand_in(lambda q: (200, answers[q]))
+    url = f"{root}/openai/v1"
     try:
         score = GoldenScorer(settings, golden=str(golden), max_tokens=32)(url, "twin-llm")
     finally:
@@ -61,7 +38,8 @@ def test_scores_are_rouge_l_of_the_answers_and_requests_are_greedy(settings, gol
 
 
 def test_a_failing_server_is_service_unavailable(settings, golden) -> None:
-    server, url, _ = _chat_server(lambda q: (500, ""))
+    server, root, _ = chat_stand_in(lambda q: (500, "out of memory"))
+    url = f"{root}/openai/v1"
     try:
         with pytest.raises(ServiceUnavailable, match="answered 500"):
             GoldenScorer(settings, golden=str(golden))(url, "twin-llm")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from tests.rollout.conftest import serve_app
 
 from twinops.services.process import free_port
 from twinops.serving.router import BACKEND_HEADER, RouterConfig, create_app
@@ -70,27 +70,11 @@ def backends() -> Iterator[dict[str, str]]:
         server.server_close()
 
 
-def _serve(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not server.started:
-        time.sleep(0.05)
-    return url, server, thread
-
-
 @pytest.fixture
 def router(backends) -> Iterator[str]:
     config = RouterConfig(stable=backends["stable"], canary=backends["canary"], canary_percent=25)
-    url, server, thread = _serve(create_app(config, seed=20261202))
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(config, seed=20261202)) as url:
+        yield url
 
 
 def test_split_is_within_tolerance_of_the_configured_percent(router) -> None:
@@ -174,12 +158,8 @@ def test_an_unreachable_backend_is_a_502_naming_it(backends) -> None:
     config = RouterConfig(
         stable=backends["stable"], canary=f"http://127.0.0.1:{free_port()}", canary_percent=100
     )
-    url, server, thread = _serve(create_app(config))
-    try:
+    with serve_app(create_app(config)) as url:
         response = httpx.post(f"{url}/openai/v1/chat/completions", json={}, timeout=10)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert response.status_code == 502
     assert response.headers[BACKEND_HEADER] == "canary"
     assert "canary backend" in response.json()["error"]["message"]

@@ -8,24 +8,14 @@ would outside the cluster). MLflow is real (a sqlite store).
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import inference_service, kube, prometheus  # noqa: F401 - fixtures
+from tests.rollout.conftest import inference_service, kube, prometheus, write_kubeconfig  # noqa: F401 - fixtures
 
 from twinops.pipelines.components import rollout
 
 
 @pytest.fixture
 def cluster(kube, prometheus, mlflow_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: e, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: u, user: {{}}}}]
-contexts: [{{name: e, context: {{cluster: e, user: u}}}}]
-current-context: e
-""",
-        encoding="utf-8",
-    )
+    config = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     monkeypatch.setenv("KUBECONFIG", str(config))
     monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
     service = inference_service("Standard")  # on KServe's own runtime, which reads storageUri
