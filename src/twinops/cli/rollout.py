@@ -99,7 +99,12 @@ def start(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a canary and follow it step by step to promotion or rollback."""
+    """Start a canary and follow it step by step to promotion or rollback (exit code 1 when rolled back).
+
+    Input is checked before anything is patched: the steps, the interval, the InferenceService (and
+    a mode/mechanism combination KServe would ignore), then the model URI (an alias is pinned to its
+    version). Starting again with the same --model-uri continues a running rollout.
+    """
     from twinops.rollout.plan import Thresholds
     from twinops.rollout.runner import start_rollout
 
