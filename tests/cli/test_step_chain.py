@@ -63,6 +63,7 @@ def test_promote_without_a_name_and_nothing_registered_is_one_line(mlflow_settin
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # nine real steps on 2 CPU cores
 def test_the_steps_run_one_after_another_without_paths(
     home, embedded_mongodb, mlflow_settings, bundled_models_dir, tiny_llama, monkeypatch, capsys
 ) -> None:
@@ -81,7 +82,7 @@ def test_the_steps_run_one_after_another_without_paths(
     steps = [
         ["etl", "--author", "Ada Quill", corpus],
         ["features", "--no-feast"],
-        ["datasets", "build", "--max-chunks", "8", "--no-mlflow"],
+        ["datasets", "build", "--generator", "extractive", "--max-chunks", "16", "--no-mlflow"],
         ["train", "sft", "--max-steps", "1"],
         ["train", "dpo", "--max-steps", "1", "--register"],
         ["train", "reranker", "--max-steps", "1", "--register"],

@@ -55,9 +55,11 @@ def quantize(
     from twinops.settings import get_settings
 
     settings = get_settings()
-    model_path = (
-        Path(resolve_model(model, settings, setting="--model")) if model else latest_merged_model(settings)
-    )
+    if model:
+        model_path = Path(resolve_model(model, settings, setting="--model"))
+    else:
+        model_path = latest_merged_model(settings)
+        err_console.print(f"quantizing {model_path} (the newest DPO, else SFT, run; choose with --model)")
     source = calibration or latest_features_chunks(settings.home)
     if source is None:
         raise ConfigError("no calibration corpus: run `twinops features` first or pass --calibration")

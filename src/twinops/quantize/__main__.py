@@ -14,8 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-RESULT_PREFIX = "TWINOPS_RESULT "
-ERROR_PREFIX = "TWINOPS_ERROR "
+from twinops.quantize.job import ERROR_PREFIX, RESULT_PREFIX
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,6 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The one stdout line ``python -m twinops.quantize`` ends with, which the runner reads back.
+RESULT_PREFIX = "TWINOPS_RESULT "
+ERROR_PREFIX = "TWINOPS_ERROR "
+
 
 class QuantizeJob(BaseModel):
     """A GPTQ quantization of one merged causal LM (a normal HF folder)."""

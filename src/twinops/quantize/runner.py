@@ -18,12 +18,11 @@ from pathlib import Path
 
 import twinops
 from twinops.errors import ConfigError, ServiceUnavailable
+from twinops.infra.runs import latest_of, runs_dir
 from twinops.quantize.checks import check_group_size
-from twinops.quantize.job import QuantizeJob, QuantizeResult
+from twinops.quantize.job import ERROR_PREFIX, RESULT_PREFIX, QuantizeJob, QuantizeResult
 from twinops.settings import Settings
 
-RESULT_PREFIX = "TWINOPS_RESULT "
-ERROR_PREFIX = "TWINOPS_ERROR "
 PROJECT_ROOT = Path(twinops.__file__).resolve().parents[2]
 
 
@@ -121,18 +120,14 @@ def _parse(stdout: str, code: int, log_file: Path) -> QuantizeResult:
 
 
 def latest_merged_model(settings: Settings) -> Path:
-    """The newest ``runs/dpo/*/merged`` (else ``runs/sft/*/merged``): what the chain quantizes."""
-    for stage in ("dpo", "sft"):
-        found = sorted(
-            (settings.home / "runs" / stage).glob("*/merged/config.json"),
-            key=lambda file: file.stat().st_mtime,
+    """The newest finished DPO run's merged model (else SFT's): what the chain quantizes."""
+    found = latest_of(("dpo", "sft"), settings)
+    if found is None:
+        raise ConfigError(
+            f"no merged SFT/DPO model under {runs_dir(settings)}: "
+            "train one (`twinops train sft`) or pass --model"
         )
-        if found:
-            return found[-1].parent
-    raise ConfigError(
-        f"no merged SFT/DPO model under {settings.home / 'runs'}: "
-        "train one (`twinops train sft`) or pass --model"
-    )
+    return found[1]
 
 
 def default_output_dir(settings: Settings, model_path: Path, bits: int, group_size: int) -> Path:
