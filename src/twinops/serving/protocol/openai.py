@@ -17,7 +17,7 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -273,19 +273,23 @@ class OpenAIRoutes:
         if model is None:
             return parsed
         params = parsed.sampling(model.default_max_tokens)
-        return await self._respond(parsed, model.chat(parsed, params), chat=True)
+        return await self._respond(parsed, lambda: model.chat(parsed, params), chat=True)
 
     async def completions(self, request: Request):
         parsed, model = await self._resolve(request, CompletionRequest, ChatModel, "completions")
         if model is None:
             return parsed
         params = parsed.sampling(16)
-        return await self._respond(parsed, model.complete(parsed.text, params), chat=False)
+        return await self._respond(parsed, lambda: model.complete(parsed.text, params), chat=False)
 
-    async def _respond(self, parsed: _GenerationRequest, deltas: AsyncIterator[TextDelta], *, chat: bool):
+    async def _respond(
+        self, parsed: _GenerationRequest, start: Callable[[], AsyncIterator[TextDelta]], *, chat: bool
+    ):
         response_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        # The first delta is awaited here, so bad input (raised before it) is a 4xx, not a broken stream.
+        # Starting the model and awaiting its first delta happen here, so bad input (raised by
+        # either) is a 4xx in OpenAI's shape, not a broken stream.
         try:
+            deltas = start()
             first = await anext(deltas)
         except StopAsyncIteration:
             first = TextDelta(finish_reason="stop")
