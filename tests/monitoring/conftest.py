@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -53,6 +54,14 @@ PADDING = (
 
 def questions(subjects: list[str], templates: list[str], suffix: str = "") -> list[str]:
     return [t.format(s) + suffix for s, t in itertools.product(subjects, templates)]
+
+
+@pytest.fixture(scope="session")
+def vocabulary() -> SimpleNamespace:
+    """The subjects, templates and ``questions`` helper, for tests that build their own sets."""
+    return SimpleNamespace(
+        tech=TECH, cooking=COOKING, english=ENGLISH, french=FRENCH, padding=PADDING, questions=questions
+    )
 
 
 @pytest.fixture(scope="session")

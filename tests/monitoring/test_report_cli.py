@@ -1,0 +1,227 @@
+"""`twinops drift report|fit` end to end: the champion's lineage as the reference, a planted shift
+in the current data, HTML + JSON + an MLflow run, the detectors saved beside the model version.
+
+Real MongoDB (wire server), a real MLflow store (sqlite) and the bundled MiniLM; the dataset
+versions are written as the datasets and features stages write them (a folder of JSONL + a row).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from twinops.cli import main
+from twinops.domain.documents import Category, CleanedDocument, Platform
+from twinops.domain.versions import DatasetKind, DatasetVersion
+from twinops.settings import Settings, get_settings
+
+pytestmark = pytest.mark.slow
+
+
+def _document(index: int, text: str, *, language: str, platform: Platform) -> CleanedDocument:
+    return CleanedDocument(
+        document_id=f"doc-{language}-{index}",
+        author_id="author-1",
+        author_name="Ada",
+        platform=platform,
+        category=Category.ARTICLES,
+        source_url=f"https://example.com/{language}/{index}",
+        title=f"note {index}",
+        content=text,
+        language=language,
+        published_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=index),
+        source_content_hash=f"hash-{language}-{index}",
+    )
+
+
+def _features_version(settings: Settings, name: str, documents: list[CleanedDocument]) -> DatasetVersion:
+    version = DatasetVersion(kind=DatasetKind.FEATURES, name=name, inputs_hash=name)
+    folder = settings.home / "features" / version.id
+    folder.mkdir(parents=True)
+    with (folder / "cleaned_documents.jsonl").open("w") as out:
+        for document in documents:
+            out.write(document.model_dump_json() + "\n")
+    with (folder / "chunks.jsonl").open("w") as out:
+        for document in documents:
+            out.write(json.dumps({"content": document.content}) + "\n")
+    return version.model_copy(update={"uri": str(folder)})
+
+
+@pytest.fixture
+def drift_settings(mongo_settings, mlflow_settings, bundled_models_dir, monkeypatch) -> Settings:
+    monkeypatch.setenv("TWINOPS_EMBEDDING_MODEL", str(bundled_models_dir / "all-minilm-l6-v2"))
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def champion_lineage(drift_settings: Settings, vocabulary) -> dict[str, str]:
+    """A features version, an instruction set built from it, and twin-llm v1 [champion] trained on it."""
+    from mlflow import MlflowClient
+
+    from twinops.infra.dataset_versions import DatasetVersionRepository
+    from twinops.infra.mongo import connect
+
+    repository = DatasetVersionRepository(connect(drift_settings))
+    v = vocabulary
+    english = v.questions(v.tech[:8], v.english[:5])
+    features = _features_version(
+        drift_settings,
+        "reference",
+        [
+            _document(
+                i, f"{q} Notes and answers follow in the article.", language="en", platform=Platform.WEB
+            )
+            for i, q in enumerate(english)
+        ],
+    )
+    repository.save(features)
+    instruction = DatasetVersion(
+        kind=DatasetKind.INSTRUCTION, name="twin", inputs_hash="i", parents=(features.id,)
+    )
+    folder = drift_settings.datasets_dir / instruction.id
+    folder.mkdir(parents=True)
+    with (folder / "train.jsonl").open("w") as out:
+        for q in english:
+            row = {
+                "prompt": [{"role": "user", "content": q}],
+                "completion": [
+                    {"role": "assistant", "content": f"In my notes on this: {q.lower()} It depends."}
+                ],
+            }
+            out.write(json.dumps(row) + "\n")
+    instruction = instruction.model_copy(update={"uri": str(folder)})
+    repository.save(instruction)
+    french = [
+        _document(i, q, language="fr", platform=Platform.MEDIUM)
+        for i, q in enumerate(v.questions(v.tech[:8], v.french[:5]))
+    ]
+    shifted = _features_version(drift_settings, "shifted", french)
+    repository.save(shifted)
+
+    client = MlflowClient(drift_settings.mlflow_tracking_uri)
+    client.create_registered_model("twin-llm")
+    with_run = client.create_experiment("training")
+    run = client.create_run(with_run)
+    version = client.create_model_version(
+        "twin-llm",
+        source=str(drift_settings.home / "model"),
+        run_id=run.info.run_id,
+        tags={"dataset_version_ids": instruction.id},
+    )
+    client.set_registered_model_alias("twin-llm", "champion", version.version)
+    return {
+        "instruction": instruction.id,
+        "features": features.id,
+        "shifted": shifted.id,
+        "run_id": run.info.run_id,
+    }
+
+
+def _report(capsys, *args: str) -> tuple[int, dict | str]:
+    code = main(["drift", "report", *args])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 and "--json" in args else captured.err)
+
+
+def test_report_flags_a_language_shift_and_saves_the_detectors_beside_the_champion(
+    drift_settings, champion_lineage, vocabulary, tmp_path, capsys
+):
+    v = vocabulary
+    from mlflow import MlflowClient
+
+    current = tmp_path / "current.jsonl"
+    current.write_text(
+        "".join(json.dumps({"question": q}) + "\n" for q in v.questions(v.tech[8:14], v.french[:4]))
+    )
+    code, summary = _report(capsys, "--reference", "latest", "--current", str(current), "--json")
+    assert code == 0, summary
+    assert summary["reference"] == "twin-llm v1 [champion]" and summary["drift"] is True
+    queries = next(s for s in summary["spaces"] if s["space"] == "queries")
+    assert queries["current_texts"] == 24 and queries["tested"] == 20  # half the 40-text reference
+    assert any(r["is_drift"] for r in queries["results"])
+    table = next(f for f in summary["features"] if f["table"] == "queries")
+    assert {c["column"] for c in table["columns"] if c["drifted"]} >= {"query_language"}
+    assert (
+        Path(summary["html"][0]).read_text(encoding="utf-8").lstrip().lower().startswith("<html")
+        or Path(summary["html"][0]).stat().st_size > 10_000
+    )
+    assert json.loads(Path(summary["json_path"]).read_text())["reference_id"] == summary["reference_id"]
+
+    client = MlflowClient(drift_settings.mlflow_tracking_uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["drift"] == 1.0
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "drift_report")} >= {
+        "drift_report/report.html",
+        "drift_report/report.json",
+    }
+    version = client.get_model_version("twin-llm", "1")
+    assert version.tags["drift_reference"] == summary["reference_id"]
+    beside = client.list_artifacts(champion_lineage["run_id"], f"drift/{summary['reference_id']}")
+    assert "reference.json" in {Path(a.path).name for a in beside}
+
+
+def test_report_on_a_dataset_version_compares_documents_and_chunks(drift_settings, champion_lineage, capsys):
+    code, summary = _report(
+        capsys,
+        "--reference",
+        champion_lineage["instruction"],
+        "--current",
+        champion_lineage["shifted"],
+        "--json",
+        "--no-mlflow",
+    )
+    assert code == 0, summary
+    assert summary["mlflow_run_id"] is None
+    assert [s["space"] for s in summary["spaces"]] == ["chunks"]
+    documents = next(f for f in summary["features"] if f["table"] == "documents")
+    assert {c["column"] for c in documents["columns"] if c["drifted"]} >= {"language", "platform"}
+    assert documents["dataset_drift"] is True
+
+
+def test_same_distribution_report_is_not_drift(
+    drift_settings, champion_lineage, vocabulary, tmp_path, capsys
+):
+    v = vocabulary
+    current = tmp_path / "same.jsonl"
+    current.write_text("".join(json.dumps(q) + "\n" for q in v.questions(v.tech[:8], v.english[5:8])))
+    code, summary = _report(capsys, "--current", str(current), "--json", "--no-mlflow")
+    assert code == 0, summary
+    queries = next(s for s in summary["spaces"] if s["space"] == "queries")
+    assert not any(r["is_drift"] for r in queries["results"] if r["detector"] == "evidently-mmd"), queries
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--current", "missing.jsonl"], "--current missing.jsonl does not exist"),
+        (["--reference", "7", "--current", "requests"], "twin-llm has no version 7"),
+        (
+            ["--reference", "features-unknown", "--current", "requests"],
+            "dataset version 'features-unknown' does not exist",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(drift_settings, champion_lineage, capsys, args, message):
+    code, err = _report(capsys, *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_fit_saves_the_reference_once(drift_settings, champion_lineage, capsys):
+    assert main(["drift", "fit", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert set(first["spaces"]) == {"queries", "answers", "chunks"}
+    assert first["detectors"]["queries"] == [
+        "evidently-mmd",
+        "evidently-model",
+        "evidently-distance",
+        "evidently-ratio",
+    ]
+    created = (Path(first["folder"]) / "reference.json").stat().st_mtime
+    assert main(["drift", "fit", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reference_id"] == first["reference_id"]
+    assert (Path(first["folder"]) / "reference.json").stat().st_mtime == created
