@@ -53,7 +53,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements-gptq-kernels.txt
 # environment has outgrown: its own environment, for the online detector with the alibi backend
 # (`.venv-drift/bin/twinops drift serve --backend alibi`, images/drift). Its releases since 0.11.5
 # are under the Business Source License 1.1 (see the README before using it in production).
-DRIFT_PIN := "alibi-detect[torch]==0.13.0" "cloudevents==1.13.0" "sentence-transformers>=3" \
+DRIFT_PIN := "alibi-detect[torch]==0.13.0" "evidently==0.7.23" "cloudevents==1.13.0" "sentence-transformers>=3" \
 	"fastapi>=0.110" "uvicorn>=0.30" "prometheus-client>=0.20" "scikit-learn>=1.4" "pytest>=8" "pytest-timeout>=2.3"
 .venv-drift/.installed: pyproject.toml constraints.txt
 	@test -x .venv-drift/bin/python || $(PYTHON) -m venv .venv-drift

@@ -29,10 +29,11 @@ def fit_detectors(
         require_alibi()
     fitted: dict[str, SpaceDetectors] = {}
     for space, space_reference in reference.spaces.items():
-        size = min(batch_size, len(space_reference.reduced) // 2)
-        detectors = reference.detectors(space, size, config)
         if backend == "alibi":
-            detectors.detectors = []
+            detectors = SpaceDetectors(reference=space_reference, detectors=[])
+        else:
+            size = min(batch_size, len(space_reference.reduced) // 2)
+            detectors = reference.detectors(space, size, config)
         if backend in ("alibi", "both"):
             detectors.detectors += alibi_detectors(
                 reference.folder / "spaces" / space, space_reference, config
