@@ -102,6 +102,7 @@ OPENAI_CASES = {
         400,
         ["temperature"],
     ),
+    "completion-empty-prompt": (LLM, "/completions", {"model": "twin-llm", "prompt": ""}, 400, ["empty"]),
     "two-prompts": (LLM, "/completions", {"model": "twin-llm", "prompt": ["a", "b"]}, 400, ["one prompt"]),
     "rerank-on-the-llm": (
         LLM,
@@ -146,6 +147,19 @@ OPENAI_CASES = {
         400,
         ["top_n"],
     ),
+}
+
+# The ``param`` of OpenAI's error names the request field to fix.
+OPENAI_PARAMS = {
+    "missing-messages": "messages",
+    "max-tokens-over-limit": "max_tokens",
+    "prompt-over-context": "messages",
+    "completion-prompt-over-context": "prompt",
+    "completion-empty-prompt": "prompt",
+    "unknown-model": "model",
+    "n-two": "n",
+    "embeddings-empty-input": "input",
+    "rerank-empty-documents": "documents",
 }
 
 
@@ -295,6 +309,8 @@ def test_openai_bad_input_is_a_4xx_in_openais_shape(case: str, request: pytest.F
         reply = _post(client, f"{server.openai_url}{path}", body)
     assert reply.headers["content-type"].startswith("application/json")  # an error, not a stream
     assert_openai_error(reply, status, words)
+    if case in OPENAI_PARAMS:
+        assert reply.json()["error"]["param"] == OPENAI_PARAMS[case]
 
 
 @pytest.mark.parametrize("case", list(KSERVE_CASES))

@@ -101,10 +101,10 @@ class TwinLLM(Model, ChatModel):
     def prompt_ids(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+    def check(self, prompt_ids: list[int], params: SamplingParams, *, param: str = "messages") -> None:
         """Bad lengths are the client's to fix: one line naming the limit."""
         if not prompt_ids:
-            raise BadRequest("the prompt is empty: send some text", param="messages")
+            raise BadRequest("the prompt is empty: send some text", param=param)
         if params.max_tokens > self.max_tokens_limit:
             raise BadRequest(
                 f"max_tokens {params.max_tokens} is over this server's limit of {self.max_tokens_limit}",
@@ -114,11 +114,13 @@ class TwinLLM(Model, ChatModel):
             raise BadRequest(
                 f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}: together "
                 f"they exceed the model's context of {self.context_length} tokens; shorten the prompt",
-                param="messages",
+                param=param,
             )
 
-    async def _stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TextDelta]:
-        self.check(prompt_ids, params)
+    async def _stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, param: str = "messages"
+    ) -> AsyncIterator[TextDelta]:
+        self.check(prompt_ids, params, param=param)
         assert self.engine is not None
         async for delta in self.engine.stream(prompt_ids, params):
             yield delta
@@ -129,7 +131,7 @@ class TwinLLM(Model, ChatModel):
         return self._stream(self.chat_ids(messages), params)
 
     def complete(self, prompt: str, params: SamplingParams) -> AsyncIterator[TextDelta]:
-        return self._stream(self.prompt_ids(prompt), params)
+        return self._stream(self.prompt_ids(prompt), params, param="prompt")
 
     # --- V1 / V2 ------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict]:
