@@ -127,8 +127,14 @@ def test_local_canary_with_smollm2(bundled_models_dir, mlflow_settings, golden_f
         router = servers.start_llm_canary(
             llm_args=["--model_dir", str(smollm)], canary_dir=smollm, canary_percent=0, ports=ports
         )
+        # One short question and one probe per step: each answer takes seconds on two busy cores.
         options = RolloutOptions(
-            isvc="twin-llm", router=router.url, golden=str(golden_folder), golden_limit=2
+            isvc="twin-llm",
+            router=router.url,
+            golden=str(golden_folder),
+            golden_limit=1,
+            golden_max_tokens=8,
+            probe_requests=1,
         )
         final = start_rollout(
             options,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.rollout.controller import RolloutController, Target
 from twinops.rollout.health import (
@@ -34,6 +34,8 @@ DEFAULT_NAMESPACE = "twinops"
 
 
 class RolloutOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     isvc: str = Field(description="InferenceService name (also the served model's name by default).")
     namespace: str = DEFAULT_NAMESPACE
     router: str | None = Field(None, description="Local router URL: roll out there instead of on Kubernetes.")
@@ -42,6 +44,8 @@ class RolloutOptions(BaseModel):
         "latest", description="Golden set (version id, folder, latest); None: no score."
     )
     golden_limit: int = Field(8, ge=1, description="Golden questions per score.")
+    golden_max_tokens: int = Field(64, ge=1, description="Longest golden-set answer, in tokens.")
+    probe_requests: int = Field(5, ge=1, description="Requests per probe, where no Prometheus is set.")
     kubeconfig: str | None = None
     context: str | None = None
     error_query: str = DEFAULT_ERROR_QUERY
@@ -79,7 +83,7 @@ def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
             latency_query=options.latency_query,
             requests_query=options.requests_query,
         )
-    return ProbeHealth()
+    return ProbeHealth(requests=options.probe_requests)
 
 
 def make_controller(
@@ -94,9 +98,11 @@ def make_controller(
     from twinops.rollout.tracking import MlflowRecorder
 
     on_event = on_event or (lambda _message: None)
-    scorer = (
-        GoldenScorer(settings, golden=options.golden, limit=options.golden_limit) if options.golden else None
-    )
+    scorer = None
+    if options.golden:
+        scorer = GoldenScorer(
+            settings, golden=options.golden, limit=options.golden_limit, max_tokens=options.golden_max_tokens
+        )
     return RolloutController(
         target or make_target(options, settings, on_event),
         health=make_health(options, settings),
