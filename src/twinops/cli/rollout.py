@@ -13,7 +13,8 @@ from twinops.settings import get_settings
 app = typer.Typer(
     name="rollout",
     help=(
-        "Canary rollouts. `start` sends a share of traffic to a new model and raises it step by step "
+        "Canary rollouts of a new model on an InferenceService or the local router.\n\n"
+        "`start` sends a share of traffic to a new model and raises it step by step "
         "while the canary keeps its golden-set score, error rate and latency; it promotes the canary "
         "(the canary becomes the predictor and MLflow's `champion` moves) or rolls it back "
         "automatically. Knative (Serverless) services use canaryTrafficPercent with tag routing, "
