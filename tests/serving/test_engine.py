@@ -149,3 +149,33 @@ def test_a_client_that_goes_away_does_not_block_or_cost_the_others(tiny_lm) -> N
     # The leaver stopped costing tokens long before its max_tokens.
     generated = _metric("twinops_llm_tokens_generated_total", name)
     assert generated < 3 * long.max_tokens + 4
+
+
+def test_streaming_requests_share_a_batch_and_stream_what_generate_returns(tiny_lm) -> None:
+    name = "engine-streams"
+    engine = _engine(tiny_lm, name)
+    prompts = [_prompt(tiny_lm, text) for text in ("Stream one", "Stream number two, a bit longer")]
+    params = SamplingParams(max_tokens=9)
+
+    async def joined(prompt: list[int]) -> tuple[list[str], TextDelta]:
+        pieces, last = [], TextDelta()
+        async for delta in engine.stream(prompt, params):
+            pieces.append(delta.text)
+            last = delta
+        return pieces, last
+
+    async def run():
+        try:
+            streamed = await asyncio.gather(*(joined(p) for p in prompts))
+            alone = [await engine.generate(p, params) for p in prompts]
+            return streamed, alone
+        finally:
+            await engine.close()
+
+    streamed, alone = asyncio.run(run())
+
+    assert _batches(name) == (3.0, 4.0)  # both streams in one call, then one call each
+    for (pieces, last), whole in zip(streamed, alone, strict=True):
+        assert len([p for p in pieces if p]) > 1  # token by token
+        assert "".join(pieces) == whole.text
+        assert (last.finish_reason, last.completion_tokens) == ("length", params.max_tokens)
