@@ -121,6 +121,14 @@ def champion_lineage(drift_settings: Settings, vocabulary) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def small_config(tmp_path) -> str:
+    """Fewer calibration draws and two of evidently's methods: the CLI path at a fraction of the cost."""
+    path = tmp_path / "drift.yaml"
+    path.write_text("calibration_draws: 20\nevidently_methods: [mmd, distance]\n")
+    return str(path)
+
+
 def _report(capsys, *args: str) -> tuple[int, dict | str]:
     code = main(["drift", "report", *args])
     captured = capsys.readouterr()
@@ -128,7 +136,7 @@ def _report(capsys, *args: str) -> tuple[int, dict | str]:
 
 
 def test_report_flags_a_language_shift_and_saves_the_detectors_beside_the_champion(
-    drift_settings, champion_lineage, vocabulary, tmp_path, capsys
+    drift_settings, champion_lineage, vocabulary, small_config, tmp_path, capsys
 ):
     v = vocabulary
     from mlflow import MlflowClient
@@ -137,7 +145,9 @@ def test_report_flags_a_language_shift_and_saves_the_detectors_beside_the_champi
     current.write_text(
         "".join(json.dumps({"question": q}) + "\n" for q in v.questions(v.tech[8:14], v.french[:4]))
     )
-    code, summary = _report(capsys, "--reference", "latest", "--current", str(current), "--json")
+    code, summary = _report(
+        capsys, "--reference", "latest", "--current", str(current), "--json", "--config", small_config
+    )
     assert code == 0, summary
     assert summary["reference"] == "twin-llm v1 [champion]" and summary["drift"] is True
     queries = next(s for s in summary["spaces"] if s["space"] == "queries")
@@ -164,7 +174,9 @@ def test_report_flags_a_language_shift_and_saves_the_detectors_beside_the_champi
     assert "reference.json" in {Path(a.path).name for a in beside}
 
 
-def test_report_on_a_dataset_version_compares_documents_and_chunks(drift_settings, champion_lineage, capsys):
+def test_report_on_a_dataset_version_compares_documents_and_chunks(
+    drift_settings, champion_lineage, small_config, capsys
+):
     code, summary = _report(
         capsys,
         "--reference",
@@ -173,6 +185,8 @@ def test_report_on_a_dataset_version_compares_documents_and_chunks(drift_setting
         champion_lineage["shifted"],
         "--json",
         "--no-mlflow",
+        "--config",
+        small_config,
     )
     assert code == 0, summary
     assert summary["mlflow_run_id"] is None
@@ -183,12 +197,14 @@ def test_report_on_a_dataset_version_compares_documents_and_chunks(drift_setting
 
 
 def test_same_distribution_report_is_not_drift(
-    drift_settings, champion_lineage, vocabulary, tmp_path, capsys
+    drift_settings, champion_lineage, vocabulary, small_config, tmp_path, capsys
 ):
     v = vocabulary
     current = tmp_path / "same.jsonl"
     current.write_text("".join(json.dumps(q) + "\n" for q in v.questions(v.tech[:8], v.english[5:8])))
-    code, summary = _report(capsys, "--current", str(current), "--json", "--no-mlflow")
+    code, summary = _report(
+        capsys, "--current", str(current), "--json", "--no-mlflow", "--config", small_config
+    )
     assert code == 0, summary
     queries = next(s for s in summary["spaces"] if s["space"] == "queries")
     assert not any(r["is_drift"] for r in queries["results"] if r["detector"] == "evidently-mmd"), queries
@@ -211,8 +227,8 @@ def test_bad_input_is_one_line_and_exit_2(drift_settings, champion_lineage, caps
     assert message in err and "Traceback" not in err
 
 
-def test_fit_saves_the_reference_once(drift_settings, champion_lineage, capsys):
-    assert main(["drift", "fit", "--json"]) == 0
+def test_fit_saves_the_reference_once(drift_settings, champion_lineage, small_config, capsys):
+    assert main(["drift", "fit", "--json", "--config", small_config]) == 0
     first = json.loads(capsys.readouterr().out)
     assert set(first["spaces"]) == {"queries", "answers", "chunks"}
     assert first["detectors"]["queries"] == [
@@ -222,6 +238,6 @@ def test_fit_saves_the_reference_once(drift_settings, champion_lineage, capsys):
         "evidently-ratio",
     ]
     created = (Path(first["folder"]) / "reference.json").stat().st_mtime
-    assert main(["drift", "fit", "--json"]) == 0
+    assert main(["drift", "fit", "--json", "--config", small_config]) == 0
     assert json.loads(capsys.readouterr().out)["reference_id"] == first["reference_id"]
     assert (Path(first["folder"]) / "reference.json").stat().st_mtime == created

@@ -101,7 +101,11 @@ def alibi_detectors(folder: Path, reference: SpaceReference, config: DriftConfig
         if path.exists():
             with contextlib.suppress(Exception):  # a copy saved by another alibi version is refitted
                 detector = load_detector(str(path))
-        if detector is None or getattr(detector, "p_val", config.p_val) != config.p_val:
+        # alibi wraps the backend's detector (``_detector``), which holds the p-value threshold.
+        if (
+            detector is None
+            or getattr(getattr(detector, "_detector", detector), "p_val", None) != config.p_val
+        ):
             detector = _build(method, reference.reduced, config)
             try:
                 save_detector(detector, str(path))
