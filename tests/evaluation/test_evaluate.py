@@ -114,30 +114,41 @@ def test_evaluate_side_by_side(
     assert [m.name for m in report.models] == ["base", "gptq"]
     for scores in report.models:
         for metric in (
-            "perplexity",
-            "answer_cosine",
-            "rouge_l",
-            "style_score",
-            "judge_accuracy",
-            "judge_style",
+            "golden_perplexity",
+            "golden_answer_cosine",
+            "golden_rouge_l",
+            "golden_style_score",
+            "golden_judge_accuracy",
+            "golden_judge_style",
         ):
-            assert metric in scores.metrics, metric
-        assert scores.metrics["judge_accuracy"] == 3.0 and scores.metrics["judge_style"] == 2.0
-        assert scores.mlflow_run_id
+            assert metric in scores.metrics and metric in scores.intervals, metric
+            low, high = scores.intervals[metric]
+            assert low <= scores.metrics[metric] <= high, metric
+        assert scores.metrics["golden_judge_accuracy"] == 3.0 and scores.metrics["golden_judge_style"] == 2.0
+        assert scores.mlflow_run_id and scores.seconds is not None and scores.seconds > 0
+    base, gptq = report.models
+    # The GPTQ model is scored on its own int4 kernels; the float copy only checks them.
+    assert base.backend == "float" and gptq.backend == "gptq-kernels"
+    assert any("GPTQ kernels and the dequantized copy agree" in note for note in gptq.notes), gptq.notes
     # RTN 4-bit of the same random model: close to, but not exactly, the base perplexity.
-    base, quantized = (m.metrics["perplexity"] for m in report.models)
-    assert quantized != base and abs(quantized / base - 1) < 0.5
-    assert len(requests) == 2 * report.questions == 8
-    assert report.retrieval["hit_at_1"] == 1.0 and "reranked_mrr" in report.retrieval
+    ratio = gptq.metrics["golden_perplexity"] / base.metrics["golden_perplexity"]
+    assert ratio != 1.0 and abs(ratio - 1) < 0.5
+    assert len(requests) == 2 * report.answered == 8 and report.questions == 4
+    cosine, reranker = report.retrieval
+    assert (cosine.name, reranker.name) == ("cosine", "reranker")
+    assert cosine.metrics["golden_hit_at_1"] == 1.0 and len(reranker.per_question["golden_mrr"]) == 4
     assert report.judge.startswith("used fake-judge")
 
     folder = Path(report.report_dir)
     assert folder.parent == eval_settings.reports_dir / "evaluation"
     html = (folder / "table.html").read_text()
-    assert "<table id='comparison'>" in html and html.count("<tr><td>") >= 2 and ">gptq<" in html
-    assert "| base |" in (folder / "table.md").read_text()
-    assert (folder / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
-    assert (folder / "retrieval.png").exists() and (folder / "answers" / "gptq.jsonl").exists()
+    assert "<table id='comparison'>" in html and "<table id='retrieval'>" in html and ">gptq<" in html
+    table = (folder / "table.md").read_text()
+    assert "| base |" in table and "| cosine |" in table and "95% bootstrap interval" in table
+    low, high = base.intervals["golden_rouge_l"]
+    assert f"[{low:.3g}, {high:.3g}]" in table
+    assert (folder / "golden_perplexity.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "golden_mrr.png").exists() and (folder / "answers" / "gptq.jsonl").exists()
     assert json.loads((folder / "report.json").read_text())["mlflow_run_id"] == report.mlflow_run_id
 
     from mlflow import MlflowClient
@@ -147,10 +158,15 @@ def test_evaluate_side_by_side(
         [client.get_run(report.mlflow_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{report.mlflow_run_id}'",
     )
-    assert sorted(run.data.tags["model_name"] for run in children) == ["base", "gptq"]
-    assert all("perplexity" in run.data.metrics for run in children)
+    names = sorted(run.data.tags.get("model_name") or run.data.tags["ranker_name"] for run in children)
+    assert names == ["base", "cosine", "gptq", "reranker"]
+    gptq_run = next(run for run in children if run.data.tags.get("model_name") == "gptq")
+    assert gptq_run.data.tags["backend"] == "gptq-kernels"
+    assert {"golden_perplexity", "golden_perplexity_ci_low", "golden_perplexity_ci_high"} <= set(
+        gptq_run.data.metrics
+    )
     artifacts = {item.path for item in client.list_artifacts(report.mlflow_run_id, "report")}
-    assert {"report/table.html", "report/table.md", "report/perplexity.png"} <= artifacts
+    assert {"report/table.html", "report/table.md", "report/golden_perplexity.png"} <= artifacts
 
 
 def test_evaluate_says_what_it_skipped(
@@ -169,7 +185,8 @@ def test_evaluate_says_what_it_skipped(
     assert report.judge == "skipped: TWINOPS_JUDGE_URL is not set"
     assert any(item.startswith("style score") for item in report.skipped)
     assert any(item.startswith("retrieval: no `twin_chunks`") for item in report.skipped)
-    assert "style_score" not in report.models[0].metrics and report.mlflow_run_id is None
+    assert "golden_style_score" not in report.models[0].metrics and report.mlflow_run_id is None
+    assert report.answered == 2 and report.questions == 4  # perplexity still reads every reference
     assert "LLM judge: skipped" in (tmp_path / "report" / "table.md").read_text()
 
 

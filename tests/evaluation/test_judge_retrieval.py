@@ -7,7 +7,7 @@ import pytest
 from twinops.errors import ConfigError
 from twinops.evaluation.data import GoldenRow
 from twinops.evaluation.judge import Judge, judge_status, parse_scores
-from twinops.evaluation.retrieval import retrieval_metrics
+from twinops.evaluation.retrieval import retrieval_scores
 
 
 def test_judge_skipped_when_unconfigured(settings) -> None:
@@ -47,23 +47,42 @@ def test_judge_scores_with_fake_server(settings, fake_judge, monkeypatch) -> Non
         judge.close()
 
 
-def test_retrieval_hit_and_mrr_with_and_without_reranker(
-    eval_settings, chunk_collection, bundled_models_dir, golden_triples
+def _untrained_twin_reranker(bundled_models_dir, folder):
+    """What reranker training saves before its first step: a zero head over MiniLM, plus cosine."""
+    import torch
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    from twinops.models.rerank import FIRST_STAGE_DIR, RerankerConfig, write_config
+
+    minilm = str(bundled_models_dir / "all-minilm-l6-v2")
+    cross_encoder = CrossEncoder(minilm, num_labels=1, device="cpu")
+    torch.nn.init.zeros_(cross_encoder.model.classifier.weight)
+    torch.nn.init.zeros_(cross_encoder.model.classifier.bias)
+    cross_encoder.save_pretrained(str(folder))
+    SentenceTransformer(minilm, device="cpu").save(str(folder / FIRST_STAGE_DIR))
+    write_config(folder, RerankerConfig(first_stage_weight=20.0))
+    return str(folder)
+
+
+def test_retrieval_ranks_the_same_lists_by_cosine_and_by_each_reranker(
+    eval_settings, chunk_collection, bundled_models_dir, golden_triples, tmp_path
 ) -> None:
     rows = [GoldenRow(instruction=q, reference=r, chunk_id=c) for q, r, c in golden_triples]
-    # An untrained CrossEncoder from the MiniLM folder: the reranking path runs end to end.
-    metrics = retrieval_metrics(
-        eval_settings, rows, k=1, candidates=5, reranker_path=str(bundled_models_dir / "all-minilm-l6-v2")
-    )
-    assert metrics is not None
-    assert metrics["hit_at_1"] == 1.0 and metrics["mrr"] == 1.0  # each question names its chunk's topic
-    assert 0.0 <= metrics["reranked_hit_at_1"] <= 1.0 and 0.2 <= metrics["reranked_mrr"] <= 1.0
-    assert metrics["questions"] == 4.0
-
-    missing = [GoldenRow(instruction="Why use a feature store?", reference="r", chunk_id="not-a-chunk")]
-    assert retrieval_metrics(eval_settings, missing, k=5)["hit_at_5"] == 0.0
+    rows.append(GoldenRow(instruction="Why use a feature store?", reference="r", chunk_id="not-a-chunk"))
+    untrained = _untrained_twin_reranker(bundled_models_dir, tmp_path / "reranker")
+    scored = retrieval_scores(eval_settings, rows, {"untrained": untrained}, k=1, candidates=5, device="cpu")
+    assert scored is not None
+    cosine, reranked = scored
+    assert (cosine.name, reranked.name) == ("cosine", "untrained")
+    # Each question names its chunk's topic; the fifth names a chunk that does not exist.
+    assert cosine.per_question["golden_hit_at_1"] == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert cosine.metrics["golden_mrr"] == 0.8
+    low, high = cosine.intervals["golden_mrr"]
+    assert low < 0.8 < high
+    # Before training, the twin reranker's score is cosine plus a constant: the same order exactly.
+    assert reranked.per_question == cosine.per_question
 
 
 def test_retrieval_without_collection_is_none(eval_settings) -> None:
     rows = [GoldenRow(instruction="q", reference="r", chunk_id="c")]
-    assert retrieval_metrics(eval_settings, rows, k=5) is None
+    assert retrieval_scores(eval_settings, rows, {}, k=5) is None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from twinops.evaluation.metrics import embedding_cosine, hit_and_reciprocal_rank, rouge_l
-from twinops.evaluation.perplexity import perplexity
+from twinops.evaluation.metrics import embedding_cosine, rouge_l
+from twinops.evaluation.perplexity import log_perplexities, perplexity
 from twinops.evaluation.style import StyleClassifier
 from twinops.models.loaders import load_embedder
 
@@ -18,12 +18,9 @@ AUTHOR = [
 ]
 
 
-def test_rouge_l_and_hit_rank() -> None:
+def test_rouge_l() -> None:
     assert rouge_l(["the cat sat"], ["the cat sat"]) == [1.0]
     assert rouge_l(["dogs bark loudly"], ["the cat sat"]) == [0.0]
-    assert hit_and_reciprocal_rank(["a", "b", "c"], "b", k=1) == (0.0, 0.5)
-    assert hit_and_reciprocal_rank(["a", "b", "c"], "b", k=2) == (1.0, 0.5)
-    assert hit_and_reciprocal_rank(["a"], "z", k=5) == (0.0, 0.0)
 
 
 def test_embedding_cosine_with_minilm(eval_settings) -> None:
@@ -36,14 +33,20 @@ def test_embedding_cosine_with_minilm(eval_settings) -> None:
     assert close > 0.7 > far
 
 
-def test_perplexity_of_tiny_llama(tiny_llama: Path) -> None:
+def test_perplexity_per_text_and_corpus(tiny_llama: Path) -> None:
+    from twinops.domain.stats import value
     from twinops.models.loaders import load_causal_lm
 
     model, tokenizer = load_causal_lm(str(tiny_llama))
-    value = perplexity(model, tokenizer, AUTHOR, max_length=32)
+    logs = log_perplexities(model, tokenizer, [*AUTHOR, "x"], max_length=32)
+    assert math.isnan(logs[2]) and all(not math.isnan(v) for v in logs[:2])  # too short to predict
+    # Per text, the log-perplexity is the log of that text's own perplexity.
+    for text, log_value in zip(AUTHOR, logs, strict=False):
+        assert math.isclose(
+            math.exp(log_value), perplexity(model, tokenizer, [text], max_length=32), rel_tol=1e-4
+        )
     # A random 2-layer model is near-uniform over its 49k vocabulary.
-    assert 1000 < value < 200_000
-    assert math.isnan(perplexity(model, tokenizer, ["x"], max_length=32)) or value > 0
+    assert 1000 < value("golden_perplexity", logs) < 200_000
 
 
 def test_style_classifier_tells_author_from_base(eval_settings, style_corpus) -> None:

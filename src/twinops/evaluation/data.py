@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twinops.errors import ConfigError, NotFound
 from twinops.settings import Settings
@@ -16,6 +16,7 @@ class GoldenRow(BaseModel):
     reference: str
     document_id: str = ""
     chunk_id: str = ""
+    origin: str = Field("instruction", description="instruction (answered by the LLMs) or probe (retrieval).")
 
 
 def _folder(reference: str, kind: str, settings: Settings) -> tuple[Path, str]:
@@ -51,7 +52,8 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def load_golden(reference: str, settings: Settings, limit: int) -> tuple[list[GoldenRow], str]:
+def load_golden(reference: str, settings: Settings, limit: int | None = None) -> tuple[list[GoldenRow], str]:
+    """The golden rows (the first ``limit``; all with None) and the set's label."""
     folder, label = _folder(reference, "golden", settings)
     rows = [
         GoldenRow.model_validate({k: v for k, v in row.items() if k in GoldenRow.model_fields})
@@ -59,7 +61,7 @@ def load_golden(reference: str, settings: Settings, limit: int) -> tuple[list[Go
     ]
     if not rows:
         raise ConfigError(f"golden set {label} is empty: rebuild it with more documents")
-    return rows[:limit], label
+    return rows[:limit] if limit is not None else rows, label
 
 
 def _last_content(messages) -> str:

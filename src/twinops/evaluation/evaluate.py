@@ -1,23 +1,33 @@
-"""``evaluate(job, settings)``: every model on the same golden questions, one table.
+"""``evaluate(job, settings)``: every model on the same golden questions, one table, with intervals.
 
-Per model: perplexity on the held-out author texts (the golden references), greedy answers to the
-golden questions scored against the references (MiniLM cosine, ROUGE-L), a style score (P(author)
-from a classifier trained on the preference set) and, when configured, an LLM judge's accuracy and
-style (1-3). Once: retrieval hit@k/MRR with and without the reranker.
+Per model (each metric named once, ``golden_*``, in the report, MLflow and the registry alike):
+
+- ``golden_perplexity``: on the held-out author texts (the golden references, each once);
+- ``golden_answer_cosine``, ``golden_rouge_l``: greedy answers to the golden instructions (the
+  first ``max_questions``) against the references; ``golden_style_score``: P(author) from a
+  classifier trained on the preference set; with a judge, ``golden_judge_accuracy`` and
+  ``golden_judge_style`` (1-3) and ``golden_judge_answered``.
+
+Per ranker, on every golden row: ``golden_hit_at_{k}`` and ``golden_mrr`` of cosine order and of
+each reranker over the same top-k Qdrant lists. Every metric carries its bootstrap interval and
+per-question values, so two models can be compared pairwise (``twinops.domain.stats``). Models
+load as they will be served (a GPTQ folder on its kernels, on CUDA when present).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from twinops.domain.stats import interval, value
 from twinops.errors import TwinopsError
 from twinops.evaluation.data import GoldenRow, load_golden, load_preference_pairs
 from twinops.evaluation.job import EvaluationJob, EvaluationReport, ModelScores
-from twinops.evaluation.metrics import embedding_cosine, mean, rouge_l
+from twinops.evaluation.metrics import embedding_cosine, rouge_l
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
 
@@ -38,16 +48,35 @@ def _style_classifier(job: EvaluationJob, settings: Settings, embedder, skipped:
         return None
 
 
-def _judge_scores(judge, rows: list[GoldenRow], answers: list[str]) -> dict[str, float]:
+def _judge_values(judge, rows: list[GoldenRow], answers: list[str]) -> dict[str, list[float]]:
     scored = [
         judge.score(row.instruction, row.reference, answer) for row, answer in zip(rows, answers, strict=True)
     ]
     valid = [score for score in scored if score is not None]
     return {
-        "judge_accuracy": mean([float(a) for a, _ in valid]),
-        "judge_style": mean([float(s) for _, s in valid]),
-        "judge_answered": float(len(valid)) / max(1, len(scored)),
+        "golden_judge_accuracy": [float(a) for a, _ in valid],
+        "golden_judge_style": [float(s) for _, s in valid],
+        "golden_judge_answered": [0.0 if score is None else 1.0 for score in scored],
     }
+
+
+def generation_rows(rows: list[GoldenRow], limit: int) -> list[GoldenRow]:
+    """The rows the models answer: the generator's instructions first, then probes, ``limit`` in all."""
+    ordered = [row for row in rows if row.origin != "probe"] + [row for row in rows if row.origin == "probe"]
+    return ordered[:limit]
+
+
+def unique_references(rows: list[GoldenRow]) -> list[str]:
+    """Each golden reference once (several questions share a chunk), in golden order."""
+    return list(dict.fromkeys(row.reference for row in rows))
+
+
+def with_intervals(scores: ModelScores) -> ModelScores:
+    """Fill ``metrics`` and ``intervals`` from ``per_question``."""
+    for metric, values in scores.per_question.items():
+        scores.metrics[metric] = value(metric, values)
+        scores.intervals[metric] = interval(metric, values)
+    return scores
 
 
 def _score_model(
@@ -55,8 +84,8 @@ def _score_model(
     name: str,
     reference: str,
     rows: list[GoldenRow],
+    texts: list[str],
     job: EvaluationJob,
-    settings: Settings,
     embedder,
     style,
     judge,
@@ -64,52 +93,86 @@ def _score_model(
     step: Step,
 ) -> ModelScores:
     from twinops.evaluation.generation import generate_answers, load_for_evaluation
-    from twinops.evaluation.perplexity import perplexity
+    from twinops.evaluation.perplexity import log_perplexities
 
+    started = time.perf_counter()
     step(f"{name}: loading")
-    model, tokenizer = load_for_evaluation(reference, settings)
-    references = [row.reference for row in rows]
-    step(f"{name}: perplexity")
-    metrics = {"perplexity": perplexity(model, tokenizer, references, max_length=job.max_length)}
+    loaded = load_for_evaluation(reference, device=job.device, dtype=job.dtype)
+    scores = ModelScores(name=name, path=reference, backend=loaded.backend)
+    if loaded.note:
+        scores.notes.append(loaded.note)
+    step(f"{name}: perplexity of {len(texts)} texts")
+    per_question = {
+        "golden_perplexity": log_perplexities(
+            loaded.model, loaded.tokenizer, texts, max_length=job.max_length
+        )
+    }
     step(f"{name}: answering {len(rows)} questions")
     answers = generate_answers(
-        model, tokenizer, [row.instruction for row in rows], max_new_tokens=job.max_new_tokens
+        loaded.model,
+        loaded.tokenizer,
+        [row.instruction for row in rows],
+        max_new_tokens=job.max_new_tokens,
+        batch_size=job.batch_size,
     )
-    del model
+    del loaded
     gc.collect()
-    cosine = embedding_cosine(embedder, answers, references)
-    rouge = rouge_l(answers, references)
-    metrics["answer_cosine"] = mean(cosine)
-    metrics["rouge_l"] = mean(rouge)
-    style_scores = style.author_probability(answers) if style else []
+    if scores.backend == "gptq-kernels":
+        step(f"{name}: checking the kernels against the dequantized copy")
+        scores.notes.append(_gptq_agreement(reference, texts, per_question["golden_perplexity"], job))
+    references = [row.reference for row in rows]
+    per_question["golden_answer_cosine"] = embedding_cosine(embedder, answers, references)
+    per_question["golden_rouge_l"] = rouge_l(answers, references)
     if style:
-        metrics["style_score"] = mean(style_scores)
+        per_question["golden_style_score"] = style.author_probability(answers)
     if judge:
         step(f"{name}: asking the judge")
-        metrics.update(_judge_scores(judge, rows, answers))
-    answers_dir = folder / "answers"
-    answers_dir.mkdir(parents=True, exist_ok=True)
-    with (answers_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+        per_question.update(_judge_values(judge, rows, answers))
+    scores.per_question = per_question
+    with_intervals(scores)
+    _write_answers(folder / "answers" / f"{name}.jsonl", rows, answers, per_question)
+    scores.seconds = time.perf_counter() - started
+    return scores
+
+
+def _gptq_agreement(reference: str, texts: list[str], kernel_values: list[float], job: EvaluationJob) -> str:
+    """One line: the kernels' perplexity against the dequantized float copy's, within tolerance or not."""
+    from twinops.evaluation.generation import load_dequantized
+    from twinops.evaluation.perplexity import log_perplexities
+
+    model, tokenizer = load_dequantized(reference)
+    float_values = log_perplexities(model, tokenizer, texts, max_length=job.max_length)
+    del model
+    gc.collect()
+    kernels = value("golden_perplexity", kernel_values)
+    dequantized = value("golden_perplexity", float_values)
+    gap = abs(kernels - dequantized) / dequantized
+    verdict = "agree" if gap <= job.gptq_tolerance else "DISAGREE"
+    return (
+        f"GPTQ kernels and the dequantized copy {verdict}: perplexity {kernels:.4g} vs {dequantized:.4g} "
+        f"({gap:.2%} apart, tolerance {job.gptq_tolerance:.0%})"
+    )
+
+
+def _write_answers(path: Path, rows: list[GoldenRow], answers: list[str], per_question: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    per_answer = {
+        k: v for k, v in per_question.items() if len(v) == len(answers) and k != "golden_perplexity"
+    }
+    with path.open("w", encoding="utf-8") as handle:
         for index, (row, answer) in enumerate(zip(rows, answers, strict=True)):
-            record = {
-                "instruction": row.instruction,
-                "reference": row.reference,
-                "answer": answer,
-                "cosine": cosine[index],
-                "rouge_l": rouge[index],
-            }
-            if style_scores:
-                record["style_score"] = style_scores[index]
+            record = {"instruction": row.instruction, "reference": row.reference, "answer": answer}
+            record.update({metric: values[index] for metric, values in per_answer.items()})
             handle.write(json.dumps(record) + "\n")
-    return ModelScores(name=name, path=reference, metrics=metrics)
 
 
 def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None) -> EvaluationReport:
     """Run the evaluation described in the module docstring; write and track the report."""
     from twinops.evaluation.judge import Judge, judge_status
     from twinops.evaluation.report import write_report
-    from twinops.evaluation.retrieval import retrieval_metrics
+    from twinops.evaluation.retrieval import retrieval_scores
     from twinops.models.loaders import load_embedder
+    from twinops.models.rerank import pick_device
 
     step = step or (lambda _: None)
     # Every model reference is checked before any work, so a typo costs nothing.
@@ -119,7 +182,14 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
         )
         for spec in job.models
     }
-    rows, golden_label = load_golden(job.golden, settings, job.max_questions)
+    rerankers = {
+        spec.name: resolve_model(_under_home(spec.path, settings), settings, setting=f"reranker {spec.name}")
+        for spec in job.named_rerankers()
+    }
+    device = pick_device(job.device)
+    rows, golden_label = load_golden(job.golden, settings)
+    answered = generation_rows(rows, job.max_questions)
+    texts = unique_references(rows)
     folder = job.output_dir or settings.reports_dir / "evaluation" / datetime.now(UTC).strftime(
         "%Y%m%dT%H%M%SZ"
     )
@@ -136,9 +206,9 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
             _score_model(
                 name=name,
                 reference=path,
-                rows=rows,
+                rows=answered,
+                texts=texts,
                 job=job,
-                settings=settings,
                 embedder=embedder,
                 style=style,
                 judge=judge,
@@ -150,16 +220,17 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
     finally:
         if judge:
             judge.close()
-    retrieval: dict[str, float] = {}
+    retrieval: list[ModelScores] = []
     if job.retrieval:
         step("retrieval metrics")
-        measured = retrieval_metrics(
+        measured = retrieval_scores(
             settings,
             rows,
+            rerankers,
             k=job.retrieval_k,
             candidates=job.rerank_candidates,
-            reranker_path=job.reranker_path,
             author_id=job.author_id,
+            device=job.device,
         )
         if measured is None:
             skipped.append(
@@ -167,18 +238,20 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
             )
         else:
             retrieval = measured
-            if not job.reranker_path:
+            if not rerankers:
                 skipped.append("reranked retrieval: no reranker given (--reranker)")
     report = EvaluationReport(
         report_dir=str(folder),
         golden=golden_label,
         questions=len(rows),
+        answered=len(answered),
         models=models,
         retrieval=retrieval,
         judge=f"used {settings.judge_model} at {settings.judge_url}" if reason is None else reason,
         style_classifier={"held_out_accuracy": style.held_out_accuracy, "trained_on": style.trained_on}
         if style
         else {},
+        device=device,
         skipped=skipped,
     )
     report.files = write_report(report, folder)
@@ -186,7 +259,7 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
         step("logging to MLflow")
         parent, children = log_evaluation_runs(report, folder, settings)
         report.mlflow_run_id = parent
-        for scores in report.models:
+        for scores in [*report.models, *report.retrieval]:
             scores.mlflow_run_id = children.get(scores.name)
     (folder / "report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
     return report

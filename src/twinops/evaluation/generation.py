@@ -1,24 +1,33 @@
-"""Load each model the same way and answer the golden questions with its chat template."""
+"""Load each model as it will be served and answer the golden questions with its chat template.
+
+A GPTQ folder runs on its own kernels (``twinops.models.loaders.load_generation_model``), so its
+perplexity and answers are the quantized model's; its dequantized float copy is loaded too, only to
+check that both agree on perplexity within the job's tolerance (the report says so either way).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from twinops.models.gptq import is_gptq_folder, load_gptq_as_float
-from twinops.models.loaders import load_causal_lm
-from twinops.models.resolve import resolve_model
-from twinops.settings import Settings
+from twinops.models.loaders import GenerationModel, load_generation_model
+from twinops.models.rerank import pick_device
 
 
-def load_for_evaluation(reference: str, settings: Settings):
-    """(model, tokenizer). A GPTQ folder is read dequantized: the float weights are exactly the ones
-    the kernels multiply by (without their bf16 rounding), so its scores are the GPTQ model's."""
-    path = resolve_model(reference, settings, setting="--model")
-    if is_gptq_folder(Path(path)):
-        return load_gptq_as_float(path)
-    model, tokenizer = load_causal_lm(path)
-    model.eval()
-    return model, tokenizer
+def load_for_evaluation(path: str, *, device: str = "auto", dtype: str = "float32") -> GenerationModel:
+    """The model at ``path`` (resolved) on ``pick_device(device)``; float weights in ``dtype`` on CUDA."""
+    import torch
+
+    loaded = load_generation_model(path, prefer_kernels=True)
+    placed = pick_device(device)
+    if placed != "cpu" and loaded.backend == "float":
+        loaded.model.to(device=placed, dtype=getattr(torch, dtype))
+    loaded.model.eval()
+    return loaded
+
+
+def load_dequantized(path: str):
+    """(model, tokenizer): a GPTQ folder's exact float copy, the check beside the kernels."""
+    from twinops.models.gptq import load_gptq_as_float
+
+    return load_gptq_as_float(path)
 
 
 def _prompt(tokenizer, instruction: str) -> str:
@@ -35,10 +44,11 @@ def generate_answers(
     import torch
 
     tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
     answers: list[str] = []
     for start in range(0, len(instructions), batch_size):
         prompts = [_prompt(tokenizer, text) for text in instructions[start : start + batch_size]]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
             output = model.generate(
                 **batch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -37,17 +38,40 @@ class EvaluationJob(BaseModel):
         "latest",
         description="Preference DatasetVersion id/'latest'/folder for the style classifier; None = skip.",
     )
-    max_questions: int = Field(16, ge=1, description="Golden questions used (generation dominates the time).")
+    max_questions: int = Field(
+        16,
+        ge=1,
+        description="Golden questions the models answer (generation dominates the time); perplexity and "
+        "retrieval use every golden row.",
+    )
     max_new_tokens: int = Field(64, ge=1, description="Tokens generated per answer (greedy).")
     max_length: int = Field(256, ge=16, description="Tokens per text for perplexity.")
     judge: bool = Field(True, description="Ask the LLM judge when TWINOPS_JUDGE_URL is configured.")
     retrieval: bool = Field(True, description="Measure hit@k/MRR of the golden questions in Qdrant.")
     retrieval_k: int = Field(5, ge=1)
-    rerank_candidates: int = Field(20, ge=1, description="Qdrant hits the reranker reorders.")
-    reranker_path: str | None = Field(None, description="CrossEncoder folder; None = without reranker only.")
+    rerank_candidates: int = Field(12, ge=1, description="Qdrant hits each reranker reorders (serving: 12).")
+    reranker_path: str | None = Field(None, description="A reranker folder, scored as 'reranker'.")
+    rerankers: list[ModelSpec] = Field(
+        default_factory=list, description="Named reranker folders (e.g. challenger, champion)."
+    )
     author_id: str | None = Field(None, description="Restrict retrieval to one author.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where models run: auto = CUDA when present, else CPU."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights of float models on CUDA (bfloat16 on a GPU node pool)."
+    )
+    batch_size: int = Field(4, ge=1, description="Questions answered per generate call.")
+    gptq_tolerance: float = Field(
+        0.03, gt=0, description="Relative perplexity gap allowed between GPTQ kernels and the float copy."
+    )
     output_dir: Path | None = Field(None, description="Default TWINOPS_HOME/reports/evaluation/<timestamp>.")
     track: bool = Field(True, description="Log one MLflow run per model (nested in a comparison run).")
+
+    def named_rerankers(self) -> list[ModelSpec]:
+        """``rerankers`` plus ``reranker_path`` as ``reranker``."""
+        extra = [ModelSpec(name="reranker", path=self.reranker_path)] if self.reranker_path else []
+        return [*self.rerankers, *extra]
 
     @field_validator("models")
     @classmethod
@@ -59,22 +83,36 @@ class EvaluationJob(BaseModel):
 
 
 class ModelScores(BaseModel):
+    """One model's (or ranker's) metrics, each with its bootstrap interval and per-question values."""
+
     name: str
     path: str
     metrics: dict[str, float] = Field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Per metric, its 95% percentile-bootstrap interval."
+    )
+    per_question: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Per metric, the per-question (perplexity: per-text log) values, in golden order.",
+    )
+    backend: str | None = Field(None, description="How it ran: float, gptq-kernels, gptq-dequantized.")
+    notes: list[str] = Field(default_factory=list, description="Checks and fallbacks, one line each.")
+    seconds: float | None = Field(None, description="Wall time to load and score it.")
     mlflow_run_id: str | None = None
 
 
 class EvaluationReport(BaseModel):
     report_dir: str
     golden: str
-    questions: int
+    questions: int = Field(description="Golden rows used for perplexity and retrieval.")
+    answered: int = Field(0, description="Golden questions each model answered (generation metrics).")
     models: list[ModelScores]
-    retrieval: dict[str, float] = Field(
-        default_factory=dict, description="hit@k / MRR with and without reranker."
+    retrieval: list[ModelScores] = Field(
+        default_factory=list, description="hit@k / MRR per ranker: cosine, then each reranker."
     )
     judge: str = Field(description="'used <model>' or why it was skipped.")
     style_classifier: dict[str, float] = Field(default_factory=dict, description="Its held-out accuracy.")
     files: dict[str, str] = Field(default_factory=dict, description="table.md, table.html, plots.")
     mlflow_run_id: str | None = Field(None, description="The comparison (parent) run.")
+    device: str = Field("cpu", description="Where the models ran.")
     skipped: list[str] = Field(default_factory=list, description="Parts not measured, and why.")

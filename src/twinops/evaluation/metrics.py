@@ -1,4 +1,5 @@
-"""Answer similarity to the reference: MiniLM embedding cosine and ROUGE-L F1."""
+"""Answer similarity to the reference: MiniLM embedding cosine and ROUGE-L F1 (ranking metrics:
+``twinops.domain.stats.hit_and_reciprocal_rank``)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,3 @@ def rouge_l(answers: list[str], references: list[str]) -> list[float]:
 
 def mean(values: list[float]) -> float:
     return fmean(values) if values else float("nan")
-
-
-def hit_and_reciprocal_rank(ranked_ids: list[str], relevant: str, k: int) -> tuple[float, float]:
-    """(1 if ``relevant`` is in the top ``k`` else 0, 1/rank of ``relevant`` or 0)."""
-    if relevant in ranked_ids:
-        rank = ranked_ids.index(relevant) + 1
-        return (1.0 if rank <= k else 0.0), 1.0 / rank
-    return 0.0, 0.0

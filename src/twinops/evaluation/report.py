@@ -1,4 +1,8 @@
-"""The comparison as Markdown, HTML and PNG plots (matplotlib, Agg backend: no display needed)."""
+"""The comparison as Markdown, HTML and PNG plots (matplotlib, Agg backend: no display needed).
+
+Every cell is the value with its 95% bootstrap interval, ``0.733 [0.62, 0.84]``; the plots draw
+the interval as an error bar.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,20 @@ import html
 import math
 from pathlib import Path
 
+from twinops.domain.stats import format_interval
 from twinops.evaluation.job import EvaluationReport, ModelScores
 
 # Column order and how each metric reads; unknown metrics follow in name order.
 METRIC_LABELS = {
-    "perplexity": "Perplexity (lower is better)",
-    "answer_cosine": "Answer cosine to reference",
-    "rouge_l": "ROUGE-L F1",
-    "style_score": "Style: P(author)",
-    "judge_accuracy": "Judge accuracy (1-3)",
-    "judge_style": "Judge style (1-3)",
+    "golden_perplexity": "Perplexity (lower is better)",
+    "golden_answer_cosine": "Answer cosine to reference",
+    "golden_rouge_l": "ROUGE-L F1",
+    "golden_style_score": "Style: P(author)",
+    "golden_judge_accuracy": "Judge accuracy (1-3)",
+    "golden_judge_style": "Judge style (1-3)",
+    "golden_judge_answered": "Judge answered",
+    "golden_hit_at_5": "hit@5",
+    "golden_mrr": "MRR",
 }
 
 
@@ -24,98 +32,129 @@ def _metric_names(models: list[ModelScores]) -> list[str]:
     return [name for name in METRIC_LABELS if name in present] + sorted(present - set(METRIC_LABELS))
 
 
-def _cell(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4g}"
+def cell(scores: ModelScores, metric: str) -> str:
+    return format_interval(scores.metrics.get(metric), scores.intervals.get(metric))
+
+
+def _rows(models: list[ModelScores], names: list[str]) -> list[str]:
+    return [f"| {m.name} | " + " | ".join(cell(m, n) for n in names) + " |" for m in models]
+
+
+def _notes(report: EvaluationReport) -> list[str]:
+    notes = [f"LLM judge: {report.judge}", f"device: {report.device}"]
+    for scores in [*report.models, *report.retrieval]:
+        timing = f"{scores.seconds:.0f} s" if scores.seconds is not None else "-"
+        backend = f", {scores.backend}" if scores.backend else ""
+        notes.append(f"{scores.name}: {timing}{backend}")
+        notes += [f"{scores.name}: {note}" for note in scores.notes]
+    return notes + [f"Skipped: {item}" for item in report.skipped]
 
 
 def markdown_table(report: EvaluationReport) -> str:
     names = _metric_names(report.models)
     lines = [
-        f"# Evaluation on golden set {report.golden} ({report.questions} questions)",
+        f"# Evaluation on golden set {report.golden}",
         "",
-        "| model | " + " | ".join(METRIC_LABELS.get(n, n) for n in names) + " |",
-        "|---|" + "---|" * len(names),
+        f"{report.questions} golden rows (perplexity, retrieval); {report.answered} questions answered. "
+        "Each cell: value [95% bootstrap interval].",
+        "",
     ]
-    lines += [
-        f"| {m.name} | " + " | ".join(_cell(m.metrics.get(n)) for n in names) + " |" for m in report.models
-    ]
+    if report.models:
+        lines += [
+            "| model | " + " | ".join(METRIC_LABELS.get(n, n) for n in names) + " |",
+            "|---|" + "---|" * len(names),
+            *_rows(report.models, names),
+        ]
     if report.retrieval:
-        lines += ["", "## Retrieval", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {key} | {_cell(value)} |" for key, value in report.retrieval.items()]
-    lines += ["", f"- LLM judge: {report.judge}"]
-    lines += [f"- Skipped: {item}" for item in report.skipped]
+        ranked = _metric_names(report.retrieval)
+        lines += ["", "## Retrieval (top-k Qdrant candidates, reranked)", ""]
+        lines += [
+            "| ranker | " + " | ".join(METRIC_LABELS.get(n, n) for n in ranked) + " |",
+            "|---|" + "---|" * len(ranked),
+            *_rows(report.retrieval, ranked),
+        ]
+    lines += [""] + [f"- {note}" for note in _notes(report)]
     return "\n".join(lines) + "\n"
 
 
-def html_table(report: EvaluationReport, plots: list[str]) -> str:
-    names = _metric_names(report.models)
+def _html_table(table_id: str, first: str, models: list[ModelScores]) -> str:
+    names = _metric_names(models)
     head = "".join(f"<th>{html.escape(METRIC_LABELS.get(n, n))}</th>" for n in names)
     rows = "".join(
         f"<tr><td>{html.escape(m.name)}</td>"
-        + "".join(f"<td>{_cell(m.metrics.get(n))}</td>" for n in names)
+        + "".join(f"<td>{html.escape(cell(m, n))}</td>" for n in names)
         + "</tr>"
-        for m in report.models
+        for m in models
     )
-    retrieval = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in report.retrieval.items()
+    return (
+        f"<table id='{table_id}'><thead><tr><th>{first}</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def html_table(report: EvaluationReport, plots: list[str]) -> str:
     images = "".join(
         f'<img src="{html.escape(p)}" alt="{html.escape(p)}" style="max-width:48%">' for p in plots
     )
-    notes = "".join(
-        f"<li>{html.escape(item)}</li>" for item in [f"LLM judge: {report.judge}", *report.skipped]
-    )
+    notes = "".join(f"<li>{html.escape(item)}</li>" for item in _notes(report))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>twinops evaluation</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
         "td:first-child{text-align:left}</style>"
         f"</head><body><h1>Evaluation on golden set {html.escape(report.golden)}</h1>"
-        f"<p>{report.questions} questions</p>"
-        f"<table id='comparison'><thead><tr><th>model</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        + (f"<h2>Retrieval</h2><table id='retrieval'>{retrieval}</table>" if retrieval else "")
+        f"<p>{report.questions} golden rows (perplexity, retrieval); {report.answered} questions answered. "
+        "Each cell: value [95% bootstrap interval].</p>"
+        + (_html_table("comparison", "model", report.models) if report.models else "")
+        + (
+            "<h2>Retrieval</h2>" + _html_table("retrieval", "ranker", report.retrieval)
+            if report.retrieval
+            else ""
+        )
         + f"<ul>{notes}</ul>{images}</body></html>"
     )
 
 
-def plot_metrics(report: EvaluationReport, folder: Path) -> list[str]:
-    """One bar chart per metric (models side by side); returns the file names."""
+def _bar_chart(models: list[ModelScores], metric: str, path: Path, color: str) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    values = [m.metrics.get(metric, math.nan) for m in models]
+    if all(math.isnan(v) for v in values):
+        return False
+    errors = [
+        [
+            max(0.0, v - m.intervals.get(metric, (v, v))[0]) if not math.isnan(v) else 0.0
+            for v, m in zip(values, models, strict=True)
+        ],
+        [
+            max(0.0, m.intervals.get(metric, (v, v))[1] - v) if not math.isnan(v) else 0.0
+            for v, m in zip(values, models, strict=True)
+        ],
+    ]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.bar([m.name for m in models], values, yerr=errors, capsize=4, color=color)
+    axis.set_title(f"{METRIC_LABELS.get(metric, metric)} (95% CI)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def plot_metrics(report: EvaluationReport, folder: Path) -> list[str]:
+    """One bar chart per metric (models or rankers side by side, interval bars); returns file names."""
     files = []
-    for name in _metric_names(report.models):
-        values = [m.metrics.get(name, float("nan")) for m in report.models]
-        if all(math.isnan(v) for v in values):
-            continue
-        figure, axis = plt.subplots(figsize=(5, 3.2))
-        axis.bar([m.name for m in report.models], values, color="#2f6db5")
-        axis.set_title(METRIC_LABELS.get(name, name))
-        figure.tight_layout()
-        file = f"{name}.png"
-        figure.savefig(folder / file, dpi=100)
-        plt.close(figure)
-        files.append(file)
-    if report.retrieval:
-        keys = [k for k in report.retrieval if k != "questions"]
-        figure, axis = plt.subplots(figsize=(5, 3.2))
-        axis.bar(keys, [report.retrieval[k] for k in keys], color="#5a9e47")
-        axis.set_ylim(0, 1)
-        axis.set_title("Retrieval (golden questions)")
-        axis.tick_params(axis="x", labelrotation=20)
-        figure.tight_layout()
-        figure.savefig(folder / "retrieval.png", dpi=100)
-        plt.close(figure)
-        files.append("retrieval.png")
+    for models, color in ((report.models, "#2f6db5"), (report.retrieval, "#5a9e47")):
+        for name in _metric_names(models):
+            file = f"{name}.png"
+            if _bar_chart(models, name, folder / file, color):
+                files.append(file)
     return files
 
 
 def write_report(report: EvaluationReport, folder: Path) -> dict[str, str]:
-    """table.md, table.html, report.json and the plots under ``folder``; returns name -> path."""
+    """table.md, table.html and the plots under ``folder``; returns name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
     plots = plot_metrics(report, folder)
     (folder / "table.md").write_text(markdown_table(report), encoding="utf-8")

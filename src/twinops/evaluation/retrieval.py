@@ -1,20 +1,30 @@
-"""hit@k and MRR of the golden questions against Qdrant (alias ``twin_chunks``), with and without
-the cross-encoder reranker. A golden row's ``chunk_id`` is the one relevant chunk."""
+"""Retrieval of the golden questions against Qdrant (alias ``twin_chunks``): cosine order and rerankers.
+
+Per question: the ``candidates`` nearest chunks Qdrant returns for the normalized question (the
+list serving's RAG reranks), then each ranker's order of that same list. A golden row's
+``chunk_id`` is the one relevant chunk (same-document siblings count as wrong, as in training).
+Per ranker: ``golden_hit_at_{k}`` and ``golden_mrr`` with per-question values (for intervals and
+paired comparisons); ``cosine`` is the first-stage order itself, the baseline every reranker must beat.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from twinops.domain.stats import hit_and_reciprocal_rank
 from twinops.evaluation.data import GoldenRow
-from twinops.evaluation.metrics import hit_and_reciprocal_rank, mean
+from twinops.evaluation.job import ModelScores
 from twinops.settings import Settings
 
 CHUNKS_ALIAS = "twin_chunks"
+COSINE = "cosine"
+
+Hits = list[list[tuple[str, str]]]
 
 
 def _normalize(text: str) -> str:
-    try:  # the features' query normalizer puts questions in the chunks' text space
-        from twinops.features.cleaning import normalize_query
-    except ImportError:
-        return " ".join(text.split())
+    from twinops.features.cleaning import normalize_query  # the chunks' own cleaning
+
     return normalize_query(text) or text
 
 
@@ -26,8 +36,8 @@ def _alias_exists(client, alias: str) -> bool:
 
 def search_candidates(
     settings: Settings, rows: list[GoldenRow], *, limit: int, author_id: str | None = None
-) -> list[list[tuple[str, str]]] | None:
-    """Per question, ``limit`` hits as (chunk_id, content); None when there is no collection."""
+) -> Hits | None:
+    """Per question, ``limit`` hits as (chunk_id, content) in cosine order; None without a collection."""
     from qdrant_client import models
 
     from twinops.infra.qdrant import open_qdrant
@@ -61,56 +71,71 @@ def search_candidates(
     return results
 
 
-def rerank(reranker_path: str, question: str, hits: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``hits`` reordered by the CrossEncoder's score for (question, chunk)."""
-    if not hits:
-        return hits
-    model = _cross_encoder(reranker_path)
-    scores = model.predict([(question, content) for _, content in hits], show_progress_bar=False)
-    order = sorted(range(len(hits)), key=lambda index: -float(scores[index]))
-    return [hits[index] for index in order]
+def ranker_scores(
+    name: str,
+    path: str,
+    rows: list[GoldenRow],
+    hits: Hits,
+    order: Callable[[str, list[tuple[str, str]]], list[tuple[str, str]]],
+    *,
+    k: int,
+) -> ModelScores:
+    """hit@k and MRR of ``order`` applied to each question's list, with intervals."""
+    from twinops.domain.stats import interval, value
+
+    pairs = [
+        hit_and_reciprocal_rank([cid for cid, _ in order(row.instruction, listed)], row.chunk_id, k)
+        for row, listed in zip(rows, hits, strict=True)
+    ]
+    per_question = {f"golden_hit_at_{k}": [p[0] for p in pairs], "golden_mrr": [p[1] for p in pairs]}
+    return ModelScores(
+        name=name,
+        path=path,
+        metrics={metric: value(metric, values) for metric, values in per_question.items()},
+        intervals={metric: interval(metric, values) for metric, values in per_question.items()},
+        per_question=per_question,
+    )
 
 
-_CROSS_ENCODERS: dict[str, object] = {}
+def rerank_order(reranker) -> Callable[[str, list[tuple[str, str]]], list[tuple[str, str]]]:
+    """The order ``reranker.score`` gives a list (ties keep the first-stage order)."""
+
+    def order(question: str, listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        scores = reranker.score(question, [content for _, content in listed])
+        ranked = sorted(range(len(listed)), key=lambda index: (-scores[index], index))
+        return [listed[index] for index in ranked]
+
+    return order
 
 
-def _cross_encoder(path: str):
-    if path not in _CROSS_ENCODERS:
-        from sentence_transformers import CrossEncoder
-
-        _CROSS_ENCODERS[path] = CrossEncoder(path, device="cpu")
-    return _CROSS_ENCODERS[path]
-
-
-def retrieval_metrics(
+def retrieval_scores(
     settings: Settings,
     rows: list[GoldenRow],
+    rerankers: dict[str, str],
     *,
     k: int = 5,
-    candidates: int = 20,
-    reranker_path: str | None = None,
+    candidates: int = 12,
     author_id: str | None = None,
-) -> dict[str, float] | None:
-    """``{hit@k, mrr}`` and, with a reranker, ``{reranked_hit@k, reranked_mrr}``; None without Qdrant data."""
+    device: str = "auto",
+) -> list[ModelScores] | None:
+    """``cosine`` and each named reranker (folder) on the same lists; None without Qdrant data."""
+    import time
+
+    from twinops.models.rerank import load_reranker
+
     rows = [row for row in rows if row.chunk_id]
     if not rows:
         return None
+    started = time.perf_counter()
     hits = search_candidates(settings, rows, limit=max(k, candidates), author_id=author_id)
     if hits is None:
         return None
-    plain = [
-        hit_and_reciprocal_rank([cid for cid, _ in h], row.chunk_id, k)
-        for row, h in zip(rows, hits, strict=True)
-    ]
-    metrics = {f"hit_at_{k}": mean([p[0] for p in plain]), "mrr": mean([p[1] for p in plain])}
-    if reranker_path:
-        reranked = [
-            hit_and_reciprocal_rank(
-                [cid for cid, _ in rerank(reranker_path, row.instruction, h)], row.chunk_id, k
-            )
-            for row, h in zip(rows, hits, strict=True)
-        ]
-        metrics[f"reranked_hit_at_{k}"] = mean([p[0] for p in reranked])
-        metrics["reranked_mrr"] = mean([p[1] for p in reranked])
-    metrics["questions"] = float(len(rows))
-    return metrics
+    cosine = ranker_scores(COSINE, "qdrant", rows, hits, lambda _, listed: listed, k=k)
+    cosine.seconds = time.perf_counter() - started
+    scored = [cosine]
+    for name, path in rerankers.items():
+        started = time.perf_counter()
+        ranker = ranker_scores(name, path, rows, hits, rerank_order(load_reranker(path, device=device)), k=k)
+        ranker.seconds = time.perf_counter() - started
+        scored.append(ranker)
+    return scored

@@ -118,16 +118,18 @@ class TwinReranker(_Encoder, RerankModel):
     SCORES = v2.TensorSpec(name="scores", datatype="FP32", shape=[-1])
 
     def load(self) -> bool:
-        from sentence_transformers import CrossEncoder
+        from twinops.models.rerank import load_reranker
 
-        self.model = CrossEncoder(self.model_dir, device="cpu")
+        # The twin reranker's score adds the first-stage cosine to the cross-encoder's logit, exactly
+        # as training and evaluation scored it; a plain cross-encoder folder scores by its logit.
+        self.model = load_reranker(self.model_dir, device="cpu")
         self.ready = True
         return True
 
     def score(self, query: str, documents: list[str]) -> list[float]:
-        scores = self.model.predict([(query, d) for d in documents], show_progress_bar=False)
+        scores = self.model.score(query, documents)
         metrics.RERANK_PAIRS.labels(model=self.name).inc(len(documents))
-        return [float(s) for s in scores]
+        return scores
 
     async def rerank(self, query: str, documents: list[str]) -> list[float]:
         if not query.strip():
