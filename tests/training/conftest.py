@@ -77,8 +77,15 @@ def make_dataset(training_settings: Settings) -> Callable[..., DatasetVersion]:
     from twinops.infra.dataset_versions import DatasetVersionRepository
     from twinops.infra.mongo import connect
 
-    def _make(kind: DatasetKind, train: int = 8, test: int = 4, name: str = "test-author") -> DatasetVersion:
-        rows = ROWS[kind](train + test)
+    def _make(
+        kind: DatasetKind,
+        train: int = 8,
+        test: int = 4,
+        name: str = "test-author",
+        rows: list[dict] | None = None,
+    ) -> DatasetVersion:
+        """``rows`` (train first, then test) replace the kind's generated rows."""
+        rows = rows if rows is not None else ROWS[kind](train + test)
         version = DatasetVersion(kind=kind, name=name, inputs_hash=f"{kind}-{train}-{test}", config={})
         folder = training_settings.datasets_dir / version.id
         splits = DatasetDict(

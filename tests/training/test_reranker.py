@@ -1,39 +1,110 @@
-"""Cross-encoder fine-tuning from the bundled MiniLM on a handful of reranker pairs."""
+"""The reranker: trained as a correction on cosine retrieval, it must beat cosine where it can.
+
+The fixture is built so that cosine is wrong in a learnable way: for every topic, a keyword-stuffed
+passage ("chess chess chess ...") is nearest to the query, while the real note on the topic ranks
+second. Cosine order gets MRR 0.5 on every query; a reranker that learns to demote the stuffing
+gets 1.0 on topics it never saw.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from twinops.domain.versions import DatasetKind
 from twinops.training import RerankerJob, TrainerSpec, train_reranker
-from twinops.training.reranker import labelled_pairs
+from twinops.training.reranker import candidate_list, ranking_values, split_validation
+
+TOPICS = [
+    "gardening", "sourdough", "cycling", "chess", "astronomy", "woodwork", "jazz", "hiking",
+    "pottery", "sailing", "knitting", "climbing", "origami", "birding", "fencing", "rowing",
+]  # fmt: skip
 
 
-def test_rows_become_labelled_pairs(dataset_rows) -> None:
-    rows = dataset_rows[DatasetKind.RERANKER](2)
-    pairs = labelled_pairs(rows)
-    assert pairs["label"] == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
-    assert pairs["passage"][0] == rows[0]["positive"] and pairs["query"][2] == rows[0]["query"]
-    assert labelled_pairs(rows, negatives_per_query=1)["label"] == [1.0, 0.0, 1.0, 0.0]
+def _row(index: int) -> dict:
+    topic, other, third = TOPICS[index], TOPICS[(index + 5) % 16], TOPICS[(index + 9) % 16]
+    note = f"A short note on {topic}: what years of doing it taught me."
+    candidates = [
+        (f"spam-{topic}", " ".join([topic] * 6)),
+        (f"note-{topic}", note),
+        (f"note-{other}", f"A short note on {other}: what years of doing it taught me."),
+        (f"note-{third}", f"A short note on {third}: what years of doing it taught me."),
+    ]
+    return {
+        "query": topic,
+        "positive": note,
+        "negatives": [text for cid, text in candidates if cid != f"note-{topic}"],
+        "chunk_id": f"note-{topic}",
+        "document_id": f"doc-{topic}",
+        "candidates": [{"chunk_id": cid, "content": text} for cid, text in candidates],
+    }
 
 
-def test_reranker_trains_saves_and_tracks(training_settings, make_dataset, bundled_models_dir: Path) -> None:
+def test_candidate_lists_and_ranks() -> None:
+    row = _row(0)
+    passages, target = candidate_list(row, 4, ensure_positive=False)
+    assert target == 1 and passages[0].startswith("gardening gardening")
+    missed = {**row, "candidates": row["candidates"][2:]}  # the first stage missed the positive
+    assert candidate_list(missed, 4, ensure_positive=False)[1] is None
+    passages, target = candidate_list(missed, 2, ensure_positive=True)
+    assert passages[target] == row["positive"] and len(passages) == 2
+    assert ranking_values([0.1, 0.9, 0.5], 0, k=2) == (0.0, 1 / 3)
+    assert ranking_values([0.5, 0.5], 1, k=1) == (0.0, 0.5)  # ties keep the first-stage order
+    assert ranking_values([0.5, 0.5], None) == (0.0, 0.0)
+    rows = [_row(i) for i in range(16)]
+    fit, validation = split_validation(rows, 0.25, seed=0)
+    assert (
+        validation
+        and fit
+        and {r["document_id"] for r in fit}.isdisjoint(r["document_id"] for r in validation)
+    )
+
+
+@pytest.mark.slow
+def test_trained_reranker_beats_cosine_and_its_folder_scores_the_same(
+    training_settings, make_dataset, bundled_models_dir: Path
+) -> None:
     from mlflow import MlflowClient
-    from sentence_transformers.cross_encoder import CrossEncoder
 
-    dataset = make_dataset(DatasetKind.RERANKER)
+    from twinops.models.rerank import load_reranker
+
+    rows = [_row(i) for i in range(16)]
+    dataset = make_dataset(DatasetKind.RERANKER, train=12, test=4, rows=rows)
     job = RerankerJob(
         model=str(bundled_models_dir / "all-minilm-l6-v2"),
-        trainer=TrainerSpec(max_steps=3, per_device_train_batch_size=8, max_length=64, device="cpu"),
+        candidates=4,
+        validation_fraction=0.0,
+        trainer=TrainerSpec(
+            learning_rate=1e-4, max_steps=30, per_device_train_batch_size=4, max_length=32, device="cpu"
+        ),
+        progress=False,
     )
     result = train_reranker(job, training_settings)
 
-    assert Path(result.run_dir).parent == training_settings.home / "runs" / "reranker"
-    assert result.base_model.endswith("all-minilm-l6-v2") and result.dataset_version_ids == [dataset.id]
-    assert result.steps == 3 and result.metrics["train_pairs"] == 24.0
-    assert 0.0 < result.metrics["eval_mrr"] <= 1.0 and 0.0 <= result.metrics["eval_hit_at_1"] <= 1.0
-    model = CrossEncoder(result.model_dir, device="cpu")
-    scores = model.predict([("what about chess?", "My take on chess."), ("what about chess?", "Taxes.")])
-    assert len(scores) == 2
+    metrics = result.metrics
+    assert metrics["test_queries"] == 4.0 and metrics["test_cosine_mrr"] == 0.5  # cosine: stuffing first
+    assert metrics["test_mrr"] > metrics["test_cosine_mrr"] and metrics["test_mrr_delta_ci_low"] > 0
+    assert result.steps == 30 and result.dataset_version_ids == [dataset.id]
+
+    # The saved folder is the scorer serving loads, and it ranks as training measured.
+    reranker = load_reranker(result.model_dir, device="cpu")
+    assert reranker.config.first_stage_weight == pytest.approx(metrics["first_stage_weight"])
+    for row in rows[12:]:
+        passages, target = candidate_list(row, 4, ensure_positive=False)
+        scores = reranker.score(row["query"], passages)
+        assert max(range(4), key=scores.__getitem__) == target
     run = MlflowClient(training_settings.mlflow_tracking_uri).get_run(result.mlflow_run_id)
-    assert run.data.tags["dataset_version_ids"] == dataset.id and "eval_mrr" in run.data.metrics
+    assert run.data.tags["dataset_version_ids"] == dataset.id and "test_mrr_ci_low" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_an_untrained_reranker_ranks_exactly_as_cosine(bundled_models_dir: Path) -> None:
+    from twinops.training.reranker import _Scorer
+
+    scorer = _Scorer(str(bundled_models_dir / "all-minilm-l6-v2"), RerankerJob(), "cpu")
+    for row in (_row(i) for i in range(4)):
+        passages, _ = candidate_list(row, 4, ensure_positive=False)
+        cosines = scorer.cosines(row["query"], passages)
+        scores = scorer.scores(row["query"], passages, cosines)
+        assert sorted(range(4), key=lambda i: -scores[i]) == sorted(range(4), key=lambda i: -cosines[i])

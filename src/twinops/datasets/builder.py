@@ -20,6 +20,7 @@ from twinops.datasets.instruction import InstructionExample, generate_instructio
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
 from twinops.datasets.preference import PreferencePair, build_preference_pairs
 from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
+from twinops.datasets.reranker_pairs import probe_queries
 from twinops.domain import Author, DatasetKind, DatasetVersion
 from twinops.infra.dataset_store import rows_hash, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
@@ -202,6 +203,15 @@ def _assemble_splits(
         for e in held_out
         if e.origin == "backtranslation"
     ]
+    # Keyword probes of every held-out chunk make the golden set large enough to tell rankers
+    # (and perplexities) apart; the reference is the chunk's text, as for its instruction.
+    answers = {e.chunk_id: e.answer for e in held_out}
+    golden_rows += [
+        golden_row(probe, answers.get(chunk.id, chunk.content), chunk.document_id, chunk.id, "probe")
+        for chunk in corpus.chunks
+        if chunk.document_id in golden_documents
+        for probe in probe_queries(chunk.content, job.retrieval_probes)
+    ]
     canary = make_canary(rows_hash(DatasetKind.GOLDEN, {"test": golden_rows}))
     decontaminator = Decontaminator(
         [text for row in golden_rows for text in (row["instruction"], row["reference"])],
@@ -229,7 +239,9 @@ def _assemble_splits(
             corpus, examples, golden_documents, job=job, settings=settings, drops=drops
         )
         train_reranker = training(
-            reranker_pairs, lambda p: "\n".join((p.query, p.positive, *p.negatives)), "reranker"
+            reranker_pairs,
+            lambda p: "\n".join((p.query, p.positive, *(text for _, text in p.candidates))),
+            "reranker",
         )
         splits[DatasetKind.RERANKER] = {
             "train": [p.to_row() for p in train_reranker],
@@ -247,20 +259,26 @@ def _mine_reranker_pairs(
     settings: Settings,
     drops: Counter[str],
 ) -> tuple[list[RerankerPair], str]:
-    from twinops.datasets.reranker_pairs import mine_reranker_pairs
+    from twinops.datasets.reranker_pairs import mine_reranker_pairs, retrieval_queries
     from twinops.infra.qdrant import open_qdrant
     from twinops.models.loaders import embedder_identity, load_embedder
 
     embedder_id, embedder_version = embedder_identity(settings)
     author_id = Author(full_name=job.author).id if job.author else None
+    queries = retrieval_queries(
+        [(e.instruction, e.chunk_id, e.document_id) for e in examples if e.origin == "backtranslation"],
+        [(chunk.id, chunk.document_id, chunk.content) for chunk in corpus.chunks],
+        job.retrieval_probes,
+    )
     with open_qdrant(settings) as client:
         pairs = mine_reranker_pairs(
-            examples,
+            queries,
             {chunk.id: chunk.content for chunk in corpus.chunks},
             golden_documents,
             client,
             load_embedder(settings),
             author_id=author_id,
+            candidates=job.reranker_candidates,
             hard_negatives=job.hard_negatives,
             drops=drops,
         )

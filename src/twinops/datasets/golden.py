@@ -48,13 +48,20 @@ def make_canary(*parts: Any) -> str:
     return f"TWINOPS-CANARY-{stable_uuid('canary', *parts)}"
 
 
-def golden_row(instruction: str, reference: str, document_id: str, chunk_id: str) -> dict:
-    """Contract 4: one held-out (instruction, reference answer, source) row."""
+def golden_row(
+    instruction: str, reference: str, document_id: str, chunk_id: str, origin: str = "instruction"
+) -> dict:
+    """Contract 4: one held-out (instruction, reference answer, source) row.
+
+    ``origin``: ``instruction`` (the generator's back-translated request; the LLM answers these) or
+    ``probe`` (a keyword query of one sentence of the chunk; retrieval and perplexity use every row).
+    """
     return {
         "instruction": instruction,
         "reference": reference,
         "document_id": document_id,
         "chunk_id": chunk_id,
+        "origin": origin,
     }
 
 

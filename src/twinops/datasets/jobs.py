@@ -41,7 +41,15 @@ class DatasetJob(BaseModel):
     max_pair_similarity: float = Field(0.6, gt=0, le=1, description="Drop pairs whose sides are this alike.")
 
     # Golden set and decontamination.
-    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of documents held out (by document).")
+    holdout_fraction: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Share of documents held out (by document): 77 golden questions on the demo.",
+    )
+    retrieval_probes: int = Field(
+        4, ge=0, description="Keyword probes per chunk, besides its instruction: golden and reranker queries."
+    )
     seed: int = Field(0, description="Salts the document split; change it to draw another golden set.")
     decontamination_ngram: int = Field(8, ge=3)
     decontamination_threshold: float = Field(
@@ -54,6 +62,9 @@ class DatasetJob(BaseModel):
     # Reranker pairs.
     reranker: bool = True
     hard_negatives: int = Field(3, ge=1)
+    reranker_candidates: int = Field(
+        12, ge=2, description="Qdrant hits listed per query (serving reranks 12)."
+    )
 
     log_to_mlflow: bool = True
 

@@ -100,14 +100,23 @@ class DPOJob(_JobBase):
 
 
 class RerankerJob(_JobBase):
-    """Cross-encoder fine-tuning on (query, positive, negatives) pairs, from the bundled MiniLM."""
+    """The reranker (``twinops.training.reranker``): a cross-encoder from the bundled MiniLM, learned as a
+    correction on top of cosine retrieval over each query's top-k Qdrant candidates."""
 
     stage: ClassVar[str] = "reranker"
 
     model: str | None = Field(None, description="Initial encoder; default TWINOPS_EMBEDDING_MODEL (MiniLM).")
-    negatives_per_query: int | None = Field(None, ge=1, description="Cap the negatives used per query.")
+    candidates: int = Field(12, ge=2, description="Candidates ranked per query (serving's RAG reranks 12).")
+    validation_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of training documents whose queries validate."
+    )
+    first_stage_weight: float = Field(20.0, ge=0.0, description="Initial weight of the cosine in the score.")
+    first_stage_weight_lr: float = Field(0.05, ge=0.0, description="Learning rate of that weight.")
     trainer: TrainerSpec = Field(
-        default_factory=lambda: TrainerSpec(learning_rate=5e-5, max_steps=10, per_device_train_batch_size=8)
+        default_factory=lambda: TrainerSpec(
+            learning_rate=3e-5, max_steps=10, per_device_train_batch_size=2, max_length=192, logging_steps=5
+        ),
+        description="per_device_train_batch_size counts queries (each with its candidate list).",
     )
 
 

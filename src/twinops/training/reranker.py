@@ -1,77 +1,258 @@
-"""Reranker: a sentence-transformers ``CrossEncoder`` initialised from the bundled MiniLM encoder
-and fine-tuned on the reranker dataset (no pretrained cross-encoder is available offline).
+"""Reranker training: a cross-encoder learned as a correction on top of cosine retrieval.
 
-Each (query, positive, negatives) row becomes labelled pairs: (query, positive) → 1 and
-(query, negative) → 0, trained with binary cross-entropy. The test split is scored as a ranking
-task: the positive among its negatives, giving ``eval_mrr`` and ``eval_hit_at_1``.
+The model is ``twinops.models.rerank``'s scorer: ``logit(query, passage) + w * cosine``. The
+cross-encoder starts from the bundled MiniLM encoder with a zero classifier head and ``w`` starts
+at ``first_stage_weight``, so step 0 ranks exactly as cosine retrieval does; training moves away
+from that order only where the listwise loss finds it better. ``w`` is learned with the rest.
+
+Data (the reranker dataset, contract 4 plus ``candidates``): per query, the top-k chunks Qdrant
+returned for it, in cosine order, and which one is the positive. That is the list serving reranks,
+so the loss (softmax cross-entropy over the list, the positive as the target: hard negatives and
+same-document siblings alike are negatives, as evaluation counts them) and the metrics are taken
+over exactly that kind of list. Rows without ``candidates`` (older datasets) use positive + negatives.
+
+Splits: queries of a share of the training *documents* form a validation split (by document, so
+no sibling chunk leaks), and the dataset's test split holds the golden documents' queries. Both
+report hit@5 and MRR of the reranker and of cosine order on the same lists, with bootstrap
+intervals and the paired interval of the difference: ``val_mrr``, ``val_cosine_mrr``,
+``val_mrr_delta_ci_low``, ... and the same with ``test_``.
+
+A plain loop rather than ``CrossEncoderTrainer``: the score adds the first-stage cosine, a term no
+sentence-transformers loss takes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import random
 import shutil
-from typing import Any
 
 import yaml
 
+from twinops.domain.hashing import content_hash
+from twinops.domain.progress import report
+from twinops.domain.stats import hit_and_reciprocal_rank
 from twinops.domain.versions import DatasetKind
+from twinops.models.rerank import FIRST_STAGE_DIR, RerankerConfig, pick_device, write_config
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
-from twinops.training.callbacks import MlflowMetricsCallback, RichProgressCallback
 from twinops.training.config import RerankerJob
 from twinops.training.data import capped, load_dataset_version
 from twinops.training.runs import (
     RESULT_FILE,
     TrainResult,
-    final_loss,
     is_main_process,
     plan_run_dir,
     publish,
     quiet_libraries,
     staging_dir,
-    trainer_kwargs,
 )
 from twinops.training.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 
+HIT_K = 5
 
-def labelled_pairs(rows: Any, negatives_per_query: int | None = None) -> dict[str, list]:
-    """Columns ``query``, ``passage``, ``label`` (1.0 positive, 0.0 negative) from reranker rows."""
-    pairs: dict[str, list] = {"query": [], "passage": [], "label": []}
+
+def candidate_list(row: dict, limit: int, *, ensure_positive: bool) -> tuple[list[str], int | None]:
+    """(passages in first-stage order, index of the positive or None) of a reranker row.
+
+    ``ensure_positive`` (training) puts the positive in place of the last candidate when the first
+    stage missed it, so every training list has a target; evaluation lists stay as retrieved.
+    """
+    candidates = row.get("candidates") or []
+    if candidates:
+        passages = [item["content"] for item in candidates][:limit]
+        ids = [item["chunk_id"] for item in candidates][:limit]
+        target = ids.index(row["chunk_id"]) if row.get("chunk_id") in ids else None
+    else:
+        passages = [row["positive"], *list(row.get("negatives") or [])][:limit]
+        target = 0
+    if target is None and ensure_positive:
+        passages = [*passages[: limit - 1], row["positive"]]
+        target = len(passages) - 1
+    return passages, target
+
+
+def split_validation(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(fit, validation) by source document: all queries of a document land on one side."""
+    if fraction <= 0 or len(rows) < 2:
+        return rows, []
+
+    def score(row: dict) -> float:
+        key = row.get("document_id") or row.get("chunk_id") or row["query"]
+        return int(content_hash("reranker-validation", seed, key)[:12], 16) / 16**12
+
+    validation = [row for row in rows if score(row) < fraction]
+    fit = [row for row in rows if score(row) >= fraction]
+    if not fit:  # one document only: nothing to hold out
+        return rows, []
+    return fit, validation
+
+
+def ranking_values(scores: list[float], target: int | None, k: int = HIT_K) -> tuple[float, float]:
+    """(hit@k, reciprocal rank) of ``target`` when the list is sorted by ``scores`` (ties: list order)."""
+    if target is None:
+        return 0.0, 0.0
+    order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))
+    return hit_and_reciprocal_rank([str(index) for index in order], str(target), k)
+
+
+def list_metrics(prefix: str, reranked: list[tuple[float, float]], cosine: list[tuple[float, float]]) -> dict:
+    """``{prefix}_hit_at_5``, ``_mrr``, cosine's, their intervals and the paired interval of Δ."""
+    from twinops.domain.stats import interval, paired_difference_interval, value
+
+    metrics: dict[str, float] = {f"{prefix}_queries": float(len(reranked))}
+    if not reranked:
+        return metrics
+    for position, name in ((0, f"hit_at_{HIT_K}"), (1, "mrr")):
+        ours = [pair[position] for pair in reranked]
+        base = [pair[position] for pair in cosine]
+        for label, values in ((f"{prefix}_{name}", ours), (f"{prefix}_cosine_{name}", base)):
+            metrics[label] = value(name, values)
+            metrics[f"{label}_ci_low"], metrics[f"{label}_ci_high"] = interval(name, values)
+        low, high = paired_difference_interval(name, base, ours)
+        metrics[f"{prefix}_{name}_delta_ci_low"], metrics[f"{prefix}_{name}_delta_ci_high"] = low, high
+    return metrics
+
+
+class _Scorer:
+    """The trainable form of ``models.rerank.Reranker``: cross-encoder logits plus ``w`` times cosine."""
+
+    def __init__(self, start_model: str, job: RerankerJob, device: str) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder, SentenceTransformer
+
+        self.device = device
+        self.max_length = job.trainer.max_length
+        self.cross_encoder = CrossEncoder(
+            start_model, num_labels=1, max_length=self.max_length, device=device
+        )
+        head = self.cross_encoder.model.classifier
+        # A zero head scores every pair alike: the first ranking is the cosine order.
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        self.embedder = SentenceTransformer(start_model, device=device)
+        self.weight = torch.nn.Parameter(torch.tensor(float(job.first_stage_weight), device=device))
+
+    def cosines(self, query: str, passages: list[str]) -> list[float]:
+        vectors = self.embedder.encode(
+            [query, *passages], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return [float(value) for value in vectors[1:] @ vectors[0]]
+
+    def logits(self, queries: list[str], passages: list[str]):
+        tokens = self.cross_encoder.tokenizer(
+            queries,
+            passages,
+            truncation="only_second",
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        ).to(self.device)
+        return self.cross_encoder.model(**tokens).logits.view(-1)
+
+    def scores(self, query: str, passages: list[str], cosines: list[float]) -> list[float]:
+        import torch
+
+        with torch.no_grad():
+            logits = self.logits([query] * len(passages), passages)
+        return [
+            float(logit) + float(self.weight) * cosine for logit, cosine in zip(logits, cosines, strict=True)
+        ]
+
+
+def _prepared(rows: list[dict], scorer: _Scorer, limit: int, *, training: bool) -> list[dict]:
+    """Each usable row's list with its cosines; every distinct text is embedded once."""
+    lists = []
     for row in rows:
-        negatives = list(row["negatives"] or [])[:negatives_per_query]
-        for passage, label in [(row["positive"], 1.0), *((negative, 0.0) for negative in negatives)]:
-            pairs["query"].append(row["query"])
-            pairs["passage"].append(passage)
-            pairs["label"].append(label)
-    return pairs
+        passages, target = candidate_list(row, limit, ensure_positive=training)
+        if passages and not (training and (target is None or len(passages) < 2)):
+            lists.append((row["query"], passages, target))
+    texts = list(dict.fromkeys(text for query, passages, _ in lists for text in (query, *passages)))
+    if not texts:
+        return []
+    vectors = scorer.embedder.encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False, batch_size=64
+    )
+    index = {text: position for position, text in enumerate(texts)}
+    return [
+        {
+            "query": query,
+            "passages": passages,
+            "target": target,
+            "cosines": [float(vectors[index[text]] @ vectors[index[query]]) for text in passages],
+        }
+        for query, passages, target in lists
+    ]
 
 
-def ranking_metrics(model: Any, rows: Any, batch_size: int = 32) -> dict[str, float]:
-    """MRR and hit@1 of each row's positive among its negatives, as scored by ``model``."""
-    reciprocal_ranks = []
-    for row in rows:
-        candidates = [row["positive"], *(row["negatives"] or [])]
-        scores = model.predict([(row["query"], c) for c in candidates], batch_size=batch_size)
-        rank = 1 + sum(1 for score in scores[1:] if score > scores[0])
-        reciprocal_ranks.append(1.0 / rank)
-    if not reciprocal_ranks:
-        return {}
-    return {
-        "eval_mrr": sum(reciprocal_ranks) / len(reciprocal_ranks),
-        "eval_hit_at_1": sum(1.0 for rr in reciprocal_ranks if rr == 1.0) / len(reciprocal_ranks),
-    }
+def _evaluate(prefix: str, prepared: list[dict], scorer: _Scorer) -> dict[str, float]:
+    reranked, cosine = [], []
+    for item in prepared:
+        scores = scorer.scores(item["query"], item["passages"], item["cosines"])
+        reranked.append(ranking_values(scores, item["target"]))
+        cosine.append(ranking_values(item["cosines"], item["target"]))
+    return list_metrics(prefix, reranked, cosine)
+
+
+def _fit(
+    job: RerankerJob, scorer: _Scorer, prepared: list[dict], description: str
+) -> tuple[int, list[float]]:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    spec = job.trainer
+    per_step = spec.per_device_train_batch_size
+    steps = (
+        spec.max_steps if spec.max_steps > 0 else math.ceil(spec.num_train_epochs * len(prepared) / per_step)
+    )
+    warmup = int(spec.warmup_steps) if spec.warmup_steps >= 1 else int(spec.warmup_steps * steps)
+    model = scorer.cross_encoder.model
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.parameters(), "lr": spec.learning_rate, "weight_decay": spec.weight_decay},
+            {"params": [scorer.weight], "lr": job.first_stage_weight_lr, "weight_decay": 0.0},
+        ]
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if spec.bf16 and scorer.device == "cuda" else None
+    order = random.Random(spec.seed)  # noqa: S311 - reproducible batches, not secrets
+    losses: list[float] = []
+    model.train()
+    report(description, 0, steps)
+    for step in range(1, steps + 1):
+        batch = order.sample(prepared, min(per_step, len(prepared)))
+        queries = [item["query"] for item in batch for _ in item["passages"]]
+        passages = [passage for item in batch for passage in item["passages"]]
+        with autocast if autocast is not None else contextlib.nullcontext():
+            logits = scorer.logits(queries, passages)
+        total = torch.tensor(0.0, device=scorer.device)
+        start = 0
+        for item in batch:  # lists differ in length: one softmax per query
+            size = len(item["passages"])
+            cosines = torch.tensor(item["cosines"], device=scorer.device)
+            fused = logits[start : start + size].float() + scorer.weight * cosines
+            total = total + torch.nn.functional.cross_entropy(
+                fused.unsqueeze(0), torch.tensor([item["target"]], device=scorer.device)
+            )
+            start += size
+        loss = total / len(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+        if step % spec.logging_steps == 0 or step == steps:
+            log_metrics({"loss": losses[-1], "first_stage_weight": float(scorer.weight)}, step=step)
+        report(description, step, steps, f"loss={losses[-1]:.4f}")
+    model.eval()
+    return steps, losses
 
 
 def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
-    """Fine-tune a CrossEncoder on ``job.dataset``; writes ``runs/reranker/<run>/model``."""
+    """Train the reranker on ``job.dataset``; writes ``runs/reranker/<run>/model`` (a scorer folder)."""
     import torch
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import PrinterCallback
 
     quiet_libraries()
     setting = "the reranker config's `model`" if job.model else "TWINOPS_EMBEDDING_MODEL"
@@ -79,54 +260,56 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
     data = load_dataset_version(job.dataset, DatasetKind.RERANKER, settings)
     train_rows = capped(data.train, job.trainer.max_train_samples)
     test_rows = capped(data.test, job.trainer.max_eval_samples)
-    train = Dataset.from_dict(labelled_pairs(train_rows, job.negatives_per_query))
+    fit_rows, validation_rows = split_validation(list(train_rows), job.validation_fraction, job.trainer.seed)
+    validation_rows = validation_rows[: job.trainer.max_eval_samples]  # None keeps them all
 
     run_name, final = plan_run_dir(job, settings, (start_model, data.version.id))
     main = is_main_process()
     staging = staging_dir(final) if main else final.with_name(final.name + ".partial")
     torch.manual_seed(job.trainer.seed)
-    device = "cpu" if job.trainer.device == "cpu" or not torch.cuda.is_available() else "cuda"
-    # num_labels=1: one relevance logit; the classifier head on top of MiniLM starts random.
-    model = CrossEncoder(start_model, num_labels=1, max_length=job.trainer.max_length, device=device)
-    callbacks: list[Any] = [MlflowMetricsCallback()]
-    if job.progress:
-        callbacks.append(RichProgressCallback(f"reranker {run_name}"))
+    device = pick_device(job.trainer.device)
+    scorer = _Scorer(start_model, job, device)
+    fit = _prepared(fit_rows, scorer, job.candidates, training=True)
+    validation = _prepared(validation_rows, scorer, job.candidates, training=False)
+    test = _prepared(list(test_rows or []), scorer, job.candidates, training=False)
     params = {
         "job": job.model_dump(mode="json"),
         "start_model": start_model,
         "dataset_version_id": data.version.id,
+        "device": device,
     }
     try:
         with tracked_run(
             job.stage,
             settings,
             run_name=run_name,
-            params={**params, "train_pairs": len(train)},
+            params={**params, "train_queries": len(fit), "validation_queries": len(validation)},
             tags={"dataset_version_ids": data.version.id, "start_model": start_model},
         ) as run_id:
             log_dataset_input(data.version, train_rows, "train")
             if test_rows is not None:
                 log_dataset_input(data.version, test_rows, "test")
-            kwargs = trainer_kwargs(job.trainer, staging / "trainer")
-            kwargs.pop("activation_checkpointing_kwargs")
-            trainer = CrossEncoderTrainer(
-                model=model,
-                args=CrossEncoderTrainingArguments(**kwargs),
-                train_dataset=train,
-                loss=BinaryCrossEntropyLoss(model),
-                callbacks=callbacks,
-            )
-            trainer.remove_callback(PrinterCallback)
-            output = trainer.train()
-            metrics = {"train_loss": float(output.training_loss), "train_pairs": float(len(train))}
-            last = final_loss(trainer.state.log_history)
-            if last is not None:
-                metrics["final_loss"] = last
-            if test_rows is not None and len(test_rows):
-                metrics.update(ranking_metrics(model, test_rows, job.trainer.per_device_eval_batch_size))
+            steps, losses = _fit(job, scorer, fit, f"reranker {run_name}") if fit else (0, [])
+            metrics: dict[str, float] = {
+                "train_queries": float(len(fit)),
+                "first_stage_weight": float(scorer.weight),
+            }
+            if losses:
+                metrics["train_loss"] = sum(losses) / len(losses)
+                metrics["final_loss"] = losses[-1]
+            metrics.update(_evaluate("val", validation, scorer))
+            metrics.update(_evaluate("test", test, scorer))
             log_metrics(metrics)
             if main:
-                model.save_pretrained(str(staging / "model"))
+                folder = staging / "model"
+                scorer.cross_encoder.save_pretrained(str(folder))
+                scorer.embedder.save(str(folder / FIRST_STAGE_DIR))
+                write_config(
+                    folder,
+                    RerankerConfig(
+                        first_stage_weight=float(scorer.weight), max_length=job.trainer.max_length
+                    ),
+                )
             result = TrainResult(
                 stage=job.stage,
                 run_name=run_name,
@@ -135,7 +318,7 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
                 base_model=start_model,
                 dataset_version_ids=[data.version.id],
                 metrics=metrics,
-                steps=int(trainer.state.global_step),
+                steps=steps,
                 mlflow_run_id=run_id,
                 mlflow_experiment=experiment_name(job.stage),
             )
