@@ -9,6 +9,7 @@ import pytest
 
 from twinops.cli import main
 from twinops.domain.versions import DatasetKind
+from twinops.training.gate import GateEvidence, record_evidence
 
 
 def test_train_sft_register_list_promote(
@@ -23,6 +24,20 @@ def test_train_sft_register_list_promote(
     assert result["registered"]["dataset_version_ids"] == [dataset.id]
     assert "loss=" in captured.err  # the rich progress bar, on stderr
 
+    # A version nobody evaluated against the base model does not take champion.
+    assert main(["registry", "promote", "twin-llm", "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert not decision["promoted"] and "no evaluation evidence" in decision["reason"]
+
+    evidence = GateEvidence(
+        evaluation="test",
+        golden="golden-test",
+        questions=50,
+        challenger={"golden_perplexity": 9.0, "golden_style_score": 0.7},
+        reference={"golden_perplexity": 11.0, "golden_style_score": 0.4},
+        reference_name="base",
+    )
+    record_evidence("twin-llm", "1", evidence, training_settings)
     assert main(["registry", "promote", "twin-llm", "--json"]) == 0
     decision = json.loads(capsys.readouterr().out)
     assert decision["promoted"] and decision["champion_version"] == "1"

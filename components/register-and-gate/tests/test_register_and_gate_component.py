@@ -1,5 +1,6 @@
-"""register-and-gate: real MLflow (sqlite store) and warehouse; the first twin becomes champion,
-a worse one stays challenger."""
+"""register-and-gate: real MLflow (sqlite store) and warehouse. A twin that beats the base model
+becomes the first champion; one that does not beat the champion re-scored stays challenger; a
+reranker worse than cosine never takes champion."""
 
 import json
 from pathlib import Path
@@ -24,7 +25,19 @@ def registry_settings(mongo_settings, tmp_path: Path, monkeypatch: pytest.Monkey
     return settings, version.id
 
 
-def _run(artifacts, tag: str, perplexity: float, *, llm: Path, reranker: Path, dataset_id: str):
+def _evidence(challenger: dict, reference: dict, name: str, version: str | None = None) -> dict:
+    return {
+        "evaluation": "evaluation-run",
+        "golden": "golden-1",
+        "questions": 77,
+        "challenger": challenger,
+        "reference": reference,
+        "reference_name": name,
+        "reference_version": version,
+    }
+
+
+def _run(artifacts, tag: str, evaluation_json: dict, *, llm: Path, reranker: Path, dataset_id: str):
     model = artifacts.pointer(
         "Model",
         f"model-{tag}",
@@ -42,10 +55,10 @@ def _run(artifacts, tag: str, perplexity: float, *, llm: Path, reranker: Path, d
         base_model="minilm",
         dataset_version_ids=[dataset_id],
         stage="reranker",
-        metrics={"eval_mrr": 0.5},
+        metrics={"val_mrr": 0.99},  # training-time numbers promote nothing
     )
     evaluation = artifacts.new("Dataset", f"evaluation-{tag}")
-    Path(evaluation.path).write_text(json.dumps({"metrics": {"eval_perplexity": perplexity}}))
+    Path(evaluation.path).write_text(json.dumps(evaluation_json))
     metrics, report = artifacts.new("Metrics", f"m-{tag}"), artifacts.new("Markdown", f"r-{tag}")
     alias = register_and_gate.python_func(
         model=model, evaluation=evaluation, reranker_model=ranker, metrics=metrics, report=report
@@ -54,16 +67,51 @@ def _run(artifacts, tag: str, perplexity: float, *, llm: Path, reranker: Path, d
 
 
 @pytest.mark.slow
-def test_first_is_champion_then_the_gate_holds(registry_settings, tiny_llama, bundled_models_dir, artifacts):
+def test_each_model_must_beat_what_the_same_evaluation_scored_beside_it(
+    registry_settings, tiny_llama, bundled_models_dir, artifacts
+) -> None:
     _, dataset_id = registry_settings
     reranker = bundled_models_dir / "all-minilm-l6-v2"
+    twin = {"golden_perplexity": 30.0, "golden_style_score": 0.7}
+    base = {"golden_perplexity": 35.0, "golden_style_score": 0.4}
+    cosine = {"golden_mrr": 0.56, "golden_hit_at_5": 0.83}
+    worse_ranker = {"golden_mrr": 0.09, "golden_hit_at_5": 0.17}
+    first = {
+        "metrics": {"twin-llm": twin, "twin-reranker": worse_ranker},
+        "evidence": {
+            "twin-llm": _evidence(twin, base, "base"),
+            "twin-reranker": _evidence(worse_ranker, cosine, "cosine"),
+        },
+    }
     alias, metrics, report = _run(
-        artifacts, "a", 30.0, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
+        artifacts, "a", first, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
     )
     assert alias == "champion" and metrics.metadata["twin-llm.promoted"] == 1.0
-    assert "twin-reranker" in report
+    assert metrics.metadata["twin-reranker.promoted"] == 0.0 and "does not beat baseline 'cosine'" in report
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry_settings[0].mlflow_tracking_uri)
+    tags = client.get_model_version("twin-reranker", "1").tags
+    assert tags["metric.golden_mrr"] == "0.09" and "gate.evidence" in tags  # its own metrics, recorded
+
+    worse_twin = {"golden_perplexity": 33.0, "golden_style_score": 0.7}
+    second = {
+        "metrics": {"twin-llm": worse_twin},
+        "evidence": {"twin-llm": _evidence(worse_twin, twin, "champion", version="1")},
+    }
     alias, metrics, report = _run(
-        artifacts, "b", 45.0, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
+        artifacts, "b", second, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
     )
     assert alias == "challenger" and metrics.metadata["twin-llm.promoted"] == 0.0
-    assert "eval_perplexity" in report
+    assert "golden_perplexity 33 vs 30" in report
+
+    # Evidence against the base model no longer counts once a champion exists.
+    alias, _, report = _run(artifacts, "c", first, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id)
+    assert alias == "challenger" and "'champion' is v1" in report
+
+    # No evidence (the evaluation measured nothing for it): nothing is promoted.
+    alias, _, report = _run(
+        artifacts, "d", {"metrics": {}}, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
+    )
+    assert alias == "challenger" and "no evaluation evidence" in report

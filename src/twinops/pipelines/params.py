@@ -49,7 +49,7 @@ class TrainingParams(BaseModel):
     quantize_bits: int = Field(4, description="GPTQ bits of the quantized twin.")
     eval_max_questions: int = Field(6, description="Golden questions the evaluation scores each model on.")
     gate: dict = Field(
-        {}, description="Promotion gate overrides (metrics, margins); empty: the built-in gate."
+        {}, description="A twin-llm gate replacing the project's; empty: configs/training/gate.yaml."
     )
     dataset_options: dict = Field({}, description="DatasetJob fields (generator, sizes, filters).")
     training_options: dict = Field(

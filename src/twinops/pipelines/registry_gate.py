@@ -1,9 +1,16 @@
-"""Register the twin and its reranker in MLflow and run the promotion gate (register-and-gate).
+"""The evaluate and register-and-gate steps' shared logic: who is compared with whom, and the gate.
 
-The component body is a shell around ``register_and_promote``: it registers the (quantized) LLM as
-a new ``twin-llm`` version and the CrossEncoder as a new ``twin-reranker`` version, each under the
-``challenger`` alias with its training and evaluation metrics, then lets
-``twinops.training.gate.promote`` decide whether each becomes ``champion``.
+``evaluation_models`` decides what the evaluate step scores besides the twin: the base model and,
+when one exists, the ``twin-llm`` champion re-scored; for retrieval, the new reranker (as
+``challenger``) and the ``twin-reranker`` champion beside cosine order. ``gate_evidence`` turns the
+report into one ``GateEvidence`` per registered model: its own metrics against the champion's from
+the same run, or against the baseline (base model, cosine) when there is no champion, with the
+paired bootstrap interval of each difference.
+
+``register_and_promote`` registers the (quantized) LLM as a new ``twin-llm`` version and the
+reranker as a new ``twin-reranker`` version, each under ``challenger`` with its training metrics
+and its own evaluation metrics, attaches the evidence, and lets ``twinops.training.gate.promote``
+decide, with the project's gates unless the pipeline passes its own for ``twin-llm``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,26 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from twinops.settings import Settings
+
+TWIN = "twin"
+BASE = "base"
+CHAMPION_COLUMN = "champion"
+CHALLENGER_RANKER = "challenger"
+COSINE = "cosine"
+
+
+class ChampionRef(BaseModel):
+    """A champion the evaluation re-scored: its registry version and folder."""
+
+    version: str
+    path: str
+
+
+class EvaluationPlan(BaseModel):
+    """What the evaluate step scores besides the twin, and which champions those are."""
+
+    llm_champion: ChampionRef | None = None
+    reranker_champion: ChampionRef | None = None
 
 
 class RegisteredDecision(BaseModel):
@@ -30,6 +57,77 @@ class RegistryGateSummary(BaseModel):
     reranker: RegisteredDecision | None = None
 
 
+def evaluation_plan(settings: Settings) -> EvaluationPlan:
+    """The current champions (None where a model has none yet)."""
+    from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL, champion_or_none
+
+    plan = EvaluationPlan()
+    for name, field in ((LLM_MODEL, "llm_champion"), (RERANKER_MODEL, "reranker_champion")):
+        found = champion_or_none(name, settings, setting=f"{name}@champion")
+        if found is not None and found.version is not None:
+            setattr(plan, field, ChampionRef(version=found.version, path=found.model_dir))
+    return plan
+
+
+def _evidence(
+    report: Any, group: list, challenger: str, reference: str, *, version: str | None, metrics: list[str]
+):
+    from twinops.domain.stats import paired_difference_interval
+    from twinops.training.gate import GateEvidence
+
+    by_name = {scores.name: scores for scores in group}
+    ours, theirs = by_name.get(challenger), by_name.get(reference)
+    if ours is None or theirs is None:
+        return None
+    intervals = {}
+    for metric in metrics:
+        left, right = theirs.per_question.get(metric), ours.per_question.get(metric)
+        if left and right and len(left) == len(right):
+            intervals[metric] = paired_difference_interval(metric, left, right)
+    return GateEvidence(
+        evaluation=report.mlflow_run_id or report.report_dir,
+        golden=report.golden,
+        questions=report.questions,
+        challenger={m: v for m, v in ours.metrics.items() if m in metrics},
+        reference={m: v for m, v in theirs.metrics.items() if m in metrics},
+        reference_name=CHAMPION_COLUMN if version is not None else reference,
+        reference_version=version,
+        improvement_ci=intervals,
+    )
+
+
+def gate_evidence(report: Any, plan: EvaluationPlan) -> dict[str, Any]:
+    """``{registered name: GateEvidence}`` for twin-llm and twin-reranker, where the report allows."""
+    from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL
+
+    evidence: dict[str, Any] = {}
+    llm_metrics = sorted({m for s in report.models for m in s.metrics})
+    champion = plan.llm_champion
+    llm = _evidence(
+        report,
+        report.models,
+        TWIN,
+        CHAMPION_COLUMN if champion else BASE,
+        version=champion.version if champion else None,
+        metrics=llm_metrics,
+    )
+    if llm is not None:
+        evidence[LLM_MODEL] = llm
+    ranker_metrics = sorted({m for s in report.retrieval for m in s.metrics})
+    champion = plan.reranker_champion
+    ranker = _evidence(
+        report,
+        report.retrieval,
+        CHALLENGER_RANKER,
+        CHAMPION_COLUMN if champion else COSINE,
+        version=champion.version if champion else None,
+        metrics=ranker_metrics,
+    )
+    if ranker is not None:
+        evidence[RERANKER_MODEL] = ranker
+    return evidence
+
+
 def _numbers(values: dict[str, Any] | None) -> dict[str, float]:
     from twinops.pipelines.artifacts import flatten_numbers
 
@@ -37,9 +135,16 @@ def _numbers(values: dict[str, Any] | None) -> dict[str, float]:
 
 
 def _register_and_promote(
-    name: str, pointer: dict, folder: Path, *, metrics: dict[str, float], settings: Settings, gate: Any
+    name: str,
+    pointer: dict,
+    folder: Path,
+    *,
+    metrics: dict[str, float],
+    evidence: dict | None,
+    settings: Settings,
+    gate: Any,
 ) -> RegisteredDecision:
-    from twinops.training.gate import promote
+    from twinops.training.gate import GateEvidence, promote, record_evidence
     from twinops.training.registry import register_model
 
     version = register_model(
@@ -52,7 +157,10 @@ def _register_and_promote(
         metrics=metrics,
         stage=pointer.get("stage"),
     )
-    decision = promote(name, settings, gate)
+    proof = GateEvidence.model_validate(evidence) if evidence else None
+    if proof is not None:
+        record_evidence(name, version.version, proof, settings)
+    decision = promote(name, settings, gate, evidence=proof)
     return RegisteredDecision(
         name=name,
         version=str(version.version),
@@ -73,16 +181,22 @@ def register_and_promote(
     reranker_folder: Path | None = None,
     gate: dict | None = None,
 ) -> RegistryGateSummary:
-    """Register both models (training + evaluation metrics) and gate each one."""
-    from twinops.training.gate import GateConfig
+    """Register both models (training + their own evaluation metrics) and gate each on its evidence."""
+    from twinops.training.gate import parse_gate
     from twinops.training.registry import LLM_MODEL, RERANKER_MODEL
 
-    llm_gate = GateConfig.model_validate(gate) if gate else None
-    # Evaluation metrics win over training ones of the same name: they are what the gate compares.
-    llm_metrics = {**_numbers(llm.get("metrics")), **_numbers(evaluation.get("metrics", evaluation))}
+    llm_gate = parse_gate(gate, LLM_MODEL, "the pipeline's `gate` parameter") if gate else None
+    evidence = evaluation.get("evidence") or {}
+    own = evaluation.get("metrics") or {}
     summary = RegistryGateSummary(
         llm=_register_and_promote(
-            LLM_MODEL, llm, llm_folder, metrics=llm_metrics, settings=settings, gate=llm_gate
+            LLM_MODEL,
+            llm,
+            llm_folder,
+            metrics={**_numbers(llm.get("metrics")), **_numbers(own.get(LLM_MODEL))},
+            evidence=evidence.get(LLM_MODEL),
+            settings=settings,
+            gate=llm_gate,
         )
     )
     if reranker is not None and reranker_folder is not None:
@@ -90,7 +204,8 @@ def register_and_promote(
             RERANKER_MODEL,
             reranker,
             reranker_folder,
-            metrics=_numbers(reranker.get("metrics")),
+            metrics={**_numbers(reranker.get("metrics")), **_numbers(own.get(RERANKER_MODEL))},
+            evidence=evidence.get(RERANKER_MODEL),
             settings=settings,
             gate=None,
         )

@@ -25,16 +25,18 @@ def evaluate(
     compare: bool = True,
     options: dict = {},
 ) -> float:
-    """Evaluate the twin on the golden set: perplexity, answer similarity, style, retrieval.
+    """Evaluate the twin, its reranker and the champions they must beat, on the same golden set.
 
-    With ``compare`` (the default) the base model, the SFT model and the DPO model are scored
-    beside the quantized twin, so the report shows what each training step bought; the gate reads
-    the twin's scores.
+    Scores the quantized twin (on its GPTQ kernels) beside the base model and the current
+    ``twin-llm`` champion re-scored (with ``compare``, the SFT and DPO models too), and ranks every
+    golden question's top-k Qdrant candidates by cosine, by the new reranker (``challenger``) and by
+    the ``twin-reranker`` champion. Every metric carries a 95% bootstrap interval. The gate reads
+    each model's own evidence from here: the twin against the champion (or the base model when there
+    is none), the reranker against its champion (or cosine).
 
-    Calls ``twinops.evaluation.evaluate``: answers to the golden instructions are scored against
-    the references (perplexity, embedding cosine, ROUGE-L, a style classifier trained on the
-    preference pairs, the LLM judge when one is configured) and retrieval is measured in Qdrant
-    with and without the new reranker. The report is logged to MLflow and copied here as HTML so
+    Calls ``twinops.evaluation.evaluate`` (perplexity on the golden references, answers scored
+    against them: embedding cosine, ROUGE-L, a style classifier trained on the preference pairs, the
+    LLM judge when one is configured). The report is logged to MLflow and copied here as HTML so
     the Kubeflow Pipelines UI shows it next to the scalar metrics.
 
     Args:
@@ -43,27 +45,40 @@ def evaluate(
         dpo_model: Pointer to the merged DPO model (compared).
         golden: Pointer to the golden DatasetVersion (from ``build_datasets``).
         preference: Pointer to the preference DatasetVersion (trains the style classifier).
-        reranker_model: Pointer to the CrossEncoder from ``train_reranker``.
-        max_questions: Golden questions answered (generation dominates the time).
+        reranker_model: Pointer to the reranker from ``train_reranker``.
+        max_questions: Golden questions answered (generation dominates the time); perplexity and
+            retrieval use every golden row.
         base_model: The base model reference (empty: the configured TWINOPS_BASE_MODEL).
-        compare: Score base, SFT and DPO beside the twin (four times the generation time).
-        options: Extra ``EvaluationJob`` fields as a mapping (max_new_tokens, judge, retrieval_k).
-        evaluation: JSON with ``metrics`` (``eval_*`` and ``retrieval_*``, what the registry gate
-            reads) and the full evaluation ``report``.
-        metrics: The same scalar metrics.
+        compare: Score SFT and DPO beside the twin too (the base model and the champion always are).
+        options: Extra ``EvaluationJob`` fields as a mapping (max_new_tokens, judge, retrieval_k,
+            device, dtype, batch_size: GPU settings come from here).
+        evaluation: JSON with ``metrics`` (each registered model's own ``golden_*`` metrics),
+            ``evidence`` (per registered model, the gate's comparison) and the full ``report``.
+        metrics: The twin's and the reranker's metrics with their interval bounds.
         report: The HTML evaluation report.
 
     Returns:
-        The twin's perplexity on the golden references (lower is better).
+        The twin's golden perplexity (lower is better).
     """
     import json
+    import math
     from pathlib import Path
 
+    from twinops.errors import TwinopsError
     from twinops.evaluation.evaluate import evaluate as run_evaluation
     from twinops.evaluation.job import EvaluationJob, ModelSpec
-    from twinops.models.resolve import resolve_model
+    from twinops.evaluation.tracking import logged_metrics
+    from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import validate_job
+    from twinops.pipelines.registry_gate import (
+        BASE,
+        CHALLENGER_RANKER,
+        CHAMPION_COLUMN,
+        TWIN,
+        evaluation_plan,
+        gate_evidence,
+    )
 
     settings = artifacts.component_settings()
 
@@ -71,23 +86,33 @@ def evaluate(
         path = artifacts.pointer_path(artifacts.read_pointer(artifact), settings)
         return ModelSpec(name=name, path=str(path))
 
-    models = [spec("twin", model)]
+    models = [ModelSpec(name=BASE, path=base_model or settings.base_model)]  # evaluate() resolves it
     if compare:
-        base = resolve_model(base_model or settings.base_model, settings, setting="base_model")
-        models = [ModelSpec(name="base", path=base), spec("sft", sft_model), spec("dpo", dpo_model), *models]
+        models += [spec("sft", sft_model), spec("dpo", dpo_model)]
+    models.append(spec(TWIN, model))
     fields = {
-        "models": [spec.model_dump() for spec in models],
+        "models": [item.model_dump() for item in models],
+        "rerankers": [spec(CHALLENGER_RANKER, reranker_model).model_dump()],
         "golden": artifacts.read_pointer(golden)["version_id"],
         "preference": artifacts.read_pointer(preference)["version_id"],
-        "reranker_path": str(artifacts.pointer_path(artifacts.read_pointer(reranker_model), settings)),
         "max_questions": max_questions,
         **dict(options),
     }
-    result = run_evaluation(validate_job(EvaluationJob, fields), settings)
-    twin_scores = next(scored for scored in result.models if scored.name == "twin")
-    scores = {f"eval_{key}": value for key, value in twin_scores.metrics.items()}
-    scores.update({f"retrieval_{key}": value for key, value in result.retrieval.items()})
-    payload = {"metrics": scores, "report": artifacts.summary_dict(result)}
+    job = validate_job(EvaluationJob, fields)  # a bad option fails here, before any service is asked
+    # The champions are re-scored in this same run: the gate compares like with like.
+    plan = evaluation_plan(settings)
+    if plan.llm_champion is not None:
+        job.models.insert(1, ModelSpec(name=CHAMPION_COLUMN, path=plan.llm_champion.path))
+    if plan.reranker_champion is not None:
+        job.rerankers.append(ModelSpec(name=CHAMPION_COLUMN, path=plan.reranker_champion.path))
+    result = run_evaluation(job, settings)
+    twin_scores = next(scored for scored in result.models if scored.name == TWIN)
+    ranker_scores = next((scored for scored in result.retrieval if scored.name == CHALLENGER_RANKER), None)
+    own = {LLM_MODEL: dict(twin_scores.metrics)}
+    if ranker_scores is not None:
+        own[RERANKER_MODEL] = dict(ranker_scores.metrics)
+    evidence = {name: proof.model_dump(mode="json") for name, proof in gate_evidence(result, plan).items()}
+    payload = {"metrics": own, "evidence": evidence, "report": artifacts.summary_dict(result)}
     Path(evaluation.path).parent.mkdir(parents=True, exist_ok=True)
     Path(evaluation.path).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
     evaluation.metadata.update(
@@ -98,7 +123,15 @@ def evaluate(
             "skipped": result.skipped,
         }
     )
-    artifacts.log_metrics(metrics, scores)
+    scalars = {f"{LLM_MODEL}.{key}": value for key, value in logged_metrics(twin_scores).items()}
+    if ranker_scores is not None:
+        scalars.update({f"{RERANKER_MODEL}.{k}": v for k, v in logged_metrics(ranker_scores).items()})
+    artifacts.log_metrics(metrics, scalars)
     html_file = result.files.get("table.html") or result.files.get("html")
-    artifacts.copy_report(report, html_file, title="Evaluation", fallback=scores)
-    return float(scores.get("eval_perplexity", 0.0))
+    artifacts.copy_report(report, html_file, title="Evaluation", fallback=scalars)
+    perplexity = twin_scores.metrics.get("golden_perplexity", math.nan)
+    if math.isnan(perplexity):
+        raise TwinopsError(
+            "the evaluation measured no golden perplexity for the twin: rebuild the golden set"
+        )
+    return float(perplexity)

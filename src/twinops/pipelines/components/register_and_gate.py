@@ -18,20 +18,22 @@ def register_and_gate(
     report: Output[Markdown],
     gate: dict = {},
 ) -> str:
-    """Register the model and the reranker in MLflow; promote each to ``champion`` if its gate passes.
+    """Register the twin and the reranker in MLflow; promote each to ``champion`` only if it earns it.
 
     Calls ``twinops.training.registry.register_model`` and ``twinops.training.gate.promote``: the
-    model becomes a new version of ``twin-llm`` (tagged with its dataset version ids, training and
-    evaluation metrics) under the ``challenger`` alias, and takes ``champion`` when it beats the
-    current champion on the gate's metrics (the first version always does). The reranker is
-    registered and gated as ``twin-reranker`` the same way.
+    twin becomes a new version of ``twin-llm`` and the reranker of ``twin-reranker``, each under
+    ``challenger``, tagged with its dataset versions, its training metrics and its own evaluation
+    metrics (``golden_*``: perplexity and style for the twin, hit@5 and MRR for the reranker). Each
+    takes ``champion`` only when it beats, in the evaluate step's same run, the champion re-scored,
+    or the baseline when there is none (the base model; cosine-only retrieval). Missing metrics
+    promote nothing. The gates are the project's (``configs/training/gate.yaml``).
 
     Args:
         model: Pointer to the model to register (the quantized twin).
-        evaluation: The evaluation report JSON written by ``evaluate``.
-        reranker_model: Pointer to the CrossEncoder from ``train_reranker``.
-        gate: The ``twin-llm`` promotion gate as a mapping (``{"rules": [{"metric": ...,
-            "direction": "lower"}]}``); empty means the library's default gate.
+        evaluation: The evaluation JSON written by ``evaluate`` (metrics and gate evidence).
+        reranker_model: Pointer to the reranker from ``train_reranker``.
+        gate: A ``twin-llm`` gate replacing the project's (``{"rules": [{"metric": ...,
+            "direction": "lower"}]}``); empty means the project's gate.
         metrics: The gate decisions (1 = promoted) and the registered versions.
         report: Registered versions, aliases and why each gate passed or held.
 
