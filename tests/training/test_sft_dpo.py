@@ -57,12 +57,12 @@ def test_sft_then_dpo_then_merge(training_settings, make_dataset, tiny_llama: Pa
     assert (run_dir / "merged" / "config.json").exists() and (run_dir / "train_result.json").exists()
     assert not list(run_dir.parent.glob("*.partial"))
     assert sft.dataset_version_ids == [instruction.id] and sft.steps == 2
-    assert {"train_loss", "eval_loss", "eval_perplexity"} <= set(sft.metrics)
+    assert {"train_loss", "eval_loss", "instruction_test_perplexity"} <= set(sft.metrics)
 
     run = mlflow.MlflowClient(training_settings.mlflow_tracking_uri).get_run(sft.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["job.lora.r"] == "8" and run.data.tags["dataset_version_ids"] == instruction.id
-    assert "loss" in run.data.metrics and "eval_perplexity" in run.data.metrics
+    assert "loss" in run.data.metrics and "instruction_test_perplexity" in run.data.metrics
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {instruction.id}
     artifacts = {
         a.path
@@ -73,7 +73,7 @@ def test_sft_then_dpo_then_merge(training_settings, make_dataset, tiny_llama: Pa
     # DPO starts from the newest SFT run's merged model by default.
     dpo = train_dpo(DPOJob(trainer=TINY, beta=0.2, progress=False), training_settings)
     assert dpo.base_model == sft.model_dir and dpo.dataset_version_ids == [preference.id]
-    assert "eval_rewards/accuracies" in dpo.metrics and dpo.metrics["eval_perplexity"] > 1.0
+    assert "eval_rewards/accuracies" in dpo.metrics and dpo.metrics["preference_test_perplexity"] > 1.0
     dpo_run = mlflow.MlflowClient(training_settings.mlflow_tracking_uri).get_run(dpo.mlflow_run_id)
     assert dpo_run.data.params["job.beta"] == "0.2"
 

@@ -68,9 +68,9 @@ def train_dpo(job: DPOJob, settings: Settings) -> TrainResult:
 
 
 def chosen_perplexity(model, tokenizer, test, job: DPOJob) -> dict[str, float]:
-    """``eval_perplexity`` on the chosen (author) answers, comparable with SFT's and the gate's."""
+    """``preference_test_perplexity``: completion perplexity of the test split's chosen (author) answers."""
     from twinops.models.perplexity import completion_perplexity
 
     pairs = ((row["prompt"], row["chosen"]) for row in test)
     value = completion_perplexity(model, tokenizer, pairs, max_length=job.trainer.max_length)
-    return {} if value is None else {"eval_perplexity": value}
+    return {} if value is None else {"preference_test_perplexity": value}

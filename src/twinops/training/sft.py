@@ -47,9 +47,12 @@ def build_sft_trainer(job: SFTJob, model, tokenizer, *, train, test, output_dir,
 
 
 def with_perplexity(metrics: dict[str, float]) -> dict[str, float]:
-    """Add ``eval_perplexity`` = exp(mean completion-token loss on the test split)."""
+    """Add ``instruction_test_perplexity`` = exp(mean completion-token loss on the instruction test split).
+
+    Named for what it measures: DPO's is ``preference_test_perplexity``, evaluation's ``golden_perplexity``.
+    """
     if "eval_loss" in metrics:
-        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        metrics["instruction_test_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     return metrics
 
 
