@@ -103,5 +103,6 @@ def promote(
         return
     for model_name, result in results:
         verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
-        console.print(f"{model_name}: {verdict}; champion is v{result.champion_version}")
+        holder = f"v{result.champion_version}" if result.champion_version else "none yet"
+        console.print(f"{model_name}: {verdict}; champion: {holder}")
         console.print(result.reason, highlight=False)
