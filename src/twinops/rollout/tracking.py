@@ -31,7 +31,7 @@ class MlflowRecorder:
     def begin(self, state: RolloutState) -> str:
         from mlflow.exceptions import MlflowException
 
-        from twinops.training.tracking import ensure_experiment
+        from twinops.infra.tracking import ensure_experiment
 
         with fast_fail():
             experiment_id = ensure_experiment(STAGE, self.settings)
