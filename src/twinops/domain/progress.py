@@ -8,12 +8,16 @@ note such as the latest loss):
   reporter the Face installed with ``reporting_to(callback)`` for the duration of a command, and
   nowhere when none is installed (a pipeline pod stays quiet).
 
+One-line notices (``notice``: "caching the bundled model ... (first use)") go the same way: to the
+callback the Face installed with ``noticing_to``, else to the ``twinops`` logger (a pod's log).
+
 Nothing here draws: rich bars live in ``twinops.cli.common``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Protocol
@@ -48,3 +52,25 @@ def report(step: str, done: int, total: int | None = None, note: str = "") -> No
     callback = _reporter.get()
     if callback is not None:
         callback(step, done, total, note)
+
+
+_notifier: ContextVar[Callable[[str], None] | None] = ContextVar("twinops_notifier", default=None)
+
+
+@contextmanager
+def noticing_to(callback: Callable[[str], None]) -> Iterator[None]:
+    """Send every ``notice`` inside the block to ``callback``."""
+    token = _notifier.set(callback)
+    try:
+        yield
+    finally:
+        _notifier.reset(token)
+
+
+def notice(message: str) -> None:
+    """A one-line notice for the user: to the Face's callback, else the ``twinops`` logger."""
+    callback = _notifier.get()
+    if callback is not None:
+        callback(message)
+    else:
+        logging.getLogger("twinops").warning(message)
