@@ -51,9 +51,9 @@ def _job(args: argparse.Namespace):
     from twinops.quantize.job import QuantizeJob
 
     if args.job:
-        import yaml
+        from twinops.infra.config_files import load_config
 
-        return QuantizeJob.model_validate(yaml.safe_load(args.job.read_text()))
+        return load_config(QuantizeJob, args.job, what="quantize job")
     if not args.model or not args.output:
         raise ConfigError("--model and --output are required (or pass --job FILE)")
     return QuantizeJob(
