@@ -73,3 +73,14 @@ def test_with_champions_the_reference_is_the_champion_rescored() -> None:
     assert evidence["twin-llm"].reference_name == "champion" and evidence["twin-llm"].reference_version == "3"
     assert evidence["twin-reranker"].reference_version == "2"
     assert evidence["twin-reranker"].reference["golden_mrr"] == 1.0  # the champion's, not cosine's
+
+
+def test_a_metric_measured_on_one_side_only_is_absent_and_blocks() -> None:
+    logs = [math.log(30.0)] * 8
+    base = _scores("base", {"golden_perplexity": logs, "golden_style_score": [0.3] * 8})
+    twin = _scores("twin", {"golden_perplexity": [v - 1 for v in logs], "golden_style_score": []})
+    llm = gate_evidence(_report([base, twin], []), EvaluationPlan())["twin-llm"]
+    assert "golden_style_score" not in llm.challenger and llm.reference["golden_style_score"] == 0.3
+    assert llm.model_validate_json(llm.model_dump_json()) == llm  # what the registry tag holds reads back
+    passed, checks = judge(load_gate(None, "twin-llm"), llm)
+    assert not passed and [check.passed for check in checks] == [True, False]

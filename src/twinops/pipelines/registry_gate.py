@@ -15,6 +15,7 @@ decide, with the project's gates unless the pipeline passes its own for ``twin-l
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,20 @@ def _evidence(
     for metric in metrics:
         left, right = theirs.per_question.get(metric), ours.per_question.get(metric)
         if left and right and len(left) == len(right):
-            intervals[metric] = paired_difference_interval(metric, left, right)
+            bounds = paired_difference_interval(metric, left, right)
+            if all(math.isfinite(bound) for bound in bounds):
+                intervals[metric] = bounds
+
+    def measured(values: dict[str, float]) -> dict[str, float]:
+        # Not measured is absent, never NaN or 0.0: the gate then refuses to promote on it.
+        return {m: v for m, v in values.items() if m in metrics and math.isfinite(v)}
+
     return GateEvidence(
         evaluation=report.mlflow_run_id or report.report_dir,
         golden=report.golden,
         questions=report.questions,
-        challenger={m: v for m, v in ours.metrics.items() if m in metrics},
-        reference={m: v for m, v in theirs.metrics.items() if m in metrics},
+        challenger=measured(ours.metrics),
+        reference=measured(theirs.metrics),
         reference_name=CHAMPION_COLUMN if version is not None else reference,
         reference_version=version,
         improvement_ci=intervals,
