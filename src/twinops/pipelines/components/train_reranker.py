@@ -18,17 +18,20 @@ def train_reranker(
     max_steps: int = 20,
     options: dict = {},
 ) -> str:
-    """Fine-tune a sentence-transformers CrossEncoder on (query, positive, negatives) triples.
+    """Train the reranker: a cross-encoder learned as a correction on top of cosine retrieval.
 
-    Calls ``twinops.training.train_reranker``; the CrossEncoder folder lands under
+    Calls ``twinops.training.train_reranker``: each query's top-12 Qdrant candidates are ranked by
+    the cross-encoder's logit plus a learned weight times their cosine (an untrained reranker ranks
+    exactly as cosine does), with a listwise loss. The reranker folder lands under
     ``TWINOPS_HOME/runs/reranker/<run>/`` and is tracked in MLflow with the dataset version id.
 
     Args:
         reranker: Pointer to the reranker DatasetVersion (from ``build_datasets``).
         max_steps: Optimizer steps (small by default).
-        options: Extra ``RerankerJob`` fields as a mapping (base cross-encoder, batch size).
+        options: Extra ``RerankerJob`` fields as a mapping (candidates, validation_fraction, trainer).
         model: Pointer to the CrossEncoder folder.
-        metrics: Reranking metrics on the test split (e.g. MRR, NDCG).
+        metrics: hit@5 and MRR on the validation and golden-test queries, reranked and in cosine
+            order, with 95% bootstrap intervals.
         report: The run's key facts.
 
     Returns:
