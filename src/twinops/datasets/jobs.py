@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.datasets.generators import GeneratorName
-from twinops.errors import ConfigError
+from twinops.infra.config_files import load_config
 
 
 class DatasetJob(BaseModel):
@@ -70,15 +69,7 @@ class DatasetJob(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DatasetJob:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            return cls.model_validate(data)
-        except OSError as error:
-            raise ConfigError(f"dataset job file {path} is unreadable: {error.strerror}") from error
-        except (yaml.YAMLError, ValidationError) as error:
-            first = str(error).splitlines()
-            raise ConfigError(f"dataset job file {path} is invalid: {' '.join(first[:3])}") from error
+        return load_config(cls, path, what="dataset job file")
 
     def identity(self) -> dict:
         """The settings that change dataset content (not batch size, logging or which run asked)."""
