@@ -222,7 +222,7 @@ def build_pipeline(args, settings) -> RagPipeline:
     return RagPipeline(
         embedder=open_embedder(settings),
         index=index,
-        generator=ChatClient(args.llm_url, args.llm_model),
+        generator=ChatClient(args.llm_url, args.llm_model, timeout=args.llm_timeout),
         reranker=reranker,
         author_context=_cached(lambda author_id: author_context(settings, author_id), AUTHOR_CONTEXT_TTL),
         authors=authors,
@@ -243,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--llm_url", default=None, help="The LLM server's OpenAI base URL (…/openai/v1).")
     parser.add_argument("--llm_model", default="twin-llm", help="Model name on the LLM server.")
+    parser.add_argument(
+        "--llm_timeout",
+        type=float,
+        default=300.0,
+        help="Seconds to wait for the LLM server's answer (a CPU LLM under load is slow).",
+    )
     parser.add_argument(
         "--reranker_url", default=None, help="The reranker's OpenAI base URL; unset = rank by cosine."
     )
