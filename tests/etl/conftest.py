@@ -108,6 +108,25 @@ def _build_site(base: str) -> Site:
         f"<sitemap><loc>{base}/sitemaps/posts.xml.gz</loc></sitemap></sitemapindex>"
     )
     site.pages["/sitemap_index.xml.gz"] = (200, "application/gzip", gzip.compress(gz_index.encode()))
+    # Answered with 200, but not the author's writing: each must fail, not fill the index.
+    filler = " ".join(["The site needs a moment before it shows the page you asked for."] * 4)
+    site.pages["/challenge.html"] = (
+        200,
+        "text/html",
+        article_html(
+            "Just a moment...", f"Verify you are human by completing the action below.\n\n{filler}"
+        ).encode(),
+    )
+    site.pages["/login-wall.html"] = (
+        200,
+        "text/html",
+        article_html("Members only", f"Sign in to continue reading this story.\n\n{filler}").encode(),
+    )
+    site.pages["/soft-404.html"] = (
+        200,
+        "text/html",
+        article_html("Page not found", f"The page you are looking for does not exist.\n\n{filler}").encode(),
+    )
     site.pages["/binary.png"] = (200, "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     site.pages["/empty.html"] = (200, "text/html", b"<html><body><nav>menu</nav></body></html>")
     site.pages["/not-a-feed.xml"] = (

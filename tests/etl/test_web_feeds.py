@@ -92,6 +92,23 @@ def test_gzipped_sitemap_index_is_crawled(site, policy, mongo_settings) -> None:
     assert urls == {site.url("/articles/4.html"), site.url("/articles/5.html")}
 
 
+def test_pages_that_are_not_the_authors_writing_fail_the_source(site, policy, mongo_settings) -> None:
+    pages = {
+        "/challenge.html": "bot challenge",
+        "/login-wall.html": "login wall",
+        "/soft-404.html": "error page",
+    }
+    summary = run_etl(_job(policy, *(site.url(path) for path in pages)), mongo_settings)
+    results = _by_source(summary)
+    for path, kind in pages.items():
+        result = results[site.url(path)]
+        assert (result.status, result.new) == ("failed", 0), path
+        assert any("not the author's content" in error and kind in error for error in result.errors), (
+            result.errors
+        )
+    assert not list(DocumentRepository(connect(mongo_settings)).changed_since())
+
+
 def test_select_orders_newest_first_and_keeps_undated() -> None:
     entries = [
         Entry("a", datetime(2024, 1, 1, tzinfo=UTC)),

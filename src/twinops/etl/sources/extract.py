@@ -15,6 +15,42 @@ FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re
 # Below this an "article" is a navigation stub or an error page the extractor fell back on.
 MIN_ARTICLE_WORDS = 20
 HEADING = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\r?\n|\Z)")
+# Pages a server answers with 200 that are not the author's writing: a crawler that meets them is
+# broken (blocked, logged out, pointed at a dead URL), so they fail the item instead of filling
+# the index. Looked for only in short pages' titles and openings: an article may quote them.
+NOT_CONTENT_MAX_WORDS = 250
+NOT_CONTENT_MARKERS: dict[str, tuple[str, ...]] = {
+    "bot challenge": (
+        "verify you are human",
+        "checking your browser",
+        "just a moment...",
+        "attention required",
+        "are you a robot",
+        "complete the captcha",
+        "enable javascript and cookies to continue",
+        "press & hold",
+    ),
+    "login wall": (
+        "sign in to continue",
+        "log in to continue",
+        "login to continue",
+        "you must be logged in",
+        "please log in",
+        "please sign in",
+        "subscribe to continue reading",
+        "create a free account to continue",
+    ),
+    "error page": (
+        "page not found",
+        "404 not found",
+        "403 forbidden",
+        "access denied",
+        "internal server error",
+        "service unavailable",
+        "this page isn't available",
+        "this page does not exist",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +93,18 @@ def parse_date(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def not_author_content(title: str, content: str) -> str | None:
+    """``"bot challenge: 'verify you are human'"`` when a short page is not writing, else None."""
+    if len(content.split()) > NOT_CONTENT_MAX_WORDS:
+        return None
+    opening = f"{title}\n{content[:400]}".lower()
+    for kind, markers in NOT_CONTENT_MARKERS.items():
+        for marker in markers:
+            if marker in opening:
+                return f"{kind}: {marker!r}"
+    return None
+
+
 def html_to_article(html: str | bytes, url: str | None = None) -> Extracted:
     """Main text as Markdown plus title/author/date, with trafilatura (no hand-written scraping)."""
     import trafilatura
@@ -84,6 +132,9 @@ def html_to_article(html: str | bytes, url: str | None = None) -> Extracted:
         # the "| Site name" suffix page titles often carry.
         title = heading.group(1).strip()
         content = content[heading.end() :].strip()
+    problem = not_author_content(title, content)
+    if problem:
+        raise ItemFailed(f"{url or 'the page'} is not the author's content ({problem})")
     return Extracted(
         title=title,
         content=content,
