@@ -18,7 +18,7 @@ app = typer.Typer(
         "preference dataset, from the SFT model), and `reranker` (a MiniLM cross-encoder). Each run "
         "writes TWINOPS_HOME/runs/<stage>/<run>/ (adapter/ + merged/, or the reranker model) and "
         "one MLflow run. Defaults fit 2 CPU cores and the bundled 135M model in minutes; see "
-        "configs/training/ for GPU configs and `accelerate launch` for several GPUs."
+        "configs/training/ for GPU configs; `--nproc N` trains with N ranks (torchrun)."
     ),
     no_args_is_help=True,
 )
@@ -27,12 +27,17 @@ CONFIG_HELP = "Job YAML (configs/training/*.yaml); flags below override it."
 DATASET_HELP = "DatasetVersion id to train on, or `latest` of the stage's kind."
 MAX_STEPS_HELP = "Override trainer.max_steps (-1 = full epochs)."
 REGISTER_HELP = "Register the model in MLflow as the new `challenger` (twin-llm / twin-reranker)."
+NPROC_HELP = (
+    "Ranks to train with on this machine: N > 1 starts N processes through torchrun (DDP, gloo on CPU); "
+    "rank 0 saves and logs the one run."
+)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", "-d", help=DATASET_HELP)]
 MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help=MAX_STEPS_HELP)]
 RegisterOption = Annotated[bool, typer.Option("--register", help=REGISTER_HELP)]
 JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+NprocOption = Annotated[int, typer.Option("--nproc", min=1, help=NPROC_HELP)]
 
 
 def _job(cls, config: Path | None, **overrides):
@@ -43,7 +48,34 @@ def _job(cls, config: Path | None, **overrides):
     return job.model_copy(update=updates)
 
 
+def _launch_ranks(nproc: int, device: str, args: list[str]) -> None:
+    """Run ``twinops <args>`` as ``nproc`` ranks through torchrun and exit with its code."""
+    import subprocess
+
+    from twinops.training.distributed import check_nproc, torchrun_command
+
+    check_nproc(nproc, device)  # type: ignore[arg-type]
+    command = torchrun_command(nproc, args)
+    raise typer.Exit(subprocess.run(command, check=False).returncode)  # noqa: S603 - argv built here, no shell
+
+
+def _flags(**values) -> list[str]:
+    """The options a rank gets again: ``--name value`` for set values, ``--name`` for true switches."""
+    flags: list[str] = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not None and value is not False:
+            flags += [flag, str(value)]
+    return flags
+
+
 def _finish(result, register: bool, as_json: bool) -> None:
+    from twinops.training.distributed import is_main_process
+
+    if not is_main_process():  # the other ranks trained alongside; rank 0 reports the one run
+        return
     settings = get_settings()
     if register:
         from twinops.training.registry import register_result
@@ -59,7 +91,7 @@ def _finish(result, register: bool, as_json: bool) -> None:
     table.add_row("started from", result.base_model)
     table.add_row("dataset versions", ", ".join(result.dataset_version_ids))
     table.add_row("steps", str(result.steps))
-    for key in ("train_loss", "final_loss", "eval_loss", "eval_perplexity", "eval_mrr", "eval_hit_at_1"):
+    for key in ("train_loss", "final_loss", "eval_loss", "eval_perplexity", "val_mrr", "val_cosine_mrr"):
         if key in result.metrics:
             table.add_row(key, f"{result.metrics[key]:.4f}")
     table.add_row("mlflow", f"{result.mlflow_experiment} / {result.mlflow_run_id}")
@@ -82,12 +114,17 @@ def sft(
     max_steps: MaxStepsOption = None,
     register: RegisterOption = False,
     as_json: JsonOption = False,
+    nproc: NprocOption = 1,
 ) -> None:
     """Supervised fine-tuning with LoRA on the instruction dataset (loss on the answers only)."""
     from twinops.training.config import SFTJob
     from twinops.training.sft import train_sft
 
     job = _job(SFTJob, config, dataset=dataset, model=model, max_steps=max_steps)
+    if nproc > 1:
+        flags = _flags(config=config, dataset=dataset, model=model, max_steps=max_steps)
+        flags += _flags(register=register, json=as_json)
+        _launch_ranks(nproc, job.trainer.device, ["train", "sft", *flags])
     with progress_bars():
         result = train_sft(job, get_settings())
     _finish(result, register, as_json)
@@ -105,12 +142,17 @@ def dpo(
     max_steps: MaxStepsOption = None,
     register: RegisterOption = False,
     as_json: JsonOption = False,
+    nproc: NprocOption = 1,
 ) -> None:
     """Preference tuning (DPO) with LoRA on the preference dataset, starting from the SFT model."""
     from twinops.training.config import DPOJob
     from twinops.training.dpo import train_dpo
 
     job = _job(DPOJob, config, dataset=dataset, model=model, beta=beta, max_steps=max_steps)
+    if nproc > 1:
+        flags = _flags(config=config, dataset=dataset, model=model, beta=beta, max_steps=max_steps)
+        flags += _flags(register=register, json=as_json)
+        _launch_ranks(nproc, job.trainer.device, ["train", "dpo", *flags])
     with progress_bars():
         result = train_dpo(job, get_settings())
     _finish(result, register, as_json)

@@ -1,8 +1,9 @@
 """The LoRA run both SFT and DPO follow: load data and model, train with TRL, evaluate, save the
 adapter, merge it into a full model, track everything in MLflow, publish the run folder.
 
-Runs unchanged under ``accelerate launch`` on several GPUs: the TRL trainers use accelerate, and
-only the main process writes folders and talks to MLflow.
+Runs unchanged under ``torchrun`` with any number of ranks (``twinops.training.distributed``): the TRL
+trainers use accelerate, only rank 0 writes folders and talks to MLflow, and the other ranks wait for
+it to publish the run before they return.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from twinops.settings import Settings
 from twinops.training.callbacks import MlflowMetricsCallback, TrainerProgressCallback
 from twinops.training.config import DPOJob, SFTJob
 from twinops.training.data import capped, load_dataset_version
+from twinops.training.distributed import wait_for_everyone
 from twinops.training.runs import (
     RESULT_FILE,
     TrainResult,
@@ -64,7 +66,7 @@ def run_lora_stage(
 
     run_name, final = plan_run_dir(job, settings, (start_model, data.version.id))
     main = is_main_process()
-    staging = staging_dir(final) if main else final.with_name(final.name + ".partial")
+    staging = _staging_for(final, main=main)
     dtype = "bfloat16" if job.trainer.bf16 else "float32"
     model, tokenizer = load_trainable_lm(start_model, dtype=dtype)
     torch.manual_seed(job.trainer.seed)
@@ -111,15 +113,17 @@ def run_lora_stage(
                 metrics.update(extra_eval(trainer.model, tokenizer, test))
             metrics = derive_metrics(metrics)
             if not main:
-                return _result(
-                    job,
-                    run_name,
-                    final,
-                    start_model=start_model,
-                    dataset_id=data.version.id,
-                    metrics=metrics,
-                    trainer=trainer,
-                    run_id=None,
+                return _once_published(
+                    _result(
+                        job,
+                        run_name,
+                        final,
+                        start_model=start_model,
+                        dataset_id=data.version.id,
+                        metrics=metrics,
+                        trainer=trainer,
+                        run_id=None,
+                    )
                 )
             log_metrics(metrics)
             _save_adapter_and_merge(trainer, tokenizer, staging)
@@ -142,6 +146,19 @@ def run_lora_stage(
             shutil.rmtree(staging, ignore_errors=True)
         raise
     publish(staging, final)
+    return _once_published(result)
+
+
+def _staging_for(final: Path, *, main: bool) -> Path:
+    """Rank 0 (re)makes the staging folder; every rank waits for it before writing into it."""
+    staging = staging_dir(final) if main else final.with_name(final.name + ".partial")
+    wait_for_everyone()
+    return staging
+
+
+def _once_published(result: TrainResult) -> TrainResult:
+    """``result`` once rank 0 has saved, merged, logged and published the run (a barrier)."""
+    wait_for_everyone()
     return result
 
 

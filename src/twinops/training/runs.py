@@ -13,6 +13,7 @@ from twinops.domain.hashing import content_hash
 from twinops.domain.versions import ModelVersion
 from twinops.infra.runs import runs_dir
 from twinops.training.config import LoraSpec, TrainerSpec, _JobBase
+from twinops.training.distributed import from_main_process, is_main_process  # noqa: F401 (the stages import it here)
 
 RESULT_FILE = "train_result.json"
 
@@ -40,6 +41,8 @@ def plan_run_dir(job: _JobBase, settings, fingerprint: Any) -> tuple[str, Path]:
     """(run name, final folder): ``runs/<stage>/<stage>-<utc time>-<hash of job + inputs>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     name = job.run_name or f"{job.stage}-{stamp}-{content_hash(job.model_dump(mode='json'), fingerprint)[:6]}"
+    # Under torchrun every rank plans; rank 0's name wins so all ranks agree on the folder.
+    name = from_main_process(name)
     parent = job.output_dir or runs_dir(settings) / job.stage
     return name, Path(parent).expanduser().resolve() / name
 
@@ -58,13 +61,6 @@ def publish(staging: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
-
-
-def is_main_process() -> bool:
-    """True on the process that saves, merges and logs (rank 0 under ``accelerate launch``)."""
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
 
 
 def trainer_kwargs(spec: TrainerSpec, output_dir: Path) -> dict[str, Any]:
