@@ -5,8 +5,8 @@
   reduced to 32): the fit (calibration draws) and one 32-row batch, with the 10k/1k ratio;
 - events per second through the online detector (``POST /`` CloudEvents over HTTP on 127.0.0.1,
   one event per row, carrying its embedding so no model runs) against the raw detector call on the
-  same batches (``SpaceDetectors.predict``), as a ratio (goal >= 0.5: parsing, batching and HTTP
-  cost less than the test itself).
+  same batches (``SpaceDetectors.predict``), as a ratio: what CloudEvents parsing, batching and HTTP
+  add to the test itself (about 6 ms per event on 127.0.0.1).
 
 The embeddings are synthetic (unit vectors around a few topic centres), so the figures measure cost,
 not quality; the quality figures are in tests/monitoring.
@@ -131,10 +131,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer calibration draws and batches.")
     args = parser.parse_args()
-    draws = 10 if args.quick else 30
+    # The throughput first: the 10k reference's kernels leave the process large and slow.
+    throughput_figures = throughput(5 if args.quick else 20)
     results = {
-        "scaling": scaling([1000, 10000], draws),
-        "throughput": throughput(5 if args.quick else 20),
+        "throughput": throughput_figures,
+        "scaling": scaling([1000, 10000], 3 if args.quick else 10),
         "alibi": alibi_available(),
     }
     print(json.dumps(results, indent=2, default=str))
