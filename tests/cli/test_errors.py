@@ -174,3 +174,11 @@ def test_services_up_refuses_an_unreachable_qdrant(home, monkeypatch, capsys, em
     get_settings.cache_clear()
     code = main(["services", "up"])
     _one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_QDRANT_URL")
+
+
+def test_a_commands_exit_code_reaches_the_shell(home, tmp_path, capsys) -> None:
+    """`typer.Exit(1)` from a command (a check that found something) is the exit code, not 0."""
+    components = tmp_path / "components"
+    assert main(["pipeline", "docs", "--check", "--components-dir", str(components)]) == 1  # none written
+    assert main(["pipeline", "docs", "--components-dir", str(components)]) == 0
+    assert main(["pipeline", "docs", "--check", "--components-dir", str(components)]) == 0
