@@ -236,3 +236,71 @@ def test_fit_saves_the_reference_once(drift_settings, champion_lineage, small_co
     assert main(["drift", "fit", "--json", "--config", small_config]) == 0
     assert json.loads(capsys.readouterr().out)["reference_id"] == first["reference_id"]
     assert (Path(first["folder"]) / "reference.json").stat().st_mtime == created
+
+
+def test_serve_answers_cloudevents_as_a_user_starts_it(
+    drift_settings, champion_lineage, small_config, vocabulary
+):
+    """`twinops drift serve` in its own process, as on a machine or in the drift image."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    from twinops.services.process import free_port
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "twinops",
+        "drift",
+        "serve",
+        "--reference",
+        champion_lineage["instruction"],
+    ]
+    command += ["--port", str(port), "--batch-size", "8", "--config", small_config]
+    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        v = vocabulary
+        replies = []
+        for index, text in enumerate(v.questions(v.cooking[:2], v.english[:4])):
+            event = CloudEvent(
+                {"type": "org.kubeflow.serving.inference.request", "source": "t", "id": str(index)},
+                {"instances": [text]},
+            )
+            headers, body = to_binary(event)
+            replies.append(
+                httpx.post(f"http://127.0.0.1:{port}/", headers=dict(headers), content=body, timeout=120)
+            )
+        assert replies[-1].json()["data"]["is_drift"] == 1, replies[-1].text
+        assert (
+            'twinops_drift_detected{detector="evidently-mmd",space="queries"} 1.0'
+            in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serve_on_a_busy_port_is_one_line(drift_settings, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code = main(["drift", "serve", "--port", str(busy.getsockname()[1])])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use" in err and "Traceback" not in err
