@@ -135,7 +135,7 @@ def main() -> None:
     throughput_figures = throughput(5 if args.quick else 20)
     results = {
         "throughput": throughput_figures,
-        "scaling": scaling([1000, 10000], 3 if args.quick else 10),
+        "scaling": scaling([1000, 10000], 10 if args.quick else 30),
         "alibi": alibi_available(),
     }
     print(json.dumps(results, indent=2, default=str))
