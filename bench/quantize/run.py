@@ -2,7 +2,9 @@
 
 Prints GPTQ wall time (twinops end to end, and raw gptqmodel load+quantize+save), the overhead
 ratio, the size ratio of the linear layers (quantized / bf16, goal <= 0.35) and the held-out
-perplexity ratio (after / before, goal <= 1.15). Full run: the bundled SmolLM2-135M; ``--quick``:
+perplexity ratio (after / before, goal <= 1.15); then, from the newest evaluation under
+TWINOPS_HOME, how each model was scored (the GPTQ twin on its kernels) and in how many seconds.
+Full run: the bundled SmolLM2-135M; ``--quick``:
 a tiny random Llama (the ratios then only show the mechanics). Needs ``.venv-quantize``.
 
 Author text: the newest features chunks.jsonl under TWINOPS_HOME, else data/demo-corpus, else README.
@@ -160,7 +162,31 @@ def main() -> int:
         f"perplexity {result.perplexity_before:.2f} -> {result.perplexity_after:.2f}: ratio "
         f"{result.perplexity_ratio:.3f} (goal <= {PERPLEXITY_GOAL}) {ppl_ok}"
     )
+    print_evaluation_lines(settings.home)
     return 0
+
+
+def print_evaluation_lines(home: Path) -> None:
+    """How the newest evaluation under ``home`` scored each model: backend (GPTQ kernels or not),
+    golden perplexity with its interval, the kernels-vs-float check, and seconds per model."""
+    from twinops.domain.stats import format_interval
+
+    reports = sorted(home.glob("reports/evaluation/*/report.json"), key=lambda path: path.stat().st_mtime)
+    if not reports:
+        print(f"evaluation: no report under {home / 'reports' / 'evaluation'} (run `make run`)")
+        return
+    data = json.loads(reports[-1].read_text())
+    print(f"evaluation {reports[-1].parent.name} ({data['questions']} golden texts):")
+    for scores in data.get("models", []):
+        metric = "golden_perplexity"
+        value = format_interval(scores["metrics"].get(metric), scores["intervals"].get(metric))
+        seconds = scores.get("seconds") or 0.0
+        print(
+            f"  {scores['name']:<10} {scores.get('backend') or '-':<17} "
+            f"perplexity {value:<28} {seconds:7.1f} s"
+        )
+        for note in scores.get("notes", []):
+            print(f"    {note}")
 
 
 if __name__ == "__main__":

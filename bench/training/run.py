@@ -16,7 +16,12 @@ per-token entropy and top-1 accuracy every step (logged as ``entropy`` / ``mean_
 Measured here on 2 busy cores: ≈0.45 on the tiny Llama (vocabulary-bound), ≈0.8 on SmolLM2-135M.
 The GPTQ half of the issue's benchmark lives in ``bench/quantize``.
 
-    .venv/bin/python bench/training/run.py [--quick] [--real] [--steps N]
+Then, per run found under TWINOPS_HOME (``make run`` or the step commands leave them there): the
+newest reranker run's hit@5 and MRR against cosine order on the same top-k Qdrant lists (its
+validation and golden-test queries, 95% bootstrap intervals, the paired interval of the gain), and
+the newest evaluation's retrieval table and seconds per model. ``--runs-only`` prints just those.
+
+    .venv/bin/python bench/training/run.py [--quick] [--real] [--steps N] [--runs-only]
 """
 
 from __future__ import annotations
@@ -140,7 +145,11 @@ def main() -> int:
         "--real", action="store_true", help="The bundled SmolLM2-135M instead of the tiny Llama."
     )
     parser.add_argument("--steps", type=int, default=None, help="Timed optimizer steps per side.")
+    parser.add_argument("--runs-only", action="store_true", help="Only the reranker/evaluation lines.")
     args = parser.parse_args()
+    if args.runs_only:
+        print_run_lines(Settings(home=Path(os.environ.get("TWINOPS_HOME", ".twinops"))))
+        return 0
 
     import torch
 
@@ -178,7 +187,74 @@ def main() -> int:
     print(f"{'twinops (TRL SFTTrainer + LoRA)':<34}{ours:>10.2f}")
     print(f"{'raw transformers Trainer + LoRA':<34}{raw:>10.2f}")
     print(f"overhead ratio (twinops / raw steps per second): {ours / raw:.2f}")
+    print_run_lines(settings)
     return 0
+
+
+def _newest(pattern: str, root: Path) -> Path | None:
+    found = sorted(root.glob(pattern), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _with_ci(metrics: dict, name: str) -> str:
+    from twinops.domain.stats import format_interval
+
+    bounds = (metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high"))
+    return format_interval(metrics.get(name), None if None in bounds else bounds)
+
+
+def print_run_lines(settings: Settings) -> None:
+    """Reranker vs cosine (newest reranker run) and the newest evaluation, with intervals."""
+    import json
+
+    from twinops.domain.stats import format_interval
+
+    result = _newest("runs/reranker/*/train_result.json", settings.home)
+    if result is None:
+        print(f"reranker: no run under {settings.home / 'runs' / 'reranker'}")
+    else:
+        metrics = json.loads(result.read_text())["metrics"]
+        print(
+            f"reranker run {result.parent.name} "
+            f"(first-stage weight {metrics.get('first_stage_weight', 0):.3g}):"
+        )
+        for split in ("val", "test"):
+            if f"{split}_mrr" not in metrics:
+                continue
+            print(f"  {split} ({int(metrics[f'{split}_queries'])} queries, top-k Qdrant lists):")
+            for name in ("hit_at_5", "mrr"):
+                gain = (
+                    metrics.get(f"{split}_{name}_delta_ci_low"),
+                    metrics.get(f"{split}_{name}_delta_ci_high"),
+                )
+                print(
+                    f"    {name:<9} reranked {_with_ci(metrics, f'{split}_{name}'):<24} cosine "
+                    f"{_with_ci(metrics, f'{split}_cosine_{name}'):<24} "
+                    f"gain 95% CI [{gain[0]:.3g}, {gain[1]:.3g}]"
+                )
+    report = _newest("reports/evaluation/*/report.json", settings.home)
+    if report is None:
+        print(f"evaluation: no report under {settings.reports_dir / 'evaluation'}")
+        return
+    data = json.loads(report.read_text())
+    print(
+        f"evaluation {report.parent.name} on {data['golden']} "
+        f"({data['questions']} rows, device {data.get('device')}):"
+    )
+    for scores in data.get("retrieval", []):
+        cells = [
+            f"{metric.removeprefix('golden_')} {format_interval(value, scores['intervals'].get(metric))}"
+            for metric, value in scores["metrics"].items()
+        ]
+        print(f"  ranker {scores['name']:<11} " + "  ".join(cells))
+    for scores in [*data.get("models", []), *data.get("retrieval", [])]:
+        seconds = scores.get("seconds")
+        backend = f" ({scores['backend']})" if scores.get("backend") else ""
+        print(
+            f"  time {scores['name']:<11} {seconds:8.1f} s{backend}"
+            if seconds
+            else f"  time {scores['name']}: -"
+        )
 
 
 if __name__ == "__main__":
