@@ -112,6 +112,11 @@ class RerankerJob(_JobBase):
     )
     first_stage_weight: float = Field(20.0, ge=0.0, description="Initial weight of the cosine in the score.")
     first_stage_weight_lr: float = Field(0.05, ge=0.0, description="Learning rate of that weight.")
+    head_learning_rate: float = Field(
+        2e-3,
+        gt=0.0,
+        description="Learning rate of the zero-initialised relevance head (the body: trainer's).",
+    )
     trainer: TrainerSpec = Field(
         default_factory=lambda: TrainerSpec(
             learning_rate=3e-5, max_steps=10, per_device_train_batch_size=2, max_length=192, logging_steps=5

@@ -157,7 +157,8 @@ class _Scorer:
         with torch.no_grad():
             logits = self.logits([query] * len(passages), passages)
         return [
-            float(logit) + float(self.weight) * cosine for logit, cosine in zip(logits, cosines, strict=True)
+            float(logit) + float(self.weight.detach()) * cosine
+            for logit, cosine in zip(logits, cosines, strict=True)
         ]
 
 
@@ -208,9 +209,13 @@ def _fit(
     )
     warmup = int(spec.warmup_steps) if spec.warmup_steps >= 1 else int(spec.warmup_steps * steps)
     model = scorer.cross_encoder.model
+    head = list(model.classifier.parameters())
+    body = [param for param in model.parameters() if all(param is not own for own in head)]
+    # The head starts at zero, so the body gets no gradient until the head has grown: it learns fast.
     optimizer = torch.optim.AdamW(
         [
-            {"params": model.parameters(), "lr": spec.learning_rate, "weight_decay": spec.weight_decay},
+            {"params": body, "lr": spec.learning_rate, "weight_decay": spec.weight_decay},
+            {"params": head, "lr": job.head_learning_rate, "weight_decay": 0.0},
             {"params": [scorer.weight], "lr": job.first_stage_weight_lr, "weight_decay": 0.0},
         ]
     )
@@ -242,9 +247,9 @@ def _fit(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % spec.logging_steps == 0 or step == steps:
-            log_metrics({"loss": losses[-1], "first_stage_weight": float(scorer.weight)}, step=step)
+            log_metrics({"loss": losses[-1], "first_stage_weight": float(scorer.weight.detach())}, step=step)
         report(description, step, steps, f"loss={losses[-1]:.4f}")
     model.eval()
     return steps, losses
@@ -292,7 +297,7 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
             steps, losses = _fit(job, scorer, fit, f"reranker {run_name}") if fit else (0, [])
             metrics: dict[str, float] = {
                 "train_queries": float(len(fit)),
-                "first_stage_weight": float(scorer.weight),
+                "first_stage_weight": float(scorer.weight.detach()),
             }
             if losses:
                 metrics["train_loss"] = sum(losses) / len(losses)
@@ -307,7 +312,7 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
                 write_config(
                     folder,
                     RerankerConfig(
-                        first_stage_weight=float(scorer.weight), max_length=job.trainer.max_length
+                        first_stage_weight=float(scorer.weight.detach()), max_length=job.trainer.max_length
                     ),
                 )
             result = TrainResult(
