@@ -304,3 +304,37 @@ def test_serve_on_a_busy_port_is_one_line(drift_settings, capsys):
         code = main(["drift", "serve", "--port", str(busy.getsockname()[1])])
     err = capsys.readouterr().err
     assert code == 2 and "is in use" in err and "Traceback" not in err
+
+
+def test_report_on_the_request_log_compares_questions_and_answers(
+    drift_settings, champion_lineage, small_config, vocabulary, capsys
+):
+    from twinops.domain.serving import RagRequestRecord, SourceRef
+    from twinops.infra.mongo import connect
+    from twinops.infra.request_log import RequestLogRepository
+
+    log = RequestLogRepository(connect(drift_settings))
+    v = vocabulary
+    for index, question in enumerate(v.questions(v.cooking[:4], v.english[:6])):
+        source = SourceRef(chunk_id=f"c{index}", document_id="d", source_url="https://example.com", score=0.3)
+        log.record(
+            RagRequestRecord(
+                request_id=f"r{index}",
+                question=question,
+                answer=f"I have not written about that. {question}",
+                prompt_id="rag-answer",
+                prompt_version=1,
+                prompt_hash="h",
+                sources=(source,),
+            )
+        )
+    code, summary = _report(
+        capsys, "--current", "requests", "--json", "--no-mlflow", "--config", small_config
+    )
+    assert code == 0, summary
+    assert summary["current"] == "request log (24 newest)"
+    assert {s["space"] for s in summary["spaces"]} == {"queries", "answers"}
+    assert all(any(r["is_drift"] for r in s["results"]) for s in summary["spaces"])
+    queries = next(f for f in summary["features"] if f["table"] == "queries")
+    # The request log has retrieval scores the training data lacks: only shared columns are compared.
+    assert {c["column"] for c in queries["columns"]} == {"query_words", "query_chars", "query_language"}
