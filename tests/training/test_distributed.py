@@ -22,8 +22,9 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 STEPS = 3
 GLOBAL_BATCH = 4
 # Same data, order and global batch; what differs is how the batch is padded (per rank vs whole) and
-# the float order of the all-reduce, so the curves agree to float noise, not bit for bit.
-LOSS_TOLERANCE = 1e-3
+# the float order of the all-reduce, so the curves agree to float noise, not bit for bit (measured
+# here: 9e-8 relative at most over the 3 steps).
+LOSS_TOLERANCE = 1e-5
 
 
 def _sft_job(tiny_llama: Path, *, run_name: str, per_device_batch: int) -> dict:
