@@ -395,14 +395,17 @@ def test_good_and_bad_requests_together(llm_server: LocalServer, embedder_server
         ("llm", ["--workers", "2"], ["--workers 2", "replicas"]),
         ("llm", ["--model_dir", "{missing}"], ["--model_dir"]),
         ("embedder", ["--model_dir", "{empty}"], ["config.json", "--model_dir"]),
+        ("llm", ["--model_dir", "{broken}"], ["causal LM", "model_type", "--model_dir"]),
     ],
-    ids=["llm-workers", "llm-missing-dir", "embedder-folder-without-model"],
+    ids=["llm-workers", "llm-missing-dir", "embedder-folder-without-model", "llm-folder-not-a-model"],
 )
 def test_runtime_refuses_bad_flags_in_one_line(
     runtime: str, args: list[str], words: list[str], tmp_path: Path
 ) -> None:
     (tmp_path / "empty").mkdir()
-    folders = {"missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty")}
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")  # passes the path checks, loads as nothing
+    folders = {name: str(tmp_path / name) for name in ("missing", "empty", "broken")}
     command = [sys.executable, "-m", f"twinops.serving.{runtime}", "--host", "127.0.0.1"]
     done = subprocess.run(
         [*command, *(arg.format(**folders) for arg in args)],

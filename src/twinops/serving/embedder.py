@@ -14,7 +14,7 @@ from twinops.serving.encoders import EMBEDDER_NAME, TwinEmbedder
 
 def main(argv: Sequence[str] | None = None) -> None:
     from twinops.models.resolve import resolve_model
-    from twinops.serving.server import add_model_source, build_parser, parse_args, serve
+    from twinops.serving.server import add_model_source, build_parser, load_model, parse_args, serve
     from twinops.serving.sources import resolve_source
     from twinops.settings import get_settings
 
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = TwinEmbedder(
         args.model_name, resolve_model(source.model_dir, settings, setting="--model_dir"), label=source.label
     )
-    model.load()
+    load_model(model, what="sentence-transformers model")
     serve([model], args)
 
 

@@ -201,7 +201,7 @@ def add_engine_flags(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from twinops.serving.server import add_model_source, build_parser, parse_args, serve
+    from twinops.serving.server import add_model_source, build_parser, load_model, parse_args, serve
     from twinops.settings import get_settings
 
     parser = build_parser(
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_engine_flags(parser)
     args = parse_args(parser, argv)
     model = build_llm(args, get_settings())
-    model.load()
+    load_model(model, what="causal LM")
     log.info("serving %s as %s (%s)", model.label, model.name, model.backend)
     serve([model], args)
 

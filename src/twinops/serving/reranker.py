@@ -14,7 +14,7 @@ from twinops.serving.encoders import RERANKER_NAME, TwinReranker
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from twinops.serving.server import add_model_source, build_parser, parse_args, serve
+    from twinops.serving.server import add_model_source, build_parser, load_model, parse_args, serve
     from twinops.serving.sources import resolve_source
     from twinops.settings import get_settings
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "promote a reranker (`twinops train reranker --register`)"
         )
     model = TwinReranker(args.model_name, source.model_dir, label=source.label)
-    model.load()
+    load_model(model, what="cross-encoder")
     serve([model], args)
 
 

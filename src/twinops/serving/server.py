@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from fastapi.exceptions import RequestValidationError
 
-from twinops.errors import ConfigError, TwinopsError
+from twinops.errors import ConfigError, ModelNotFound, TwinopsError
 
 log = logging.getLogger("twinops.serving")
 
@@ -64,6 +64,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
             "replicas (minReplicas/maxReplicas in the InferenceService)"
         )
     return args
+
+
+def load_model(model, *, what: str) -> None:
+    """``model.load()``, where weights that cannot be read are the user's to fix (one line, exit 2).
+
+    The folder passed every path check (it exists, it has a config.json), so transformers' or
+    sentence-transformers' complaint about its contents is what the user needs to see.
+    """
+    from twinops.models.hf import error_line
+
+    try:
+        model.load()
+    except (OSError, ValueError) as error:
+        raise ModelNotFound(
+            f"{model.model_dir} cannot be loaded as a {what} ({error_line(error)}): pass --model_dir or "
+            f"--model_uri of a {what} folder",
+        ) from error
 
 
 async def _unreadable_body(request, error):
