@@ -12,6 +12,7 @@ from twinops.domain import Author
 from twinops.errors import NotFound
 from twinops.etl import EtlJob, EtlSummary, run_etl
 from twinops.infra.crawl_runs import ChangeFeed, CrawlRunRepository
+from twinops.infra.documents import DocumentRepository
 from twinops.infra.mongo import connect
 
 
@@ -110,3 +111,36 @@ def test_cli_unreachable_warehouse_exits_2(tmp_path: Path, home, monkeypatch, ca
     folder = _folder(tmp_path, one="First post.")
     assert main(["etl", "-a", "Ada Quill", str(folder)]) == 2
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_a_document_gone_from_its_source_is_marked_deleted_and_comes_back(
+    tmp_path: Path, mongo_settings
+) -> None:
+    folder = _folder(tmp_path, one="First post.", two="Second post.")
+    job = EtlJob.for_author("Ada Quill", [str(folder)])
+    first = run_etl(job, mongo_settings).sources[0]
+    assert (first.new, first.deleted) == (2, 0)
+    documents = DocumentRepository(connect(mongo_settings))
+    both = documents.ids()
+
+    (folder / "two.md").unlink()
+    second = run_etl(job, mongo_settings).sources[0]
+    assert (second.unchanged, second.deleted) == (1, 1)
+    (gone,) = both - documents.ids()
+    assert documents.get(gone) is not None  # kept as a row, no longer live
+    assert gone not in {d.document.id for d in documents.changed_since()}
+    assert documents.count() == 1
+
+    _folder(tmp_path, two="Second post.")  # back at its source: live again, seen as changed
+    third = run_etl(job, mongo_settings).sources[0]
+    assert (third.updated, third.deleted) == (1, 0) and documents.ids() == both
+
+
+def test_an_incomplete_crawl_deletes_nothing(tmp_path: Path, mongo_settings) -> None:
+    folder = _folder(tmp_path, one="First post.", two="Second post.")
+    run_etl(EtlJob.for_author("Ada Quill", [str(folder)]), mongo_settings)
+    (folder / "two.md").unlink()
+    (folder / "broken.md").write_bytes(b"\xff\xfe not utf-8")  # a failed item: the crawl saw less
+    result = run_etl(EtlJob.for_author("Ada Quill", [str(folder)]), mongo_settings).sources[0]
+    assert result.failed == 1 and result.deleted == 0
+    assert DocumentRepository(connect(mongo_settings)).count() == 2

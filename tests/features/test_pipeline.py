@@ -20,6 +20,7 @@ from twinops.features.lineage import lineage
 from twinops.features.pii import PiiVault
 from twinops.features.vector_store import CHUNKS_ALIAS, DOCUMENTS_ALIAS, VectorStore
 from twinops.infra.dataset_versions import DatasetVersionRepository
+from twinops.infra.documents import DocumentRepository
 from twinops.infra.mongo import connect
 from twinops.infra.qdrant import open_qdrant
 from twinops.models.loaders import load_embedder
@@ -197,12 +198,12 @@ def test_pipeline_end_to_end(feature_settings, corpus) -> None:
     assert not again.wrote_anything and again.version_id == summary.version_id and not again.full
     assert _snapshot(settings) == before
 
-    # Incremental: one document changes, one disappears from the warehouse.
+    # Incremental: one document changes, one is gone from its source (the ETL marks it deleted).
     corpus.seed(
         settings, [corpus.raw(corpus.ADA, "https://ada.dev/post-2", corpus.article(2, extra="\nP.S. v2"))]
     )
     gone = corpus.raw(corpus.GRACE, "https://grace.dev/b", "")
-    connect(settings)["documents"].delete_one({"_id": gone.id})
+    assert DocumentRepository(connect(settings)).mark_deleted({gone.id}) == 1
     third = run_features(_job(), settings)
     assert third.gate.processed == 1 and third.gate.deleted == 1 and not third.full
     assert third.new_version and third.version_id != summary.version_id

@@ -168,6 +168,9 @@ class SourceResult(_Model):
     unchanged: int = 0
     failed: int = 0
     skipped: int = Field(0, description="Items deliberately left out (robots, caps, binaries).")
+    deleted: int = Field(
+        0, description="Documents gone from the source since its last crawl, marked deleted."
+    )
     reason: str | None = Field(None, description="Why the whole source failed, one line.")
     errors: list[str] = Field(default_factory=list, description="`item: reason` for failed items.")
     seconds: float = 0.0

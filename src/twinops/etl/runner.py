@@ -54,6 +54,7 @@ class WarehouseSink:
         self._documents = documents
         self._run_id = run_id
         self._on_progress = on_progress
+        self.seen: set[str] = set()  # every document the source still has, changed or not
 
     def _record(self, item: str, reason: str) -> None:
         if len(self.result.errors) < MAX_RECORDED_ERRORS:
@@ -66,10 +67,13 @@ class WarehouseSink:
     async def add(self, document: RawDocument) -> None:
         try:
             # pymongo blocks: a worker thread keeps fetches flowing meanwhile.
-            outcome = await asyncio.to_thread(self._documents.upsert, document, self._run_id)
+            outcome = await asyncio.to_thread(
+                self._documents.upsert, document, self._run_id, source=self.result.source
+            )
         except PyMongoError as error:
             self.fail(document.source_url, f"warehouse write failed ({type(error).__name__}: {error})")
             return
+        self.seen.add(document.id)
         self.result.count(ItemStatus(outcome.value))
         self._tick()
 
@@ -85,6 +89,21 @@ class WarehouseSink:
         self._tick()
 
 
+def _complete(result: SourceResult, context: SourceContext) -> bool:
+    """Whether the crawl saw the whole source: then a document it did not meet is gone from it.
+
+    Not after a failed or skipped item (it may exist and be unreachable now), nor with ``limit``
+    or ``since`` (they leave documents out on purpose).
+    """
+    return (
+        result.status == "ok"
+        and result.failed == 0
+        and result.skipped == 0
+        and context.limit is None
+        and context.since is None
+    )
+
+
 async def _run_one(
     author: Author,
     *,
@@ -98,9 +117,13 @@ async def _run_one(
     result = SourceResult(author=author.full_name, source=spec.source)
     started = time.perf_counter()
     sink = WarehouseSink(result, documents, run_id, on_progress)
+    context = SourceContext(author, spec, job, fetcher)
     try:
         result.kind = detect_kind(spec, job)
-        await run_source(result.kind, SourceContext(author, spec, job, fetcher), sink)
+        await run_source(result.kind, context, sink)
+        if _complete(result, context):
+            gone = documents.live_ids_from(spec.source, author_id=author.id) - sink.seen
+            result.deleted = await asyncio.to_thread(documents.mark_deleted, gone, run_id)
     except (SourceFailed, FetchError) as error:
         result.reason = str(error)
     except Exception as error:  # a bug in one source must not sink the run; keep it visible

@@ -18,7 +18,7 @@ from pymongo.errors import OperationFailure
 
 from twinops.domain.documents import utcnow
 from twinops.errors import NotFound, ServiceUnavailable
-from twinops.infra.documents import DocumentRepository, StoredDocument, _from_row
+from twinops.infra.documents import LIVE, DocumentRepository, StoredDocument, _from_row
 
 
 class CrawlRun(BaseModel):
@@ -101,7 +101,7 @@ class ChangeFeed:
 
     def in_runs(self, run_ids: list[str], *, author_id: str | None = None) -> Iterator[StoredDocument]:
         """Documents whose current revision one of ``run_ids`` wrote (new or updated there)."""
-        query: dict[str, Any] = {"crawl_run_id": {"$in": list(run_ids)}}
+        query: dict[str, Any] = {"crawl_run_id": {"$in": list(run_ids)}, **LIVE}
         if author_id:
             query["author_id"] = author_id
         for row in self._collection.find(query).sort("updated_at", ASCENDING):

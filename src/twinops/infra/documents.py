@@ -33,10 +33,15 @@ class StoredDocument(BaseModel):
     crawl_run_id: str | None = None
 
 
-def _row(document: RawDocument, revision: int, run_id: str | None) -> dict:
+def _row(document: RawDocument, revision: int, run_id: str | None, source: str | None) -> dict:
     row = document.model_dump(mode="python")
-    row.update(_id=document.id, revision=revision, updated_at=utcnow(), crawl_run_id=run_id)
+    row.update(_id=document.id, revision=revision, updated_at=utcnow(), crawl_run_id=run_id, source=source)
     return row
+
+
+# Documents marked deleted (gone from their source) stay as rows, with ``deleted_at``; every read
+# below asks for live ones. ``None`` also matches rows written before the field existed.
+LIVE = {"deleted_at": None}
 
 
 def _from_row(row: dict) -> StoredDocument:
@@ -77,18 +82,31 @@ class DocumentRepository:
         self._documents.create_index([("author_id", ASCENDING), ("category", ASCENDING)])
         self._revisions.create_index([("document_id", ASCENDING), ("revision", ASCENDING)])
 
-    def upsert(self, document: RawDocument, run_id: str | None = None) -> UpsertOutcome:
-        """Write ``document`` whole: new, a new revision (old one kept), or nothing if unchanged."""
+    def upsert(
+        self, document: RawDocument, run_id: str | None = None, *, source: str | None = None
+    ) -> UpsertOutcome:
+        """Write ``document`` whole: new, a new revision (old one kept), or nothing if unchanged.
+
+        ``source`` is the configured source that produced it (what ``mark_gone`` compares against).
+        A document marked deleted that comes back is live again (``UPDATED``).
+        """
         current = self._documents.find_one({"_id": document.id})
         if current is None:
             try:
-                self._documents.insert_one(_row(document, 1, run_id))
+                self._documents.insert_one(_row(document, 1, run_id, source))
             except DuplicateKeyError:
                 # A concurrent writer inserted it first: compare against that one instead.
-                return self.upsert(document, run_id)
+                return self.upsert(document, run_id, source=source)
             return UpsertOutcome.NEW
         if current["content_hash"] == document.content_hash:
-            return UpsertOutcome.UNCHANGED
+            revived = current.get("deleted_at") is not None
+            if revived or (source and current.get("source") != source):
+                changes: dict = {"$set": {"source": source or current.get("source")}}
+                if revived:
+                    changes["$set"].update(updated_at=utcnow(), crawl_run_id=run_id)
+                    changes["$unset"] = {"deleted_at": ""}
+                self._documents.update_one({"_id": document.id}, changes)
+            return UpsertOutcome.UPDATED if revived else UpsertOutcome.UNCHANGED
         previous = dict(current)
         previous["document_id"] = previous.pop("_id")
         previous["_id"] = f"{document.id}:{current['revision']}"
@@ -97,9 +115,25 @@ class DocumentRepository:
         self._revisions.replace_one({"_id": previous["_id"]}, previous, upsert=True)
         self._documents.replace_one(
             {"_id": document.id, "revision": current["revision"]},
-            _row(document, current["revision"] + 1, run_id),
+            _row(document, current["revision"] + 1, run_id, source or current.get("source")),
         )
         return UpsertOutcome.UPDATED
+
+    def live_ids_from(self, source: str, *, author_id: str) -> set[str]:
+        """Ids of the live documents ``source`` produced for the author."""
+        query = {"source": source, "author_id": author_id, **LIVE}
+        return {row["_id"] for row in self._documents.find(query, {"_id": 1})}
+
+    def mark_deleted(self, ids: set[str], run_id: str | None = None) -> int:
+        """Mark documents gone from their source; the next feature run drops their chunks."""
+        if not ids:
+            return 0
+        now = utcnow()
+        result = self._documents.update_many(
+            {"_id": {"$in": sorted(ids)}, **LIVE},
+            {"$set": {"deleted_at": now, "updated_at": now, "crawl_run_id": run_id}},
+        )
+        return result.modified_count
 
     def get(self, document_id: str) -> StoredDocument | None:
         row = self._documents.find_one({"_id": document_id})
@@ -118,7 +152,7 @@ class DocumentRepository:
         self, since: datetime | None = None, *, author_id: str | None = None
     ) -> Iterator[StoredDocument]:
         """Documents whose current revision was written after ``since`` (all when None)."""
-        query: dict = {}
+        query: dict = dict(LIVE)
         if since is not None:
             query["updated_at"] = {"$gt": since}
         if author_id:
@@ -127,8 +161,9 @@ class DocumentRepository:
             yield _from_row(row)
 
     def ids(self, *, author_id: str | None = None) -> set[str]:
-        query = {"author_id": author_id} if author_id else {}
+        """Ids of the live documents (of one author)."""
+        query = {"author_id": author_id, **LIVE} if author_id else dict(LIVE)
         return {row["_id"] for row in self._documents.find(query, {"_id": 1})}
 
     def count(self, *, author_id: str | None = None) -> int:
-        return self._documents.count_documents({"author_id": author_id} if author_id else {})
+        return self._documents.count_documents({"author_id": author_id, **LIVE} if author_id else dict(LIVE))
