@@ -42,7 +42,7 @@ def _one_line_exit_2(code: int, err: str, *needles: str) -> None:
     [
         (["registry", "lis"], "No such command"),
         (["etl", "--no-such-option"], "--no-such-option"),
-        (["registry", "promote"], "Missing argument"),
+        (["train", "merge"], "Missing"),
         (["no-such-command"], "No such command"),
     ],
     ids=["unknown-subcommand", "unknown-option", "missing-argument", "unknown-command"],

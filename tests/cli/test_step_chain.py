@@ -87,16 +87,16 @@ def test_the_steps_run_one_after_another_without_paths(
         ["train", "dpo", "--max-steps", "1", "--register"],
         ["train", "reranker", "--max-steps", "1", "--register"],
         ["quantize", "--samples", "8", "--held-out", "2"],
-        ["evaluate", "--questions", "1", "--max-new-tokens", "4", "--no-judge", "--json"],
+        ["evaluate", "--questions", "1", "--max-new-tokens", "4", "--no-judge"],
     ]
     for step in steps:
         code = main(step)
         captured = capsys.readouterr()
         assert code == 0, f"twinops {' '.join(step)} failed:\n{captured.err[-2000:]}"
 
-    report = json.loads(captured.out)
-    assert [scores["name"] for scores in report["models"]] == ["base", "sft", "dpo", "gptq"]
-    assert "evaluating base=" in captured.err  # says which models it picked
+    # evaluate says which models it picked: the base model and the newest run of each stage.
+    (picked,) = [line for line in captured.err.splitlines() if line.startswith("evaluating base=")]
+    assert all(f"{stage}=" in picked for stage in ("sft", "dpo", "gptq")), picked
 
     assert main(["registry", "promote", "--json"]) == 0
     decisions = json.loads(capsys.readouterr().out)

@@ -114,7 +114,9 @@ def evaluate(
     else:
         models, origin = default_models(settings)
         listed = ", ".join(f"{spec.name}={spec.path}" for spec in models)
-        err_console.print(f"evaluating {listed} ({origin}; choose with --model NAME=PATH)", highlight=False)
+        err_console.print(
+            f"evaluating {listed} ({origin}; choose with --model NAME=PATH)", highlight=False, soft_wrap=True
+        )
     if reranker is None and not no_retrieval:
         latest_reranker = latest_model("reranker", settings)
         reranker = str(latest_reranker) if latest_reranker else None

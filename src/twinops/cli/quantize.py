@@ -59,7 +59,11 @@ def quantize(
         model_path = Path(resolve_model(model, settings, setting="--model"))
     else:
         model_path = latest_merged_model(settings)
-        err_console.print(f"quantizing {model_path} (the newest DPO, else SFT, run; choose with --model)")
+        err_console.print(
+            f"quantizing {model_path} (the newest DPO, else SFT, run; choose with --model)",
+            highlight=False,
+            soft_wrap=True,
+        )
     source = calibration or latest_features_chunks(settings.home)
     if source is None:
         raise ConfigError("no calibration corpus: run `twinops features` first or pass --calibration")
