@@ -93,6 +93,29 @@ def test_two_cpu_ranks_train_one_run_like_one_rank(
     assert two_curve == pytest.approx(one_curve, rel=LOSS_TOLERANCE), (two_curve, one_curve)
 
 
+@pytest.mark.slow
+def test_dpo_on_two_ranks_through_the_cli(
+    training_settings, make_dataset, tiny_llama: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`twinops train dpo --nproc 2` starts torchrun itself; the ranks inherit the settings."""
+    import mlflow
+
+    make_dataset(DatasetKind.PREFERENCE, train=8, test=4)
+    args = ["train", "dpo", "--nproc", "2", "--model", str(tiny_llama), "--max-steps", "2", "--json"]
+    assert main(args) == 0, capfd.readouterr().err[-3000:]
+    out = capfd.readouterr().out
+    assert out.count('"mlflow_run_id"') == 1
+    result = json.loads(out[out.index("\n{") + 1 :])
+    assert result["stage"] == "dpo" and result["steps"] == 2
+    runs = training_settings.home / "runs" / "dpo"
+    assert [path.name for path in runs.iterdir()] == [result["run_name"]]
+    client = mlflow.MlflowClient(training_settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(result["mlflow_experiment"])
+    assert [run.info.run_id for run in client.search_runs([experiment.experiment_id])] == [
+        result["mlflow_run_id"]
+    ]
+
+
 def test_the_cli_starts_ranks_through_torchrun() -> None:
     command = torchrun_command(2, ["train", "sft", "--json"])
     assert command[:3] == [sys.executable, "-m", TORCHRUN_MODULE]

@@ -72,8 +72,11 @@ def process_state() -> Any:
 
 
 def is_main_process() -> bool:
-    """True on the process that saves, merges and logs (rank 0; the only one without torchrun)."""
-    return process_state().is_main_process
+    """True on the process that saves, merges and logs (rank 0; the only one without torchrun).
+
+    Read from torchrun's ``RANK`` rather than accelerate's state, which the trainers reset and set up
+    again: after a 2-rank DPO run it was seen answering True on rank 1 as well."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def wait_for_everyone() -> None:
