@@ -23,11 +23,10 @@ TORCHRUN_MODULE = "torch.distributed.run"
 
 def available_ranks(device: Literal["auto", "cpu"] = "auto") -> int:
     """How many ranks this machine can run: one per GPU, else one per CPU core this process may use."""
-    if device != "cpu":
+    if device != "cpu" and has_cuda():
         import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.device_count()
+        return torch.cuda.device_count()
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -35,7 +34,7 @@ def check_nproc(nproc: int, device: Literal["auto", "cpu"] = "auto") -> None:
     """Refuse more ranks than ``available_ranks`` in one line naming ``--nproc``."""
     available = available_ranks(device)
     if nproc > available:
-        unit = "GPU" if device != "cpu" and _has_cuda() else "CPU core"
+        unit = "GPU" if device != "cpu" and has_cuda() else "CPU core"
         raise ConfigError(
             f"--nproc {nproc} asks for more ranks than this machine can run ({available} {unit}"
             f"{'s' if available != 1 else ''}): pass --nproc {available} or less"
@@ -68,7 +67,7 @@ def process_state() -> Any:
     the same state again from its ``TrainingArguments``."""
     from accelerate import PartialState
 
-    return PartialState(cpu=not _has_cuda())
+    return PartialState(cpu=not has_cuda())
 
 
 def is_main_process() -> bool:
@@ -93,7 +92,8 @@ def from_main_process(value: Any) -> Any:
     return broadcast_object_list([value], from_process=0)[0]
 
 
-def _has_cuda() -> bool:
+def has_cuda() -> bool:
+    """Whether torch sees a CUDA device (accelerate's backend and the dataloader depend on it)."""
     import torch
 
     return torch.cuda.is_available()

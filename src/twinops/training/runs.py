@@ -13,7 +13,11 @@ from twinops.domain.hashing import content_hash
 from twinops.domain.versions import ModelVersion
 from twinops.infra.runs import runs_dir
 from twinops.training.config import LoraSpec, TrainerSpec, _JobBase
-from twinops.training.distributed import from_main_process, is_main_process  # noqa: F401 (the stages import it here)
+from twinops.training.distributed import (  # is_main_process: the stages import it from here
+    from_main_process,
+    has_cuda,
+    is_main_process,  # noqa: F401
+)
 
 RESULT_FILE = "train_result.json"
 
@@ -83,7 +87,7 @@ def trainer_kwargs(spec: TrainerSpec, output_dir: Path) -> dict[str, Any]:
         "activation_checkpointing": spec.gradient_checkpointing,
         # use_reentrant=False is the variant that works with frozen base weights (LoRA).
         "activation_checkpointing_kwargs": {"use_reentrant": False} if spec.gradient_checkpointing else None,
-        "dataloader_pin_memory": _has_cuda(),
+        "dataloader_pin_memory": has_cuda(),
         "use_cpu": spec.device == "cpu",
         "dataloader_num_workers": spec.dataloader_num_workers,
         # Checkpoints are not kept: the run folder gets the adapter and the merged model instead.
@@ -92,12 +96,6 @@ def trainer_kwargs(spec: TrainerSpec, output_dir: Path) -> dict[str, Any]:
         "report_to": [],
         "disable_tqdm": True,
     }
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def lora_config(spec: LoraSpec):
