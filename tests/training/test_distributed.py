@@ -125,7 +125,7 @@ def test_the_cli_starts_ranks_through_torchrun() -> None:
 
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 def test_more_ranks_than_cores_is_one_line(settings, stage: str, capsys: pytest.CaptureFixture[str]) -> None:
-    too_many = available_ranks("cpu") + 1
+    too_many = max(available_ranks("cpu"), available_ranks("auto")) + 1
     assert main(["train", stage, "--nproc", str(too_many)]) == 2
     error = capsys.readouterr().err.strip()
     assert f"--nproc {too_many}" in error and "\n" not in error
