@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,10 @@ import pytest
         ("serving.lm.minReplicas=1", "serving"),  # a misspelt key is refused, not ignored
         ("serving.rag.minReplicas=5", "serving.rag.minReplicas"),  # above maxReplicas (3)
         ("serving.llm.runtime=huggingface", "serving.llm.gpu=true"),  # vLLM needs the GPU pool
+        ("driftDetector.enabled=no", "driftDetector.enabled"),
+        ("rolloutController.args=--watch", "rolloutController.args"),
+        # the predictors' loggers would post to no detector
+        ("driftDetector.enabled=false", "serving.driftUrl"),
     ],
 )
 def test_bad_values_fail_naming_the_field(renders, setting: str, named: str) -> None:
@@ -32,3 +37,29 @@ def test_every_values_file_passes_the_schema(renders) -> None:
     for values in sorted(renders.chart.glob("values*.yaml")):
         result = renders.helm_template("twinops", "-f", str(values))
         assert result.returncode == 0, f"{values.name}: {result.stderr}"
+
+
+def test_components_can_be_left_out(renders) -> None:
+    """Without the rollout controller, or with the detector elsewhere, the rest still renders."""
+    result = renders.helm_template(
+        "twinops",
+        "--set",
+        "rolloutController.enabled=false",
+        "--set",
+        "driftDetector.enabled=false",
+        "--set",
+        "serving.driftUrl=http://drift.monitoring/",
+    )
+    assert result.returncode == 0, result.stderr
+    objects = {
+        (doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(result.stdout) if doc
+    }
+    assert not [key for key in objects if key[1] == "twinops-drift"]
+    assert ("Deployment", "twinops-rollout") not in objects
+    assert ("Role", "twinops-rollout") in objects, "the RBAC stays for `twinops rollout` as a pipeline step"
+    loggers = {
+        doc["spec"]["predictor"]["logger"]["url"]
+        for doc in objects.values()
+        if doc["kind"] == "InferenceService"
+    }
+    assert loggers == {"http://drift.monitoring/"}

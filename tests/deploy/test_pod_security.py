@@ -74,11 +74,15 @@ def test_home_and_tmp_are_writable_volumes(renders, docs: list[dict]) -> None:
 
 
 def test_only_the_rollout_controller_may_reach_the_api(docs: list[dict], renders) -> None:
-    """Pods get no API token; the one ServiceAccount with a Role may only get/patch InferenceServices."""
+    """Pods get no API token except the canary controller's; its ServiceAccount, the one with a Role,
+    may only get/patch InferenceServices (no Events: the controller skips them)."""
     accounts = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ServiceAccount"}
+    with_token = set()
     for workload in renders.workloads(docs):
-        assert workload.pod.get("automountServiceAccountToken") is False, workload.name
         assert workload.pod["serviceAccountName"] in accounts, workload.name
+        if workload.pod.get("automountServiceAccountToken") is not False:
+            with_token.add((workload.kind, workload.name, workload.pod["serviceAccountName"]))
+    assert with_token == {("Deployment", "twinops-rollout", "twinops-rollout")}
     roles = [doc for doc in docs if doc["kind"] in {"Role", "ClusterRole"}]
     assert [role["metadata"]["name"] for role in roles] == ["twinops-rollout"]
     assert roles[0]["kind"] == "Role", "namespace-scoped only"

@@ -1,0 +1,124 @@
+"""The two long-running twinops processes beside the servers: the online drift detector the
+predictors' loggers post to (``twinops drift serve``, Deployment and Service ``twinops-drift``) and
+the canary controller (``python -m twinops.rollout``, Deployment ``twinops-rollout``). Every
+environment runs both, with arguments twinops accepts, in an image whose environment has what the
+command needs, reachable by (and only by) whom it serves."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import typer.main
+
+from twinops.cli import app
+from twinops.pipelines.gpu import DEFAULT_PROFILE
+from twinops.rollout.__main__ import parse_args
+
+_PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def _kinds(docs: list[dict]) -> dict[str, dict[str, dict]]:
+    kinds: dict[str, dict[str, dict]] = {}
+    for doc in docs:
+        kinds.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    return kinds
+
+
+def _pod(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]
+
+
+def _parse_cli(argv: list[str]):
+    """The twinops CLI's parse of argv (subcommands, options and their types), without running it:
+    the click context of the command argv names (typer's own click: duck-typed)."""
+    command = typer.main.get_command(app)
+    while hasattr(command, "commands"):  # a group
+        name, *argv = argv
+        assert name in command.commands, f"twinops has no command {name}"
+        command = command.commands[name]
+    return command.make_context(name, argv)
+
+
+def _dockerfile(renders, family: str) -> str:
+    return (renders.root / "images" / family / "Dockerfile").read_text()
+
+
+def test_the_loggers_reach_the_drift_detector(docs: list[dict]) -> None:
+    """The predictors' logger URL is the twinops-drift Service of their namespace, whose pods serve
+    on the target port, and a NetworkPolicy admits the predictors' pods there."""
+    kinds = _kinds(docs)
+    service = kinds["Service"]["twinops-drift"]
+    deployment = kinds["Deployment"]["twinops-drift"]
+    namespace = service["metadata"]["namespace"]
+    for isvc in kinds["InferenceService"].values():
+        url = urlsplit(isvc["spec"]["predictor"]["logger"]["url"])
+        assert url.hostname == f"twinops-drift.{namespace}", isvc["metadata"]["name"]
+        assert (url.port or 80) in {port["port"] for port in service["spec"]["ports"]}
+    assert deployment["spec"]["template"]["metadata"]["labels"].items() >= service["spec"]["selector"].items()
+    container = _pod(deployment)["containers"][0]
+    argv = [*container["command"], *container["args"]]
+    served_port = int(argv[argv.index("--port") + 1])
+    assert {"name": "http", "containerPort": served_port} in container["ports"]
+    policy = kinds["NetworkPolicy"]["twinops-drift"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= service["spec"]["selector"].items()
+    (rule,) = policy["ingress"]
+    assert {"protocol": "TCP", "port": served_port} in rule["ports"]
+    predictors = [
+        source["podSelector"]
+        for source in rule["from"]
+        if "podSelector" in source and "namespaceSelector" not in source
+    ]
+    assert predictors == [{"matchExpressions": [{"key": _PREDICTOR_LABEL, "operator": "Exists"}]}], (
+        "only the predictors of this namespace (and Prometheus) post to the detector"
+    )
+
+
+def test_the_drift_detector_runs_twinops_drift_serve_in_a_single_replica(renders, docs: list[dict]) -> None:
+    deployment = _kinds(docs)["Deployment"]["twinops-drift"]
+    assert deployment["spec"]["replicas"] == 1, "batches and the cool-down live in one process"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = _pod(deployment)
+    container = pod["containers"][0]
+    assert container["command"][:3] == ["twinops", "drift", "serve"]
+    context = _parse_cli([*container["command"][1:], *container["args"]])
+    assert context.params["host"] == "0.0.0.0", "reachable from other pods"
+    assert context.params["reference"] == "latest"
+    assert context.params["backend"].value == "evidently", "the backend the image's environment has"
+    # twinops-serve is the core environment (.[ml,serve], where the detector is tested): evidently
+    # (the default backend), the bundled embedder, and cloudevents (kserve) for --reply-url.
+    assert container["image"].split(":")[0].endswith("/twinops-serve")
+    assert '".[ml,serve]"' in _dockerfile(renders, "serve")
+    home = next(m for m in container["volumeMounts"] if m["name"] == "home")
+    assert home["mountPath"] == DEFAULT_PROFILE.home_mount_path and not home.get("readOnly")
+    env = {item["name"]: item for item in container["env"]}
+    assert env["TWINOPS_MONGODB_URI"]["valueFrom"]["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_rollout_controller_patches_through_its_role(renders, docs: list[dict]) -> None:
+    """It runs as twinops-rollout, bound in its namespace to the Role on InferenceServices, and
+    watches an InferenceService this environment deploys."""
+    kinds = _kinds(docs)
+    deployment = kinds["Deployment"]["twinops-rollout"]
+    assert deployment["spec"]["replicas"] == 1, "two controllers would decide twice"
+    pod = _pod(deployment)
+    assert pod["serviceAccountName"] == "twinops-rollout"
+    binding = kinds["RoleBinding"]["twinops-rollout"]
+    assert binding["roleRef"]["name"] in kinds["Role"]
+    assert {
+        "kind": "ServiceAccount",
+        "name": "twinops-rollout",
+        "namespace": binding["metadata"]["namespace"],
+    } in (binding["subjects"])
+    container = pod["containers"][0]
+    assert container["command"][:3] == ["python", "-m", "twinops.rollout"]
+    options = parse_args(container["command"][3:])
+    assert options.isvc in kinds["InferenceService"]
+    assert options.watch > 0, "a Deployment keeps looking for rollouts"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["TWINOPS_MONGODB_URI"]["valueFrom"]["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name
+    assert container["image"].split(":")[0].endswith("/twinops-data")
+    assert '".[ml]"' in _dockerfile(renders, "data"), "the kubernetes client, MLflow, pymongo"
+    home = next(m for m in container["volumeMounts"] if m["name"] == "home")
+    assert home["readOnly"] is True, "it only reads the golden set"
