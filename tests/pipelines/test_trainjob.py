@@ -39,10 +39,16 @@ def test_the_trainjob_body_field_by_field() -> None:
     trainer = spec["trainer"]
     assert trainer["image"] == image(ImageFamily.TRAIN)
     # torchrun takes nodes, ranks per node and rendezvous from the runtime's PET_* variables.
-    assert (
-        trainer["command"]
-        == ["python", "-m", "torch.distributed.run", "-m", "twinops.cli", "train", "sft", *ARGS]
-    )
+    assert trainer["command"] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "-m",
+        "twinops.cli",
+        "train",
+        "sft",
+        *ARGS,
+    ]
     assert trainer["numNodes"] == 2
     resources = trainer["resourcesPerNode"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "4"

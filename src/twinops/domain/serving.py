@@ -56,7 +56,9 @@ class Feedback(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: str
-    rating: int = Field(ge=MIN_RATING, le=MAX_RATING, description=f"{MIN_RATING} (bad) to {MAX_RATING} (good).")
+    rating: int = Field(
+        ge=MIN_RATING, le=MAX_RATING, description=f"{MIN_RATING} (bad) to {MAX_RATING} (good)."
+    )
     edited_answer: str | None = Field(None, description="What the answer should have said.")
     comment: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
