@@ -33,10 +33,6 @@ class TrainerProgressCallback(TrainerCallback):
             report(self.description, state.global_step, state.max_steps or None, self._note)
 
 
-# The name the trainers imported before progress became events.
-RichProgressCallback = TrainerProgressCallback
-
-
 class MlflowMetricsCallback(TrainerCallback):
     """Send every trainer log (loss, lr, grad norm, DPO rewards, ...) to the active MLflow run.
 

@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinops.errors import ConfigError
+from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
     CHALLENGER,
@@ -43,7 +44,6 @@ from twinops.training.registry import (
     require_registered,
     version_by_alias,
 )
-from twinops.training.tracking import ensure_experiment
 
 GATES_FILE = Path(__file__).with_name("gates.yaml")
 EVIDENCE_TAG = "gate.evidence"

@@ -34,6 +34,7 @@ from twinops.domain.hashing import content_hash
 from twinops.domain.progress import report
 from twinops.domain.stats import hit_and_reciprocal_rank
 from twinops.domain.versions import DatasetKind
+from twinops.infra.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 from twinops.models.rerank import FIRST_STAGE_DIR, RerankerConfig, pick_device, write_config
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
@@ -48,7 +49,6 @@ from twinops.training.runs import (
     quiet_libraries,
     staging_dir,
 )
-from twinops.training.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 
 HIT_K = 5
 
