@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from twinops.datasets.corpus import RUN_FEATURES_FIRST
 from twinops.datasets.text import sentences, words
 from twinops.errors import NotFound
+from twinops.features.vector_store import CHUNKS_ALIAS
 
-CHUNK_ALIAS = "twin_chunks"
 # Extra hits fetched so that dropping golden documents still leaves a full list.
 _SEARCH_HEADROOM = 12
 PROBE_WORDS = 8
@@ -121,9 +121,9 @@ def mine_reranker_pairs(
     """One row per query whose list has at least one wrong candidate."""
     from qdrant_client import models
 
-    if not client.collection_exists(CHUNK_ALIAS):
+    if not client.collection_exists(CHUNKS_ALIAS):
         raise NotFound(
-            f"the Qdrant chunk collection alias {CHUNK_ALIAS!r} does not exist: {RUN_FEATURES_FIRST}"
+            f"the Qdrant chunk collection alias {CHUNKS_ALIAS!r} does not exist: {RUN_FEATURES_FIRST}"
         )
     if not queries:
         return []
@@ -141,7 +141,7 @@ def mine_reranker_pairs(
     pairs = []
     for query, vector in zip(queries, vectors, strict=True):
         hits = client.query_points(
-            CHUNK_ALIAS,
+            CHUNKS_ALIAS,
             query=[float(value) for value in vector],
             limit=candidates + _SEARCH_HEADROOM,
             query_filter=query_filter,

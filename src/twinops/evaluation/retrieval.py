@@ -14,9 +14,9 @@ from collections.abc import Callable
 from twinops.domain.stats import hit_and_reciprocal_rank
 from twinops.evaluation.data import GoldenRow
 from twinops.evaluation.job import ModelScores
+from twinops.features.vector_store import CHUNKS_ALIAS
 from twinops.settings import Settings
 
-CHUNKS_ALIAS = "twin_chunks"
 COSINE = "cosine"
 
 Hits = list[list[tuple[str, str]]]
