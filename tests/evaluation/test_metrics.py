@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from twinops.evaluation.metrics import embedding_cosine, rouge_l
-from twinops.evaluation.perplexity import log_perplexities, perplexity
 from twinops.evaluation.style import StyleClassifier
 from twinops.models.loaders import load_embedder
+from twinops.models.perplexity import log_perplexities, perplexity
 
 AUTHOR = [
     "Ship it small. Version the data, track the run, promote on numbers.",

@@ -93,7 +93,7 @@ def _score_model(
     step: Step,
 ) -> ModelScores:
     from twinops.evaluation.generation import generate_answers, load_for_evaluation
-    from twinops.evaluation.perplexity import log_perplexities
+    from twinops.models.perplexity import log_perplexities
 
     started = time.perf_counter()
     step(f"{name}: loading")
@@ -138,7 +138,7 @@ def _score_model(
 def _gptq_agreement(reference: str, texts: list[str], kernel_values: list[float], job: EvaluationJob) -> str:
     """One line: the kernels' perplexity against the dequantized float copy's, within tolerance or not."""
     from twinops.evaluation.generation import load_dequantized
-    from twinops.evaluation.perplexity import log_perplexities
+    from twinops.models.perplexity import log_perplexities
 
     model, tokenizer = load_dequantized(reference)
     float_values = log_perplexities(model, tokenizer, texts, max_length=job.max_length)
