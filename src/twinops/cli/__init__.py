@@ -23,7 +23,7 @@ from twinops.cli import (
     services,
     train,
 )
-from twinops.cli.common import err_console
+from twinops.cli.common import err_console, json_stdout_only
 from twinops.domain.progress import noticing_to
 from twinops.errors import TwinopsError
 from twinops.settings import get_settings
@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("TWINOPS_DEBUG") == "1"
     try:
-        with noticing_to(lambda message: err_console.print(message, highlight=False, soft_wrap=True)):
+        with (
+            json_stdout_only("--json" in args),
+            noticing_to(lambda message: err_console.print(message, highlight=False, soft_wrap=True)),
+        ):
             _check_environment(args)
             returned = app(args=args, prog_name="twinops", standalone_mode=False)
     except TwinopsError as error:

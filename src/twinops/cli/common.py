@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -38,8 +39,28 @@ def print_json(payload: Any) -> None:
             return value.model_dump(mode="json")
         return str(value)
 
-    sys.stdout.write(json.dumps(payload, indent=2, default=_default) + "\n")
-    sys.stdout.flush()
+    stream = _json_stream or sys.stdout
+    stream.write(json.dumps(payload, indent=2, default=_default) + "\n")
+    stream.flush()
+
+
+_json_stream = None
+
+
+@contextlib.contextmanager
+def json_stdout_only(enabled: bool) -> Iterator[None]:
+    """With ``--json``, stdout carries the JSON summary and nothing else: whatever libraries print
+    there meanwhile (gptqmodel's start-up banner, which peft's LoRA import pulls in) goes to stderr."""
+    global _json_stream  # noqa: PLW0603 - one process, one command
+    if not enabled:
+        yield
+        return
+    _json_stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stream = None
 
 
 def progress() -> Progress:
