@@ -80,14 +80,24 @@ class Reranker:
     def score(self, query: str, passages: list[str], *, batch_size: int = 32) -> list[float]:
         if not passages:
             return []
+        pairs = [(query, passage) for passage in passages]
+        if self.embedder is None:  # a plain cross-encoder: its own predict, activation included
+            scores = self.cross_encoder.predict(
+                pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
+            )
+            return [float(value) for value in scores]
+        import torch
+
+        # The raw logit, as training added the cosine to it (predict would squash it with a sigmoid).
         logits = self.cross_encoder.predict(
-            [(query, passage) for passage in passages],
+            pairs,
             batch_size=batch_size,
             show_progress_bar=False,
             convert_to_numpy=True,
+            activation_fn=torch.nn.Identity(),
         )
         scores = [float(value) for value in logits]
-        if self.embedder is None or self.config.first_stage_weight == 0.0:
+        if self.config.first_stage_weight == 0.0:
             return scores
         vectors = self.embedder.encode(
             [query, *passages], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
