@@ -89,4 +89,6 @@ def test_short_training_pipeline_runs_locally(
     table = Path(run.evaluation_report).with_name("table.md").read_text()
     for model in ("base", "sft", "dpo", "twin"):
         assert f"| {model} |" in table, f"{model} is scored side by side"
-    assert any(line.startswith("twin-llm v") and "champion" in line for line in run.registered)
+    # Registered either way; whether it earns champion is the gate's call (a 3-step twin need not
+    # beat the base model), which the register-and-gate report records.
+    assert any(line.startswith("twin-llm v") for line in run.registered)
