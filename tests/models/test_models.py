@@ -60,7 +60,7 @@ def test_tiny_llama_uses_the_smollm2_tokenizer(tiny_llama: Path) -> None:
 
 def test_unknown_bundled_model_names_the_fix(settings: Settings) -> None:
     # Known bundled models are cached on first use; an unknown name lists the ones that exist.
-    with pytest.raises(ModelNotFound, match="smollm2-135m-instruct.*TWINOPS_BASE_MODEL"):
+    with pytest.raises(ModelNotFound, match=r"smollm2-135m-instruct.*TWINOPS_BASE_MODEL"):
         resolve_model("bundled:nope", settings, setting="TWINOPS_BASE_MODEL")
 
 
