@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.services.process import pid_alive
 from twinops.settings import get_settings
 
 DEFAULT_RAG_URL = "http://127.0.0.1:8480/openai/v1"
@@ -88,17 +89,11 @@ def serve(
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         try:
-            while not stopping and all(_alive(s.pid) for s in servers.servers.values()):
+            while not stopping and all(pid_alive(s.pid) for s in servers.servers.values()):
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
     err_console.print("servers stopped")
-
-
-def _alive(pid: int) -> bool:
-    from twinops.services.process import pid_alive
-
-    return pid_alive(pid)
 
 
 def ask(

@@ -92,7 +92,7 @@ class TwinLLM(Model, ChatModel):
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
+            if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
                 ids = ids["input_ids"]
             return list(ids)
         text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"

@@ -10,15 +10,12 @@ V2 over gRPC from the same models.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from fastapi.exceptions import RequestValidationError
 
 from twinops.errors import ConfigError, ModelNotFound, TwinopsError
-
-log = logging.getLogger("twinops.serving")
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - in a pod the server must answer on the pod's address
 
