@@ -7,6 +7,10 @@ lock does not satisfy (added, or its range moved), or a locked top-level package
 for any more (removed). torch is left out of the locks (each environment installs its own build
 first; the locks are resolved against the CPU wheel), so no lock may name torch, triton or a
 CUDA ``nvidia-*`` package.
+
+The Makefile and the images install from the same locks: each ``images/*/Dockerfile`` (parsed, no
+Docker engine here) installs torch first from its wheel index at ``constraints.txt``'s pin, then its
+environment's lock ``--no-deps``, then twinops ``--no-deps``, and nothing resolves afresh.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -41,6 +46,20 @@ ENVIRONMENTS = (
     Environment("mongo.txt", None, ("mongo.in",)),  # .venv-mongo
     Environment("drift.txt", (), ("drift.in",)),  # .venv-drift
 )
+
+
+# images/<family>/Dockerfile -> the lock of the environment it carries (Makefile `images`).
+IMAGE_LOCKS = {
+    "data": "core.txt",
+    "train": "core.txt",
+    "serve": "core.txt",
+    "quantize": "quantize.txt",
+    "drift": "drift.txt",
+}
+TORCH_INDEXES = {
+    "cpu": "https://download.pytorch.org/whl/cpu",
+    "cuda": "https://download.pytorch.org/whl/cu128",
+}
 
 
 def read_lock(path: Path) -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -152,3 +171,98 @@ def test_a_changed_input_makes_the_lock_stale(tmp_path: Path, monkeypatch: pytes
     (copy / "pyproject.toml").write_text(pyproject.replace('  "psutil>=5.9",\n', ""))
     with pytest.raises(AssertionError, match="psutil"):
         test_lock_has_no_top_level_package_that_nothing_asks_for(core)
+
+
+def test_makefile_installs_each_environment_from_its_lock() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for env in ENVIRONMENTS:
+        assert re.search(rf"install \$\(PIP_FLAGS\) --no-deps -r locks/{re.escape(env.lock)}\n", makefile), (
+            f"the Makefile does not install locks/{env.lock} with --no-deps"
+        )
+
+
+def pip_installs(dockerfile: Path) -> list[tuple[int, str]]:
+    """(index of the instruction, command) for each `pip install` the Dockerfile runs, in order."""
+    structure = DockerfileParser(path=str(dockerfile)).structure
+    return [
+        (index, command.strip())
+        for index, item in enumerate(structure)
+        if item["instruction"] == "RUN"
+        for command in item["value"].split("&&")
+        if "pip install" in command
+    ]
+
+
+def image_problems(dockerfile: Path, lock: str) -> list[str]:
+    """What keeps the image from carrying exactly its environment's lock (empty when nothing)."""
+    parser = DockerfileParser(path=str(dockerfile))
+    problems = []
+    copied: dict[str, int] = {}  # source -> index of its COPY
+    for index, item in enumerate(parser.structure):
+        if item["instruction"] == "COPY":
+            for source in item["value"].split()[:-1]:
+                copied.setdefault(source.rstrip("/"), index)
+                if not (ROOT / source).exists():
+                    problems.append(f"COPY {source}: no such file in the repository")
+    installs = pip_installs(dockerfile)
+    if not installs:
+        return [*problems, "no pip install"]
+    (_, torch), *rest = installs
+    gpu = parser.baseimage.startswith("nvidia/cuda")
+    index_url = re.search(r"--index-url\s+(\S+)", torch)
+    url = (index_url[1].strip('"') if index_url else "").replace(
+        "${TORCH_INDEX_URL}", parser.args.get("TORCH_INDEX_URL", "")
+    )
+    if not re.search(r"-c constraints\.txt\s+torch$", torch):
+        problems.append(f"first install is not torch at constraints.txt's pin: {torch}")
+    if url != TORCH_INDEXES["cuda" if gpu else "cpu"]:
+        problems.append(f"torch from {url or 'PyPI'}, not the {'CUDA' if gpu else 'CPU'} wheel index")
+    for _, command in rest:
+        if "--no-deps" not in command.split() or "-c constraints.txt" in command:
+            problems.append(f"resolves afresh instead of installing the lock: {command}")
+    wanted = f"--no-deps -r locks/{lock}"
+    if not rest or not rest[0][1].endswith(wanted):
+        problems.append(f"the install after torch is not `{wanted}`")
+    if not any(command.endswith("--no-deps .") for _, command in rest):
+        problems.append("twinops itself is not installed `--no-deps .`")
+    for index, command in installs:
+        for requirement_file in re.findall(r"-r\s+(\S+)", command):
+            if copied.get(requirement_file, index) >= index:
+                problems.append(f"{requirement_file} is not copied before it is installed")
+    lock_layer = rest[0][0] if rest else 0
+    if copied.get("src", lock_layer) < lock_layer:
+        problems.append("COPY src comes before the lock's layer: every source change reinstalls it")
+    return problems
+
+
+def test_every_image_is_mapped_to_a_checked_lock() -> None:
+    families = {path.parent.name for path in (ROOT / "images").glob("*/Dockerfile")}
+    assert families == set(IMAGE_LOCKS), "images/*/Dockerfile and IMAGE_LOCKS disagree"
+    assert set(IMAGE_LOCKS.values()) <= {env.lock for env in ENVIRONMENTS}
+
+
+@pytest.mark.parametrize("family", sorted(IMAGE_LOCKS))
+def test_image_installs_exactly_its_environments_lock(family: str) -> None:
+    problems = image_problems(ROOT / "images" / family / "Dockerfile", IMAGE_LOCKS[family])
+    assert not problems, f"images/{family}/Dockerfile: " + "; ".join(problems)
+
+
+def test_an_image_that_resolves_afresh_is_caught(tmp_path: Path) -> None:
+    """The former install (`-c constraints.txt ".[ml]"`, a GPU image on the CPU index) fails the check."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04\n"
+        "COPY pyproject.toml constraints.txt README.md ./\nCOPY src ./src\nCOPY locks/nope.txt ./locks/\n"
+        'RUN python -m pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \\\n'
+        '    && python -m pip install -c constraints.txt ".[ml]"\n'
+    )
+    problems = "\n".join(image_problems(dockerfile, "core.txt"))
+    assert "COPY locks/nope.txt: no such file" in problems
+    assert "not torch at constraints.txt's pin" in problems
+    assert "not the CUDA wheel index" in problems
+    assert (
+        'resolves afresh instead of installing the lock: python -m pip install -c constraints.txt ".[ml]"'
+        in problems
+    )
+    assert "`--no-deps -r locks/core.txt`" in problems
+    assert "--no-deps ." in problems
