@@ -21,10 +21,12 @@ EXPECTED_TASKS = {
         "train-reranker",
         "evaluate",
         "register-and-gate",
+        "fit-drift-reference",
     },
 }
 EXPECTED_TASKS["twin_pipeline"] = EXPECTED_TASKS["feature_pipeline"] | EXPECTED_TASKS["training_pipeline"]
 EXPECTED_TASKS["deployment_pipeline"] = {"rollout"}
+EXPECTED_TASKS["drift_pipeline"] = {"drift-report"}
 
 
 @pytest.fixture(scope="module")

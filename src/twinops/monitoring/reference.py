@@ -273,7 +273,11 @@ def open_reference(
     identifier = reference_id(data, embedder.model_id, embedder.version, config)
     folder = references_dir(settings) / identifier
     if (folder / "reference.json").exists():
-        return load_reference(folder)
+        reference = load_reference(folder)
+        if log_to_registry and data.model_name and data.model_version:
+            # Another version trained on the same data shares the folder; it gets the copy too.
+            log_beside_model_version(settings, reference, data.model_name, data.model_version)
+        return reference
     if not data.texts:
         raise NotFound(f"the reference {data.label} holds no texts: its dataset versions have no rows")
     spaces: dict[str, SpaceReference] = {}
@@ -303,7 +307,7 @@ def open_reference(
     _save(folder, info, spaces, kept, data.documents)
     reference = DriftReference(info=info, folder=folder, spaces=spaces)
     if log_to_registry and data.model_name and data.model_version:
-        log_beside_model_version(settings, reference)
+        log_beside_model_version(settings, reference, data.model_name, data.model_version)
     return reference
 
 
@@ -346,17 +350,21 @@ def reference_documents(reference: DriftReference) -> list[CleanedDocument]:
     return rows
 
 
-def log_beside_model_version(settings: Settings, reference: DriftReference) -> None:
-    """The reference folder as artifacts of the model version's run, and its id as a version tag."""
-    from twinops.infra import registry
+def log_beside_model_version(settings: Settings, reference: DriftReference, name: str, version: str) -> None:
+    """The reference folder as artifacts of the model version's run, and its id as a version tag.
 
-    name, version = reference.info.model_name, reference.info.model_version
+    Once per version: a version already tagged with this reference is left as it is.
+    """
     from mlflow.exceptions import MlflowException
+
+    from twinops.infra import registry
 
     # The detectors work without this copy: a registry that refuses it must not stop the fit.
     with registry.fast_fail(), contextlib.suppress(MlflowException):
         mlflow_client = registry.client(settings)
         found = mlflow_client.get_model_version(name, version)
+        if (found.tags or {}).get(REFERENCE_TAG) == reference.id:
+            return
         if found.run_id:
             mlflow_client.log_artifacts(found.run_id, str(reference.folder), f"drift/{reference.id}")
         mlflow_client.set_model_version_tag(name, version, REFERENCE_TAG, reference.id)

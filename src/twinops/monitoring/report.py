@@ -260,6 +260,21 @@ def _feature_reports(
     return summaries, html
 
 
+def report_metrics(summary: DriftReportSummary) -> dict[str, float]:
+    """The report's scalars (MLflow metrics, KFP metrics): the verdict, each detector's distance and
+    p-value per space, and each feature table's share of drifted columns."""
+    metrics = {"drift": float(summary.drift)}
+    for space in summary.spaces:
+        for result in space.results:
+            key = f"{space.space}.{result.detector}"
+            metrics[f"{key}.distance"] = result.distance
+            if result.p_val is not None:
+                metrics[f"{key}.p_val"] = result.p_val
+    for feature in summary.features:
+        metrics[f"{feature.table}.share_drifted"] = feature.share_drifted
+    return metrics
+
+
 def _log_mlflow(settings: Settings, summary: DriftReportSummary, out_dir: Path) -> str:
     import mlflow
 
@@ -271,15 +286,6 @@ def _log_mlflow(settings: Settings, summary: DriftReportSummary, out_dir: Path) 
         with mlflow.start_run(run_name=f"drift-{summary.reference_id}") as run:
             mlflow.log_params({"reference_id": summary.reference_id, "reference": summary.reference[:250]})
             mlflow.log_param("current", summary.current[:250])
-            metrics = {"drift": float(summary.drift)}
-            for space in summary.spaces:
-                for result in space.results:
-                    key = f"{space.space}.{result.detector}"
-                    metrics[f"{key}.distance"] = result.distance
-                    if result.p_val is not None:
-                        metrics[f"{key}.p_val"] = result.p_val
-            for feature in summary.features:
-                metrics[f"{feature.table}.share_drifted"] = feature.share_drifted
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics(report_metrics(summary))
             mlflow.log_artifacts(str(out_dir), "drift_report")
             return run.info.run_id

@@ -2,8 +2,9 @@
 # KFP serializes parameter defaults into the pipeline spec (never mutated: B006) and passes
 # every input by keyword (PLR0917).
 """The pipelines: feature (ingest → gate → embed → materialize), training (datasets → SFT → DPO →
-quantize → evaluate → register-and-gate, plus the reranker branch), twin (both, end to end) and
-deployment (a canary rollout of the registered model, run after registration).
+quantize → evaluate → register-and-gate → fit-drift-reference, plus the reranker branch), twin
+(both, end to end), deployment (a canary rollout of the registered model, run after registration)
+and drift (the drift report of current data against a registered version's reference).
 
 Each pipeline is built by a factory so one definition serves two targets: ``cluster`` (the
 compiled YAML: GPU placement, PVC, ConfigMap, Secret, retries, caching, and the quantize step as a
@@ -83,7 +84,8 @@ def training_steps(
     dataset_options: Any,
     training_options: Any,
 ) -> Any:
-    """Add datasets → SFT → DPO → quantize → evaluate → register-and-gate (+ reranker branch)."""
+    """Add datasets → SFT → DPO → quantize → evaluate → register-and-gate → fit-drift-reference
+    (+ reranker branch); return the register-and-gate task."""
     # Datasets read the warehouse (not cached); training steps take content-addressed dataset
     # versions and pointers as inputs, so KFP's cache is safe there and saves GPU hours.
     datasets = build.place(
@@ -140,7 +142,7 @@ def training_steps(
         "evaluate",
         cache=True,
     )
-    return build.place(
+    registered = build.place(
         c.register_and_gate(
             model=quantize.outputs["quantized"],
             evaluation=evaluation.outputs["evaluation"],
@@ -150,6 +152,11 @@ def training_steps(
         "register-and-gate",
         cache=False,
     )
+    # The registered version's drift detectors, saved beside it (the online detector reads them).
+    build.place(
+        c.fit_drift_reference(registered=registered.outputs["metrics"]), "fit-drift-reference", cache=False
+    )
+    return registered
 
 
 def build_feature_pipeline(build: Build | None = None) -> Any:
@@ -238,3 +245,24 @@ def build_deployment_pipeline(build: Build | None = None) -> Any:
         return task.outputs["Output"]
 
     return deployment_pipeline
+
+
+def build_drift_pipeline(build: Build | None = None) -> Any:
+    build = build or Build()
+
+    @dsl.pipeline(
+        name="drift-pipeline",
+        description=(
+            "Drift of what the twin sees now against what a registered version was trained and "
+            "indexed on: embedding and feature drift, the evidently HTML as the step's "
+            "visualization, the verdicts as metrics, both logged to MLflow."
+        ),
+    )
+    def drift_pipeline(reference: str = "latest", current: str = "requests", options: dict = {}) -> bool:
+        # The request log and the registry change between runs: never cached.
+        task = build.place(
+            c.drift_report(reference=reference, current=current, options=options), "drift-report", cache=False
+        )
+        return task.outputs["Output"]
+
+    return drift_pipeline

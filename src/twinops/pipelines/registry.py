@@ -13,6 +13,7 @@ _FACTORIES: dict[str, str] = {
     "training_pipeline": "twinops.pipelines.definitions:build_training_pipeline",
     "twin_pipeline": "twinops.pipelines.definitions:build_twin_pipeline",
     "deployment_pipeline": "twinops.pipelines.definitions:build_deployment_pipeline",
+    "drift_pipeline": "twinops.pipelines.definitions:build_drift_pipeline",
 }
 
 

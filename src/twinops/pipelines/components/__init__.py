@@ -12,8 +12,10 @@ from twinops.pipelines.components.build_datasets import build_datasets
 from twinops.pipelines.components.chunk_embed_load import chunk_embed_load
 from twinops.pipelines.components.clean_and_gate import clean_and_gate
 from twinops.pipelines.components.dpo import dpo
+from twinops.pipelines.components.drift_report import drift_report
 from twinops.pipelines.components.evaluate import evaluate
 from twinops.pipelines.components.feast_materialize import feast_materialize
+from twinops.pipelines.components.fit_drift_reference import fit_drift_reference
 from twinops.pipelines.components.ingest import ingest
 from twinops.pipelines.components.quantize import quantize, quantize_local
 from twinops.pipelines.components.register_and_gate import register_and_gate
@@ -34,7 +36,9 @@ COMPONENTS: dict[str, Any] = {
     "quantize": quantize,
     "evaluate": evaluate,
     "register-and-gate": register_and_gate,
+    "fit-drift-reference": fit_drift_reference,
     "rollout": rollout,
+    "drift-report": drift_report,
 }
 
 # Steps that need an accelerator on a cluster; every other step asks for none.
@@ -47,8 +51,10 @@ __all__ = [
     "chunk_embed_load",
     "clean_and_gate",
     "dpo",
+    "drift_report",
     "evaluate",
     "feast_materialize",
+    "fit_drift_reference",
     "ingest",
     "quantize",
     "quantize_local",
