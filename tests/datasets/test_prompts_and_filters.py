@@ -10,7 +10,13 @@ import pytest
 from twinops.datasets.golden import CanaryLeak, Decontaminator, assert_no_canary, make_canary, split_documents
 from twinops.datasets.instruction import InstructionExample, filter_instructions
 from twinops.datasets.jobs import DatasetJob
-from twinops.datasets.prompts import ANSWER_PROMPT, INSTRUCTION_PROMPT, PromptTemplate, load_prompt
+from twinops.datasets.prompts import (
+    ANSWER_PROMPT,
+    INSTRUCTION_PROMPT,
+    PromptTemplate,
+    load_prompt,
+    load_seed_tasks,
+)
 from twinops.datasets.text import similarity, trim_answer
 from twinops.errors import ConfigError, TwinopsError
 
@@ -33,6 +39,20 @@ def test_prompts_are_versioned_files_with_stable_hashes() -> None:
 def test_a_template_must_declare_what_it_uses() -> None:
     with pytest.raises(ValueError, match="declares"):
         PromptTemplate(id="x", version=1, variables=("a",), output="o", user="{a} {b}")
+
+
+def test_a_broken_prompt_or_seed_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("id: x\nuser: [\n")
+    with pytest.raises(ConfigError, match=r"prompt file .*a\.yaml is not readable YAML") as broken:
+        load_prompt("x", tmp_path)
+    (tmp_path / "a.yaml").write_text("id: x\nversion: 1\nvariables: [a]\noutput: o\nuser: '{a} {b}'\n")
+    with pytest.raises(ConfigError, match=r"prompt file .*a\.yaml is invalid") as invalid:
+        load_prompt("x", tmp_path)
+    (tmp_path / "seed_tasks.yaml").write_text("id: seeds\nversion: 1\ntasks: []\n")
+    with pytest.raises(ConfigError, match=r"seed task file .*seed_tasks\.yaml is invalid: `tasks`") as seeds:
+        load_seed_tasks(tmp_path)
+    for error in (broken, invalid, seeds):
+        assert "\n" not in str(error.value)
 
 
 def _example(instruction: str, doc: str = "d1") -> InstructionExample:

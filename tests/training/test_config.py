@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from twinops.cli import main
 from twinops.errors import ConfigError
 from twinops.training import DPOJob, RerankerJob, SFTJob, load_gate
 
@@ -40,7 +41,28 @@ def test_config_mistakes_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         SFTJob.from_yaml(tmp_path / "missing.yaml")
     (tmp_path / "gate.yaml").write_text("twin-llm:\n  rules: []\n")
-    with pytest.raises(ConfigError, match=r"twin-llm\.rules"):
+    with pytest.raises(ConfigError, match=r"gate 'twin-llm' in .*gate\.yaml is invalid: `rules`"):
         load_gate(tmp_path / "gate.yaml", "twin-llm")
     with pytest.raises(ConfigError, match="no entry for 'twin-reranker'"):
         load_gate(tmp_path / "gate.yaml", "twin-reranker")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("twin-llm:\n  rules: [\n", "is not readable YAML"),  # the YAML error spans lines
+        ("- twin-llm\n", "must be a mapping of model names to gates, not a list"),
+        ("twin-llm:\n  rules:\n    - {metric: perplexity, direction: down}\n", "`rules.0.direction`"),
+        ("twin-reranker: {rules: [{metric: mrr, direction: higher}]}\n", "no entry for 'twin-llm'"),
+    ],
+)
+def test_a_bad_gate_file_is_one_line_and_exit_2(
+    settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    """`twinops registry promote --gate FILE` reads the file (through the one config loader) first."""
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(text)
+    assert main(["registry", "promote", "twin-llm", "--gate", str(gate)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and str(gate) in error
+    assert len(error.splitlines()) == 1 and "Traceback" not in error

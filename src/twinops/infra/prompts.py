@@ -14,11 +14,11 @@ import string
 from functools import cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from twinops.domain.hashing import content_hash
 from twinops.errors import ConfigError, NotFound
+from twinops.infra.config_files import read_yaml_mapping, validate_config
 
 
 def template_fields(template: str) -> set[str]:
@@ -83,22 +83,11 @@ class PromptTemplate(BaseModel):
         return user + self.json_suffix.format() if json_output and self.json_suffix else user
 
 
-def read_prompt_file(path: Path) -> dict:
-    """One prompt YAML file as a mapping; an unreadable file is a one-line ConfigError."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"prompt file {path} is unreadable ({error}): fix or restore it") from error
-
-
 @cache
 def load_prompt(prompt_id: str, directory: Path) -> PromptTemplate:
     """The template whose ``id`` is ``prompt_id`` among the YAML files of ``directory``."""
     for path in sorted(directory.glob("*.yaml")):
-        data = read_prompt_file(path)
+        data = read_yaml_mapping(path, what="prompt file")
         if data.get("id") == prompt_id and "user" in data:
-            try:
-                return PromptTemplate.model_validate(data)
-            except ValueError as error:
-                raise ConfigError(f"prompt file {path} is invalid: {error}") from error
+            return validate_config(PromptTemplate, data, what="prompt file", path=path)
     raise NotFound(f"prompt {prompt_id!r} is not in {directory}: add a YAML file with that id")

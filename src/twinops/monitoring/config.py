@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from twinops.errors import ConfigError
+from twinops.infra.config_files import read_yaml_mapping, validate_config
 
 EvidentlyMethod = Literal["model", "ratio", "distance", "mmd"]
 AlibiMethod = Literal["mmd", "lsdd"]
@@ -62,25 +61,13 @@ class DriftConfig(BaseModel):
 
 def load_drift_config(path: Path | None = None, **overrides: object) -> DriftConfig:
     """The defaults, updated from the YAML at ``path`` (when given) and then from ``overrides``."""
-    data: dict = {}
+    data = {}
+    what = "drift config"
     if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"drift config {path} does not exist: pass a YAML file (configs/drift/*.yaml)")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(
-                f"drift config {path} is not valid YAML: {str(error).splitlines()[0]}"
-            ) from error
-        if not isinstance(data, dict):
-            raise ConfigError(f"drift config {path} must be a mapping of settings, not {type(data).__name__}")
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return DriftConfig.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        source = f" in {path}" if path else ""
-        raise ConfigError(
-            f"drift setting {where}={first.get('input')!r}{source} is not valid: {first['msg']}"
-        ) from error
+        data = read_yaml_mapping(path, what=what, shape="a mapping of settings")
+        what += f" {path}"
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if given:
+        data.update(given)
+        what += " with " + ", ".join(f"{key}={value!r}" for key, value in given.items())
+    return validate_config(DriftConfig, data, what=what)

@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinops.errors import ConfigError
+from twinops.infra.config_files import read_yaml_mapping, validate_config
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
@@ -114,23 +114,9 @@ class PromotionResult(BaseModel):
     decision_run_id: str | None = None
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as error:
-        raise ConfigError(f"gate config {path} does not exist: pass an existing YAML file") from error
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"gate config {path} is not readable YAML: fix the file") from error
-
-
 def parse_gate(raw: Any, name: str, where: str) -> GateConfig:
     """A ``GateConfig`` from a mapping, with one ``ConfigError`` line naming ``where`` when invalid."""
-    try:
-        return GateConfig.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"gate config {where}: `{name}.{field}` {first['msg']}: fix that entry") from error
+    return validate_config(GateConfig, raw, what=f"gate {name!r} in {where}")
 
 
 def load_gate(path: str | Path | None, name: str) -> GateConfig:
@@ -139,8 +125,8 @@ def load_gate(path: str | Path | None, name: str) -> GateConfig:
     ``path`` None: the project's gates (``GATES_FILE``).
     """
     path = Path(path) if path is not None else GATES_FILE
-    raw = _read_yaml(path)
-    if not isinstance(raw, dict) or name not in raw:
+    raw = read_yaml_mapping(path, what="gate config", shape="a mapping of model names to gates")
+    if name not in raw:
         raise ConfigError(f"gate config {path} has no entry for {name!r}: add `{name}: {{rules: [...]}}`")
     return parse_gate(raw[name], name, str(path))
 

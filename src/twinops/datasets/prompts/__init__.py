@@ -11,9 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from twinops.domain.hashing import content_hash
-from twinops.errors import ConfigError
 from twinops.infra import prompts as registry
-from twinops.infra.prompts import PromptTemplate, read_prompt_file, template_fields
+from twinops.infra.config_files import load_config
+from twinops.infra.prompts import PromptTemplate, template_fields
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 
@@ -57,11 +57,7 @@ class SeedTasks(BaseModel):
 
 @cache
 def load_seed_tasks(directory: Path = PROMPTS_DIR) -> SeedTasks:
-    path = directory / "seed_tasks.yaml"
-    try:
-        return SeedTasks.model_validate(read_prompt_file(path))
-    except ValueError as error:
-        raise ConfigError(f"seed task file {path} is invalid: {error}") from error
+    return load_config(SeedTasks, directory / "seed_tasks.yaml", what="seed task file")
 
 
 INSTRUCTION_PROMPT = "instruction-backtranslation"
