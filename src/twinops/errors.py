@@ -37,3 +37,7 @@ class ModelNotFound(TwinopsError):
 
 class NotFound(TwinopsError):
     """A named object (dataset version, run, alias, pipeline) does not exist."""
+
+
+class JobFailed(TwinopsError):
+    """Work handed to the cluster (a Kubeflow TrainJob) failed; the message carries the job's reason."""

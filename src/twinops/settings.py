@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(
         None, description="Prometheus base URL for canary rollouts; unset = probe the canary instead."
     )
+    trainjob_runtime: str = Field(
+        "torch-distributed",
+        description="Kubeflow Trainer runtime (Cluster- or TrainingRuntime) that SFT/DPO TrainJobs run on.",
+    )
+    trainjob_schedule_timeout: float = Field(
+        900.0, description="Seconds a TrainJob's pods may stay unschedulable before the step fails."
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -122,3 +122,45 @@ def test_the_rollout_controller_patches_through_its_role(renders, docs: list[dic
     assert '".[ml]"' in _dockerfile(renders, "data"), "the kubernetes client, MLflow, pymongo"
     home = next(m for m in container["volumeMounts"] if m["name"] == "home")
     assert home["readOnly"] is True, "it only reads the golden set"
+
+
+def _grants(rules: list[dict], group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for rule in rules
+        if group in rule["apiGroups"] and resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_pipeline_may_run_trainjobs_in_its_namespace(docs: list[dict]) -> None:
+    """SFT/DPO with train_on=trainjob (twinops.pipelines.train_placement): the steps' ServiceAccount
+    creates, follows and deletes TrainJobs and reads what the SDK reads (runtimes, the job's pods, logs
+    and events) in its own namespace, ClusterTrainingRuntimes through a ClusterRole of its own; the
+    runtime is the ConfigMap's setting, which every step gets."""
+    from twinops.settings import Settings
+
+    kinds = _kinds(docs)
+    binding = kinds["RoleBinding"]["twinops-trainjobs"]
+    namespace = binding["metadata"]["namespace"]
+    runner = {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": namespace}
+    assert binding["subjects"] == [runner]
+    rules = kinds["Role"][binding["roleRef"]["name"]]["rules"]
+    group = "trainer.kubeflow.org"
+    assert _grants(rules, group, "trainjobs") == {"create", "get", "list", "watch", "delete"}
+    assert {"get", "list"} <= _grants(rules, group, "trainingruntimes")
+    assert {"get", "list", "watch"} <= _grants(rules, "", "pods") & _grants(rules, "", "events")
+    assert "get" in _grants(rules, "", "pods/log")
+    assert not _grants(rules, "", "secrets"), "nothing beyond what following a job needs"
+
+    [cluster_binding] = [
+        b for b in kinds["ClusterRoleBinding"].values() if b["roleRef"]["name"].endswith("training-runtimes")
+    ]
+    assert cluster_binding["subjects"] == [runner]
+    assert cluster_binding["metadata"]["name"].startswith(namespace), "one per environment"
+    cluster_rules = kinds["ClusterRole"][cluster_binding["roleRef"]["name"]]["rules"]
+    assert _grants(cluster_rules, group, "clustertrainingruntimes") == {"get", "list"}
+
+    config = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
+    assert config["TWINOPS_TRAINJOB_RUNTIME"] == Settings.model_fields["trainjob_runtime"].default
+    assert "TWINOPS_TRAINJOB_RUNTIME" in DEFAULT_PROFILE.config_env

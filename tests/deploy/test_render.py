@@ -94,7 +94,9 @@ def test_each_environment_deploys_the_whole_stack(docs: list[dict], overlay: str
     assert config["data"]["TWINOPS_HOME"] == DEFAULT_PROFILE.home_mount_path
     namespace = "twinops-dev" if overlay == "dev" else "twinops"
     namespaced = {
-        doc["metadata"].get("namespace") for doc in docs if doc["kind"] not in {"Namespace", "PriorityClass"}
+        doc["metadata"].get("namespace")
+        for doc in docs
+        if doc["kind"] not in {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding"}
     }
     assert namespaced == {namespace}
     for isvc in kinds["InferenceService"].values():

@@ -116,3 +116,17 @@ def test_parameters_have_small_defaults() -> None:
     for parameter in ("author", "sources", "base_model", "sft_max_steps", "dpo_max_steps", "max_chunks"):
         assert parameter in inputs
     assert inputs["sft_max_steps"].default <= 20 and inputs["dpo_max_steps"].default <= 20
+
+
+@pytest.mark.parametrize("name", ["training_pipeline", "twin_pipeline"])
+def test_sft_and_dpo_train_where_the_pipeline_parameters_say(name: str, compiled: dict[str, dict]) -> None:
+    """train_on and trainjob are pipeline parameters (in the KFP pod by default) that reach both steps."""
+    spec = compiled[name]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["train_on"]["defaultValue"] == "pod"
+    assert inputs["trainjob"]["parameterType"] == "STRUCT"
+    tasks = spec["root"]["dag"]["tasks"]
+    for step in ("sft", "dpo"):
+        parameters = tasks[step]["inputs"]["parameters"]
+        for parameter in ("train_on", "trainjob"):
+            assert parameters[parameter] == {"componentInputParameter": parameter}, (step, parameter)

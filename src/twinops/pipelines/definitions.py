@@ -83,6 +83,8 @@ def training_steps(
     gate: Any,
     dataset_options: Any,
     training_options: Any,
+    train_on: Any,
+    trainjob: Any,
 ) -> Any:
     """Add datasets → SFT → DPO → quantize → evaluate → register-and-gate → fit-drift-reference
     (+ reranker branch); return the register-and-gate task."""
@@ -101,6 +103,8 @@ def training_steps(
             base_model=base_model,
             max_steps=sft_max_steps,
             options=training_options,
+            train_on=train_on,
+            trainjob=trainjob,
         ),
         "sft",
         cache=True,
@@ -111,6 +115,8 @@ def training_steps(
             preference=datasets.outputs["preference"],
             max_steps=dpo_max_steps,
             options=training_options,
+            train_on=train_on,
+            trainjob=trainjob,
         ),
         "dpo",
         cache=True,

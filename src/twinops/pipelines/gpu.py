@@ -62,6 +62,7 @@ class ClusterProfile(BaseModel):
         "TWINOPS_FEAST_ONLINE_STORE",
         "TWINOPS_REDIS_URL",
         "TWINOPS_EMBEDDING_MODEL",
+        "TWINOPS_TRAINJOB_RUNTIME",
         "HF_HUB_OFFLINE",
     )
     secret_name: str = Field("twinops-secrets", description="Secret with credentials, mapped to env.")

@@ -55,6 +55,17 @@ class TrainingParams(BaseModel):
     training_options: dict = Field(
         {}, description="Training job fields shared by SFT and DPO (trainer, lora)."
     )
+    train_on: str = Field(
+        "pod",
+        description="Where SFT and DPO train: `pod` (the step's own GPU) or `trainjob` (a Kubeflow TrainJob)",
+    )
+    trainjob: dict = Field(
+        {},
+        description=(
+            "TrainJob size with train_on=trainjob: num_nodes, gpus_per_node (1 each by default), "
+            "runtime (default TWINOPS_TRAINJOB_RUNTIME)."
+        ),
+    )
 
 
 FEATURES_VERSION = inspect.Parameter(

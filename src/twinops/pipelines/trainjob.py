@@ -23,9 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from twinops.errors import ConfigError
 from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile, check_k8s_name
 from twinops.pipelines.images import ImageFamily, image
+from twinops.settings import Settings
 from twinops.training.distributed import TORCHRUN_MODULE
 
-DEFAULT_RUNTIME = "torch-distributed"
+# TWINOPS_TRAINJOB_RUNTIME's default (the pipelines read the setting; a placement may name another).
+DEFAULT_RUNTIME: str = Settings.model_fields["trainjob_runtime"].default
 # The replicated job and container of the torch runtimes that run the trainer.
 TRAINER_NODE = "node"
 HOME_VOLUME = "twinops-home"
@@ -38,7 +40,7 @@ class TrainJobPlacement(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    runtime: str = Field(DEFAULT_RUNTIME, description="ClusterTrainingRuntime running torchrun jobs.")
+    runtime: str = Field(DEFAULT_RUNTIME, description="Trainer runtime running torchrun jobs.")
     num_nodes: int = Field(1, ge=1, description="Pods (nodes) of the job.")
     gpus_per_node: int = Field(1, ge=1, description="GPUs per pod = ranks per pod.")
 

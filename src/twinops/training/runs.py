@@ -47,8 +47,12 @@ def plan_run_dir(job: _JobBase, settings, fingerprint: Any) -> tuple[str, Path]:
     name = job.run_name or f"{job.stage}-{stamp}-{content_hash(job.model_dump(mode='json'), fingerprint)[:6]}"
     # Under torchrun every rank plans; rank 0's name wins so all ranks agree on the folder.
     name = from_main_process(name)
-    parent = job.output_dir or runs_dir(settings) / job.stage
-    return name, Path(parent).expanduser().resolve() / name
+    return name, run_parent(job, settings) / name
+
+
+def run_parent(job: _JobBase, settings) -> Path:
+    """The folder a job's run folders go in: ``output_dir``, else ``runs/<stage>/``."""
+    return Path(job.output_dir or runs_dir(settings) / job.stage).expanduser().resolve()
 
 
 def staging_dir(final: Path) -> Path:

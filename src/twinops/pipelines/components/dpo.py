@@ -18,6 +18,8 @@ def dpo(
     report: Output[Markdown],
     max_steps: int = 20,
     options: dict = {},
+    train_on: str = "pod",
+    trainjob: dict = {},
 ) -> str:
     """Align the SFT model on the preference dataset with DPO (LoRA) and merge the adapter.
 
@@ -29,6 +31,8 @@ def dpo(
         preference: Pointer to the preference DatasetVersion (from ``build_datasets``).
         max_steps: Optimizer steps (small by default: a smoke-sized run).
         options: Extra ``DPOJob`` fields as a mapping (beta, learning rate, LoRA rank).
+        train_on: ``pod`` trains in this step's pod; ``trainjob`` as a Kubeflow Trainer TrainJob.
+        trainjob: The TrainJob's ``num_nodes``, ``gpus_per_node`` and ``runtime`` (train_on=trainjob).
         model: Pointer to the merged DPO model folder.
         metrics: DPO loss, reward margins and accuracies.
         report: The run's key facts.
@@ -38,6 +42,7 @@ def dpo(
     """
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import build_training_job
+    from twinops.pipelines.train_placement import train_stage
     from twinops.training import DPOJob, train_dpo
 
     settings = artifacts.component_settings()
@@ -48,7 +53,8 @@ def dpo(
         "model": str(artifacts.pointer_path(upstream, settings)),
         **dict(options),
     }
-    result = train_dpo(build_training_job(DPOJob, fields, max_steps=max_steps), settings)
+    job = build_training_job(DPOJob, fields, max_steps=max_steps)
+    result = train_stage(job, settings, train_on=train_on, trainjob=trainjob, in_pod=train_dpo)
     info = artifacts.model_pointer_info(result)
     # The twin saw the SFT data too: keep the whole lineage on the model.
     lineage = list(dict.fromkeys([*upstream.get("dataset_version_ids", []), *result.dataset_version_ids]))

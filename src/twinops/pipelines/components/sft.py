@@ -18,6 +18,8 @@ def sft(
     base_model: str = "",
     max_steps: int = 20,
     options: dict = {},
+    train_on: str = "pod",
+    trainjob: dict = {},
 ) -> str:
     """Fine-tune the base LLM with LoRA on the instruction dataset (TRL SFT) and merge the adapter.
 
@@ -29,6 +31,8 @@ def sft(
         base_model: HF id, local path or ``bundled:NAME``; empty means TWINOPS_BASE_MODEL.
         max_steps: Optimizer steps (small by default: a smoke-sized run).
         options: Extra ``SFTJob`` fields as a mapping (learning rate, LoRA rank, batch size).
+        train_on: ``pod`` trains in this step's pod; ``trainjob`` as a Kubeflow Trainer TrainJob.
+        trainjob: The TrainJob's ``num_nodes``, ``gpus_per_node`` and ``runtime`` (train_on=trainjob).
         model: Pointer to the merged model folder, with the MLflow run id and dataset ids.
         metrics: Training loss and eval metrics of the run.
         report: The run's key facts (base model, steps, loss, where the model is).
@@ -38,6 +42,7 @@ def sft(
     """
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import build_training_job
+    from twinops.pipelines.train_placement import train_stage
     from twinops.training import SFTJob, train_sft
 
     settings = artifacts.component_settings()
@@ -45,7 +50,8 @@ def sft(
     fields = {"dataset": dataset["version_id"], **dict(options)}
     if base_model:
         fields["model"] = base_model
-    result = train_sft(build_training_job(SFTJob, fields, max_steps=max_steps), settings)
+    job = build_training_job(SFTJob, fields, max_steps=max_steps)
+    result = train_stage(job, settings, train_on=train_on, trainjob=trainjob, in_pod=train_sft)
     info = artifacts.model_pointer_info(result)
     artifacts.write_pointer(model, kind="llm", path=result.model_dir, settings=settings, **info)
     logged = artifacts.log_metrics(metrics, dict(result.metrics))
