@@ -1,7 +1,9 @@
 """Fixtures for the paired component tests under ``components/<name>/tests``.
 
 The suite's shared fixtures (``home``, ``settings``, ``mongo_settings``, ``tiny_llama``, ...) live in
-``tests/conftest.py``; they are loaded here so both trees use the same real services and models.
+``tests/conftest.py``, the drift ones (``champion_lineage``, ``small_options``, ...) in
+``tests/monitoring/conftest.py``; they are loaded here so both trees use the same real services
+and models.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from typing import Any
 
 import pytest
 
-_SHARED = Path(__file__).resolve().parents[1] / "tests" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("twinops_shared_conftest", _SHARED)
-_shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_shared)
-globals().update({name: value for name, value in vars(_shared).items() if not name.startswith("_")})
+_TESTS = Path(__file__).resolve().parents[1] / "tests"
+# The suite's fixtures, and the monitoring ones (a registered champion's lineage) for the drift steps.
+for _name, _path in (
+    ("twinops_shared_conftest", _TESTS / "conftest.py"),
+    ("twinops_monitoring_conftest", _TESTS / "monitoring" / "conftest.py"),
+):
+    _spec = importlib.util.spec_from_file_location(_name, _path)
+    _shared = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_shared)
+    globals().update({name: value for name, value in vars(_shared).items() if not name.startswith("_")})
 
 
 class Artifacts:

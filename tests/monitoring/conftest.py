@@ -4,19 +4,29 @@ The texts come from templates, so every set is reproducible: a reference and a h
 a random split of the same generated questions (the same distribution), while the shifted sets
 change only the topic, the language or the length. They are embedded once per session with the
 bundled MiniLM through ``features.embedding`` (the path serving uses).
+
+``champion_lineage`` writes what training leaves behind (a features version, an instruction set
+built from it, twin-llm v1 [champion] trained on it) into real MongoDB and MLflow stores; the
+drift components' tests under ``components/`` load this file too.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
+from twinops.domain.documents import Category, CleanedDocument, Platform
+from twinops.domain.versions import DatasetKind, DatasetVersion
 from twinops.monitoring.config import DriftConfig
+from twinops.settings import Settings, get_settings
 
 TECH = [
     "vector databases", "Kafka consumer groups", "Rust's borrow checker", "gradient checkpointing",
@@ -95,3 +105,121 @@ def drift_vectors(embedder, drift_texts: dict[str, list[str]]) -> dict[str, np.n
 def drift_config() -> DriftConfig:
     """The defaults that matter here: 32-text batches, 32 dimensions, 50 calibration draws."""
     return DriftConfig(batch_size=32, calibration_draws=50, reduced_dimension=32)
+
+
+def _document(index: int, text: str, *, language: str, platform: Platform) -> CleanedDocument:
+    return CleanedDocument(
+        document_id=f"doc-{language}-{index}",
+        author_id="author-1",
+        author_name="Ada",
+        platform=platform,
+        category=Category.ARTICLES,
+        source_url=f"https://example.com/{language}/{index}",
+        title=f"note {index}",
+        content=text,
+        language=language,
+        published_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=index),
+        source_content_hash=f"hash-{language}-{index}",
+    )
+
+
+def _features_version(settings: Settings, name: str, documents: list[CleanedDocument]) -> DatasetVersion:
+    version = DatasetVersion(kind=DatasetKind.FEATURES, name=name, inputs_hash=name)
+    folder = settings.home / "features" / version.id
+    folder.mkdir(parents=True)
+    with (folder / "cleaned_documents.jsonl").open("w") as out:
+        for document in documents:
+            out.write(document.model_dump_json() + "\n")
+    with (folder / "chunks.jsonl").open("w") as out:
+        for document in documents:
+            out.write(json.dumps({"content": document.content}) + "\n")
+    return version.model_copy(update={"uri": str(folder)})
+
+
+@pytest.fixture
+def drift_settings(mongo_settings, mlflow_settings, bundled_models_dir, monkeypatch) -> Settings:
+    monkeypatch.setenv("TWINOPS_EMBEDDING_MODEL", str(bundled_models_dir / "all-minilm-l6-v2"))
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def champion_lineage(drift_settings: Settings, vocabulary) -> dict[str, str]:
+    """A features version, an instruction set built from it, and twin-llm v1 [champion] trained on it."""
+    from mlflow import MlflowClient
+
+    from twinops.infra.dataset_versions import DatasetVersionRepository
+    from twinops.infra.mongo import connect
+
+    repository = DatasetVersionRepository(connect(drift_settings))
+    v = vocabulary
+    english = v.questions(v.tech[:8], v.english[:5])
+    features = _features_version(
+        drift_settings,
+        "reference",
+        [
+            _document(
+                i, f"{q} Notes and answers follow in the article.", language="en", platform=Platform.WEB
+            )
+            for i, q in enumerate(english)
+        ],
+    )
+    repository.save(features)
+    instruction = DatasetVersion(
+        kind=DatasetKind.INSTRUCTION, name="twin", inputs_hash="i", parents=(features.id,)
+    )
+    folder = drift_settings.datasets_dir / instruction.id
+    folder.mkdir(parents=True)
+    with (folder / "train.jsonl").open("w") as out:
+        for q in english:
+            row = {
+                "prompt": [{"role": "user", "content": q}],
+                "completion": [
+                    {"role": "assistant", "content": f"In my notes on this: {q.lower()} It depends."}
+                ],
+            }
+            out.write(json.dumps(row) + "\n")
+    instruction = instruction.model_copy(update={"uri": str(folder)})
+    repository.save(instruction)
+    french = [
+        _document(i, q, language="fr", platform=Platform.MEDIUM)
+        for i, q in enumerate(v.questions(v.tech[:8], v.french[:5]))
+    ]
+    shifted = _features_version(drift_settings, "shifted", french)
+    repository.save(shifted)
+
+    client = MlflowClient(drift_settings.mlflow_tracking_uri)
+    client.create_registered_model("twin-llm")
+    with_run = client.create_experiment("training")
+    run = client.create_run(with_run)
+    version = client.create_model_version(
+        "twin-llm",
+        source=str(drift_settings.home / "model"),
+        run_id=run.info.run_id,
+        tags={"dataset_version_ids": instruction.id},
+    )
+    client.set_registered_model_alias("twin-llm", "champion", version.version)
+    return {
+        "instruction": instruction.id,
+        "features": features.id,
+        "shifted": shifted.id,
+        "run_id": run.info.run_id,
+    }
+
+
+# Fewer calibration draws and two of evidently's methods: the real paths at a fraction of the cost.
+SMALL_CONFIG = {"calibration_draws": 20, "evidently_methods": ["mmd", "distance"]}
+
+
+@pytest.fixture
+def small_config(tmp_path) -> str:
+    """``SMALL_CONFIG`` as a drift config file (``--config``)."""
+    path = tmp_path / "drift.yaml"
+    path.write_text(yaml.safe_dump(SMALL_CONFIG))
+    return str(path)
+
+
+@pytest.fixture
+def small_options() -> dict:
+    """``SMALL_CONFIG`` as a step's ``options``."""
+    return dict(SMALL_CONFIG)

@@ -8,125 +8,13 @@ versions are written as the datasets and features stages write them (a folder of
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from twinops.cli import main
-from twinops.domain.documents import Category, CleanedDocument, Platform
-from twinops.domain.versions import DatasetKind, DatasetVersion
-from twinops.settings import Settings, get_settings
 
 pytestmark = pytest.mark.slow
-
-
-def _document(index: int, text: str, *, language: str, platform: Platform) -> CleanedDocument:
-    return CleanedDocument(
-        document_id=f"doc-{language}-{index}",
-        author_id="author-1",
-        author_name="Ada",
-        platform=platform,
-        category=Category.ARTICLES,
-        source_url=f"https://example.com/{language}/{index}",
-        title=f"note {index}",
-        content=text,
-        language=language,
-        published_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=index),
-        source_content_hash=f"hash-{language}-{index}",
-    )
-
-
-def _features_version(settings: Settings, name: str, documents: list[CleanedDocument]) -> DatasetVersion:
-    version = DatasetVersion(kind=DatasetKind.FEATURES, name=name, inputs_hash=name)
-    folder = settings.home / "features" / version.id
-    folder.mkdir(parents=True)
-    with (folder / "cleaned_documents.jsonl").open("w") as out:
-        for document in documents:
-            out.write(document.model_dump_json() + "\n")
-    with (folder / "chunks.jsonl").open("w") as out:
-        for document in documents:
-            out.write(json.dumps({"content": document.content}) + "\n")
-    return version.model_copy(update={"uri": str(folder)})
-
-
-@pytest.fixture
-def drift_settings(mongo_settings, mlflow_settings, bundled_models_dir, monkeypatch) -> Settings:
-    monkeypatch.setenv("TWINOPS_EMBEDDING_MODEL", str(bundled_models_dir / "all-minilm-l6-v2"))
-    get_settings.cache_clear()
-    return get_settings()
-
-
-@pytest.fixture
-def champion_lineage(drift_settings: Settings, vocabulary) -> dict[str, str]:
-    """A features version, an instruction set built from it, and twin-llm v1 [champion] trained on it."""
-    from mlflow import MlflowClient
-
-    from twinops.infra.dataset_versions import DatasetVersionRepository
-    from twinops.infra.mongo import connect
-
-    repository = DatasetVersionRepository(connect(drift_settings))
-    v = vocabulary
-    english = v.questions(v.tech[:8], v.english[:5])
-    features = _features_version(
-        drift_settings,
-        "reference",
-        [
-            _document(
-                i, f"{q} Notes and answers follow in the article.", language="en", platform=Platform.WEB
-            )
-            for i, q in enumerate(english)
-        ],
-    )
-    repository.save(features)
-    instruction = DatasetVersion(
-        kind=DatasetKind.INSTRUCTION, name="twin", inputs_hash="i", parents=(features.id,)
-    )
-    folder = drift_settings.datasets_dir / instruction.id
-    folder.mkdir(parents=True)
-    with (folder / "train.jsonl").open("w") as out:
-        for q in english:
-            row = {
-                "prompt": [{"role": "user", "content": q}],
-                "completion": [
-                    {"role": "assistant", "content": f"In my notes on this: {q.lower()} It depends."}
-                ],
-            }
-            out.write(json.dumps(row) + "\n")
-    instruction = instruction.model_copy(update={"uri": str(folder)})
-    repository.save(instruction)
-    french = [
-        _document(i, q, language="fr", platform=Platform.MEDIUM)
-        for i, q in enumerate(v.questions(v.tech[:8], v.french[:5]))
-    ]
-    shifted = _features_version(drift_settings, "shifted", french)
-    repository.save(shifted)
-
-    client = MlflowClient(drift_settings.mlflow_tracking_uri)
-    client.create_registered_model("twin-llm")
-    with_run = client.create_experiment("training")
-    run = client.create_run(with_run)
-    version = client.create_model_version(
-        "twin-llm",
-        source=str(drift_settings.home / "model"),
-        run_id=run.info.run_id,
-        tags={"dataset_version_ids": instruction.id},
-    )
-    client.set_registered_model_alias("twin-llm", "champion", version.version)
-    return {
-        "instruction": instruction.id,
-        "features": features.id,
-        "shifted": shifted.id,
-        "run_id": run.info.run_id,
-    }
-
-
-@pytest.fixture
-def small_config(tmp_path) -> str:
-    """Fewer calibration draws and two of evidently's methods: the CLI path at a fraction of the cost."""
-    path = tmp_path / "drift.yaml"
-    path.write_text("calibration_draws: 20\nevidently_methods: [mmd, distance]\n")
-    return str(path)
 
 
 def _report(capsys, *args: str) -> tuple[int, dict | str]:
