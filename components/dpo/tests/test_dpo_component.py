@@ -28,3 +28,18 @@ def test_bad_option_is_one_line(settings, artifacts) -> None:
             metrics=artifacts.new("Metrics", "m"),
             report=artifacts.new("Markdown", "r"),
         )
+
+
+def test_a_trainjob_of_no_nodes_is_one_line_before_training(settings, artifacts) -> None:
+    """trainjob sizes the Kubeflow TrainJob (tests/pipelines/test_train_placement.py)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(ConfigError, match="trainjob `num_nodes` input should be greater than or equal to 1"):
+        dpo.python_func(
+            sft_model=artifacts.pointer("Model", "sft", kind="llm", path="runs/sft/r/merged"),
+            preference=artifacts.pointer("Dataset", "pref", kind="preference", version_id="preference-1"),
+            train_on="trainjob",
+            trainjob={"num_nodes": 0},
+            model=artifacts.new("Model", "model"),
+            metrics=artifacts.new("Metrics", "m"),
+            report=artifacts.new("Markdown", "r"),
+        )

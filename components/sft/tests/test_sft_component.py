@@ -30,3 +30,17 @@ def test_bad_option_is_one_line_before_training(settings, artifacts) -> None:
             report=artifacts.new("Markdown", "r"),
         )
     assert "\n" not in str(raised.value)
+
+
+def test_a_bad_place_to_train_is_one_line_before_training(settings, artifacts) -> None:
+    """train_on picks the step's pod or a Kubeflow TrainJob (tests/pipelines/test_train_placement.py)."""
+    instruction = artifacts.pointer("Dataset", "instruction", kind="instruction", version_id="instruction-1")
+    with pytest.raises(ConfigError, match="train_on='gpu' is not a place to train") as raised:
+        sft.python_func(
+            instruction=instruction,
+            train_on="gpu",
+            model=artifacts.new("Model", "model"),
+            metrics=artifacts.new("Metrics", "m"),
+            report=artifacts.new("Markdown", "r"),
+        )
+    assert "\n" not in str(raised.value)
