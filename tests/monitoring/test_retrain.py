@@ -7,6 +7,8 @@ stands in for ``run_local``/``submit``, which need a KFP run; the test says so b
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -97,3 +99,61 @@ def test_a_failing_runner_is_recorded_and_the_trigger_goes_on(tmp_path, clock):
     trigger.wait()
     failed = [r for r in trigger.records() if r.outcome == "failed"]
     assert len(failed) == 1 and failed[0].error == "KFP API refused the run"
+
+
+def test_the_drifted_texts_reach_the_twin_pipeline_as_dataset_queries(settings, clock, monkeypatch):
+    """`drift serve --retrain local`'s runner, up to the pipeline's door.
+
+    ``run_local`` is replaced at the boundary (a twin pipeline run takes tens of minutes on two
+    cores); what it receives is then checked against the real twin_pipeline signature and the
+    real DatasetJob, and tests/datasets/test_queries.py shows the datasets step consuming the file.
+    """
+    import json
+
+    from twinops.cli.drift import Retrain, _runner
+    from twinops.datasets.jobs import DatasetJob
+    from twinops.datasets.queries import read_queries
+    from twinops.pipelines import local
+    from twinops.pipelines.params import coerce
+    from twinops.pipelines.registry import get_pipeline
+
+    params_file = settings.home.parent / "run.yaml"
+    params_file.write_text('dataset_options: {"generator": "extractive"}\nask: "Anything?"\n')
+    started: list[dict[str, str]] = []
+    finished = SimpleNamespace(run_dir="/runs/1")
+    monkeypatch.setattr(
+        local, "run_local", lambda name, raw, _settings: started.append({"name": name, **raw}) or finished
+    )
+    runner = _runner(Retrain.local, pipeline="twin", params_file=params_file, kfp_host=None)
+    trigger = RetrainTrigger(runner, cooldown=timedelta(hours=6), folder=settings.home / "drift", clock=clock)
+    texts = ["Comment fonctionnent les index ?", "Qu'as-tu écrit sur Qdrant ?"]
+    trigger.on_drift(DRIFT, reference_id="drift-1", texts=texts)
+    trigger.wait()
+
+    assert [(r.outcome, r.run) for r in trigger.records()] == [("started", None), ("submitted", "/runs/1")]
+    assert [run.pop("name") for run in started] == ["twin_pipeline"]
+    options = json.loads(started[0]["dataset_options"])
+    assert options["generator"] == "extractive", "the run config's own options are kept"
+    assert not Path(options["queries"]).is_absolute(), "relative to TWINOPS_HOME, the shared volume"
+    job = DatasetJob.model_validate(coerce(get_pipeline("twin_pipeline"), started[0])["dataset_options"])
+    assert read_queries(settings.home / job.queries) == texts
+
+
+def test_a_pipeline_that_builds_no_datasets_is_refused_up_front(settings):
+    from twinops.cli.drift import Retrain, _runner
+    from twinops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="feature_pipeline builds no datasets"):
+        _runner(Retrain.local, pipeline="feature", params_file=None, kfp_host=None)
+
+
+def test_with_new_data_rejects_options_that_are_not_a_mapping(tmp_path):
+    from twinops.errors import ConfigError
+    from twinops.monitoring.retrain import with_new_data
+
+    request = RetrainRequest(
+        trigger_id="t", reason="r", reference_id="d", results=DRIFT, data_path="/x.jsonl"
+    )
+    assert with_new_data({"author": "Ada"}, request, tmp_path)["dataset_options"] == '{"queries": "/x.jsonl"}'
+    with pytest.raises(ConfigError, match="must be a mapping of DatasetJob fields"):
+        with_new_data({"dataset_options": "[1]"}, request, tmp_path)

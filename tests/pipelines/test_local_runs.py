@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from twinops.pipelines.local import LocalRunResult, run_local
+from twinops.cli import main
+from twinops.cli.common import print_run_summary
+from twinops.pipelines.local import LocalRunResult, StepEvent, run_local
 from twinops.settings import Settings, get_settings
 
 pytestmark = pytest.mark.slow
@@ -59,7 +61,7 @@ def test_feature_pipeline_runs_locally(feature_run: LocalRunResult, local_home: 
 
 
 def test_short_training_pipeline_runs_locally(
-    feature_run: LocalRunResult, local_home: Settings, tiny_llama: Path
+    feature_run: LocalRunResult, local_home: Settings, tiny_llama: Path, capsys
 ) -> None:
     params = {
         "base_model": str(tiny_llama),
@@ -72,7 +74,8 @@ def test_short_training_pipeline_runs_locally(
         "quantize_bits": "4",
         "dataset_options": json.dumps({"generator": "extractive"}),
     }
-    run = run_local("training_pipeline", params, local_home)
+    events: list[StepEvent] = []
+    run = run_local("training_pipeline", params, local_home, on_event=events.append)
     assert run.output in ("champion", "challenger")  # champion only if it beat the base model
     quantized = _pointer(run, "quantize-local", "quantized")
     assert quantized["quantized"] is True
@@ -92,3 +95,46 @@ def test_short_training_pipeline_runs_locally(
     # Registered either way; whether it earns champion is the gate's call (a 3-step twin need not
     # beat the base model), which the register-and-gate report records.
     assert any(line.startswith("twin-llm v") for line in run.registered)
+
+    # What a person reads: one line per step as it ends, then the summary, in about 60 lines.
+    ended = [event.step for event in events if event.state == "succeeded"]
+    assert ended == [step.step for step in run.steps]
+    assert {"sft", "dpo", "evaluate", "register-and-gate"} <= set(ended)
+    assert all(Path(step.log).is_file() for step in run.steps), "each step's full log is kept"
+    sft = next(step for step in run.steps if step.step == "sft")
+    assert "train_loss" in sft.figures
+    print_run_summary(run)
+    summary = capsys.readouterr().out
+    assert "| twin |" in summary, "the evaluation table is printed"
+    assert any(
+        line.startswith("twin-llm v") and (": champion: " in line or ": challenger: " in line)
+        for line in summary.splitlines()
+    ), summary
+    assert run.logs_dir in summary
+    assert len(ended) + len(summary.splitlines()) <= 60, summary
+
+
+def test_pipeline_run_prints_a_line_per_step_and_keeps_the_logs(local_home: Settings, capsys) -> None:
+    code = main(["pipeline", "run", "feature", "-p", "limit=6"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.err.splitlines() + captured.out.splitlines()
+    assert len(lines) <= 20, "the executor's JSON stays in the log files"
+    for step in ("ingest", "clean-and-gate", "chunk-embed-load", "feast-materialize"):
+        assert sum(line.startswith(f"✓ {step} ") for line in lines) == 1, captured.err
+    logs = Path(next(line for line in lines if line.startswith("step logs:")).split(":", 1)[1].strip())
+    assert "executor_input" in (logs / "ingest.log").read_text(), "the executor's dumps are in the log"
+    assert "Executing task" in (logs / "pipeline.log").read_text()
+
+
+def test_a_failed_step_shows_its_log_tail_and_exits_1(local_home: Settings, capsys) -> None:
+    code = main(["pipeline", "run", "feature", "-p", 'sources=["/nonexistent/twinops-source"]'])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "✗ ingest" in err
+    assert "every source of" in err, "the step's own reason, from the tail of its log"
+    error = err.strip().splitlines()[-1]
+    assert error.startswith("error: pipeline feature_pipeline failed at step ingest")
+    log = Path(error.rsplit("its log is ", 1)[1])
+    assert "Traceback" in log.read_text(), "the full log is on disk"
+    assert "clean-and-gate" not in err, "nothing ran after the failed step"

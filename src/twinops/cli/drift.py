@@ -135,18 +135,31 @@ def _runner(retrain: Retrain, *, pipeline: str, params_file: Path | None, kfp_ho
     if retrain == Retrain.off:
         return None
     from twinops.cli.run import _load_params
+    from twinops.monitoring.retrain import DATASET_OPTIONS, with_new_data
+    from twinops.pipelines.registry import canonical_name, get_pipeline
 
     params, _question = _load_params(params_file, None)
     settings = get_settings()
+    pipeline = canonical_name(pipeline)
+    if DATASET_OPTIONS not in (get_pipeline(pipeline).component_spec.inputs or {}):
+        raise ConfigError(
+            f"--pipeline {pipeline} builds no datasets, so the drifted texts would not reach it: "
+            "pass twin_pipeline or training_pipeline",
+            setting="--pipeline",
+        )
     if retrain == Retrain.kfp:
         if not kfp_host:
             raise ConfigError("--retrain kfp needs --kfp-host https://KFP-HOST")
         from twinops.pipelines.submit import submit
 
-        return lambda request: submit(pipeline, kfp_host, raw_params=params).run_id or ""
+        return lambda request: (
+            submit(pipeline, kfp_host, raw_params=with_new_data(params, request, settings.home)).run_id or ""
+        )
     from twinops.pipelines.local import run_local
 
-    return lambda request: run_local(pipeline, params, settings).run_dir or ""
+    return lambda request: (
+        run_local(pipeline, with_new_data(params, request, settings.home), settings).run_dir or ""
+    )
 
 
 def serve(

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.cli.common import (
+    JSON_HELP,
+    VERBOSE_HELP,
+    console,
+    err_console,
+    pipeline_steps,
+    print_json,
+    print_run_summary,
+    print_step_failure,
+)
 from twinops.settings import get_settings
+
+if TYPE_CHECKING:
+    from twinops.pipelines.local import LocalRunResult
+    from twinops.settings import Settings
 
 app = typer.Typer(
     help=(
@@ -84,37 +97,48 @@ def docs_command(
         console.print(f"wrote {path}")
 
 
-@app.command("run-local")
-def run_local_command(
+def run_command(
     name: Annotated[str, typer.Argument(help=NAME_HELP)],
     param: Params = None,
     *,
     cache: Annotated[bool, typer.Option("--cache", help="Reuse outputs of identical earlier tasks.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a pipeline on this machine with kfp.local and the embedded services.
 
-    Tasks run one at a time as subprocesses; their logs stream to stderr. Outputs land under
-    TWINOPS_HOME/kfp (KFP artifacts) and TWINOPS_HOME (features, datasets, runs, MLflow).
+    Tasks run one at a time as subprocesses. Each prints one line when it ends (duration and key
+    figures); its full log goes to TWINOPS_HOME/logs/<run>/<step>.log (--verbose streams them).
+    Outputs land under TWINOPS_HOME/kfp (KFP artifacts) and TWINOPS_HOME (features, datasets,
+    runs, MLflow). A failed step exits 1 with the end of its log.
     """
-    from twinops.pipelines.local import run_local
     from twinops.pipelines.params import parse_pairs
 
-    result = run_local(name, parse_pairs(param), get_settings(), enable_caching=cache)
+    result = run_pipeline_locally(name, parse_pairs(param), get_settings(), cache=cache, verbose=verbose)
     if as_json:
         print_json(result)
         return
-    console.rule(f"{result.pipeline}: done")
-    console.print(f"output:      {result.output}", highlight=False)
-    console.print(f"run folder:  {result.run_dir}", highlight=False)
-    for report in result.reports:
-        console.print(f"report:      {report}", highlight=False)
-    if result.evaluation_report:
-        console.print(f"evaluation:  {result.evaluation_report}", highlight=False)
-    for version in result.registered:
-        console.print(f"registered:  {version}", highlight=False)
-    if result.mlflow_ui:
-        console.print(f"MLflow UI:   {result.mlflow_ui}", highlight=False)
+    print_run_summary(result)
+    console.print(f"{'output:':<20}{result.output}", markup=False, highlight=False)
+
+
+app.command("run")(run_command)
+# The name this command had before `run`; kept so existing scripts keep working.
+app.command("run-local", hidden=True)(run_command)
+
+
+def run_pipeline_locally(
+    name: str, params: dict[str, str], settings: Settings, *, cache: bool = False, verbose: bool = False
+) -> LocalRunResult:
+    """``run_local`` with one line per step on stderr; on failure, the step's log tail first."""
+    from twinops.pipelines.local import PipelineRunFailed, run_local
+
+    try:
+        with pipeline_steps(verbose=verbose) as on_event:
+            return run_local(name, params, settings, enable_caching=cache, on_event=on_event, echo=verbose)
+    except PipelineRunFailed as error:
+        print_step_failure(error)
+        raise
 
 
 @app.command("submit")

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
-from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.cli.common import JSON_HELP, VERBOSE_HELP, console, err_console, print_json, print_run_summary
+from twinops.cli.pipeline import run_pipeline_locally
 from twinops.cli.serve import print_answer, reranker_args
 from twinops.errors import ConfigError
+from twinops.infra.config_files import read_yaml_mapping
 from twinops.models.bundled import pull_all
 from twinops.pipelines.params import parse_pairs
 from twinops.services.manager import ServiceManager
@@ -34,14 +35,7 @@ def _load_params(config: Path | None, overrides: list[str] | None) -> tuple[dict
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     params: dict[str, Any] = {}
     if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"run config {path} does not exist: pass --config with a YAML of params")
-        try:
-            params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"run config {path} is not valid YAML ({error}): fix the file") from error
-        if not isinstance(params, dict):
-            raise ConfigError(f"run config {path} must map parameter names to values")
+        params = read_yaml_mapping(path, what="run config", shape="a mapping of parameter names to values")
     question = params.pop(ASK_KEY, None)
     if question is not None and not isinstance(question, str):
         raise ConfigError(f"run config {path}: `{ASK_KEY}` must be a question (a string)")
@@ -59,16 +53,23 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Override one parameter: key=value.")
     ] = None,
+    *,
     ask: Annotated[
         str | None, typer.Option("--ask", help="Question for the served twin (default: the config's `ask`).")
     ] = None,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the twin at the end and ask it the question.")
     ] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Run the whole local FTI loop: services up, models pull, then twin_pipeline via kfp.local."""
-    from twinops.pipelines.local import run_local
+    """Run the whole local FTI loop: services up, models pull, then twin_pipeline via kfp.local.
+
+    One line per step (duration, key figures); each step's full log goes to
+    TWINOPS_HOME/logs/<run>/ (--verbose streams them). At the end: the evaluation table, the
+    registry's decisions, where MLflow and the reports are, and the served twin's answer to the
+    config's `ask` question with its sources.
+    """
     from twinops.pipelines.params import coerce
     from twinops.pipelines.registry import get_pipeline
 
@@ -80,7 +81,7 @@ def run(
         models = pull_all(settings)
     err_console.rule("twin_pipeline (kfp.local): feature pipeline, then training pipeline")
     # run_local starts the embedded services itself (before the first task).
-    result = run_local("twin_pipeline", params, settings)
+    result = run_pipeline_locally("twin_pipeline", params, settings, verbose=verbose)
     services = ServiceManager(settings).status()
     summary = {
         "home": str(settings.home),
@@ -92,19 +93,8 @@ def run(
     if as_json:
         print_json({**summary, "answer": reply})
         return
-    console.rule("twinops: local loop done")
-    lines = [
-        ("MLflow UI", result.mlflow_ui),
-        ("evaluation report", result.evaluation_report),
-        *[("registered", line) for line in result.registered],
-        *[("report", report) for report in result.reports],
-        ("pipeline artifacts", result.run_dir),
-        ("TWINOPS_HOME", str(settings.home)),
-    ]
-    for label, value in lines:
-        if value:
-            # Plain text: aliases print as "[champion]", which rich would read as markup.
-            console.print(f"{label + ':':<20}{value}", markup=False, highlight=False, soft_wrap=True)
+    print_run_summary(result)
+    console.print(f"{'TWINOPS_HOME:':<20}{settings.home}", markup=False, highlight=False)
     console.print("stop the services with `twinops services down`", markup=False)
 
     if reply is not None:

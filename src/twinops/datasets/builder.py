@@ -20,6 +20,7 @@ from twinops.datasets.instruction import InstructionExample, generate_instructio
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
 from twinops.datasets.preference import PreferencePair, build_preference_pairs
 from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
+from twinops.datasets.queries import query_instructions
 from twinops.datasets.reranker_pairs import probe_queries
 from twinops.domain import Author, DatasetKind, DatasetVersion
 from twinops.infra.dataset_store import rows_hash, save_dataset
@@ -176,6 +177,7 @@ def _generate(
         if fallback:
             drops["golden:extractive_fallback"] += len(fallback)
             examples = [*examples, *fallback]
+        examples += query_instructions(corpus, job, settings, drops)
         pairs = []
         if job.preference:
             pairs = build_preference_pairs(

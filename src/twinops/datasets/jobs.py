@@ -34,6 +34,14 @@ class DatasetJob(BaseModel):
     max_answer_chars: int = Field(2500, ge=100)
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard of instructions.")
     self_instruct: bool = Field(False, description="Add a second instruction per chunk from the seed tasks.")
+    queries: str | None = Field(
+        None,
+        description="JSONL of questions users asked (the drift trigger's texts; relative to TWINOPS_HOME): "
+        "each becomes an instruction answered by the author's closest passage (datasets.queries).",
+    )
+    min_query_similarity: float = Field(
+        0.5, ge=-1, le=1, description="A question needs a passage at least this close (cosine) to be kept."
+    )
 
     # Preference pairs.
     preference: bool = True

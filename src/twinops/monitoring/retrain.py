@@ -10,6 +10,11 @@ saved for the pipeline), ``cooldown`` (a run started less than ``cooldown`` ago;
 then ``submitted`` or ``failed`` when the runner returns. The cool-down is read back from that
 file, so a restarted detector does not start a second run. The runner runs on a thread of its
 own: a pipeline may take many minutes, and the detector keeps answering meanwhile.
+
+The drifted texts reach the pipeline through ``with_new_data``: the runner's parameters get
+``dataset_options.queries`` naming the saved JSONL (relative to TWINOPS_HOME, the volume the
+detector and the pipeline steps share), and the datasets step turns each text into an instruction
+answered by the author's closest passage (``datasets.queries``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from twinops.domain.documents import utcnow
+from twinops.errors import ConfigError
 from twinops.monitoring.detectors import DriftResult
 
 Outcome = Literal["started", "cooldown", "submitted", "failed"]
@@ -54,6 +60,27 @@ class TriggerRecord(BaseModel):
 
 
 Runner = Callable[[RetrainRequest], str]
+DATASET_OPTIONS = "dataset_options"
+
+
+def with_new_data(raw_params: dict[str, str], request: RetrainRequest, home: Path) -> dict[str, str]:
+    """``raw_params`` (pipeline parameters as strings) with the request's texts as the datasets' queries.
+
+    The path is written relative to ``home`` when it lies under it, so a step that mounts
+    TWINOPS_HOME elsewhere still finds it; the other dataset options are kept.
+    """
+    if not request.data_path:
+        return dict(raw_params)
+    try:
+        options = json.loads(raw_params.get(DATASET_OPTIONS) or "{}")
+    except ValueError as error:
+        raise ConfigError(f"pipeline parameter {DATASET_OPTIONS} is not JSON: fix the run config") from error
+    if not isinstance(options, dict):
+        raise ConfigError(f"pipeline parameter {DATASET_OPTIONS} must be a mapping of DatasetJob fields")
+    path = Path(request.data_path)
+    if path.is_relative_to(home):
+        path = path.relative_to(home)
+    return {**raw_params, DATASET_OPTIONS: json.dumps({**options, "queries": path.as_posix()})}
 
 
 def _p(value: float | None) -> str:

@@ -111,6 +111,16 @@ def markdown_table(title: str, rows: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_rows(text: str) -> dict[str, str]:
+    """The rows of a ``markdown_table`` report back as ``key -> value``."""
+    rows = {}
+    for line in text.splitlines()[4:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ", 1)]
+        if len(cells) == 2:  # key and value
+            rows[cells[0]] = cells[1]
+    return rows
+
+
 def html_page(title: str, body_html: str) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"

@@ -1,0 +1,88 @@
+"""Questions users asked, as instructions the author's own passages answer (``DatasetJob.queries``).
+
+When the drift detector finds that the twin is asked things unlike what it was trained on, the
+retraining trigger saves those texts as JSONL and starts the twin pipeline with
+``dataset_options.queries`` naming that file (relative to TWINOPS_HOME, the volume the detector
+and the pipeline steps share). Each question is matched with the author's closest
+chunk of the corpus (cosine of the project's embeddings): when it is at least
+``min_query_similarity`` close, the pair (question, the passage trimmed as any answer is) is an
+instruction example of origin ``query``; a question nothing of the author's answers is dropped and
+counted (``instruction:query_unmatched``), since the twin has nothing of the author's to learn
+from for it. The examples then go through the same filters, golden split and decontamination as
+the back-translated ones.
+
+The file holds one JSON string per line, or objects with a ``text`` or ``question`` string (what
+``monitoring.retrain`` writes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from twinops.datasets.corpus import Corpus
+from twinops.datasets.instruction import InstructionExample, filter_instructions
+from twinops.datasets.jobs import DatasetJob
+from twinops.datasets.text import trim_answer, words
+from twinops.errors import ConfigError
+from twinops.settings import Settings
+
+QUERY_ORIGIN = "query"
+
+
+def read_queries(path: Path) -> list[str]:
+    """The questions of ``path`` in order, each once; a malformed line is one clear error."""
+    if not path.is_file():
+        raise ConfigError(f"dataset queries file {path} does not exist: pass a JSONL of questions")
+    found: list[str] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise ConfigError(
+                    f"{path} line {number} is not JSON: {str(error).splitlines()[0]}"
+                ) from error
+            text = row if isinstance(row, str) else (row.get("text") or row.get("question") or "")
+            if not isinstance(text, str):
+                raise ConfigError(f"{path} line {number}: `text` must be a string")
+            if text.strip():
+                found.append(text.strip())
+    return list(dict.fromkeys(found))
+
+
+def query_instructions(
+    corpus: Corpus, job: DatasetJob, settings: Settings, drops: Counter[str]
+) -> list[InstructionExample]:
+    """Instruction examples for ``job.queries`` (empty without one), filtered like the others."""
+    if not job.queries:
+        return []
+    from twinops.models.loaders import load_embedder
+
+    path = Path(job.queries).expanduser()
+    # Relative to TWINOPS_HOME: the shared volume the drift detector and the pipeline steps mount.
+    questions = read_queries(path if path.is_absolute() else settings.home / path)
+    usable = [chunk for chunk in corpus.chunks if len(words(chunk.content)) >= job.min_answer_words]
+    if not questions or not usable:
+        return []
+    embedder = load_embedder(settings)
+    asked = embedder.encode(questions, normalize_embeddings=True, batch_size=job.batch_size)
+    passages = embedder.encode(
+        [chunk.content for chunk in usable], normalize_embeddings=True, batch_size=job.batch_size
+    )
+    similarity = np.asarray(asked) @ np.asarray(passages).T
+    candidates = []
+    for question, row in zip(questions, similarity, strict=True):
+        best = int(np.argmax(row))
+        if row[best] < job.min_query_similarity:
+            drops["instruction:query_unmatched"] += 1
+            continue
+        chunk = usable[best]
+        answer = trim_answer(chunk.content, job.max_answer_chars)
+        candidates.append(InstructionExample(question, answer, chunk.document_id, chunk.id, QUERY_ORIGIN))
+    return filter_instructions(candidates, job, drops)
