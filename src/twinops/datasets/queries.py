@@ -17,7 +17,6 @@ The file holds one JSON string per line, or objects with a ``text`` or ``questio
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from twinops.datasets.instruction import InstructionExample, filter_instructions
 from twinops.datasets.jobs import DatasetJob
 from twinops.datasets.text import trim_answer, words
 from twinops.errors import ConfigError
+from twinops.infra.config_files import jsonl_rows
 from twinops.settings import Settings
 
 QUERY_ORIGIN = "query"
@@ -38,21 +38,12 @@ def read_queries(path: Path) -> list[str]:
     if not path.is_file():
         raise ConfigError(f"dataset queries file {path} does not exist: pass a JSONL of questions")
     found: list[str] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as error:
-                raise ConfigError(
-                    f"{path} line {number} is not JSON: {str(error).splitlines()[0]}"
-                ) from error
-            text = row if isinstance(row, str) else (row.get("text") or row.get("question") or "")
-            if not isinstance(text, str):
-                raise ConfigError(f"{path} line {number}: `text` must be a string")
-            if text.strip():
-                found.append(text.strip())
+    for number, row in jsonl_rows(path):
+        text = row.get("text") or row.get("question") or "" if isinstance(row, dict) else row
+        if not isinstance(text, str):
+            raise ConfigError(f"{path} line {number} is neither a string nor an object with a `text` string")
+        if text.strip():
+            found.append(text.strip())
     return list(dict.fromkeys(found))
 
 

@@ -2,12 +2,14 @@
 
 The one reader for the YAML files under ``configs/`` (ETL, features, datasets, training, gates,
 drift): a missing file, YAML that does not parse, a top level that is not a mapping, and a field
-that does not validate each say which file, which entry, and what to fix.
+that does not validate each say which file, which entry, and what to fix. ``jsonl_rows`` reads the
+JSONL files a user passes (texts to test for drift, questions for the datasets) the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,3 +54,18 @@ def validate_config(
 def load_config(model: type[ModelT], path: Path | str, *, what: str) -> ModelT:
     """Read ``path`` and validate it as ``model``."""
     return validate_config(model, read_yaml_mapping(path, what=what), what=what, path=path)
+
+
+def jsonl_rows(path: Path | str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line; a line that is not JSON is one ConfigError."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as error:
+                raise ConfigError(
+                    f"{path} line {number} is not JSON: {str(error).splitlines()[0]}"
+                ) from error

@@ -15,7 +15,6 @@ dataset version id (its queries, answers, chunks and documents). ``run_drift_rep
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import BaseModel, Field
 from twinops.domain.documents import CleanedDocument
 from twinops.domain.serving import RagRequestRecord
 from twinops.errors import ConfigError
+from twinops.infra.config_files import jsonl_rows
 from twinops.monitoring.config import DriftConfig
 from twinops.monitoring.detectors import DriftResult
 from twinops.monitoring.events import extract_texts
@@ -78,25 +78,16 @@ class DriftReportSummary(BaseModel):
 def _jsonl_current(path: Path) -> CurrentData:
     queries: list[str] = []
     answers: list[str] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as error:
-                raise ConfigError(
-                    f"{path} line {number} is not JSON: {str(error).splitlines()[0]}"
-                ) from error
-            if isinstance(row, str):
-                queries.append(row)
-                continue
-            if not isinstance(row, dict):
-                raise ConfigError(f"{path} line {number} is neither a string nor an object")
-            found = extract_texts({"instances": [row]})
-            queries += found[:1]
-            if isinstance(row.get("answer"), str) and row["answer"].strip():
-                answers.append(row["answer"])
+    for number, row in jsonl_rows(path):
+        if isinstance(row, str):
+            queries.append(row)
+            continue
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path} line {number} is neither a string nor an object")
+        found = extract_texts({"instances": [row]})
+        queries += found[:1]
+        if isinstance(row.get("answer"), str) and row["answer"].strip():
+            answers.append(row["answer"])
     if not queries and not answers:
         raise ConfigError(f"{path} holds no texts: write one JSON string or {{'question': ...}} per line")
     texts = {"queries": queries}
