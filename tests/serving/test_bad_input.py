@@ -1,7 +1,8 @@
 """Bad input to the model servers: a 4xx in the protocol's own error shape, and the server keeps serving.
 
-OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}``, KServe's V1/V2 routes
-``{"error": "..."}``, gRPC an INVALID_ARGUMENT status; every message names what is wrong. Good and
+OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}`` (an unknown path or method
+under ``/openai/`` too), KServe's V1/V2 routes ``{"error": "..."}`` (a binary V2 request whose JSON
+header is not one too), gRPC an INVALID_ARGUMENT status; every message names what is wrong. Good and
 bad requests sent together: no good one fails and nothing answers 5xx. A runtime started with a
 flag it cannot honour exits 2 with one line on stderr.
 """
@@ -9,8 +10,10 @@ flag it cannot honour exits 2 with one line on stderr.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -163,6 +166,18 @@ OPENAI_PARAMS = {
 }
 
 
+@dataclass(frozen=True)
+class Binary:
+    """A V2 binary request: a JSON header of ``inference-header-content-length`` bytes, then tensors."""
+
+    header: bytes
+    length: str | None = None  # default: the header's own length
+
+    def headers(self) -> dict[str, str]:
+        length = self.length if self.length is not None else str(len(self.header))
+        return {"content-type": "application/octet-stream", "inference-header-content-length": length}
+
+
 def _v2_body(
     name: str = "text_input", datatype: str = "BYTES", shape=(1,), data=("Say hi.",), **extra
 ) -> dict:
@@ -227,6 +242,29 @@ KSERVE_CASES = {
         ["context", CONTEXT],
     ),
     "v2-unknown-model": (LLM, "/v2/models/nope/infer", _v2_body(), 404, ["nope"]),
+    "v2-binary-missing-inputs": (LLM, "/v2/models/{model}/infer", Binary(b'{"id": "1"}'), 400, ["'inputs'"]),
+    "v2-binary-input-without-shape": (
+        LLM,
+        "/v2/models/{model}/infer",
+        Binary(json.dumps({"inputs": [{"name": "text_input", "datatype": "BYTES"}]}).encode()),
+        400,
+        ["'shape'"],
+    ),
+    "v2-binary-header-not-an-object": (LLM, "/v2/models/{model}/infer", Binary(b"[1]"), 400, ["JSON header"]),
+    "v2-binary-length-not-a-number": (
+        LLM,
+        "/v2/models/{model}/infer",
+        Binary(b'{"id": "1"}', length="abc"),
+        400,
+        ["inference-header-content-length", "'abc'"],
+    ),
+    "v2-binary-length-past-the-body": (
+        LLM,
+        "/v2/models/{model}/infer",
+        Binary(b'{"id": "1"}', length="999"),
+        400,
+        ["'999'", "11 bytes"],
+    ),
     "v1-malformed-json": (LLM, "/v1/models/{model}:predict", '{"instances": [', 400, ["request format"]),
     "v1-missing-instances": (LLM, "/v1/models/{model}:predict", {"prompts": ["a"]}, 400, ["instances"]),
     "v1-empty-instances": (LLM, "/v1/models/{model}:predict", {"instances": []}, 400, ["instances", "empty"]),
@@ -276,6 +314,8 @@ KSERVE_CASES = {
 
 
 def _post(client: httpx.Client | httpx.AsyncClient, url: str, body):
+    if isinstance(body, Binary):
+        return client.post(url, content=body.header, headers=body.headers())
     if isinstance(body, str):
         return client.post(url, content=body.encode(), headers={"content-type": "application/json"})
     return client.post(url, json=body)
@@ -320,6 +360,33 @@ def test_kserve_bad_input_is_a_4xx_in_kserves_shape(case: str, request: pytest.F
     with httpx.Client(timeout=60) as client:
         reply = _post(client, server.url + path.format(model=server.model_name), body)
     assert_kserve_error(reply, status, words)
+
+
+# (method, path, status, words in the message, the Allow header of a 405)
+UNKNOWN_OPENAI_ROUTES = {
+    "unknown-path": ("GET", "/openai/v1/nope", 404, ["/openai/v1/nope", "/openai/v1/chat/completions"], None),
+    "unknown-version": ("POST", "/openai/v2/chat/completions", 404, ["/openai/v2/chat/completions"], None),
+    "openai-root": ("GET", "/openai", 404, ["/openai/v1/models"], None),
+    "get-on-a-post-route": ("GET", "/openai/v1/chat/completions", 405, ["GET", "POST"], "POST"),
+    "delete-a-model": ("DELETE", "/openai/v1/models/twin-llm", 405, ["DELETE", "GET"], "GET"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNKNOWN_OPENAI_ROUTES))
+def test_unknown_openai_routes_answer_in_openais_shape(case: str, llm_server: LocalServer) -> None:
+    method, path, status, words, allow = UNKNOWN_OPENAI_ROUTES[case]
+    with httpx.Client(timeout=60) as client:
+        reply = client.request(method, llm_server.url + path)
+    assert_openai_error(reply, status, words)
+    assert reply.headers.get("allow") == allow
+
+
+def test_unknown_kserve_routes_keep_fastapis_shape(llm_server: LocalServer) -> None:
+    """Only ``/openai/`` is the project's: an unknown V1/V2 path stays FastAPI's own 404."""
+    with httpx.Client(timeout=60) as client:
+        for path in ("/v2/nope", "/v1/nope", "/openaiv1/models"):
+            reply = client.get(llm_server.url + path)
+            assert (reply.status_code, reply.json()) == (404, {"detail": "Not Found"}), path
 
 
 def test_grpc_bad_input_is_invalid_argument(llm_server: LocalServer) -> None:

@@ -100,11 +100,16 @@ def serve(models: list, args: argparse.Namespace, *, openai_models: list | None 
     from kserve import model_server as kserve_server
 
     from twinops.serving.protocol.openai import register_openai_routes
+    from twinops.serving.protocol.v2 import DataPlane
 
     register_openai_routes(kserve_server.app, openai_models if openai_models is not None else models)
     kserve_server.app.add_exception_handler(RequestValidationError, _unreadable_body)
 
     class _Server(ModelServer):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.dataplane = DataPlane(model_registry=self.registered_models)
+
         def setup_event_loop(self) -> None:
             super().setup_event_loop()
             # kserve binds REST on 0.0.0.0; locally the servers answer on loopback only.

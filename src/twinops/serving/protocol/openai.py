@@ -4,7 +4,9 @@ kserve 0.21's own OpenAI layer imports vLLM's types and registers no route witho
 project serves these itself: ``models``, ``completions``, ``chat/completions`` (streaming as SSE,
 ending with ``data: [DONE]``), ``embeddings`` and ``rerank`` (vLLM's and KServe's rerank shape).
 Responses are built with the ``openai`` package's own pydantic types, so they are the wire shapes
-its SDK parses. Errors come back as ``{"error": {"message", "type", "param", "code"}}``.
+its SDK parses. Errors come back as ``{"error": {"message", "type", "param", "code"}}``: bad input
+raised anywhere below a route, and an unknown path or method under ``/openai/`` too (FastAPI's
+default ``{"detail": ...}`` and kserve's ``{"error": "..."}`` are for the V1/V2 routes).
 
 Models say what they can do by implementing ``ChatModel``, ``EmbeddingModel`` or ``RerankModel``;
 this module knows nothing about how they do it.
@@ -22,14 +24,18 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from kserve.errors import InvalidInput
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from twinops.serving.engine import SamplingParams, TextDelta
 from twinops.serving.protocol.errors import BadRequest
 
-OPENAI_PREFIX = "/openai/v1"
+OPENAI_ROOT = "/openai"
+OPENAI_PREFIX = f"{OPENAI_ROOT}/v1"
+HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 OWNED_BY = "twinops"
 
 
@@ -181,6 +187,23 @@ def openai_error(
     return JSONResponse(status_code=status, content=body)
 
 
+class _OpenAIRoute(APIRoute):
+    """A route whose bad input (``BadRequest``, kserve's ``InvalidInput``), raised by the handler or a
+    model below it, answers in OpenAI's shape rather than through kserve's app-wide V1/V2 handler."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except InvalidInput as error:
+                status = getattr(error, "status", HTTPStatus.BAD_REQUEST)
+                return openai_error(status, str(error), param=getattr(error, "param", None))
+
+        return answer
+
+
 def _validation_message(error: ValidationError) -> tuple[str, str | None]:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -195,16 +218,37 @@ class OpenAIRoutes:
     def __init__(self, models: Iterable[object]):
         self.models: dict[str, object] = {model.name: model for model in models}  # type: ignore[attr-defined]
         self.created = int(time.time())
+        self.routes: list[APIRoute] = []
 
     def router(self) -> APIRouter:
-        router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI"])
+        router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI"], route_class=_OpenAIRoute)
         router.add_api_route("/models", self.list_models, methods=["GET"])
         router.add_api_route("/models/{model_name}", self.get_model, methods=["GET"])
         router.add_api_route("/chat/completions", self.chat_completions, methods=["POST"])
         router.add_api_route("/completions", self.completions, methods=["POST"])
         router.add_api_route("/embeddings", self.embeddings, methods=["POST"])
         router.add_api_route("/rerank", self.rerank, methods=["POST"])
+        self.routes = [route for route in router.routes if isinstance(route, APIRoute)]
         return router
+
+    async def unknown_route(self, request: Request) -> JSONResponse:
+        """Any path or method under ``/openai`` that no route serves: 404 or 405, in OpenAI's shape."""
+        path, method = request.url.path, request.method
+        allowed = sorted({m for route in self.routes if route.path_regex.match(path) for m in route.methods})
+        if allowed:
+            reply = openai_error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{method} is not allowed on {path}: use {', '.join(allowed)}",
+                code="method_not_allowed",
+            )
+            reply.headers["allow"] = ", ".join(allowed)
+            return reply
+        served = ", ".join(sorted({route.path for route in self.routes}))
+        return openai_error(
+            HTTPStatus.NOT_FOUND,
+            f"no OpenAI route {method} {path}: the routes here are {served}",
+            code="unknown_url",
+        )
 
     def _card(self, name: str) -> dict:
         from openai.types import Model
@@ -293,8 +337,6 @@ class OpenAIRoutes:
             first = await anext(deltas)
         except StopAsyncIteration:
             first = TextDelta(finish_reason="stop")
-        except BadRequest as error:
-            return openai_error(error.status, str(error), param=error.param)
         if parsed.stream:
             stream = _sse(self._chunks(parsed, response_id, first, deltas, chat=chat))
             return StreamingResponse(stream, media_type="text/event-stream")
@@ -410,10 +452,7 @@ class OpenAIRoutes:
         parsed, model = await self._resolve(request, EmbeddingRequest, EmbeddingModel, "embeddings")
         if model is None:
             return parsed
-        try:
-            vectors, tokens = await model.embed(parsed.texts)
-        except BadRequest as error:
-            return openai_error(error.status, str(error), param=error.param)
+        vectors, tokens = await model.embed(parsed.texts)
         body = CreateEmbeddingResponse(
             object="list",
             model=parsed.model,
@@ -432,10 +471,7 @@ class OpenAIRoutes:
         if model is None:
             return parsed
         texts = parsed.texts
-        try:
-            scores = await model.rerank(parsed.query, texts)
-        except BadRequest as error:
-            return openai_error(error.status, str(error), param=error.param)
+        scores = await model.rerank(parsed.query, texts)
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[: parsed.top_n or len(texts)]
         results = [
             {
@@ -465,4 +501,7 @@ def register_openai_routes(app: FastAPI, models: Iterable[object]) -> OpenAIRout
     """Mount the routes for ``models`` on ``app`` (the kserve ModelServer's FastAPI app)."""
     routes = OpenAIRoutes(models)
     app.include_router(routes.router())
+    # After the routes (a path they serve with another method is a 405 from here, not FastAPI's).
+    for path in (OPENAI_ROOT, f"{OPENAI_ROOT}/{{path:path}}"):
+        app.add_api_route(path, routes.unknown_route, methods=HTTP_METHODS, include_in_schema=False)
     return routes

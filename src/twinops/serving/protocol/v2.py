@@ -2,7 +2,8 @@
 
 Each model declares its tensors once (``TensorSpec``); the same specs answer the model metadata
 route and check every request (name, datatype, shape), so a wrong tensor is a 400 naming the
-expected one, over REST and gRPC alike.
+expected one, over REST and gRPC alike. ``DataPlane`` answers a binary V2 request whose JSON header
+is not one with a 400 too (kserve's own decoder indexes it blindly and answers 500).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane as KServeDataPlane
 from pydantic import BaseModel, ValidationError
 
 from twinops.serving.engine import SamplingParams
@@ -26,6 +30,35 @@ class TensorSpec(BaseModel):
 
     def metadata(self) -> dict:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+class DataPlane(KServeDataPlane):
+    """kserve's data plane, where a binary V2 request (JSON header + raw tensors) that does not parse
+    as one is bad input: kserve 0.21 reads its header with plain indexing, so a header without
+    ``inputs`` (or an input without ``name``, ``shape`` or ``datatype``) or a length that is not a
+    number would be a KeyError, TypeError or ValueError, and a 500."""
+
+    def decode_inference_request(self, body, headers, model_name):
+        length = (headers or {}).get(INFERENCE_CONTENT_LENGTH_HEADER)
+        if (
+            isinstance(body, bytes)
+            and length is not None
+            and not (length.isdigit() and int(length) <= len(body))
+        ):
+            raise BadRequest(
+                f"{INFERENCE_CONTENT_LENGTH_HEADER} is {length!r}: send the byte length of the JSON "
+                f"header that starts the body (at most its {len(body)} bytes)"
+            )
+        try:
+            return super().decode_inference_request(body, headers, model_name)
+        except InvalidInput:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            what = f"has no {error.args[0]!r}" if isinstance(error, KeyError) else f"is malformed ({error})"
+            raise BadRequest(
+                f"the JSON header of the binary request {what}: send "
+                '{"inputs": [{"name", "shape", "datatype", "parameters": {"binary_data_size"}}]}'
+            ) from error
 
 
 def _plain(value: Any) -> Any:
