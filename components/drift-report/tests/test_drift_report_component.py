@@ -23,18 +23,19 @@ def _outputs(artifacts, tag: str):
 
 
 def test_a_language_shift_is_drift_in_the_html_the_metrics_and_mlflow(
-    champion_lineage, vocabulary, small_options, artifacts, tmp_path
+    champion_lineage, vocabulary, small_options, artifacts
 ) -> None:
     from mlflow import MlflowClient
 
     v = vocabulary
-    current = tmp_path / "current.jsonl"
+    current = get_settings().home / "drift" / "current.jsonl"  # passed relative to TWINOPS_HOME
+    current.parent.mkdir(parents=True, exist_ok=True)
     current.write_text(
         "".join(json.dumps({"question": q}) + "\n" for q in v.questions(v.tech[8:14], v.french[:4]))
     )
     outputs = _outputs(artifacts, "fr")
     drift = drift_report.python_func(
-        reference="latest", current=str(current), options=small_options, **outputs
+        reference="latest", current="drift/current.jsonl", options=small_options, **outputs
     )
     assert drift is True
     html = Path(outputs["report"].path).read_text(encoding="utf-8")

@@ -30,8 +30,8 @@ def drift_report(
     Args:
         reference: ``latest`` (twin-llm's champion), a twin-llm version number, or a dataset
             version id.
-        current: A JSONL of texts (a path the step can read, e.g. under TWINOPS_HOME), ``requests``
-            (the newest logged RAG requests) or a dataset version id.
+        current: A JSONL of texts (absolute, or relative to TWINOPS_HOME, the volume every step
+            mounts), ``requests`` (the newest logged RAG requests) or a dataset version id.
         options: ``DriftConfig`` fields replacing the project's defaults (``p_val``,
             ``evidently_methods``, ``drift_share``, ...).
         report: The evidently HTML report (queries; documents when only those are compared).
@@ -55,6 +55,8 @@ def drift_report(
     settings = artifacts.component_settings()
     config = load_drift_config(None, **dict(options))
     data = resolve_reference(settings, reference)
+    if current.endswith((".jsonl", ".json")) and not Path(current).is_absolute():
+        current = str(settings.home / current)
     current_data = load_current(settings, current, limit=config.max_reference)
     embedder = open_embedder(settings)
     fitted = open_reference(settings, data, embedder, config)
