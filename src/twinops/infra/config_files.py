@@ -1,8 +1,9 @@
 """Job and config files: YAML read into a pydantic model, every problem as one ``ConfigError`` line.
 
-The one reader for the YAML files under ``configs/`` (ETL, features, datasets, training, gates,
-drift): a missing file, YAML that does not parse, a top level that is not a mapping, and a field
-that does not validate each say which file, which entry, and what to fix. ``jsonl_rows`` reads the
+The one reader for the YAML config files (``configs/``: ETL, features, datasets, training, gates,
+drift; and the prompt and seed-task files): a missing file, YAML that does not parse, a top level
+that is not a mapping, and a field that does not validate each say which file, which entry, and
+what to fix. ``jsonl_rows`` reads the
 JSONL files a user passes (texts to test for drift, questions for the datasets) the same way.
 """
 
