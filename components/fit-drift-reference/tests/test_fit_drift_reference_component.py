@@ -79,3 +79,21 @@ def test_metrics_without_a_version_are_one_clear_error(drift_settings, artifacts
             reference=artifacts.new("Dataset", "reference"),
             report=artifacts.new("Markdown", "report"),
         )
+
+
+def test_a_machine_without_the_folder_gets_it_from_the_model_version(
+    champion_lineage, small_options, small_config, artifacts, capsys
+) -> None:
+    """The detector on another volume (or a laptop) downloads what training saved, instead of fitting."""
+    import shutil
+
+    home = get_settings().home
+    reference_id, pointer, _ = _fit(artifacts, 1.0, small_options, "v1")
+    folder = home / pointer["path"]
+    fitted = json.loads((folder / "reference.json").read_text())
+    shutil.rmtree(folder)
+
+    assert main(["drift", "fit", "--reference", "latest", "--json", "--config", small_config]) == 0
+    assert json.loads(capsys.readouterr().out)["reference_id"] == reference_id
+    assert json.loads((folder / "reference.json").read_text()) == fitted, "the saved fit, not a new one"
+    assert {p.name for p in folder.parent.iterdir()} == {reference_id}, "no staging folder left behind"

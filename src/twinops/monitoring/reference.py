@@ -16,7 +16,8 @@ path), fits a dimension reducer per space and saves everything under
 ``TWINOPS_HOME/drift/references/<id>/``. The id hashes the texts, the embedder and the reducer
 settings, so the same reference is fitted once and then read back. When the reference is a model
 version, the folder is also logged as MLflow artifacts of that version's run (``drift/<id>``) and
-the version gets the tag ``drift_reference=<id>``: the detectors travel with the model version.
+the version gets the tag ``drift_reference=<id>``: the detectors travel with the model version, and
+a machine without the folder (another volume, a laptop) downloads it from there instead of fitting.
 """
 
 from __future__ import annotations
@@ -278,6 +279,10 @@ def open_reference(
             # Another version trained on the same data shares the folder; it gets the copy too.
             log_beside_model_version(settings, reference, data.model_name, data.model_version)
         return reference
+    if log_to_registry and data.model_name and data.model_version:
+        downloaded = _download_beside_model_version(settings, data.model_name, data.model_version, folder)
+        if downloaded is not None:
+            return downloaded
     if not data.texts:
         raise NotFound(f"the reference {data.label} holds no texts: its dataset versions have no rows")
     spaces: dict[str, SpaceReference] = {}
@@ -348,6 +353,34 @@ def reference_documents(reference: DriftReference) -> list[CleanedDocument]:
         row.pop("content_hash", None)
         rows.append(CleanedDocument.model_validate(row))
     return rows
+
+
+def _download_beside_model_version(settings: Settings, name: str, version: str, folder: Path):
+    """The reference saved beside the model version (its run's ``drift/<id>``), copied into ``folder``.
+
+    None when the version names another reference, or the registry cannot give it: then it is fitted.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from twinops.infra import registry
+
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.download")
+    try:
+        with registry.fast_fail(), contextlib.suppress(MlflowException, OSError):
+            mlflow_client = registry.client(settings)
+            found = mlflow_client.get_model_version(name, version)
+            if (found.tags or {}).get(REFERENCE_TAG) != folder.name or not found.run_id:
+                return None
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            local = Path(mlflow_client.download_artifacts(found.run_id, f"drift/{folder.name}", str(staging)))
+            if not (local / "reference.json").is_file():
+                return None
+            local.rename(folder)  # whole, like a fitted folder
+            return load_reference(folder)
+        return None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def log_beside_model_version(settings: Settings, reference: DriftReference, name: str, version: str) -> None:
