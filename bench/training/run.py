@@ -110,7 +110,7 @@ def twinops_trainer(model_path: str, job: SFTJob, data: list[dict], output: Path
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    from twinops.training.callbacks import RichProgressCallback
+    from twinops.training.callbacks import TrainerProgressCallback
 
     model, tokenizer = load_trainable_lm(model_path)
     dataset = Dataset.from_list(data).select_columns(list(SFT_COLUMNS))
@@ -121,7 +121,7 @@ def twinops_trainer(model_path: str, job: SFTJob, data: list[dict], output: Path
         train=dataset,
         test=None,
         output_dir=output,
-        callbacks=[RichProgressCallback("twinops SFT")],
+        callbacks=[TrainerProgressCallback("twinops SFT")],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
