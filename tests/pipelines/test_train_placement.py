@@ -406,3 +406,25 @@ def test_without_a_kubernetes_api_the_step_says_so(monkeypatch, tmp_path: Path) 
         trainer_client()
     assert "train_on=trainjob runs in a pipeline step on a cluster" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_a_cancelled_step_deletes_its_trainjob(monkeypatch, settings) -> None:
+    """Mocked Kubernetes API (see the module docstring): KFP stops a cancelled step with SIGTERM,
+    which ends the wait as SystemExit; the job is deleted instead of training for nobody."""
+    import os
+    import signal
+
+    cluster = FakeCluster(settings.home, ["pending"])
+    client = cluster_client(monkeypatch, cluster)
+
+    def terminated(seconds: float) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit, match="stopped"):
+        train_stage(
+            _job(), settings, train_on="trainjob", trainjob={}, in_pod=_never_in_pod, client=client,
+            log=lambda line: None, sleep=terminated, clock=lambda: 0.0,
+        )  # fmt: skip
+    assert cluster.deleted == [cluster.created[0][2]["metadata"]["name"]]
+    assert signal.getsignal(signal.SIGTERM) == before, "the step's own handler is back"

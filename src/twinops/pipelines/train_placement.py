@@ -19,9 +19,12 @@ backend) in the step's namespace:
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +136,8 @@ def run_trainjob(
         f"{placement.gpus_per_node} GPU(s), runtime {runtime.name}"
     )
     try:
-        follow_trainjob(client, name, settings, log=log, sleep=sleep, clock=clock)
+        with _cancel_on_sigterm():
+            follow_trainjob(client, name, settings, log=log, sleep=sleep, clock=clock)
     except JobFailed:
         raise  # the failed job and its pods stay for `kubectl describe` / `kubectl logs`
     except BaseException:
@@ -141,6 +145,24 @@ def run_trainjob(
         raise
     _delete(client, name, log)
     return read_result(job, settings, name)
+
+
+@contextlib.contextmanager
+def _cancel_on_sigterm() -> Iterator[None]:
+    """A run cancelled in KFP stops the step's pod with SIGTERM: end as an exception, so the
+    TrainJob is deleted rather than left training for nobody."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancelled(signum: int, frame: Any) -> None:
+        raise SystemExit(f"the step was stopped (signal {signum}) while following its TrainJob")
+
+    previous = signal.signal(signal.SIGTERM, cancelled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def resolve_runtime(client: Any, runtime_name: str) -> Any:
