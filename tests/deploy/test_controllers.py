@@ -43,6 +43,17 @@ def _dockerfile(renders, family: str) -> str:
     return (renders.root / "images" / family / "Dockerfile").read_text()
 
 
+def _image_has(renders, family: str, lock: str, packages: set[str]) -> None:
+    """The image installs ``lock`` (exact versions, see tests/test_locks.py) and it holds ``packages``."""
+    assert f"-r locks/{lock}" in _dockerfile(renders, family)
+    pinned = {
+        line.split("==")[0].strip().lower()
+        for line in (renders.root / "locks" / lock).read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    assert packages <= pinned, packages - pinned
+
+
 def test_the_loggers_reach_the_drift_detector(docs: list[dict]) -> None:
     """The predictors' logger URL is the twinops-drift Service of their namespace, whose pods serve
     on the target port, and a NetworkPolicy admits the predictors' pods there."""
@@ -84,10 +95,10 @@ def test_the_drift_detector_runs_twinops_drift_serve_in_a_single_replica(renders
     assert context.params["host"] == "0.0.0.0", "reachable from other pods"
     assert context.params["reference"] == "latest"
     assert context.params["backend"].value == "evidently", "the backend the image's environment has"
-    # twinops-serve is the core environment (.[ml,serve], where the detector is tested): evidently
-    # (the default backend), the bundled embedder, and cloudevents (kserve) for --reply-url.
+    # twinops-serve is the core environment (locks/core.txt, where the detector is tested): evidently
+    # (the default backend), the bundled embedder's loader, and cloudevents (kserve) for --reply-url.
     assert container["image"].split(":")[0].endswith("/twinops-serve")
-    assert '".[ml,serve]"' in _dockerfile(renders, "serve")
+    _image_has(renders, "serve", "core.txt", {"evidently", "sentence-transformers", "cloudevents", "kserve"})
     home = next(m for m in container["volumeMounts"] if m["name"] == "home")
     assert home["mountPath"] == DEFAULT_PROFILE.home_mount_path and not home.get("readOnly")
     env = {item["name"]: item for item in container["env"]}
@@ -119,7 +130,7 @@ def test_the_rollout_controller_patches_through_its_role(renders, docs: list[dic
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["TWINOPS_MONGODB_URI"]["valueFrom"]["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name
     assert container["image"].split(":")[0].endswith("/twinops-data")
-    assert '".[ml]"' in _dockerfile(renders, "data"), "the kubernetes client, MLflow, pymongo"
+    _image_has(renders, "data", "core.txt", {"kubernetes", "mlflow", "pymongo"})
     home = next(m for m in container["volumeMounts"] if m["name"] == "home")
     assert home["readOnly"] is True, "it only reads the golden set"
 
