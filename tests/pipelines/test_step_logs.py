@@ -87,3 +87,16 @@ def test_key_figures_fall_back_to_the_first_metrics_of_an_unlisted_step(tmp_path
     output = tmp_path / "twin-pipeline-2026-12-02" / "some-new-step" / "executor_output.json"
     assert key_figures("some-new-step", output) == "a 0.5, b 2, c 3"
     assert key_figures("some-new-step", tmp_path / "missing.json") == ""
+
+
+def test_key_figures_read_a_listed_figure_from_any_output_artifact(tmp_path: Path) -> None:
+    """quantize-local has no Metrics artifact: its perplexity ratio is on the model pointer."""
+    folder = tmp_path / "quantize-local"
+    folder.mkdir()
+    pointer = {"metadata": {"perplexity_ratio": 1.1319, "linear_size_ratio": 0.2724, "quantized": True}}
+    (folder / "executor_output.json").write_text(
+        json.dumps({"artifacts": {"quantized": {"artifacts": [pointer]}}})
+    )
+    assert key_figures("quantize-local", folder / "executor_output.json") == (
+        "perplexity_ratio 1.132, linear_size_ratio 0.2724"
+    )

@@ -57,6 +57,8 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "build-datasets": ("instruction.train", "preference.train", "golden.test", "reranker.train"),
     "sft": ("train_loss", "instruction_test_perplexity"),
     "dpo": ("train_loss", "eval_rewards/accuracies"),
+    "quantize-local": ("perplexity_ratio", "linear_size_ratio"),
+    "quantize": ("perplexity_ratio", "linear_size_ratio"),
     "train-reranker": ("train_loss", "val_mrr"),
     "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.mrr", "twin-reranker.hit_at_5"),
     "register-and-gate": ("twin-llm.version", "twin-llm.promoted", "twin-reranker.promoted"),
@@ -98,19 +100,31 @@ def _figure(value: float) -> str:
     return f"{value:.4g}" if math.isfinite(value) else str(value)
 
 
+def _numbers(artifacts: list[dict]) -> dict[str, float]:
+    return {
+        name: value
+        for artifact in artifacts
+        for name, value in artifact.get("metadata", {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def key_figures(step: str, executor_output: Path) -> str:
-    """``name value`` pairs from the step's Metrics artifact (``executor_output.json``)."""
+    """``name value`` pairs from the step's outputs (``executor_output.json``): the step's listed
+    figures from any output artifact's metadata (its Metrics first), else its first few metrics."""
     try:
         outputs = json.loads(executor_output.read_text(encoding="utf-8")).get("artifacts", {})
     except (OSError, ValueError):
         return ""
-    metrics: dict[str, float] = {}
-    for artifact in outputs.get("metrics", {}).get("artifacts", []):
-        metrics.update({k: v for k, v in artifact.get("metadata", {}).items() if isinstance(v, int | float)})
-    chosen = [name for name in KEY_FIGURES.get(step, ()) if name in metrics]
+    metrics = _numbers(outputs.get("metrics", {}).get("artifacts", []))
+    found = {
+        **_numbers([artifact for output in outputs.values() for artifact in output.get("artifacts", [])]),
+        **metrics,
+    }
+    chosen = {name: found[name] for name in KEY_FIGURES.get(step, ()) if name in found}
     if not chosen:
-        chosen = sorted(metrics)[:FALLBACK_FIGURES]
-    return ", ".join(f"{name} {_figure(metrics[name])}" for name in chosen)
+        chosen = {name: metrics[name] for name in sorted(metrics)[:FALLBACK_FIGURES]}
+    return ", ".join(f"{name} {_figure(value)}" for name, value in chosen.items())
 
 
 class StepLogs(io.TextIOBase):
