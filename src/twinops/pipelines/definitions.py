@@ -20,7 +20,7 @@ from typing import Any, Literal
 from kfp import dsl
 
 from twinops.pipelines import components as c
-from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile, cpu_step, gpu_step
+from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile, cpu_step, follower_step, gpu_step
 from twinops.pipelines.params import (
     FEATURES_VERSION,
     FeatureParams,
@@ -29,6 +29,7 @@ from twinops.pipelines.params import (
     pipeline_signature,
     with_signature,
 )
+from twinops.pipelines.train_placement import TRAIN_IN_POD
 
 Target = Literal["cluster", "local"]
 
@@ -40,13 +41,21 @@ class Build:
     target: Target = "cluster"
     profile: ClusterProfile = DEFAULT_PROFILE
 
+    def _profile(self) -> ClusterProfile:
+        # kfp.local honours retries: on one machine a failure is a bug to read, not a flaky node.
+        return self.profile if self.target == "cluster" else self.profile.model_copy(update={"retries": 0})
+
     def place(self, task: Any, name: str, *, cache: bool) -> Any:
         task.set_display_name(name)
-        # kfp.local honours retries: on one machine a failure is a bug to read, not a flaky node.
-        profile = self.profile if self.target == "cluster" else self.profile.model_copy(update={"retries": 0})
+        profile = self._profile()
         if name in c.GPU_COMPONENTS:
             return gpu_step(task, profile, cache=cache)
         return cpu_step(task, profile, cache=cache)
+
+    def follow(self, task: Any, name: str) -> Any:
+        """A training step that follows its TrainJob: ``<name>-trainjob``, CPU-placed (cached)."""
+        task.set_display_name(f"{name}-trainjob")
+        return follower_step(task, self._profile(), cache=True)
 
 
 def feature_steps(build: Build, *, author: Any, sources: Any, limit: Any, feature_options: Any) -> Any:
@@ -66,6 +75,65 @@ def feature_steps(build: Build, *, author: Any, sources: Any, limit: Any, featur
     return build.place(
         c.feast_materialize(features=embed.outputs["features"]), "feast-materialize", cache=False
     )
+
+
+def trained_models(
+    build: Build,
+    *,
+    datasets: Any,
+    base_model: Any,
+    sft_max_steps: Any,
+    dpo_max_steps: Any,
+    training_options: Any,
+    train_on: Any,
+    trainjob: Any,
+) -> tuple[Any, Any]:
+    """Add SFT → DPO where ``train_on`` says; return the SFT and DPO model outputs.
+
+    On the cluster, ``train_on`` (a pipeline input) picks one of two branches at run time:
+    ``pod`` trains in GPU steps (Build.place), anything else runs the same components as CPU
+    steps that follow a TrainJob (Build.follow: the job's pods hold the GPUs, the step holds
+    none; an unknown value fails there in one line, without waiting for a GPU node). The branch
+    that ran hands its models on through ``dsl.OneOf``. The local build has no branch: kfp.local
+    2.17 cannot run a OneOf of artifacts ("Expected 1 artifact in ArtifactSelectorSpec. Got: 2")
+    and a local run trains in-process (train_on=trainjob needs a cluster).
+    """
+
+    def sft_then_dpo(place: Any) -> tuple[Any, Any]:
+        sft = place(
+            c.sft(
+                instruction=datasets.outputs["instruction"],
+                base_model=base_model,
+                max_steps=sft_max_steps,
+                options=training_options,
+                train_on=train_on,
+                trainjob=trainjob,
+            ),
+            "sft",
+        )
+        dpo = place(
+            c.dpo(
+                sft_model=sft.outputs["model"],
+                preference=datasets.outputs["preference"],
+                max_steps=dpo_max_steps,
+                options=training_options,
+                train_on=train_on,
+                trainjob=trainjob,
+            ),
+            "dpo",
+        )
+        return sft.outputs["model"], dpo.outputs["model"]
+
+    def on_gpu(task: Any, name: str) -> Any:
+        return build.place(task, name, cache=True)
+
+    if build.target == "local":
+        return sft_then_dpo(on_gpu)
+    with dsl.If(train_on == TRAIN_IN_POD, name="train-in-pod"):
+        in_pod = sft_then_dpo(on_gpu)
+    with dsl.Else(name="train-as-trainjob"):
+        as_trainjob = sft_then_dpo(build.follow)
+    return dsl.OneOf(in_pod[0], as_trainjob[0]), dsl.OneOf(in_pod[1], as_trainjob[1])
 
 
 def training_steps(
@@ -97,35 +165,19 @@ def training_steps(
         "build-datasets",
         cache=False,
     )
-    sft = build.place(
-        c.sft(
-            instruction=datasets.outputs["instruction"],
-            base_model=base_model,
-            max_steps=sft_max_steps,
-            options=training_options,
-            train_on=train_on,
-            trainjob=trainjob,
-        ),
-        "sft",
-        cache=True,
-    )
-    dpo = build.place(
-        c.dpo(
-            sft_model=sft.outputs["model"],
-            preference=datasets.outputs["preference"],
-            max_steps=dpo_max_steps,
-            options=training_options,
-            train_on=train_on,
-            trainjob=trainjob,
-        ),
-        "dpo",
-        cache=True,
+    sft_model, dpo_model = trained_models(
+        build,
+        datasets=datasets,
+        base_model=base_model,
+        sft_max_steps=sft_max_steps,
+        dpo_max_steps=dpo_max_steps,
+        training_options=training_options,
+        train_on=train_on,
+        trainjob=trainjob,
     )
     quantize_component = c.quantize if build.target == "cluster" else c.quantize_local
     quantize = build.place(
-        quantize_component(
-            model=dpo.outputs["model"], calibration=datasets.outputs["instruction"], bits=quantize_bits
-        ),
+        quantize_component(model=dpo_model, calibration=datasets.outputs["instruction"], bits=quantize_bits),
         "quantize",
         cache=True,
     )
@@ -137,8 +189,8 @@ def training_steps(
     evaluation = build.place(
         c.evaluate(
             model=quantize.outputs["quantized"],
-            sft_model=sft.outputs["model"],
-            dpo_model=dpo.outputs["model"],
+            sft_model=sft_model,
+            dpo_model=dpo_model,
             base_model=base_model,
             golden=datasets.outputs["golden"],
             preference=datasets.outputs["preference"],

@@ -4,7 +4,9 @@ Every step mounts the ``twinops-home`` PVC at TWINOPS_HOME (datasets, features, 
 training runs live there, as they do under TWINOPS_HOME locally), takes its TWINOPS_* settings
 from the ``twinops-env`` ConfigMap and its credentials from a Kubernetes Secret (by reference,
 never by value). GPU steps additionally ask for an accelerator and land on the GPU node pool
-through a node selector and a toleration; CPU steps ask for no GPU at all.
+through a node selector and a toleration; CPU steps ask for no GPU at all. A step that only
+follows a Kubeflow TrainJob (``train_on=trainjob``: the job's own pods hold the GPUs) is a CPU step
+with small requests in the ``data`` image.
 
 The local runner (``kfp.local``) ignores all of this: it is Kubernetes platform config only.
 """
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from twinops.errors import ConfigError
+from twinops.pipelines.images import ImageFamily, image
 
 # Kubernetes object names (PVC, ConfigMap, Secret): DNS-1123 subdomain.
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -83,6 +86,12 @@ class ClusterProfile(BaseModel):
     memory_limit: str = "4G"
     gpu_cpu_limit: str = "8"
     gpu_memory_limit: str = "32G"
+    # A TrainJob follower creates the job, copies node 0's log and reads the result: about 0.5 GB
+    # resident after importing twinops.training.
+    follower_cpu_request: str = "250m"
+    follower_cpu_limit: str = "1"
+    follower_memory_request: str = "1G"
+    follower_memory_limit: str = "2G"
     retries: int = Field(2, ge=0, description="Retries per step (backoff doubles from 30 s).")
 
     @field_validator("home_pvc", "config_map", "secret_name")
@@ -116,6 +125,15 @@ def cpu_step(task: Any, profile: ClusterProfile = DEFAULT_PROFILE, *, cache: boo
     """A CPU step: bounded CPU/memory, no accelerator, any node."""
     task.set_cpu_request(profile.cpu_request).set_cpu_limit(profile.cpu_limit)
     task.set_memory_limit(profile.memory_limit)
+    return _common(task, profile, cache=cache)
+
+
+def follower_step(task: Any, profile: ClusterProfile = DEFAULT_PROFILE, *, cache: bool = True) -> Any:
+    """A step that follows a TrainJob: the CPU-only ``data`` image (the same twinops and lock as the
+    ``train`` image, without CUDA), small requests, no accelerator, any node."""
+    task.set_container_image(image(ImageFamily.DATA))
+    task.set_cpu_request(profile.follower_cpu_request).set_cpu_limit(profile.follower_cpu_limit)
+    task.set_memory_request(profile.follower_memory_request).set_memory_limit(profile.follower_memory_limit)
     return _common(task, profile, cache=cache)
 
 

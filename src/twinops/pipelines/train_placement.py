@@ -36,7 +36,8 @@ from twinops.pipelines.trainjob import TrainJobPlacement, trainjob_request
 from twinops.settings import Settings
 from twinops.training.runs import RESULT_FILE, TrainResult, run_parent
 
-TRAIN_ON = ("pod", "trainjob")
+TRAIN_IN_POD, TRAIN_AS_TRAINJOB = "pod", "trainjob"
+TRAIN_ON = (TRAIN_IN_POD, TRAIN_AS_TRAINJOB)
 TRAINJOBS_SUBDIR = "trainjobs"
 # How often the step asks the API server for the job's state.
 POLL_SECONDS = 10.0
@@ -49,7 +50,7 @@ def placement_for(train_on: str, trainjob: dict[str, Any], settings: Settings) -
             f"train_on={train_on!r} is not a place to train: pass train_on=pod (the step's pod) or "
             "train_on=trainjob (a Kubeflow Trainer TrainJob)"
         )
-    if train_on == "pod":
+    if train_on == TRAIN_IN_POD:
         if trainjob:
             raise ConfigError(
                 f"trainjob={dict(trainjob)} sizes a TrainJob, but train_on=pod trains in the step's pod: "
