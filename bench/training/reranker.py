@@ -64,6 +64,11 @@ def main() -> int:
     started = time.perf_counter()
     result = train_reranker(RerankerJob(dataset=versions["reranker"], trainer=spec, progress=False), settings)
     print(f"trained {result.steps} steps in {time.perf_counter() - started:.0f} s: {result.model_dir}")
+    weights = {name: round(result.metrics[name], 3) for name in ("first_stage_weight", "lexical_weight")}
+    print(
+        f"learned weights {weights}; validation MRR {result.metrics.get('val_mrr', float('nan')):.3f}"
+        f" (cosine {result.metrics.get('val_cosine_mrr', float('nan')):.3f})"
+    )
     rows, label = load_golden(versions["golden"], settings)
     if args.golden_cap and len(rows) > args.golden_cap:
         rows = random.Random(0).sample(rows, args.golden_cap)  # a reproducible sample

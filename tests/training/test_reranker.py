@@ -1,8 +1,11 @@
 """The reranker: trained as a correction on cosine retrieval, it must beat cosine where it can.
 
-The fixture is built so that cosine is wrong in a learnable way: for every topic, a keyword-stuffed
-passage ("chess chess chess ...") is what cosine puts first for most queries, above the real note on
-the topic. A reranker that learns to demote the stuffing ranks the note first on topics it never saw.
+Two fixtures where cosine is wrong in a learnable way. Stuffing: for every topic, a keyword-stuffed
+passage ("chess chess chess ...") is what cosine puts first, above the real note on the topic; a
+reranker that learns to demote the stuffing ranks the note first on topics it never saw. Siblings:
+a question names a part number that only one chunk of a document holds, while its sibling chunks
+talk about the document's topic at length, so cosine prefers a sibling; a reranker that learns to
+weigh the question's rare words ranks the right chunk first on documents it never saw.
 """
 
 from __future__ import annotations
@@ -38,6 +41,37 @@ def _row(index: int) -> dict:
         "document_id": f"doc-{topic}",
         "candidates": [{"chunk_id": cid, "content": text} for cid, text in candidates],
     }
+
+
+def _sibling_row(index: int) -> dict:
+    """A document on ``topic`` in three chunks; the question names the part only chunk 2 mentions."""
+    topic, part = TOPICS[index], f"k{7301 + 37 * index}"
+    chunks = [
+        (f"{topic}-1", f"All about {topic}: why {topic} matters, {topic} for beginners and {topic} at home."),
+        (f"{topic}-2", f"Order spare {part} early; the shop runs out of {part} every spring."),
+        (f"{topic}-3", f"More {topic}: {topic} clubs, {topic} gear and the history of {topic}."),
+        (f"{TOPICS[(index + 3) % 16]}-1", f"All about {TOPICS[(index + 3) % 16]}, from the start."),
+    ]
+    return {
+        "query": f"{topic} {part}",
+        "positive": chunks[1][1],
+        "negatives": [text for cid, text in chunks if cid != chunks[1][0]],
+        "chunk_id": chunks[1][0],
+        "document_id": f"doc-{topic}",
+        "candidates": [{"chunk_id": cid, "content": text} for cid, text in chunks],
+    }
+
+
+def test_lexical_overlap_weighs_the_words_only_some_candidates_have() -> None:
+    from twinops.models.rerank import lexical_overlap
+
+    overlap = lexical_overlap(
+        "spare k7301 for the chess set",
+        ["The chess set, for the club.", "Order spare k7301 for the chess set.", "Nothing in common."],
+    )
+    assert overlap[1] == pytest.approx(1.0) and overlap[2] == 0.0
+    assert 0.0 < overlap[0] < 0.5  # only the words most candidates share
+    assert lexical_overlap("", ["a", "b"]) == [0.0, 0.0]
 
 
 def test_candidate_lists_and_ranks() -> None:
@@ -89,6 +123,7 @@ def test_trained_reranker_beats_cosine_and_its_folder_scores_the_same(
     # The saved folder is the scorer serving loads, and it ranks as training measured.
     reranker = load_reranker(result.model_dir, device="cpu")
     assert reranker.config.first_stage_weight == pytest.approx(metrics["first_stage_weight"])
+    assert reranker.config.lexical_weight == pytest.approx(metrics["lexical_weight"])
     reciprocal_ranks = []
     for row in rows[12:]:
         passages, target = candidate_list(row, 4, ensure_positive=False)
@@ -99,12 +134,37 @@ def test_trained_reranker_beats_cosine_and_its_folder_scores_the_same(
 
 
 @pytest.mark.slow
+def test_the_trained_reranker_finds_the_sibling_cosine_misses_on_held_out_documents(
+    training_settings, make_dataset, bundled_models_dir: Path
+) -> None:
+    from twinops.models.rerank import load_reranker
+
+    rows = [_sibling_row(i) for i in range(16)]
+    make_dataset(DatasetKind.RERANKER, train=12, test=4, rows=rows)
+    job = RerankerJob(
+        model=str(bundled_models_dir / "all-minilm-l6-v2"),
+        candidates=4,
+        validation_fraction=0.0,
+        trainer=TrainerSpec(max_steps=2, per_device_train_batch_size=2, max_length=32, device="cpu"),
+        progress=False,
+    )
+    result = train_reranker(job, training_settings)
+
+    reranker = load_reranker(result.model_dir, device="cpu")  # the serving path
+    for row in rows[12:]:  # documents training never saw
+        passages, target = candidate_list(row, 4, ensure_positive=False)
+        cosines = reranker.embedder.encode([row["query"], *passages], normalize_embeddings=True)
+        assert max(range(4), key=lambda i: float(cosines[1:][i] @ cosines[0])) != target  # cosine: a sibling
+        scores = reranker.score(row["query"], passages)
+        assert max(range(4), key=lambda i: scores[i]) == target
+    assert result.metrics["test_mrr"] == 1.0 and result.metrics["test_mrr_delta_ci_low"] > 0
+
+
+@pytest.mark.slow
 def test_an_untrained_reranker_ranks_exactly_as_cosine(bundled_models_dir: Path) -> None:
-    from twinops.training.reranker import _Scorer
+    from twinops.training.reranker import _prepared, _Scorer
 
     scorer = _Scorer(str(bundled_models_dir / "all-minilm-l6-v2"), RerankerJob(), "cpu")
-    for row in (_row(i) for i in range(4)):
-        passages, _ = candidate_list(row, 4, ensure_positive=False)
-        cosines = scorer.cosines(row["query"], passages)
-        scores = scorer.scores(row["query"], passages, cosines)
+    for item in _prepared([_row(i) for i in range(4)] + [_sibling_row(0)], scorer, 4, training=False):
+        scores, cosines = scorer.scores(item), item["cosines"]
         assert sorted(range(4), key=lambda i: -scores[i]) == sorted(range(4), key=lambda i: -cosines[i])

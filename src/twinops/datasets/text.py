@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-_WORD = re.compile(r"\w+(?:['\u2019]\w+)?", re.UNICODE)
+from twinops.domain.text import WORD as _WORD
+from twinops.domain.text import words
+
+__all__ = ["words"]  # re-exported: the dataset builders import it from here
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -22,10 +26,6 @@ _BOILERPLATE = re.compile(
     r"|^(sure|certainly|here is|here's)\b|^this is an? (great|good|classic|perfect|excellent) example\b",
     re.IGNORECASE,
 )
-
-
-def words(text: str) -> list[str]:
-    return [word.casefold() for word in _WORD.findall(text)]
 
 
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:

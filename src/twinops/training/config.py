@@ -111,7 +111,18 @@ class RerankerJob(_JobBase):
         0.2, ge=0.0, lt=1.0, description="Share of training documents whose queries validate."
     )
     first_stage_weight: float = Field(20.0, ge=0.0, description="Initial weight of the cosine in the score.")
-    first_stage_weight_lr: float = Field(0.05, ge=0.0, description="Learning rate of that weight.")
+    lexical_weight: float = Field(
+        0.0, ge=0.0, description="Initial weight of the list-IDF query-word overlap in the score."
+    )
+    first_stage_weight_lr: float = Field(
+        0.05, ge=0.0, description="Learning rate of both weights while the cross-encoder trains."
+    )
+    fusion_steps: int = Field(
+        300,
+        ge=0,
+        description="Full-batch steps fitting the two weights on every training list before the "
+        "cross-encoder trains (features only: no encoder pass, seconds on CPU).",
+    )
     head_learning_rate: float = Field(
         2e-3,
         gt=0.0,

@@ -1,9 +1,11 @@
-"""Reranker training: a cross-encoder learned as a correction on top of cosine retrieval.
+"""Reranker training: two learned weights over cosine and term overlap, then a cross-encoder on top.
 
-The model is ``twinops.models.rerank``'s scorer: ``logit(query, passage) + w * cosine``. The
-cross-encoder starts from the bundled MiniLM encoder with a zero classifier head and ``w`` starts
-at ``first_stage_weight``, so step 0 ranks exactly as cosine retrieval does; training moves away
-from that order only where the listwise loss finds it better. ``w`` is learned with the rest.
+The model is ``twinops.models.rerank``'s scorer: ``logit(query, passage) + w * cosine + v *
+lexical_overlap``. The cross-encoder starts from the bundled MiniLM encoder with a zero classifier
+head, ``w`` at ``first_stage_weight`` and ``v`` at ``lexical_weight`` (0), so step 0 ranks exactly
+as cosine retrieval does. First ``fusion_steps`` full-batch steps fit ``w`` and ``v`` on every
+training list (the logits are all zero then, so this is the exact model, at the cost of features
+only); then the cross-encoder trains as a correction on top, with ``w`` and ``v`` still learned.
 
 Data (the reranker dataset, contract 4 plus ``candidates``): per query, the top-k chunks Qdrant
 returned for it, in cosine order, and which one is the positive. That is the list serving reranks,
@@ -35,7 +37,14 @@ from twinops.domain.progress import report
 from twinops.domain.stats import hit_and_reciprocal_rank
 from twinops.domain.versions import DatasetKind
 from twinops.infra.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
-from twinops.models.rerank import FIRST_STAGE_DIR, RerankerConfig, pick_device, write_config
+from twinops.models.rerank import (
+    FIRST_STAGE_DIR,
+    RerankerConfig,
+    fused_scores,
+    lexical_overlap,
+    pick_device,
+    write_config,
+)
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
 from twinops.training.config import RerankerJob
@@ -51,6 +60,7 @@ from twinops.training.runs import (
 )
 
 HIT_K = 5
+FUSION_LEARNING_RATE = 0.5  # Adam on two scalars, full batch: converges in a few hundred steps
 
 
 def candidate_list(row: dict, limit: int, *, ensure_positive: bool) -> tuple[list[str], int | None]:
@@ -116,7 +126,7 @@ def list_metrics(prefix: str, reranked: list[tuple[float, float]], cosine: list[
 
 
 class _Scorer:
-    """The trainable form of ``models.rerank.Reranker``: cross-encoder logits plus ``w`` times cosine."""
+    """The trainable form of ``models.rerank.Reranker``: logits plus ``w`` x cosine plus ``v`` x overlap."""
 
     def __init__(self, start_model: str, job: RerankerJob, device: str) -> None:
         import torch
@@ -133,6 +143,23 @@ class _Scorer:
         torch.nn.init.zeros_(head.bias)
         self.embedder = SentenceTransformer(start_model, device=device)
         self.weight = torch.nn.Parameter(torch.tensor(float(job.first_stage_weight), device=device))
+        self.lexical_weight = torch.nn.Parameter(torch.tensor(float(job.lexical_weight), device=device))
+
+    def config(self) -> RerankerConfig:
+        """The saved scorer's settings: what ``models.rerank.load_reranker`` scores with."""
+        return RerankerConfig(
+            first_stage_weight=float(self.weight.detach()),
+            lexical_weight=float(self.lexical_weight.detach()),
+            max_length=self.max_length,
+        )
+
+    def fuse(self, logits, item: dict, device: str):
+        """The differentiable ``fused_scores`` of one prepared list."""
+        import torch
+
+        cosines = torch.tensor(item["cosines"], device=device)
+        lexical = torch.tensor(item["lexical"], device=device)
+        return logits.float() + self.weight * cosines + self.lexical_weight * lexical
 
     def cosines(self, query: str, passages: list[str]) -> list[float]:
         vectors = self.embedder.encode(
@@ -151,15 +178,12 @@ class _Scorer:
         ).to(self.device)
         return self.cross_encoder.model(**tokens).logits.view(-1)
 
-    def scores(self, query: str, passages: list[str], cosines: list[float]) -> list[float]:
+    def scores(self, item: dict) -> list[float]:
         import torch
 
         with torch.no_grad():
-            logits = self.logits([query] * len(passages), passages)
-        return [
-            float(logit) + float(self.weight.detach()) * cosine
-            for logit, cosine in zip(logits, cosines, strict=True)
-        ]
+            logits = self.logits([item["query"]] * len(item["passages"]), item["passages"])
+        return fused_scores(logits.tolist(), item["cosines"], item["lexical"], self.config())
 
 
 def _prepared(rows: list[dict], scorer: _Scorer, limit: int, *, training: bool) -> list[dict]:
@@ -182,6 +206,7 @@ def _prepared(rows: list[dict], scorer: _Scorer, limit: int, *, training: bool) 
             "passages": passages,
             "target": target,
             "cosines": [float(vectors[index[text]] @ vectors[index[query]]) for text in passages],
+            "lexical": lexical_overlap(query, passages),
         }
         for query, passages, target in lists
     ]
@@ -190,10 +215,42 @@ def _prepared(rows: list[dict], scorer: _Scorer, limit: int, *, training: bool) 
 def _evaluate(prefix: str, prepared: list[dict], scorer: _Scorer) -> dict[str, float]:
     reranked, cosine = [], []
     for item in prepared:
-        scores = scorer.scores(item["query"], item["passages"], item["cosines"])
+        scores = scorer.scores(item)
         reranked.append(ranking_values(scores, item["target"]))
         cosine.append(ranking_values(item["cosines"], item["target"]))
     return list_metrics(prefix, reranked, cosine)
+
+
+def _fit_fusion(job: RerankerJob, scorer: _Scorer, prepared: list[dict]) -> float | None:
+    """Fit ``w`` and ``v`` on every list with the zero head (exactly the model then); the last loss."""
+    import torch
+
+    if job.fusion_steps <= 0 or not prepared:
+        return None
+    device = scorer.device
+    width = max(len(item["passages"]) for item in prepared)
+
+    def padded(key: str):  # one row per list; padding is masked out of the softmax below
+        return torch.tensor(
+            [item[key] + [0.0] * (width - len(item[key])) for item in prepared], device=device
+        )
+
+    cosines, lexical = padded("cosines"), padded("lexical")
+    lengths = torch.tensor([len(item["passages"]) for item in prepared], device=device)
+    padding = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
+    targets = torch.tensor([item["target"] for item in prepared], device=device)
+    optimizer = torch.optim.Adam([scorer.weight, scorer.lexical_weight], lr=FUSION_LEARNING_RATE)
+    loss = torch.tensor(0.0)
+    for _ in range(job.fusion_steps):
+        fused = scorer.weight * cosines + scorer.lexical_weight * lexical
+        loss = torch.nn.functional.cross_entropy(fused.masked_fill(padding, float("-inf")), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # the score only counts agreement upwards: no negative weights
+            scorer.weight.clamp_(min=0.0)
+            scorer.lexical_weight.clamp_(min=0.0)
+    return float(loss.detach())
 
 
 def _fit(
@@ -216,7 +273,11 @@ def _fit(
         [
             {"params": body, "lr": spec.learning_rate, "weight_decay": spec.weight_decay},
             {"params": head, "lr": job.head_learning_rate, "weight_decay": 0.0},
-            {"params": [scorer.weight], "lr": job.first_stage_weight_lr, "weight_decay": 0.0},
+            {
+                "params": [scorer.weight, scorer.lexical_weight],
+                "lr": job.first_stage_weight_lr,
+                "weight_decay": 0.0,
+            },
         ]
     )
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
@@ -235,8 +296,7 @@ def _fit(
         start = 0
         for item in batch:  # lists differ in length: one softmax per query
             size = len(item["passages"])
-            cosines = torch.tensor(item["cosines"], device=scorer.device)
-            fused = logits[start : start + size].float() + scorer.weight * cosines
+            fused = scorer.fuse(logits[start : start + size], item, scorer.device)
             total = total + torch.nn.functional.cross_entropy(
                 fused.unsqueeze(0), torch.tensor([item["target"]], device=scorer.device)
             )
@@ -249,7 +309,15 @@ def _fit(
         optimizer.zero_grad()
         losses.append(float(loss.detach()))
         if step % spec.logging_steps == 0 or step == steps:
-            log_metrics({"loss": losses[-1], "first_stage_weight": float(scorer.weight.detach())}, step=step)
+            weights = scorer.config()
+            log_metrics(
+                {
+                    "loss": losses[-1],
+                    "first_stage_weight": weights.first_stage_weight,
+                    "lexical_weight": weights.lexical_weight,
+                },
+                step=step,
+            )
         report(description, step, steps, f"loss={losses[-1]:.4f}")
     model.eval()
     return steps, losses
@@ -294,11 +362,16 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
             log_dataset_input(data.version, train_rows, "train")
             if test_rows is not None:
                 log_dataset_input(data.version, test_rows, "test")
+            fusion_loss = _fit_fusion(job, scorer, fit)
             steps, losses = _fit(job, scorer, fit, f"reranker {run_name}") if fit else (0, [])
+            weights = scorer.config()
             metrics: dict[str, float] = {
                 "train_queries": float(len(fit)),
-                "first_stage_weight": float(scorer.weight.detach()),
+                "first_stage_weight": weights.first_stage_weight,
+                "lexical_weight": weights.lexical_weight,
             }
+            if fusion_loss is not None:
+                metrics["fusion_loss"] = fusion_loss
             if losses:
                 metrics["train_loss"] = sum(losses) / len(losses)
                 metrics["final_loss"] = losses[-1]
@@ -309,12 +382,7 @@ def train_reranker(job: RerankerJob, settings: Settings) -> TrainResult:
                 folder = staging / "model"
                 scorer.cross_encoder.save_pretrained(str(folder))
                 scorer.embedder.save(str(folder / FIRST_STAGE_DIR))
-                write_config(
-                    folder,
-                    RerankerConfig(
-                        first_stage_weight=float(scorer.weight.detach()), max_length=job.trainer.max_length
-                    ),
-                )
+                write_config(folder, weights)
             result = TrainResult(
                 stage=job.stage,
                 run_name=run_name,

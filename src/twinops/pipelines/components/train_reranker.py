@@ -18,11 +18,12 @@ def train_reranker(
     max_steps: int = 20,
     options: dict = {},
 ) -> str:
-    """Train the reranker: a cross-encoder learned as a correction on top of cosine retrieval.
+    """Train the reranker: learned cosine and term-overlap weights, a cross-encoder on top.
 
     Calls ``twinops.training.train_reranker``: each query's top-12 Qdrant candidates are ranked by
-    the cross-encoder's logit plus a learned weight times their cosine (an untrained reranker ranks
-    exactly as cosine does), with a listwise loss. The reranker folder lands under
+    the cross-encoder's logit plus learned weights times their cosine and their query-word overlap
+    (an untrained reranker ranks exactly as cosine does), with a listwise loss. The weights are
+    fitted first on every training list, then the cross-encoder trains. The reranker folder lands under
     ``TWINOPS_HOME/runs/reranker/<run>/`` and is tracked in MLflow with the dataset version id.
 
     Args:
