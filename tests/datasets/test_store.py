@@ -42,3 +42,27 @@ def test_golden_falls_back_to_extractive_when_every_generated_question_was_dropp
     fallback = _golden_fallback(corpus, [], held_out, job)
     assert fallback and {e.document_id for e in fallback} == held_out
     assert _golden_fallback(corpus, fallback, held_out, job) == [], "only when nothing survived"
+
+
+def test_a_reranker_row_reloads_with_its_document_and_candidate_list(mongo_settings) -> None:
+    """Training splits validation by document_id and ranks each query's stored top-k list."""
+    from twinops.datasets.reranker_pairs import RerankerPair
+
+    pair = RerankerPair(
+        "spare k7301",
+        "Order spare k7301.",
+        ("About chess.",),
+        "c2",
+        "doc-1",
+        (("c1", "About chess."), ("c2", "Order spare k7301.")),
+    )
+    version, _ = save_dataset(
+        mongo_settings,
+        DatasetVersionRepository(connect(mongo_settings)),
+        kind=DatasetKind.RERANKER,
+        name="reranker",
+        splits={"train": [pair.to_row()], "test": []},
+        config={},
+        parents=(),
+    )
+    assert load_splits(version)["train"][0] == pair.to_row()

@@ -42,7 +42,16 @@ def _features(kind: DatasetKind):
             "document_id": text,
         },
         DatasetKind.GOLDEN: {"instruction": text, "reference": text, "document_id": text, "chunk_id": text},
-        DatasetKind.RERANKER: {"query": text, "positive": text, "negatives": List(text), "chunk_id": text},
+        # document_id and candidates (the query's top-k Qdrant list) are what training splits and
+        # ranks by: without them it would validate across sibling chunks and rank 1 + 3 texts.
+        DatasetKind.RERANKER: {
+            "query": text,
+            "positive": text,
+            "negatives": List(text),
+            "chunk_id": text,
+            "document_id": text,
+            "candidates": List({"chunk_id": text, "content": text}),
+        },
     }
     return Features(columns[kind])
 

@@ -120,8 +120,9 @@ class TwinReranker(_Encoder, RerankModel):
     def load(self) -> bool:
         from twinops.models.rerank import load_reranker
 
-        # The twin reranker's score adds the first-stage cosine to the cross-encoder's logit, exactly
-        # as training and evaluation scored it; a plain cross-encoder folder scores by its logit.
+        # The twin reranker's score adds the weighted first-stage cosine and term overlap (over the
+        # documents of this request) to the cross-encoder's logit, exactly as training and evaluation
+        # scored it; a plain cross-encoder folder scores by its logit.
         self.model = load_reranker(self.model_dir, device="cpu")
         self.ready = True
         return True
