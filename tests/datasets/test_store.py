@@ -1,5 +1,7 @@
 """Dataset storage: what is saved reloads, including splits that came out empty."""
 
+import shutil
+
 from twinops.domain import DatasetKind
 from twinops.infra.dataset_store import load_splits, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
@@ -56,13 +58,22 @@ def test_a_reranker_row_reloads_with_its_document_and_candidate_list(mongo_setti
         "doc-1",
         (("c1", "About chess."), ("c2", "Order spare k7301.")),
     )
-    version, _ = save_dataset(
-        mongo_settings,
-        DatasetVersionRepository(connect(mongo_settings)),
-        kind=DatasetKind.RERANKER,
-        name="reranker",
-        splits={"train": [pair.to_row()], "test": []},
-        config={},
-        parents=(),
-    )
+    save = {
+        "kind": DatasetKind.RERANKER,
+        "name": "reranker",
+        "splits": {"train": [pair.to_row()], "test": []},
+        "config": {},
+        "parents": (),
+    }
+    repository = DatasetVersionRepository(connect(mongo_settings))
+    version, _ = save_dataset(mongo_settings, repository, **save)
     assert load_splits(version)["train"][0] == pair.to_row()
+
+    # A folder written by an older layout (without those columns) under the same id is rewritten.
+    from datasets import Dataset, DatasetDict
+
+    shutil.rmtree(version.uri)
+    old = {key: value for key, value in pair.to_row().items() if key not in ("document_id", "candidates")}
+    DatasetDict({"train": Dataset.from_list([old])}).save_to_disk(f"{version.uri}/hf")
+    again, _ = save_dataset(mongo_settings, repository, **save)
+    assert again.id == version.id and load_splits(again)["train"][0] == pair.to_row()

@@ -78,10 +78,26 @@ def save_dataset(
     folder = settings.datasets_dir / draft.id
     split_sizes = {split: len(rows) for split, rows in splits.items()}
     version = draft.model_copy(update={"uri": str(folder), "stats": {**(stats or {}), "splits": split_sizes}})
-    if not (folder / "hf" / "dataset_dict.json").exists():
+    if not _is_current(folder, kind):
         _write(folder, kind, splits)
     is_new = repository.save(version)
     return (version if is_new else repository.get(version.id)), is_new
+
+
+def _is_current(folder: Path, kind: DatasetKind) -> bool:
+    """Written, with the kind's columns as they are now: a folder of an older layout is rewritten."""
+    marker = folder / "hf" / "dataset_dict.json"
+    if not marker.exists():
+        return False
+    expected = set(_features(kind))
+    for split in json.loads(marker.read_text(encoding="utf-8")).get("splits", []):
+        info = folder / "hf" / split / "dataset_info.json"
+        if (
+            info.exists()
+            and set(json.loads(info.read_text(encoding="utf-8")).get("features", {})) != expected
+        ):
+            return False
+    return True
 
 
 def _write(folder: Path, kind: DatasetKind, splits: dict[str, list[dict]]) -> None:
