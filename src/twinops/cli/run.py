@@ -106,6 +106,12 @@ def _serve_and_ask(settings, question: str) -> dict:
     """Start the servers as `twinops serve all` does, ask ``question``, stop them."""
     from twinops.serving.local import LocalServers, ask_rag
 
-    with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
+    # Starting and stopping show on a spinner; what stays is the answer (the servers' logs are
+    # under TWINOPS_HOME/logs/serve).
+    with (
+        err_console.status("serving the twin") as status,
+        LocalServers(settings, on_event=status.update) as servers,
+    ):
         servers.start_all(reranker_args=reranker_args(None))
+        status.update(f"asking twin-rag at {servers.servers['rag'].url}")
         return ask_rag(servers.servers["rag"].openai_url, question)

@@ -122,9 +122,10 @@ def print_answer(reply: dict) -> None:
     for number, source in enumerate(reply.get("sources", []), 1):
         rerank = source.get("rerank_score")
         scores = f"cosine {source['score']:.3f}" + (f", rerank {rerank:.3f}" if rerank is not None else "")
-        console.print(f"  [{number}] {source['source_url']}  ({scores})", markup=False, highlight=False)
+        line = f"  [{number}] {source['source_url']}  ({scores})"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # a URL stays one line
     timings = reply.get("timings_ms", {})
     if timings:
         parts = ", ".join(f"{stage} {ms:.0f}" for stage, ms in timings.items())
-        console.print(f"timings (ms): {parts}", markup=False, highlight=False)
+        console.print(f"timings (ms): {parts}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"request id: {reply.get('request_id')}", markup=False, highlight=False)

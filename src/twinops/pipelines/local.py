@@ -48,6 +48,7 @@ _TASK_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _EXCEPTION_LINE = re.compile(r"^(?:\w+\.)*(\w*(?:Error|Exception|Exit|Interrupt)\w*): (.+)$")
 TAIL_LINES = 15  # of a failed step's log, shown with the error
 
+OUTPUT = "Output"  # a step's return value (an id), shown without a label
 # The metrics that say most about each step, in order; a step not listed shows its first few.
 KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "ingest": ("new", "updated", "unchanged", "failed"),
@@ -60,8 +61,9 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "quantize-local": ("perplexity_ratio", "linear_size_ratio"),
     "quantize": ("perplexity_ratio", "linear_size_ratio"),
     "train-reranker": ("train_loss", "val_mrr"),
-    "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.mrr", "twin-reranker.hit_at_5"),
+    "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.golden_mrr", "twin-reranker.golden_hit_at_5"),
     "register-and-gate": ("twin-llm.version", "twin-llm.promoted", "twin-reranker.promoted"),
+    "fit-drift-reference": (OUTPUT, "model_version"),
 }
 FALLBACK_FIGURES = 3
 
@@ -113,18 +115,24 @@ def key_figures(step: str, executor_output: Path) -> str:
     """``name value`` pairs from the step's outputs (``executor_output.json``): the step's listed
     figures from any output artifact's metadata (its Metrics first), else its first few metrics."""
     try:
-        outputs = json.loads(executor_output.read_text(encoding="utf-8")).get("artifacts", {})
+        executed = json.loads(executor_output.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ""
+    outputs = executed.get("artifacts", {})
     metrics = _numbers(outputs.get("metrics", {}).get("artifacts", []))
     found = {
         **_numbers([artifact for output in outputs.values() for artifact in output.get("artifacts", [])]),
         **metrics,
     }
+    returned = executed.get("parameterValues", {}).get(OUTPUT)
+    if isinstance(returned, str):
+        found[OUTPUT] = returned
     chosen = {name: found[name] for name in KEY_FIGURES.get(step, ()) if name in found}
     if not chosen:
         chosen = {name: metrics[name] for name in sorted(metrics)[:FALLBACK_FIGURES]}
-    return ", ".join(f"{name} {_figure(value)}" for name, value in chosen.items())
+    return ", ".join(
+        value if name == OUTPUT else f"{name} {_figure(value)}" for name, value in chosen.items()
+    )
 
 
 class StepLogs(io.TextIOBase):
