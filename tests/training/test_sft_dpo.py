@@ -42,6 +42,73 @@ def test_sft_masks_the_prompt_out_of_the_loss(tiny_llama: Path, tmp_path: Path, 
     assert "<|im_start|>user" in tokenizer.decode(ids[:first])
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["model-loss", "chunked-head"])
+def test_sft_loss_and_gradients_are_trls_without_its_per_step_extras(
+    tiny_llama: Path, tmp_path: Path, dataset_rows, monkeypatch, chunked: bool
+) -> None:
+    """The lean trainer's loss and LoRA gradients equal stock TRL ``SFTTrainer``'s on the same batch,
+    and its logs keep the loss but drop ``entropy`` / ``mean_token_accuracy``.
+
+    ``chunked``: the CUDA branch (TRL's chunked LM head asked for log-probs only) forced on CPU, where
+    the same head runs as torch ops; no GPU here.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    from twinops.training import LoraSpec
+    from twinops.training.runs import lora_config
+    from twinops.training.sft import sft_config
+
+    if chunked:
+        monkeypatch.setattr("twinops.training.sft.CHUNKED_LM_HEAD_DEVICES", ("cpu",))
+    rows = Dataset.from_list(dataset_rows[DatasetKind.INSTRUCTION](4)).select_columns(list(SFT_COLUMNS))
+    job = SFTJob(trainer=TINY, lora=LoraSpec(dropout=0.0))  # no dropout: both sides see one network
+
+    def build(make):
+        torch.manual_seed(0)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+        return make(AutoModelForCausalLM.from_pretrained(tiny_llama), tokenizer)
+
+    lean = build(
+        lambda model, tokenizer: build_sft_trainer(
+            job, model, tokenizer, train=rows, test=rows, output_dir=tmp_path / "lean", callbacks=[]
+        )
+    )
+    stock = build(
+        lambda model, tokenizer: SFTTrainer(
+            model=model,
+            args=sft_config(job, tmp_path / "stock"),
+            train_dataset=rows,
+            processing_class=tokenizer,
+            peft_config=lora_config(job.lora),
+        )
+    )
+    assert type(lean) is not SFTTrainer and lean.chunked_lm_head is chunked
+    batch = lean._prepare_inputs(next(iter(lean.get_train_dataloader())))
+    assert (batch["labels"] == -100).any() and (
+        batch["labels"] != -100
+    ).any()  # prompt masked, completion not
+    losses, grads = [], []
+    for trainer in (lean, stock):
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad for n, p in trainer.model.named_parameters() if p.requires_grad})
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], rtol=1e-4, atol=1e-7), name
+
+    lean.train()
+    logged = [entry for entry in lean.state.log_history if "loss" in entry]
+    assert len(logged) == TINY.max_steps and all(entry["loss"] > 0 for entry in logged)
+    assert not {"entropy", "mean_token_accuracy"} & {key for entry in lean.state.log_history for key in entry}
+    assert lean.evaluate()["eval_loss"] > 0
+
+
 def test_sft_then_dpo_then_merge(training_settings, make_dataset, tiny_llama: Path) -> None:
     import mlflow
     import torch

@@ -3,10 +3,17 @@
 The dataset is conversational prompt/completion (contract 4), so TRL renders it with the model's
 chat template and, with ``completion_only_loss``, masks the prompt tokens out of the loss: the
 model learns to answer like the author, not to reproduce the questions.
+
+The trainer is TRL's minus two per-step extras nobody here reads (``sft_trainer_class``): it keeps
+TRL for what it earns (chat-template rendering, the completion mask, truncation, the collator, the
+PEFT wrapping, and on CUDA its chunked LM head, which never materialises the logits of a large
+vocabulary), and drops the entropy and top-1 token accuracy TRL computes over the whole vocabulary
+on every step. ``bench/training/run.py`` measures what that buys against a plain ``Trainer``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,6 +25,11 @@ from twinops.training.lora import run_lora_stage
 from twinops.training.runs import TrainResult, lora_config, trainer_kwargs
 
 SFT_COLUMNS = ("prompt", "completion")
+# Devices where TRL's chunked LM head runs as a Triton kernel over the completion tokens only; elsewhere
+# it runs as torch ops over every position and recomputes the logits in backward: on 2 CPU cores the
+# tiny Llama trained at 0.43 of a plain Trainer's steps/s through it (log-probs only), so the model's
+# own loss is used there.
+CHUNKED_LM_HEAD_DEVICES = ("cuda", "xpu")
 
 
 def sft_config(job: SFTJob, output_dir) -> Any:
@@ -32,10 +44,47 @@ def sft_config(job: SFTJob, output_dir) -> Any:
     )
 
 
-def build_sft_trainer(job: SFTJob, model, tokenizer, *, train, test, output_dir, callbacks) -> Any:
-    from trl import SFTTrainer
+@functools.cache
+def sft_trainer_class() -> type:
+    """TRL's ``SFTTrainer`` without the per-step entropy and token accuracy (built on first use).
 
-    return SFTTrainer(
+    TRL 1.16 patches the model with a chunked LM head that returns, besides each label's log-prob,
+    the entropy of the next-token distribution and whether the label is its argmax, and logs their
+    means (``entropy``, ``mean_token_accuracy``, ``num_tokens``) with every loss. Nothing reads them,
+    and on CPU they are extra passes over a (tokens x vocabulary) tile on every step, forward and
+    backward. Here the loss is the one a plain ``Trainer`` computes from the model's output: on CPU
+    the model's own (full logits, cross-entropy over the completion tokens), on CUDA the chunked head
+    asked for the log-probs alone. Same loss, same gradients, same ``loss``/``eval_loss`` logs.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+    from trl.trainer.utils import add_fused_lm_head
+
+    class LeanSFTTrainer(SFTTrainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            get_base = getattr(self.model, "get_base_model", None)
+            base = get_base() if get_base is not None else self.model
+            # TRL set its head (log-probs + entropy + top-1) as an instance attribute over the class forward.
+            vars(base).pop("forward", None)
+            self.chunked_lm_head = self.args.device.type in CHUNKED_LM_HEAD_DEVICES
+            if self.chunked_lm_head:
+                add_fused_lm_head(base, outputs=("log_probs",))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = {**inputs, "use_cache": False}
+            if self.chunked_lm_head:
+                inputs["fused_lm_head"] = True
+            # Trainer's own: the model's loss, scaled for accumulation and ranks as a plain Trainer scales it.
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+
+    return LeanSFTTrainer
+
+
+def build_sft_trainer(job: SFTJob, model, tokenizer, *, train, test, output_dir, callbacks) -> Any:
+    return sft_trainer_class()(
         model=model,
         args=sft_config(job, output_dir),
         train_dataset=train,
