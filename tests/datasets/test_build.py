@@ -58,7 +58,10 @@ def test_build_writes_the_contract_datasets(
         "chunk_id",
     }
     reranker = splits["reranker"]["train"][0]
-    assert set(reranker) == {"query", "positive", "negatives", "chunk_id"}
+    # The top-k candidate list serving would rerank, and the document (siblings count as wrong).
+    assert set(reranker) == {"query", "positive", "negatives", "chunk_id", "document_id", "candidates"}
+    wrong = [c["content"] for c in reranker["candidates"] if c["chunk_id"] != reranker["chunk_id"]]
+    assert wrong[: len(reranker["negatives"])] == reranker["negatives"], "the best-ranked wrong ones"
     assert 1 <= len(reranker["negatives"]) <= 3 and reranker["positive"] not in reranker["negatives"]
 
     # JSONL per split, same rows as the HF dataset.
