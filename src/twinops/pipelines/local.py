@@ -149,6 +149,8 @@ class StepLogs(io.TextIOBase):
         kfp_root: Path,
         on_event: Callable[[StepEvent], None] | None = None,
         echo: TextIO | None = None,
+        *,
+        run_prefix: str = "",
     ) -> None:
         super().__init__()
         folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +163,8 @@ class StepLogs(io.TextIOBase):
         self.steps: list[StepResult] = []
         self.failed: StepResult | None = None
         self._partial = ""
-        self._runs_before = set(kfp_root.glob("*"))
+        self._run_glob = f"{run_prefix}*"
+        self._runs_before = set(kfp_root.glob(self._run_glob))
 
     def writable(self) -> bool:
         return True
@@ -221,10 +224,15 @@ class StepLogs(io.TextIOBase):
     def _log_path(self, step: str) -> str:
         return str(self.folder / f"{step}.log")
 
+    def run_dir(self) -> Path | None:
+        """This run's folder under the KFP root: the newest one kfp made since the stream began."""
+        runs = [p for p in self.kfp_root.glob(self._run_glob) if p.is_dir() and p not in self._runs_before]
+        return max(runs, key=lambda path: path.stat().st_mtime, default=None)
+
     def _executor_output(self, step: str) -> Path | None:
-        runs = [path for path in self.kfp_root.glob("*") if path.is_dir() and path not in self._runs_before]
-        found = [run / step / "executor_output.json" for run in runs]
-        return max((path for path in found if path.is_file()), key=lambda p: p.stat().st_mtime, default=None)
+        run = self.run_dir()
+        output = run / step / "executor_output.json" if run is not None else None
+        return output if output is not None and output.is_file() else None
 
     def _end_step(self, succeeded: bool | None) -> None:
         """Close the current step; ``succeeded`` None means the stream ended before kfp said."""
@@ -281,11 +289,6 @@ def _probe_qdrant(settings: Settings) -> None:
 
     with open_qdrant(settings):
         pass
-
-
-def _newest_run_dir(root: Path, pipeline_name: str, before: set[Path]) -> Path | None:
-    candidates = [path for path in root.glob(f"{pipeline_name}-*") if path.is_dir() and path not in before]
-    return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
 
 
 def _reports(run_dir: Path | None) -> list[str]:
@@ -355,10 +358,13 @@ def run_local(
 
     root = settings.home / "kfp"
     root.mkdir(parents=True, exist_ok=True)
-    before = set(root.glob(f"{pipeline.name}-*"))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     logs = StepLogs(
-        settings.home / "logs" / f"{pipeline.name}-{stamp}", root, on_event, sys.stderr if echo else None
+        settings.home / "logs" / f"{pipeline.name}-{stamp}",
+        root,
+        on_event,
+        sys.stderr if echo else None,
+        run_prefix=f"{pipeline.name}-",
     )
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -382,7 +388,7 @@ def run_local(
             logs.close()
     if failure is not None:
         raise _failed(pipeline_name, failure, logs) from failure
-    run_dir = _newest_run_dir(root, pipeline.name, before)
+    run_dir = logs.run_dir()
     mlflow = services.get("mlflow")
     return LocalRunResult(
         pipeline=pipeline_name,
