@@ -138,3 +138,11 @@ def test_a_failed_step_shows_its_log_tail_and_exits_1(local_home: Settings, caps
     log = Path(error.rsplit("its log is ", 1)[1])
     assert "Traceback" in log.read_text(), "the full log is on disk"
     assert "clean-and-gate" not in err, "nothing ran after the failed step"
+
+
+def test_verbose_streams_each_steps_full_log(local_home: Settings, capsys) -> None:
+    code = main(["pipeline", "run", "feature", "-p", "limit=6", "--verbose"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "executor_input" in err, "the executor's dumps, which the quiet run keeps in files"
+    assert sum(line.startswith("✓ ingest ") for line in err.splitlines()) == 1, "the step lines stay"

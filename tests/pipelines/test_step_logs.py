@@ -100,3 +100,16 @@ def test_key_figures_read_a_listed_figure_from_any_output_artifact(tmp_path: Pat
     assert key_figures("quantize-local", folder / "executor_output.json") == (
         "perplexity_ratio 1.132, linear_size_ratio 0.2724"
     )
+
+
+def test_echo_copies_the_whole_stream_as_it_arrives(tmp_path: Path) -> None:
+    """--verbose: every line, kfp's frame included, reaches the terminal too."""
+    import io
+
+    echoed = io.StringIO()
+    logs = StepLogs(tmp_path / "logs", tmp_path, echo=echoed)
+    stream = _frame("ingest", ["crawling data/demo-corpus"], "SUCCESS")
+    logs.write(stream)
+    logs.close()
+    assert echoed.getvalue() == stream
+    assert "crawling data/demo-corpus" in (tmp_path / "logs" / "ingest.log").read_text()
