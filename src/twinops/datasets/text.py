@@ -8,8 +8,6 @@ from difflib import SequenceMatcher
 from twinops.domain.text import WORD as _WORD
 from twinops.domain.text import words
 
-__all__ = ["words"]  # re-exported: the dataset builders import it from here
-
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
 _BLANK_LINES = re.compile(r"\n{3,}")

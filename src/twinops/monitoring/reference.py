@@ -273,13 +273,15 @@ def open_reference(
     """The fitted reference for ``data``: read back when saved, else embedded, fitted and saved."""
     identifier = reference_id(data, embedder.model_id, embedder.version, config)
     folder = references_dir(settings) / identifier
+    # Kept beside a registered model version (MLflow artifacts and tag) when the data names one.
+    beside_version = bool(log_to_registry and data.model_name and data.model_version)
     if (folder / "reference.json").exists():
         reference = load_reference(folder)
-        if log_to_registry and data.model_name and data.model_version:
+        if beside_version:
             # Another version trained on the same data shares the folder; it gets the copy too.
             log_beside_model_version(settings, reference, data.model_name, data.model_version)
         return reference
-    if log_to_registry and data.model_name and data.model_version:
+    if beside_version:
         downloaded = _download_beside_model_version(settings, data.model_name, data.model_version, folder)
         if downloaded is not None:
             return downloaded
@@ -311,7 +313,7 @@ def open_reference(
     )
     _save(folder, info, spaces, kept, data.documents)
     reference = DriftReference(info=info, folder=folder, spaces=spaces)
-    if log_to_registry and data.model_name and data.model_version:
+    if beside_version:
         log_beside_model_version(settings, reference, data.model_name, data.model_version)
     return reference
 

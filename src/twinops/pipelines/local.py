@@ -63,7 +63,7 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "train-reranker": ("train_loss", "val_mrr"),
     "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.golden_mrr", "twin-reranker.golden_hit_at_5"),
     "register-and-gate": ("twin-llm.version", "twin-llm.promoted", "twin-reranker.promoted"),
-    "fit-drift-reference": (OUTPUT, "model_version"),
+    "fit-drift-reference": (OUTPUT,),
 }
 FALLBACK_FIGURES = 3
 
@@ -73,9 +73,9 @@ class PipelineRunFailed(TwinopsError):
 
     exit_code = 1  # the step's own failure; a user-fixable setting fails before the run (exit 2)
 
-    def __init__(self, message: str, *, step: str | None = None, log: str | None = None, tail: list[str]):
+    def __init__(self, message: str, *, step: str | None = None, tail: list[str]):
         super().__init__(message)
-        self.step, self.log, self.tail = step, log, tail
+        self.step, self.tail = step, tail
 
 
 class StepEvent(BaseModel):
@@ -85,7 +85,6 @@ class StepEvent(BaseModel):
     state: Literal["started", "running", "succeeded", "failed"]
     seconds: float = 0.0
     note: str = Field("", description="running: the latest log line; succeeded: the key figures.")
-    log: str | None = Field(None, description="The step's own log file.")
 
 
 class StepResult(BaseModel):
@@ -111,13 +110,18 @@ def _numbers(artifacts: list[dict]) -> dict[str, float]:
     }
 
 
+def read_executor_output(path: Path) -> dict[str, Any]:
+    """A step's ``executor_output.json`` (its output parameters and artifacts), ``{}`` if unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def key_figures(step: str, executor_output: Path) -> str:
     """``name value`` pairs from the step's outputs (``executor_output.json``): the step's listed
     figures from any output artifact's metadata (its Metrics first), else its first few metrics."""
-    try:
-        executed = json.loads(executor_output.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
+    executed = read_executor_output(executor_output)
     outputs = executed.get("artifacts", {})
     metrics = _numbers(outputs.get("metrics", {}).get("artifacts", []))
     found = {
@@ -165,6 +169,7 @@ class StepLogs(io.TextIOBase):
         self._partial = ""
         self._run_glob = f"{run_prefix}*"
         self._runs_before = set(kfp_root.glob(self._run_glob))
+        self._run: Path | None = None
 
     def writable(self) -> bool:
         return True
@@ -206,7 +211,7 @@ class StepLogs(io.TextIOBase):
             # Open for the step's lifetime: _end_step closes it.
             self.step_file = Path(self._log_path(self.step)).open("w", encoding="utf-8")  # noqa: SIM115
             self.tail.clear()
-            self._emit(StepEvent(step=self.step, state="started", log=self._log_path(self.step)))
+            self._emit(StepEvent(step=self.step, state="started"))
             return
         if (finished := _TASK_FINISHED.search(line)) and finished.group(1) == self.step:
             self._end_step(finished.group(2) == "SUCCESS")
@@ -225,9 +230,13 @@ class StepLogs(io.TextIOBase):
         return str(self.folder / f"{step}.log")
 
     def run_dir(self) -> Path | None:
-        """This run's folder under the KFP root: the newest one kfp made since the stream began."""
-        runs = [p for p in self.kfp_root.glob(self._run_glob) if p.is_dir() and p not in self._runs_before]
-        return max(runs, key=lambda path: path.stat().st_mtime, default=None)
+        """This run's folder under the KFP root: the newest one kfp made since the stream began
+        (looked for until kfp has made it, then kept: it does not change during a run)."""
+        if self._run is None:
+            made = set(self.kfp_root.glob(self._run_glob)) - self._runs_before
+            runs = [path for path in made if path.is_dir()]
+            self._run = max(runs, key=lambda path: path.stat().st_mtime, default=None)
+        return self._run
 
     def _executor_output(self, step: str) -> Path | None:
         run = self.run_dir()
@@ -250,7 +259,7 @@ class StepLogs(io.TextIOBase):
         if not succeeded:
             self.failed = result
         state = "succeeded" if succeeded else "failed"
-        self._emit(StepEvent(step=step, state=state, seconds=seconds, note=figures, log=result.log))
+        self._emit(StepEvent(step=step, state=state, seconds=seconds, note=figures))
 
 
 class LocalRunResult(BaseModel):
@@ -300,12 +309,9 @@ def _reports(run_dir: Path | None) -> list[str]:
 
 def _evaluation_report(run_dir: Path | None) -> str | None:
     """The evaluation folder's HTML table (the evaluate step records its folder in the artifact)."""
-    import json
-
-    executor_output = run_dir / "evaluate" / "executor_output.json" if run_dir else None
-    if executor_output is None or not executor_output.is_file():
+    if run_dir is None:
         return None
-    outputs = json.loads(executor_output.read_text(encoding="utf-8")).get("artifacts", {})
+    outputs = read_executor_output(run_dir / "evaluate" / "executor_output.json").get("artifacts", {})
     for artifact in outputs.get("evaluation", {}).get("artifacts", []):
         folder = artifact.get("metadata", {}).get("report_dir")
         if folder and (Path(folder) / "table.html").is_file():
@@ -423,6 +429,5 @@ def _failed(pipeline_name: str, error: RuntimeError, logs: StepLogs) -> Pipeline
         f"pipeline {pipeline_name} failed at step {failed.step} after {failed.seconds:.0f}s{reason}: "
         f"its log is {failed.log}",
         step=failed.step,
-        log=failed.log,
         tail=list(logs.tail),
     )

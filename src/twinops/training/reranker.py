@@ -153,12 +153,12 @@ class _Scorer:
             max_length=self.max_length,
         )
 
-    def fuse(self, logits, item: dict, device: str):
+    def fuse(self, logits, item: dict):
         """The differentiable ``fused_scores`` of one prepared list."""
         import torch
 
-        cosines = torch.tensor(item["cosines"], device=device)
-        lexical = torch.tensor(item["lexical"], device=device)
+        cosines = torch.tensor(item["cosines"], device=self.device)
+        lexical = torch.tensor(item["lexical"], device=self.device)
         return logits.float() + self.weight * cosines + self.lexical_weight * lexical
 
     def cosines(self, query: str, passages: list[str]) -> list[float]:
@@ -296,7 +296,7 @@ def _fit(
         start = 0
         for item in batch:  # lists differ in length: one softmax per query
             size = len(item["passages"])
-            fused = scorer.fuse(logits[start : start + size], item, scorer.device)
+            fused = scorer.fuse(logits[start : start + size], item)
             total = total + torch.nn.functional.cross_entropy(
                 fused.unsqueeze(0), torch.tensor([item["target"]], device=scorer.device)
             )
