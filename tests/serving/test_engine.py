@@ -1,8 +1,10 @@
-"""The dynamic batcher in-process, on the tiny random Llama (same code paths as the real model, fast).
+"""The continuous batcher in-process, on the tiny random Llama (same code paths as the real model, fast).
 
-What a server's users rely on: each request in a shared ``generate`` call gets its own
-``max_tokens``, its own stop strings, and a client that goes away neither blocks nor costs the others.
-Batches are observed through the ``twinops_llm_batch_size`` histogram, per engine (its model label).
+What a server's users rely on: a request that arrives while others generate joins them at the next
+step instead of waiting for them to finish; each request keeps its own ``max_tokens`` and stop
+strings; greedy answers are the ones ``model.generate`` gives alone; and a client that goes away
+neither blocks nor costs the others. Steps are observed through the ``twinops_llm_batch_size``
+histogram (requests that got a token from one forward pass), per engine (its model label).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
 
-# Long enough that every request of a test reaches the worker before it takes a batch.
+# Long enough that every request of a test reaches an idle engine before its first step.
 WINDOW_MS = 200.0
 
 
@@ -38,13 +40,28 @@ def _prompt(tiny_lm, text: str) -> list[int]:
     return list(tiny_lm[1](text, add_special_tokens=False)["input_ids"])
 
 
-def _metric(name: str, model: str) -> float:
-    return REGISTRY.get_sample_value(name, {"model": model}) or 0.0
+def _metric(name: str, model: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"model": model, **labels}) or 0.0
 
 
-def _batches(model: str) -> tuple[float, float]:
-    """(number of generate calls, requests in them) of engine ``model``."""
-    return _metric("twinops_llm_batch_size_count", model), _metric("twinops_llm_batch_size_sum", model)
+def _steps_with_more_than(model: str, requests: int) -> float:
+    """How many forward passes of engine ``model`` gave a token to more than ``requests`` requests."""
+    total = _metric("twinops_llm_batch_size_count", model)
+    return total - _metric("twinops_llm_batch_size_bucket", model, le=f"{float(requests)}")
+
+
+def _generate_alone(tiny_lm, prompt: list[int], max_tokens: int) -> list[int]:
+    import torch
+
+    model, tokenizer = tiny_lm
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=max_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return out[0, len(prompt) :].tolist()
 
 
 def test_each_request_of_one_batch_stops_at_its_own_max_tokens(tiny_lm) -> None:
@@ -65,11 +82,15 @@ def test_each_request_of_one_batch_stops_at_its_own_max_tokens(tiny_lm) -> None:
 
     answers = asyncio.run(run())
 
-    assert _batches("engine-max-tokens") == (1.0, 3.0)  # one generate() call for all three
+    assert _steps_with_more_than("engine-max-tokens", 2) >= 1  # the three shared forward passes
     for answer, limit, prompt in zip(answers, limits, prompts, strict=True):
         assert answer.finish_reason == "length"
         assert answer.completion_tokens == limit
         assert answer.prompt_tokens == len(prompt)
+        # Sharing a batch changes nothing in a greedy answer: it is generate()'s, run alone.
+        assert answer.text == tiny_lm[1].decode(
+            _generate_alone(tiny_lm, prompt, limit), skip_special_tokens=True
+        )
     assert _metric("twinops_llm_tokens_generated_total", "engine-max-tokens") == sum(limits)
 
 
@@ -97,7 +118,7 @@ def test_stop_strings_cut_the_text_and_leave_batch_mates_alone(tiny_lm) -> None:
 
     alone, stop, stopped, mate = asyncio.run(run())
 
-    assert _batches("engine-stop") == (2.0, 3.0)  # alone, then the stopped row beside its mate
+    assert _steps_with_more_than("engine-stop", 1) >= 1  # the stopped request decoded beside its mate
     assert stopped.text == alone.text[: alone.text.find(stop)]
     assert stopped.finish_reason == "stop"
     assert stop not in stopped.text
@@ -144,8 +165,7 @@ def test_a_client_that_goes_away_does_not_block_or_cost_the_others(tiny_lm) -> N
         assert answer.finish_reason == "length"
         assert answer.completion_tokens == long.max_tokens
     assert after.completion_tokens == 4
-    calls, rows = _batches(name)
-    assert (calls, rows) == (2.0, 4.0)  # [leaver, second, third] then [after]: the cancelled one took no row
+    assert _steps_with_more_than(name, 3) == 0  # the one cancelled before its first step took no row
     # The leaver stopped costing tokens long before its max_tokens.
     generated = _metric("twinops_llm_tokens_generated_total", name)
     assert generated < 3 * long.max_tokens + 4
@@ -174,8 +194,59 @@ def test_streaming_requests_share_a_batch_and_stream_what_generate_returns(tiny_
 
     streamed, alone = asyncio.run(run())
 
-    assert _batches(name) == (3.0, 4.0)  # both streams in one call, then one call each
+    assert _steps_with_more_than(name, 1) >= 1  # both streams in the same forward passes
     for (pieces, last), whole in zip(streamed, alone, strict=True):
         assert len([p for p in pieces if p]) > 1  # token by token
         assert "".join(pieces) == whole.text
         assert (last.finish_reason, last.completion_tokens) == ("length", params.max_tokens)
+
+
+def test_a_late_arrival_joins_the_running_batch_instead_of_waiting_for_it(tiny_lm) -> None:
+    name = "engine-join"
+    engine = _engine(tiny_lm, name)
+    long_prompt, short_prompt = _prompt(tiny_lm, "A long answer, please"), _prompt(tiny_lm, "Short one")
+    long_limit, short_limit = 200, 6
+
+    async def run() -> tuple[bool, TextDelta, TextDelta, TextDelta]:
+        try:
+            running = asyncio.create_task(engine.generate(long_prompt, SamplingParams(max_tokens=long_limit)))
+            while not _metric("twinops_llm_tokens_generated_total", name):  # the long answer has begun
+                await asyncio.sleep(0.002)
+            short = await engine.generate(short_prompt, SamplingParams(max_tokens=short_limit))
+            still_running = not running.done()
+            long = await running
+            alone = await engine.generate(short_prompt, SamplingParams(max_tokens=short_limit))
+            return still_running, long, short, alone
+        finally:
+            await engine.close()
+
+    still_running, long, short, alone = asyncio.run(run())
+
+    # The short request was answered while the long one was still generating: it joined, it did not queue.
+    assert still_running
+    assert long.completion_tokens == long_limit
+    assert short.completion_tokens == short_limit
+    assert short.text == alone.text  # joining mid-way changes nothing in a greedy answer
+    assert _steps_with_more_than(name, 1) >= 1
+
+
+def test_sampled_requests_share_a_batch_each_with_its_own_temperature(tiny_lm) -> None:
+    name = "engine-sampled"
+    engine = _engine(tiny_lm, name)
+    prompt = _prompt(tiny_lm, "Sample something")
+    settings = [SamplingParams(max_tokens=12, temperature=t, top_p=p) for t, p in ((0.3, 1.0), (1.5, 0.8))]
+
+    async def run() -> list[TextDelta]:
+        try:
+            return await asyncio.gather(*(engine.generate(prompt, params) for params in settings))
+        finally:
+            await engine.close()
+
+    answers = asyncio.run(run())
+
+    for answer in answers:
+        assert (answer.finish_reason, answer.completion_tokens) == ("length", 12)
+    assert _steps_with_more_than(name, 1) >= 1
+    # The random tiny model's distribution is nearly flat: greedy text is not what sampling draws.
+    greedy = tiny_lm[1].decode(_generate_alone(tiny_lm, prompt, 12), skip_special_tokens=True)
+    assert answers[1].text != greedy

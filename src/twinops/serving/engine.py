@@ -1,23 +1,26 @@
-"""Dynamic batching for causal-LM generation, streaming or not.
+"""Continuous batching for causal-LM generation, streaming or not, on transformers' own scheduler.
 
-Requests queue up; a worker takes the first one, waits up to ``batch_window_ms`` for others, and
-runs them as one ``model.generate`` call (left padding, so prompts of similar length go together:
-when more are waiting than fit, the batch is the ones closest in length to the oldest). Each
-request gets its own stream of text deltas: a streamer hands every decoding step's tokens to the
-requests' queues, and a stopping criterion ends each row on its own ``max_tokens``, EOS or stop
-string, so one long answer does not make the short ones wait for their last token.
+Every request joins the running batch at the next decoding step: one forward pass carries the
+new prompts' prefill beside one token of every running answer, and an answer that ends leaves
+its place at once (transformers' ``ContinuousBatchingManager``: packed sequences, a paged KV
+cache, prefix sharing). A request that arrives while another is generating therefore waits one
+step, not for the whole batch. When the engine is idle, the first arrival waits
+``batch_window_ms`` so that requests sent together also prefill together.
 
-Requests with different sampling settings (greedy vs. temperature/top-p) go in different batches:
-``generate`` takes one setting per call.
+Each request gets its own stream of text deltas and ends on its own ``max_tokens``, EOS or stop
+string; a client that goes away is cancelled and stops costing tokens. Greedy and sampled
+requests run on two schedulers (sampling is a per-scheduler switch in transformers); sampled
+requests share theirs whatever their temperature and top-p, which apply per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+import copy
+import itertools
+import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,9 @@ from pydantic import BaseModel, Field
 from twinops.serving import metrics
 
 _DONE = object()
+# Tokens per page of the paged KV cache: small pages waste little on short answers and let
+# requests with a common prompt prefix (the chat template, the RAG instructions) share more.
+KV_PAGE_TOKENS = 64
 
 
 class SamplingParams(BaseModel):
@@ -35,15 +41,10 @@ class SamplingParams(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: tuple[str, ...] = ()
-    seed: int | None = None
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
-
-    def batch_key(self) -> tuple:
-        # generate() takes one sampling setting per call: only requests that agree share a batch.
-        return ("greedy",) if self.greedy else ("sample", self.temperature, self.top_p, self.seed)
 
 
 class TextDelta(BaseModel):
@@ -56,41 +57,40 @@ class TextDelta(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="Top-level response extensions.")
 
 
+class EngineFailed(RuntimeError):
+    """The scheduler failed a request (its background loop died, or the request itself was refused)."""
+
+
 @dataclass
 class _Request:
+    request_id: str
     prompt_ids: list[int]
     params: SamplingParams
-    queue: asyncio.Queue
-    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     enqueued_at: float = field(default_factory=time.perf_counter)
     token_ids: list[int] = field(default_factory=list)
+    tokens_seen: int = 0
     emitted_text: str = ""
     finished: bool = False
+    scheduler_done: bool = False
     first_token_at: float | None = None
 
-    def send(self, item: Any) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
+def _counting_router(observe):
+    """transformers' output router, observing how many requests each forward pass gave a token."""
+    from transformers.generation.continuous_batching.continuous_api import OutputRouter
 
-class _RowStreamer:
-    """Receives each decoding step's new tokens for the whole batch (transformers' streamer API)."""
+    class CountingRouter(OutputRouter):
+        def deliver_batch(self, outputs):
+            # One call per decoding step, with one output per request that got a token in it.
+            observe(len(outputs))
+            super().deliver_batch(outputs)
 
-    def __init__(self, on_step: Callable[[list[int]], None]):
-        self.on_step = on_step
-        self._prompt_seen = False
-
-    def put(self, value) -> None:
-        if not self._prompt_seen:  # the first call carries the prompts
-            self._prompt_seen = True
-            return
-        self.on_step([int(token) for token in value.reshape(-1).tolist()])
-
-    def end(self) -> None:
-        return None
+    return CountingRouter()
 
 
 class GenerationEngine:
-    """One model, one worker task, many concurrent requests batched together."""
+    """One model, many concurrent requests, one continuous batch (per sampling mode)."""
 
     def __init__(
         self,
@@ -100,18 +100,22 @@ class GenerationEngine:
         model_name: str,
         max_batch_size: int = 8,
         batch_window_ms: float = 10.0,
+        kv_cache_tokens: int = 8192,
+        max_batch_tokens: int = 512,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.max_batch_size = max_batch_size
         self.batch_window = batch_window_ms / 1000
-        self._pending: list[_Request] = []
-        self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-        # One generate() at a time: the model is not re-entrant and the CPU has no room for two.
-        self._lock = threading.Lock()
+        self.kv_cache_tokens = kv_cache_tokens
+        self.max_batch_tokens = max_batch_tokens
         self.eos_ids = self._eos_ids()
+        self._managers: dict[bool, Any] = {}  # greedy? -> ContinuousBatchingManager
+        self._active: dict[str, _Request] = {}  # submitted and not finished
+        self._waiting: list[_Request] = []  # held for the window of an idle engine
+        self._flush: asyncio.Handle | None = None
+        self._ids = itertools.count()
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -119,15 +123,51 @@ class GenerationEngine:
             ids = self.tokenizer.eos_token_id
         return set(ids if isinstance(ids, list) else [ids]) - {None}
 
+    # --- the schedulers -----------------------------------------------------------------------
+    def _manager(self, greedy: bool):
+        manager = self._managers.get(greedy)
+        if manager is not None:
+            fatal = manager.background_thread_status.fatal_error
+            if fatal is not None:
+                raise EngineFailed(f"the generation loop died: {fatal}")
+            return manager
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        # The model's own generation settings (repetition penalty and the like) apply, as in generate().
+        config = copy.deepcopy(self.model.generation_config)
+        config.eos_token_id = sorted(self.eos_ids) or -1
+        if greedy:
+            config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            # Neither may be neutral (1.0): transformers then builds no processor for per-request values.
+            config.update(do_sample=True, temperature=0.7, top_p=0.95, top_k=None)
+        options = ContinuousBatchingConfig(
+            page_size=KV_PAGE_TOKENS,
+            num_blocks=math.ceil(self.kv_cache_tokens / KV_PAGE_TOKENS),
+            max_batch_tokens=self.max_batch_tokens,
+            max_requests_per_batch=self.max_batch_size,
+            per_request_processors=not greedy,
+        )
+        manager = self.model.init_continuous_batching(
+            generation_config=config, continuous_batching_config=options
+        )
+        manager.output_router = _counting_router(self._observe_batch)
+        manager.start()
+        self._managers[greedy] = manager
+        return manager
+
+    def _observe_batch(self, requests: int) -> None:
+        metrics.BATCH_SIZE.labels(model=self.model_name).observe(requests)
+
     # --- submission -------------------------------------------------------------------------
     async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TextDelta]:
         """Text deltas for one prompt; the last delta has ``finish_reason`` and the token counts."""
-        loop = asyncio.get_running_loop()
-        request = _Request(list(prompt_ids), params, asyncio.Queue(), loop)
-        self._ensure_worker()
-        self._pending.append(request)
-        assert self._wakeup is not None
-        self._wakeup.set()
+        request = _Request(f"{self.model_name}-{next(self._ids)}", list(prompt_ids), params)
+        self._waiting.append(request)
+        if self._flush is None:
+            # An idle engine waits for company; a busy one takes the request at its next step.
+            delay = 0.0 if self._active else self.batch_window
+            self._flush = asyncio.get_running_loop().call_later(delay, self._submit_waiting)
         try:
             while True:
                 item = await request.queue.get()
@@ -137,7 +177,8 @@ class GenerationEngine:
                     raise item
                 yield item
         finally:
-            request.finished = True  # a client that went away stops costing tokens
+            if not request.finished:  # the client went away: it stops costing tokens
+                self._release(request)
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> TextDelta:
         """The whole answer as one delta."""
@@ -148,106 +189,65 @@ class GenerationEngine:
             last = delta
         return last.model_copy(update={"text": "".join(pieces)})
 
-    def _ensure_worker(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._wakeup = asyncio.Event()
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-
-    # --- the worker ---------------------------------------------------------------------------
-    def _take_batch(self) -> list[_Request]:
-        """The oldest request plus the compatible ones nearest to it in prompt length."""
-        self._pending = [r for r in self._pending if not r.finished]
-        if not self._pending:
-            return []
-        first = self._pending[0]
-        key = first.params.batch_key()
-        compatible = [r for r in self._pending[1:] if r.params.batch_key() == key]
-        compatible.sort(key=lambda r: abs(len(r.prompt_ids) - len(first.prompt_ids)))
-        batch = [first, *compatible[: self.max_batch_size - 1]]
-        taken = {id(r) for r in batch}
-        self._pending = [r for r in self._pending if id(r) not in taken]
-        return batch
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            # The window lets requests that arrive together share one forward pass per token.
-            if len(self._pending) < self.max_batch_size:
-                await asyncio.sleep(self.batch_window)
-            batch = self._take_batch()
-            if not batch:
-                continue
-            metrics.BATCH_SIZE.labels(model=self.model_name).observe(len(batch))
-            try:
-                await loop.run_in_executor(None, self._generate_batch, batch)
-            except Exception as error:  # the batch fails, the server keeps serving
-                for request in batch:
-                    request.send(error)
-            for request in batch:
-                request.send(_DONE)
-
-    def _generate_batch(self, batch: list[_Request]) -> None:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = next(iter(self.eos_ids), 0)
-        longest = max(len(r.prompt_ids) for r in batch)
-        input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, request in enumerate(batch):
-            n = len(request.prompt_ids)
-            input_ids[row, longest - n :] = torch.tensor(request.prompt_ids, dtype=torch.long)
-            attention[row, longest - n :] = 1
-
-        engine = self
-
-        class _RowsDone(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.tensor([r.finished for r in batch], dtype=torch.bool)
-
-        params = batch[0].params
-        sampling: dict[str, Any] = {"do_sample": False}
-        if not params.greedy:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-        with self._lock, torch.inference_mode():
-            self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=max(r.params.max_tokens for r in batch),
-                pad_token_id=pad_id,
-                streamer=_RowStreamer(lambda tokens: engine._on_step(batch, tokens)),
-                stopping_criteria=StoppingCriteriaList([_RowsDone()]),
-                **sampling,
-            )
-        for request in batch:
-            if not request.finished:
-                self._finish(request, "length")
-
-    def _on_step(self, batch: list[_Request], tokens: list[int]) -> None:
-        now = time.perf_counter()
-        for request, token in zip(batch, tokens, strict=True):
+    def _submit_waiting(self) -> None:
+        self._flush = None
+        waiting, self._waiting = self._waiting, []
+        for request in waiting:
             if request.finished:
                 continue
+            try:
+                manager = self._manager(request.params.greedy)
+                # The handler goes in before the request: a fast answer must not find no one to tell.
+                manager.register_result_handler(
+                    request.request_id, lambda output, r=request: self._on_output(r, output)
+                )
+                params = request.params
+                sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p}
+                manager.add_request(
+                    request.prompt_ids,
+                    request_id=request.request_id,
+                    max_new_tokens=params.max_tokens,
+                    streaming=True,
+                    **sampling,
+                )
+            except Exception as error:  # this request fails; the others and the server go on
+                request.finished = True
+                failure = error if isinstance(error, EngineFailed) else EngineFailed(str(error))
+                request.queue.put_nowait(failure)
+                continue
+            self._active[request.request_id] = request
+
+    async def close(self) -> None:
+        """Stop the schedulers (pending requests fail)."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        for manager in self._managers.values():
+            manager.stop(block=True, timeout=30, hard_stop=True)
+        self._managers.clear()
+
+    # --- outputs (on the event loop) ----------------------------------------------------------
+    def _on_output(self, request: _Request, output: Any) -> None:
+        if request.finished:
+            return
+        if output.error is not None:
+            self._release(request)
+            request.queue.put_nowait(EngineFailed(f"generation failed: {output.error}"))
+            return
+        request.scheduler_done = output.is_finished()
+        now = time.perf_counter()
+        new_tokens = output.generated_tokens[request.tokens_seen :]
+        request.tokens_seen = len(output.generated_tokens)
+        for token in new_tokens:
             if request.first_token_at is None:
                 request.first_token_at = now
                 metrics.TIME_TO_FIRST_TOKEN.labels(model=self.model_name).observe(now - request.enqueued_at)
             if token in self.eos_ids:
                 self._finish(request, "stop")
-                continue
+                return
             request.token_ids.append(token)
             metrics.TOKENS_GENERATED.labels(model=self.model_name).inc()
             text = self.tokenizer.decode(request.token_ids, skip_special_tokens=True)
@@ -255,24 +255,41 @@ class GenerationEngine:
             if stop_at >= 0:
                 self._emit(request, text[:stop_at])
                 self._finish(request, "stop")
-                continue
+                return
             # Hold back a trailing replacement char: the next token may complete a UTF-8 sequence.
             if not text.endswith("\ufffd"):
                 self._emit(request, text)
             if len(request.token_ids) >= request.params.max_tokens:
                 self._finish(request, "length")
+                return
+        if output.is_finished():  # the scheduler ended it for a reason of its own
+            self._finish(request, "length")
 
     def _emit(self, request: _Request, text: str) -> None:
         if len(text) > len(request.emitted_text) and text.startswith(request.emitted_text):
-            request.send(TextDelta(text=text[len(request.emitted_text) :]))
+            request.queue.put_nowait(TextDelta(text=text[len(request.emitted_text) :]))
             request.emitted_text = text
 
     def _finish(self, request: _Request, reason: str) -> None:
-        request.finished = True
-        request.send(
+        self._release(request)
+        request.queue.put_nowait(
             TextDelta(
                 finish_reason=reason,
                 prompt_tokens=len(request.prompt_ids),
                 completion_tokens=len(request.token_ids),
             )
         )
+        request.queue.put_nowait(_DONE)
+
+    def _release(self, request: _Request) -> None:
+        """The request is done here; if the scheduler still runs it, it is cancelled."""
+        request.finished = True
+        if self._active.pop(request.request_id, None) is None:
+            return
+        manager = self._managers.get(request.params.greedy)
+        if manager is None or request.scheduler_done:
+            return
+        manager.cancel_request(request.request_id)
+        # A cancelled request gets no last output, so its handler would never be dropped.
+        with manager.output_router._lock:
+            manager.output_router.result_handlers.pop(request.request_id, None)

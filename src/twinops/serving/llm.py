@@ -3,7 +3,8 @@
 ``python -m twinops.serving.llm --model_name twin-llm [--model_dir DIR | --model_uri URI]`` serves
 ``twin-llm@champion`` by default (the base model when the registry has none). GPTQ folders run on
 GPTQ kernels where they load; otherwise the server says so in one line at start and serves the
-exact dequantized weights. Concurrent requests share ``generate`` calls (``engine``).
+exact dequantized weights. Concurrent requests are batched continuously (``engine``): a request
+joins the running batch at the next decoding step.
 
 V2 tensors: input ``text_input`` (BYTES, [-1], one prompt per element, the chat template applied
 as a single user turn), output ``text_output`` (BYTES, [-1]). Request parameters ``max_tokens``
@@ -34,7 +35,7 @@ TEXT_OUTPUT = v2.TensorSpec(name="text_output", datatype="BYTES", shape=[-1])
 
 
 class TwinLLM(Model, ChatModel):
-    """A causal LM behind the dynamic batcher."""
+    """A causal LM behind the continuous batcher."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class TwinLLM(Model, ChatModel):
         label: str | None = None,
         max_batch_size: int = 8,
         batch_window_ms: float = 10.0,
+        kv_cache_tokens: int = 8192,
         max_tokens_limit: int = 512,
         default_max_tokens: int = 128,
     ):
@@ -52,6 +54,7 @@ class TwinLLM(Model, ChatModel):
         self.label = label or model_dir
         self.max_batch_size = max_batch_size
         self.batch_window_ms = batch_window_ms
+        self.kv_cache_tokens = kv_cache_tokens
         self.max_tokens_limit = max_tokens_limit
         # A request that names no max_tokens must not be refused for a limit it never asked past.
         self.default_max_tokens = min(default_max_tokens, max_tokens_limit)
@@ -77,9 +80,16 @@ class TwinLLM(Model, ChatModel):
             model_name=self.name,
             max_batch_size=self.max_batch_size,
             batch_window_ms=self.batch_window_ms,
+            kv_cache_tokens=self.kv_cache_tokens,
         )
         self.ready = True
         return self.ready
+
+    def stop_engine(self) -> None:
+        # kserve calls this when the server stops: the scheduler's loop is a thread that would hold the exit.
+        if self.engine is not None:
+            self.engine.shutdown()
+        super().stop_engine()
 
     @property
     def tokenizer(self):
@@ -114,6 +124,13 @@ class TwinLLM(Model, ChatModel):
             raise BadRequest(
                 f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}: together "
                 f"they exceed the model's context of {self.context_length} tokens; shorten the prompt",
+                param=param,
+            )
+        if len(prompt_ids) + params.max_tokens > self.kv_cache_tokens:
+            raise BadRequest(
+                f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}: together "
+                f"they exceed this server's KV cache of {self.kv_cache_tokens} tokens (--kv_cache_tokens); "
+                "shorten the prompt or lower max_tokens",
                 param=param,
             )
 
@@ -188,14 +205,26 @@ def build_llm(args, settings) -> TwinLLM:
         label=source.label,
         max_batch_size=args.max_batch_size,
         batch_window_ms=args.batch_window_ms,
+        kv_cache_tokens=args.kv_cache_tokens,
         max_tokens_limit=args.max_tokens_limit,
     )
 
 
 def add_engine_flags(parser) -> None:
-    parser.add_argument("--max_batch_size", type=int, default=8, help="Requests per generate() call.")
     parser.add_argument(
-        "--batch_window_ms", type=float, default=10.0, help="How long the batcher waits for company."
+        "--max_batch_size", type=int, default=8, help="Most requests decoding together (continuous batching)."
+    )
+    parser.add_argument(
+        "--batch_window_ms",
+        type=float,
+        default=10.0,
+        help="How long an idle server waits for company before the first step; a busy one admits at once.",
+    )
+    parser.add_argument(
+        "--kv_cache_tokens",
+        type=int,
+        default=8192,
+        help="Paged KV cache size in tokens, shared by all requests (allocated at the first request).",
     )
     parser.add_argument("--max_tokens_limit", type=int, default=512, help="Largest max_tokens accepted.")
 

@@ -67,7 +67,10 @@ class _GenerationRequest(_Request):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(
+        None,
+        description="Accepted, not applied: requests share decoding steps; no seed fixes one's draws.",
+    )
     user: str | None = None
 
     def sampling(self, default_max_tokens: int) -> SamplingParams:
@@ -77,7 +80,6 @@ class _GenerationRequest(_Request):
             temperature=self.temperature,
             top_p=self.top_p,
             stop=tuple(s for s in stop if s),
-            seed=self.seed,
         )
 
     @property
