@@ -9,8 +9,10 @@ step, not for the whole batch. When the engine is idle, the first arrival waits
 
 Each request gets its own stream of text deltas and ends on its own ``max_tokens``, EOS or stop
 string; a client that goes away is cancelled and stops costing tokens. Greedy and sampled
-requests run on two schedulers (sampling is a per-scheduler switch in transformers); sampled
-requests share theirs whatever their temperature and top-p, which apply per request.
+requests run on two schedulers, each with its own KV cache of ``kv_cache_tokens``, allocated at
+the mode's first request: sampling is a per-scheduler switch in transformers, and a greedy
+request sampled at top-k 1 would pay a vocabulary sort per token. Sampled requests share their
+scheduler whatever their temperature and top-p, which apply per request.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class GenerationEngine:
         model_name: str,
         max_batch_size: int = 8,
         batch_window_ms: float = 10.0,
-        kv_cache_tokens: int = 8192,
+        kv_cache_tokens: int = 4096,
         max_batch_tokens: int = 512,
     ):
         self.model = model

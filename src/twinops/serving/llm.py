@@ -45,7 +45,7 @@ class TwinLLM(Model, ChatModel):
         label: str | None = None,
         max_batch_size: int = 8,
         batch_window_ms: float = 10.0,
-        kv_cache_tokens: int = 8192,
+        kv_cache_tokens: int = 4096,
         max_tokens_limit: int = 512,
         default_max_tokens: int = 128,
     ):
@@ -223,8 +223,9 @@ def add_engine_flags(parser) -> None:
     parser.add_argument(
         "--kv_cache_tokens",
         type=int,
-        default=8192,
-        help="Paged KV cache size in tokens, shared by all requests (allocated at the first request).",
+        default=4096,
+        help="Paged KV cache in tokens, shared by the requests of one sampling mode (greedy or sampled; "
+        "each mode's cache is allocated at its first request).",
     )
     parser.add_argument("--max_tokens_limit", type=int, default=512, help="Largest max_tokens accepted.")
 

@@ -17,7 +17,7 @@ TIME_TO_FIRST_TOKEN = Histogram(
 )
 BATCH_SIZE = Histogram(
     "twinops_llm_batch_size",
-    "Requests per generate() call (dynamic batching).",
+    "Requests that got a token from one forward pass (continuous batching).",
     ["model"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
 )
