@@ -1,9 +1,10 @@
 """Serving benchmark: each figure a ratio against the raw library doing the same work in the same run.
 
 - LLM tokens/s through the server (OpenAI chat, one request at a time) vs. in-process
-  ``model.generate`` on the same prompts, greedy, same max_tokens (goal >= 0.85);
+  ``model.generate`` on the same prompts, greedy, same max_tokens, the two taking turns prompt by
+  prompt (goal >= 0.85);
 - tokens/s with 8 concurrent clients vs. one at a time through the same server (goal >= 3x, from
-  dynamic batching);
+  continuous batching);
 - reranker pairs/s through ``/openai/v1/rerank`` vs. raw ``CrossEncoder.predict`` (goal >= 0.85);
 - RAG latency p50/p95 split by stage (the pipeline in this process, the LLM and the reranker behind
   their servers), over a small index of the demo corpus built here;
@@ -59,27 +60,9 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def in_process_tokens_per_second(model_dir: str, max_tokens: int) -> float:
-    import torch
-
-    model, tokenizer = load_causal_lm(model_dir)
-    model.eval()
-    messages = [[{"role": "user", "content": p}] for p in PROMPTS]
-    encoded = [
-        tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=True)
-        for m in messages
-    ]
-    with torch.inference_mode():  # warm-up
-        model.generate(torch.tensor([encoded[0]["input_ids"]]), max_new_tokens=4, do_sample=False)
-    tokens, start = 0, time.perf_counter()
-    with torch.inference_mode():
-        for item in encoded:
-            ids = torch.tensor([item["input_ids"]])
-            out = model.generate(
-                ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-            tokens += out.shape[1] - ids.shape[1]
-    return tokens / (time.perf_counter() - start)
+def settle() -> None:
+    """Let this process's compute threads go idle before timing a server on the same cores."""
+    time.sleep(1.0)
 
 
 def chat(url: str, prompt: str, max_tokens: int) -> int:
@@ -97,14 +80,45 @@ def chat(url: str, prompt: str, max_tokens: int) -> int:
     return int(reply.json()["usage"]["completion_tokens"])
 
 
-def server_tokens_per_second(url: str, max_tokens: int, concurrency: int) -> float:
-    chat(url, PROMPTS[0], 4)  # warm-up
+def single_stream_tokens_per_second(model_dir: str, url: str, max_tokens: int) -> tuple[float, float]:
+    """(in-process ``generate``, server) tokens/s, one request at a time, the two taking turns per
+    prompt so that a machine that speeds up or slows down during the run weighs on both alike."""
+    import torch
+
+    model, tokenizer = load_causal_lm(model_dir)
+    model.eval()
+    encoded = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        for p in PROMPTS
+    ]
+    with torch.inference_mode():  # warm-up
+        model.generate(torch.tensor([encoded[0]]), max_new_tokens=4, do_sample=False)
+    chat(url, PROMPTS[0], 4)
+    raw_tokens = raw_seconds = served_tokens = served_seconds = 0.0
+    for prompt, ids in zip(PROMPTS, encoded, strict=True):
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        raw_seconds += time.perf_counter() - start
+        raw_tokens += out.shape[1] - len(ids)
+        settle()
+        start = time.perf_counter()
+        served_tokens += chat(url, prompt, max_tokens)
+        served_seconds += time.perf_counter() - start
+    return raw_tokens / raw_seconds, served_tokens / served_seconds
+
+
+def concurrent_tokens_per_second(url: str, max_tokens: int, clients: int) -> float:
     start = time.perf_counter()
-    if concurrency == 1:
-        tokens = sum(chat(url, p, max_tokens) for p in PROMPTS)
-    else:
-        with ThreadPoolExecutor(concurrency) as pool:
-            tokens = sum(pool.map(lambda p: chat(url, p, max_tokens), PROMPTS[:concurrency]))
+    with ThreadPoolExecutor(clients) as pool:
+        tokens = sum(pool.map(lambda p: chat(url, p, max_tokens), PROMPTS[:clients]))
     return tokens / (time.perf_counter() - start)
 
 
@@ -121,16 +135,19 @@ def rerank_pairs_per_second(url: str, folder: str, documents: list[str], rounds:
     query = "How do chunking strategies behave in production?"
     model = CrossEncoder(folder, device="cpu")
     model.predict([(query, d) for d in documents[:4]], show_progress_bar=False)  # warm-up
-    start = time.perf_counter()
-    for _ in range(rounds):
-        model.predict([(query, d) for d in documents], show_progress_bar=False)
-    raw = rounds * len(documents) / (time.perf_counter() - start)
     body = {"model": "twin-reranker", "query": query, "documents": documents}
     httpx.post(f"{url}/openai/v1/rerank", json={**body, "documents": documents[:4]}, timeout=600)
-    start = time.perf_counter()
-    for _ in range(rounds):
+    raw_seconds = served_seconds = 0.0
+    for _ in range(rounds):  # taking turns, as the LLM figures do
+        start = time.perf_counter()
+        model.predict([(query, d) for d in documents], show_progress_bar=False)
+        raw_seconds += time.perf_counter() - start
+        settle()
+        start = time.perf_counter()
         httpx.post(f"{url}/openai/v1/rerank", json=body, timeout=600).raise_for_status()
-    served = rounds * len(documents) / (time.perf_counter() - start)
+        served_seconds += time.perf_counter() - start
+    raw = rounds * len(documents) / raw_seconds
+    served = rounds * len(documents) / served_seconds
     return served, raw
 
 
@@ -227,9 +244,8 @@ def main() -> int:
             reranker = servers.start("reranker", port=free_port(), args=["--model_dir", reranker_dir])
             servers.wait_ready(llm)
             servers.wait_ready(reranker)
-            raw = in_process_tokens_per_second(llm_dir, max_tokens)
-            one = server_tokens_per_second(llm.url, max_tokens, 1)
-            eight = server_tokens_per_second(llm.url, max_tokens, 8)
+            raw, one = single_stream_tokens_per_second(llm_dir, llm.url, max_tokens)
+            eight = concurrent_tokens_per_second(llm.url, max_tokens, 8)
             print(f"LLM tokens/s: in-process generate {raw:.1f}, server one at a time {one:.1f}")
             print(f"  server / in-process             = {one / raw:.2f}  (goal >= 0.85)")
             print(
