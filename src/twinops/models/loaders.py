@@ -58,13 +58,13 @@ def load_causal_lm(reference: str, *, dtype: str = "float32"):
         method = getattr(quantization, "quant_method", None)
     if str(method).lower().endswith("gguf"):
         delattr(config, "quantization_config")
-    flush_denormals()
+    _flush_denormals()
     tokenizer = load_tokenizer(reference)
     model = AutoModelForCausalLM.from_pretrained(reference, config=config, dtype=getattr(torch, dtype))
     return model, tokenizer
 
 
-def flush_denormals() -> None:
+def _flush_denormals() -> None:
     import torch
 
     # Activations and gradients of these small models underflow into subnormal floats; on CPU
@@ -104,7 +104,7 @@ def load_generation_model(reference: str, *, prefer_kernels: bool = True) -> Gen
         model, tokenizer = load_causal_lm(reference)
         model.eval()
         return GenerationModel(model=model, tokenizer=tokenizer, backend="float")
-    flush_denormals()
+    _flush_denormals()
     folder = Path(reference)
     note = None
     if prefer_kernels:

@@ -70,11 +70,7 @@ def load_model(model, *, what: str) -> None:
     sentence-transformers' complaint about its contents is what the user needs to see.
     """
     from twinops.models.hf import error_line
-    from twinops.models.loaders import flush_denormals
 
-    # On CPU (the flag touches CPU ops only) small models' activations underflow into subnormals,
-    # which take a slow path (a cross-encoder scored ~20% slower without this).
-    flush_denormals()
     try:
         model.load()
     except (OSError, ValueError) as error:
