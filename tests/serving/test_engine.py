@@ -250,3 +250,34 @@ def test_sampled_requests_share_a_batch_each_with_its_own_temperature(tiny_lm) -
     # The random tiny model's distribution is nearly flat: greedy text is not what sampling draws.
     greedy = tiny_lm[1].decode(_generate_alone(tiny_lm, prompt, 12), skip_special_tokens=True)
     assert answers[1].text != greedy
+
+
+def test_a_failing_forward_pass_fails_its_requests_and_the_next_ones_are_served(tiny_lm) -> None:
+    name = "engine-recovers"
+    engine = _engine(tiny_lm, name)
+    model = tiny_lm[0]
+    prompt = _prompt(tiny_lm, "Fail once")
+    params = SamplingParams(max_tokens=5)
+
+    def broken_forward(*args, **kwargs):
+        raise RuntimeError("simulated kernel failure")
+
+    async def run():
+        try:
+            model.forward = broken_forward  # instance attribute: nn.Module.__call__ finds it first
+            try:
+                failed = await asyncio.wait_for(
+                    asyncio.gather(engine.generate(prompt, params), return_exceptions=True), 60
+                )
+            finally:
+                del model.forward
+            served = await asyncio.wait_for(engine.generate(prompt, params), 60)
+            return failed[0], served
+        finally:
+            await engine.close()
+
+    failed, served = asyncio.run(run())
+
+    assert isinstance(failed, Exception)
+    assert "simulated kernel failure" in str(failed)
+    assert (served.finish_reason, served.completion_tokens) == ("length", 5)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from twinops.serving import metrics
 
+log = logging.getLogger("twinops.serving")
 _DONE = object()
 # Tokens per page of the paged KV cache: small pages waste little on short answers and let
 # requests with a common prompt prefix (the chat template, the RAG instructions) share more.
@@ -130,9 +132,11 @@ class GenerationEngine:
         manager = self._managers.get(greedy)
         if manager is not None:
             fatal = manager.background_thread_status.fatal_error
-            if fatal is not None:
-                raise EngineFailed(f"the generation loop died: {fatal}")
-            return manager
+            if fatal is None:
+                return manager
+            # Its requests were failed with the error; the next ones get a fresh loop and cache.
+            log.warning("%s: the generation loop stopped on %s; starting a new one", self.model_name, fatal)
+            del self._managers[greedy]
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         # The model's own generation settings (repetition penalty and the like) apply, as in generate().
