@@ -139,7 +139,7 @@ class GenerationEngine:
             del self._managers[greedy]
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        # The model's own generation settings (repetition penalty and the like) apply, as in generate().
+        # The model's own generation settings apply as in generate(), where the scheduler supports them.
         config = copy.deepcopy(self.model.generation_config)
         config.eos_token_id = sorted(self.eos_ids) or -1
         if greedy:
@@ -209,13 +209,15 @@ class GenerationEngine:
                 )
                 params = request.params
                 sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p}
-                manager.add_request(
+                accepted = manager.add_request(
                     request.prompt_ids,
                     request_id=request.request_id,
                     max_new_tokens=params.max_tokens,
                     streaming=True,
                     **sampling,
                 )
+                if accepted is None:  # the scheduler is stopping
+                    raise EngineFailed("the server is shutting down: retry on another replica")
             except Exception as error:  # this request fails; the others and the server go on
                 request.finished = True
                 failure = error if isinstance(error, EngineFailed) else EngineFailed(str(error))
@@ -231,6 +233,13 @@ class GenerationEngine:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        waiting, self._waiting = self._waiting, []
+        for request in waiting:  # never submitted: nothing else would ever answer them
+            if not request.finished:
+                request.finished = True
+                request.queue.put_nowait(
+                    EngineFailed("the server is shutting down: retry on another replica")
+                )
         for manager in self._managers.values():
             manager.stop(block=True, timeout=30, hard_stop=True)
         self._managers.clear()
