@@ -281,3 +281,19 @@ def test_a_failing_forward_pass_fails_its_requests_and_the_next_ones_are_served(
     assert isinstance(failed, Exception)
     assert "simulated kernel failure" in str(failed)
     assert (served.finish_reason, served.completion_tokens) == ("length", 5)
+
+
+def test_a_request_still_waiting_at_shutdown_fails_instead_of_hanging(tiny_lm) -> None:
+    engine = _engine(tiny_lm, "engine-shutdown")
+
+    async def run():
+        waiting = asyncio.create_task(
+            engine.generate(_prompt(tiny_lm, "Too late"), SamplingParams(max_tokens=4))
+        )
+        await asyncio.sleep(0)  # it is queued for the idle engine's window
+        await engine.close()
+        return await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), 10)
+
+    (outcome,) = asyncio.run(run())
+
+    assert "shutting down" in str(outcome)
