@@ -31,6 +31,9 @@ pytestmark = pytest.mark.slow
 # SmolLM2-135M reads 8192 tokens; this is well over 9000 of them.
 TOO_LONG = "hello " * 9500
 CONTEXT = "8192"
+# Within the context, over the server's default KV cache (4096 tokens per sampling mode).
+OVER_KV_CACHE = "hello " * 5000
+KV_CACHE = "4096"
 USER = [{"role": "user", "content": "Say hi."}]
 
 LLM, EMBEDDER, RERANKER = "llm_server", "embedder_server", "reranker_server"
@@ -89,6 +92,13 @@ OPENAI_CASES = {
         {"model": "twin-llm", "prompt": TOO_LONG, "max_tokens": 8},
         400,
         ["context", CONTEXT],
+    ),
+    "prompt-over-kv-cache": (
+        LLM,
+        "/completions",
+        {"model": "twin-llm", "prompt": OVER_KV_CACHE, "max_tokens": 8},
+        400,
+        ["KV cache", KV_CACHE, "--kv_cache_tokens"],
     ),
     "unknown-model": (
         LLM,
@@ -158,6 +168,7 @@ OPENAI_PARAMS = {
     "max-tokens-over-limit": "max_tokens",
     "prompt-over-context": "messages",
     "completion-prompt-over-context": "prompt",
+    "prompt-over-kv-cache": "prompt",
     "completion-empty-prompt": "prompt",
     "unknown-model": "model",
     "n-two": "n",
