@@ -202,6 +202,15 @@ def _cached(lookup, ttl: float):
     return cached
 
 
+def _warm_up(context, author_id: str) -> None:
+    """One lookup before the server is ready: Feast's first read in a process pays its imports and
+    registry load (seconds), which the first question would otherwise wait for."""
+    try:
+        context(author_id)
+    except Exception as error:  # as at request time: the answers go on without the author's context
+        log.warning("no author context for %s (%s: %s)", author_id, type(error).__name__, error)
+
+
 def build_pipeline(args, settings) -> RagPipeline:
     """The pipeline wired to this process's embedder and index and to the other servers."""
     from twinops.features.embedding import open_embedder
@@ -219,12 +228,15 @@ def build_pipeline(args, settings) -> RagPipeline:
     reranker = RerankerClient(args.reranker_url, args.reranker_model) if args.reranker_url else None
     index = LiveIndex(settings, refresh_interval=args.index_refresh_seconds)
     index.refresh()
+    context = _cached(lambda author_id: author_context(settings, author_id), AUTHOR_CONTEXT_TTL)
+    if authors:
+        _warm_up(context, authors[0][0])
     return RagPipeline(
         embedder=open_embedder(settings),
         index=index,
         generator=ChatClient(args.llm_url, args.llm_model, timeout=args.llm_timeout),
         reranker=reranker,
-        author_context=_cached(lambda author_id: author_context(settings, author_id), AUTHOR_CONTEXT_TTL),
+        author_context=context,
         authors=authors,
         request_log=RequestLogRepository(db),
     )
