@@ -67,6 +67,10 @@ class LocalServers:
     def log_dir(self) -> Path:
         return self.settings.home / "logs" / "serve"
 
+    def _env(self) -> dict[str, str]:
+        # The servers run in the home folder, where a relative default home would point one level down.
+        return {"TWINOPS_HOME": str(self.settings.home)}
+
     def start(
         self, role: str, *, port: int | None = None, args: Sequence[str] = (), label: str | None = None
     ) -> LocalServer:
@@ -98,7 +102,7 @@ class LocalServers:
             str(http_port + 1),
             *args,
         ]
-        pid = start_detached(command, cwd=self.settings.home, log_file=log_file)
+        pid = start_detached(command, cwd=self.settings.home, log_file=log_file, env=self._env())
         server = LocalServer(
             role=role,
             model_name=MODEL_NAMES[role],
@@ -154,7 +158,7 @@ class LocalServers:
         ]
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text("")
-        pid = start_detached(command, cwd=self.settings.home, log_file=log_file)
+        pid = start_detached(command, cwd=self.settings.home, log_file=log_file, env=self._env())
         router = LocalServer(
             role="router",
             model_name=MODEL_NAMES["llm"],
