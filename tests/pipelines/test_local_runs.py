@@ -101,6 +101,8 @@ def test_short_training_pipeline_runs_locally(
     assert ended == [step.step for step in run.steps]
     assert {"sft", "dpo", "evaluate", "register-and-gate"} <= set(ended)
     assert all(Path(step.log).is_file() for step in run.steps), "each step's full log is kept"
+    evaluate_log = Path(next(step.log for step in run.steps if step.step == "evaluate")).read_text()
+    assert "evaluating: twin: answering" in evaluate_log, "the long evaluate step says what it is doing"
     sft = next(step for step in run.steps if step.step == "sft")
     assert "train_loss" in sft.figures
     print_run_summary(run)

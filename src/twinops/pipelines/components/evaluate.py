@@ -105,7 +105,8 @@ def evaluate(
         job.models.insert(1, ModelSpec(name=CHAMPION_COLUMN, path=plan.llm_champion.path))
     if plan.reranker_champion is not None:
         job.rerankers.append(ModelSpec(name=CHAMPION_COLUMN, path=plan.reranker_champion.path))
-    result = run_evaluation(job, settings)
+    # A line per stage in the pod's log (and on `twinops run`'s spinner): scoring takes minutes.
+    result = run_evaluation(job, settings, step=lambda stage: print(f"evaluating: {stage}", flush=True))
     twin_scores = next(scored for scored in result.models if scored.name == TWIN)
     ranker_scores = next((scored for scored in result.retrieval if scored.name == CHALLENGER_RANKER), None)
     own = {LLM_MODEL: dict(twin_scores.metrics)}
