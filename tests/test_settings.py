@@ -37,3 +37,10 @@ def test_env_wins_over_dotenv(home: Path, tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / ".env").write_text("TWINOPS_MONGODB_DATABASE=from_dotenv\n")
     monkeypatch.setenv("TWINOPS_MONGODB_DATABASE", "from_env")
     assert get_settings().mongodb_database == "from_env"
+
+
+def test_a_relative_path_means_the_same_file_under_home_for_every_process(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    assert settings.under_home("queries/drifted.jsonl") == tmp_path / "home" / "queries" / "drifted.jsonl"
+    assert settings.under_home(tmp_path / "elsewhere.jsonl") == tmp_path / "elsewhere.jsonl"
+    assert settings.under_home("~/q.jsonl") == Path.home() / "q.jsonl"

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
+    def under_home(self, path: str | Path) -> Path:
+        """``path`` as given when absolute, else inside TWINOPS_HOME: the folder every pipeline step,
+        server and detector mounts, so a relative path means the same file to all of them."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.home / path
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -55,9 +55,7 @@ def query_instructions(
         return []
     from twinops.models.loaders import load_embedder
 
-    path = Path(job.queries).expanduser()
-    # Relative to TWINOPS_HOME: the shared volume the drift detector and the pipeline steps mount.
-    questions = read_queries(path if path.is_absolute() else settings.home / path)
+    questions = read_queries(settings.under_home(job.queries))
     usable = [chunk for chunk in corpus.chunks if len(words(chunk.content)) >= job.min_answer_words]
     if not questions or not usable:
         return []

@@ -74,8 +74,7 @@ def pointer_path(pointer: dict, settings: Settings) -> Path:
     """The absolute folder a pointer names, resolved against this step's TWINOPS_HOME."""
     if not pointer.get("path"):
         raise NotFound(f"pointer of kind {pointer.get('kind')} names no path: the upstream step wrote none")
-    path = Path(pointer["path"])
-    return path if path.is_absolute() else settings.home / path
+    return settings.under_home(pointer["path"])
 
 
 def flatten_numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -55,8 +55,8 @@ def drift_report(
     settings = artifacts.component_settings()
     config = load_drift_config(None, **dict(options))
     data = resolve_reference(settings, reference)
-    if current.endswith((".jsonl", ".json")) and not Path(current).is_absolute():
-        current = str(settings.home / current)
+    if current.endswith((".jsonl", ".json")):
+        current = str(settings.under_home(current))
     current_data = load_current(settings, current, limit=config.max_reference)
     embedder = open_embedder(settings)
     fitted = open_reference(settings, data, embedder, config)
