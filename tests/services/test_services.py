@@ -12,7 +12,7 @@ from twinops.errors import ServiceUnavailable
 from twinops.infra.endpoints import mlflow_tracking_uri, mongodb_uri
 from twinops.infra.mongo import connect
 from twinops.services.manager import ServiceManager
-from twinops.services.process import pid_alive, port_in_use
+from twinops.services.process import free_port, pid_alive, port_in_use
 from twinops.settings import Settings
 
 
@@ -90,3 +90,14 @@ def test_unreachable_external_mongodb_is_one_line(
 def test_clients_need_services_up_first(settings: Settings) -> None:
     with pytest.raises(ServiceUnavailable, match="twinops services up"):
         mongodb_uri(settings)
+
+
+def test_a_connections_own_local_port_is_in_use_for_a_server() -> None:
+    # kserve's gRPC server could not bind such a port ([::], EADDRINUSE): a test server died on it.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as client:
+            local_port = client.getsockname()[1]
+            assert port_in_use(local_port)
+    assert not port_in_use(free_port())

@@ -21,9 +21,33 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could not listen on ``port``: something answers on ``host``, or the port
+    cannot be bound on every interface the way kserve's gRPC server binds it ([::], reusing the
+    address). The bind catches what a connect misses: a connection's own local port, which free
+    ports picked from the ephemeral range can collide with."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+        if sock.connect_ex((host, port)) == 0:
+            return True
+    return not _bindable_everywhere(port)
+
+
+def _bindable_everywhere(port: int) -> bool:
+    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):  # noqa: S104 (a probe, closed at once)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host: all IPv4 interfaces then
+            continue
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+            return True
+    return True
 
 
 def pid_alive(pid: int | None) -> bool:
