@@ -175,3 +175,44 @@ def test_the_pipeline_may_run_trainjobs_in_its_namespace(docs: list[dict]) -> No
     config = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
     assert config["TWINOPS_TRAINJOB_RUNTIME"] == Settings.model_fields["trainjob_runtime"].default
     assert "TWINOPS_TRAINJOB_RUNTIME" in DEFAULT_PROFILE.config_env
+
+
+# What a driver of a canary does on the API: read and watch the InferenceService, patch its spec
+# and state together, record Events, and hold the Lease `twinops-rollout-<isvc>`.
+_ROLLOUT_GRANTS = {
+    ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "patch", "update"},
+    ("", "events"): {"create"},
+    ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"},
+}
+
+
+def test_both_rollout_drivers_may_drive_a_canary_and_hold_its_lease(docs: list[dict]) -> None:
+    """The controller (twinops-rollout) and the deployment pipeline's rollout step (KFP's
+    pipeline-runner) are bound, in their namespace, to a Role granting what a driver does, and no
+    more; `create` on leases is not restricted by name (the API cannot check a name on create)."""
+    kinds = _kinds(docs)
+    namespace = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["metadata"]["namespace"]
+    drivers = {}
+    for binding in kinds["RoleBinding"].values():
+        role = kinds["Role"].get(binding["roleRef"]["name"])
+        if role is None or _grants(role["rules"], "serving.kserve.io", "inferenceservices") == set():
+            continue
+        for subject in binding["subjects"]:
+            drivers[subject["name"]] = (subject["namespace"], role)
+    assert set(drivers) == {"twinops-rollout", "pipeline-runner"}
+    for name, (subject_namespace, role) in drivers.items():
+        assert subject_namespace == namespace, name
+        for (group, resource), verbs in _ROLLOUT_GRANTS.items():
+            assert _grants(role["rules"], group, resource) == verbs, f"{name}: {resource}"
+        granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+        assert granted == set(_ROLLOUT_GRANTS), f"{name} is granted more than a driver needs"
+        assert not [rule for rule in role["rules"] if rule.get("resourceNames")], (
+            "resourceNames would refuse the Lease's create"
+        )
+
+
+def test_the_canary_analysis_queries_kube_prometheus(docs: list[dict]) -> None:
+    """TWINOPS_PROMETHEUS_URL is set (without it the analysis has nothing to measure) to the
+    Service a kube-prometheus install runs."""
+    config = _kinds(docs)["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
+    assert config["TWINOPS_PROMETHEUS_URL"] == "http://prometheus-k8s.monitoring.svc:9090"

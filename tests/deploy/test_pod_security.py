@@ -73,14 +73,18 @@ def test_home_and_tmp_are_writable_volumes(renders, docs: list[dict]) -> None:
     assert not problems, "\n".join(problems)
 
 
+# RBAC that binds KFP's step ServiceAccount (pipeline-runner), which no twinops pod runs as.
+_PIPELINE_BINDINGS = {"twinops-trainjobs", "twinops-rollout-pipeline"}
+
+
 def _pipeline_rbac(doc: dict) -> bool:
     name = doc["metadata"]["name"]
-    return name == "twinops-trainjobs" or name.endswith("-training-runtimes")
+    return name in _PIPELINE_BINDINGS or name.endswith("-training-runtimes")
 
 
 def test_only_the_rollout_controller_may_reach_the_api(docs: list[dict], renders) -> None:
     """Pods get no API token except the canary controller's; its ServiceAccount, the one with a Role,
-    may only get/patch InferenceServices (no Events: the controller skips them)."""
+    may only drive InferenceServices, record Events and hold its Leases (namespace-scoped)."""
     accounts = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ServiceAccount"}
     with_token = set()
     for workload in renders.workloads(docs):
@@ -88,14 +92,18 @@ def test_only_the_rollout_controller_may_reach_the_api(docs: list[dict], renders
         if workload.pod.get("automountServiceAccountToken") is not False:
             with_token.add((workload.kind, workload.name, workload.pod["serviceAccountName"]))
     assert with_token == {("Deployment", "twinops-rollout", "twinops-rollout")}
-    # The pipeline steps' TrainJob RBAC binds KFP's ServiceAccount, which no twinops pod runs as
-    # (test_controllers.py::test_the_pipeline_may_run_trainjobs_in_its_namespace checks it).
+    # The pipeline steps' RBAC binds KFP's ServiceAccount, which no twinops pod runs as
+    # (test_controllers.py checks what it grants).
     roles = [doc for doc in docs if doc["kind"] in {"Role", "ClusterRole"} and not _pipeline_rbac(doc)]
     assert [role["metadata"]["name"] for role in roles] == ["twinops-rollout"]
     assert roles[0]["kind"] == "Role", "namespace-scoped only"
-    assert roles[0]["rules"] == [
-        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "patch"]}
-    ]
+    granted = {(group, resource) for rule in roles[0]["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"]}  # fmt: skip
+    assert granted == {
+        ("serving.kserve.io", "inferenceservices"),
+        ("", "events"),
+        ("coordination.k8s.io", "leases"),
+    }
     assert all(_pipeline_rbac(doc) for doc in docs if doc["kind"] == "ClusterRoleBinding")
     for binding in (doc for doc in docs if doc["kind"] == "RoleBinding" and not _pipeline_rbac(doc)):
         for subject in binding["subjects"]:

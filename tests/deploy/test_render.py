@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from twinops.pipelines.gpu import DEFAULT_PROFILE
+from twinops.settings import Settings
 
 # Labels and annotations only one of the two tools writes (Helm's bookkeeping, the release or
 # overlay instance name, Helm's hook for the models Job).
@@ -85,7 +86,9 @@ def test_each_environment_deploys_the_whole_stack(docs: list[dict], overlay: str
     assert "twinops-models" in kinds["Job"]
     assert {DEFAULT_PROFILE.home_pvc, "mlflow-data"} <= set(kinds["PersistentVolumeClaim"])
     assert set(kinds["ServingRuntime"]) == {"twinops"}
-    assert set(kinds["InferenceService"]) == {"twin-llm", "twin-reranker", "twin-rag"}
+    # The reranker only where one is served without training (local: the bundled encoder).
+    reranker = {"twin-reranker"} if overlay == "local" else set()
+    assert set(kinds["InferenceService"]) == {"twin-llm", "twin-rag", *reranker}
     assert {"twinops-services", "twinops-serving", "twinops-rollout"} <= set(kinds["ServiceAccount"])
     assert "twinops-default-deny-ingress" in kinds["NetworkPolicy"]
     assert "Secret" not in kinds, "secrets are referenced, never shipped"
@@ -118,15 +121,27 @@ def test_local_serves_the_bundled_models_on_one_cpu_replica(renders, renderer: s
     assert kinds["PersistentVolumeClaim"]["twinops-home"]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
-def test_dev_and_prod_serve_the_registry_champions(renders) -> None:
-    for overlay in ("dev", "prod"):
-        isvcs = _by_kind(renders.kustomize(overlay))["InferenceService"]
-        assert isvcs["twin-llm"]["spec"]["predictor"]["model"]["args"] == [
-            "--model_uri=models:/twin-llm@champion"
-        ]
-        assert isvcs["twin-reranker"]["spec"]["predictor"]["model"]["args"] == [
-            "--model_uri=models:/twin-reranker@champion"
-        ]
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_dev_and_prod_start_on_the_base_model_pinned_in_the_spec(renders, renderer: str, overlay: str):
+    """A fresh cluster's registry is empty: twin-llm serves the base model the models Job caches,
+    named in its spec (never an alias resolved at start), and twin-rag ranks by cosine (no reranker
+    until one is registered)."""
+    docs = renders.kustomize(overlay) if renderer == "kustomize" else renders.helm(overlay)
+    isvcs = _by_kind(docs)["InferenceService"]
+    args = isvcs["twin-llm"]["spec"]["predictor"]["model"]["args"]
+    assert args == [f"--model_uri={Settings.model_fields['base_model'].default}"]
+    assert "twin-reranker" not in isvcs
+    rag_args = isvcs["twin-rag"]["spec"]["predictor"]["model"]["args"]
+    assert not [arg for arg in rag_args if arg.startswith("--reranker_url")]
+    served = str([isvc["spec"] for isvc in isvcs.values()])
+    assert "@champion" not in served and "@challenger" not in served
+
+
+def test_prod_vllm_starts_on_the_cached_base_model(renders, renderer: str) -> None:
+    docs = renders.kustomize("prod-vllm") if renderer == "kustomize" else renders.helm("prod-vllm")
+    model = _by_kind(docs)["InferenceService"]["twin-llm"]["spec"]["predictor"]["model"]
+    base = Settings.model_fields["base_model"].default.removeprefix("bundled:")
+    assert model["storageUri"] == f"pvc://{DEFAULT_PROFILE.home_pvc}/models/{base}"
 
 
 @pytest.mark.parametrize("overlay", ["prod", "prod-vllm"])
