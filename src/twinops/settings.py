@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     trainjob_schedule_timeout: float = Field(
         900.0, description="Seconds a TrainJob's pods may stay unschedulable before the step fails."
     )
+    namespace: str | None = Field(
+        None,
+        description="Kubernetes namespace `twinops pipeline submit` runs in (a multi-user Kubeflow "
+        "profile); unset = the kubeconfig context's.",
+    )
 
     @field_validator("home", mode="after")
     @classmethod

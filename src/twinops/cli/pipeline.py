@@ -159,9 +159,22 @@ def submit_command(
         str | None, typer.Option("--secret", help="Kubernetes Secret with credentials (twinops-secrets).")
     ] = None,
     pvc: Annotated[str | None, typer.Option("--pvc", help="PVC holding TWINOPS_HOME (twinops-home).")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Profile namespace of a multi-user Kubeflow (default: TWINOPS_NAMESPACE, else the "
+            "kubeconfig context's); standalone KFP runs in its own namespace and takes none.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Upload the pipeline as a new version and start a run, or a recurring run with --schedule."""
+    """Upload the pipeline as a new version and start a run, or a recurring run with --schedule.
+
+    The run's namespace must hold the ConfigMap twinops-env, the PVC twinops-home (--pvc) and the
+    Secret twinops-secrets (--secret): the chart or a kustomize overlay installed there creates the
+    first two (README, "On a cluster")."""
     from twinops.pipelines.params import parse_pairs
     from twinops.pipelines.submit import submit
 
@@ -173,6 +186,8 @@ def submit_command(
         schedule=schedule,
         secret=secret,
         pvc=pvc,
+        namespace=namespace,
+        configured_namespace=get_settings().namespace,
     )
     if as_json:
         print_json(result)
@@ -182,4 +197,7 @@ def submit_command(
         if result.schedule
         else f"run {result.run_id}"
     )
-    console.print(f"{result.pipeline} version {result.version_id}: {what} at {result.host}", highlight=False)
+    where = f"namespace {result.namespace}" if result.namespace else "Kubeflow Pipelines' own namespace"
+    console.print(
+        f"{result.pipeline} version {result.version_id}: {what} at {result.host}, in {where}", highlight=False
+    )
