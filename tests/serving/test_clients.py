@@ -109,7 +109,7 @@ def test_chat_returns_the_text_and_generated_tokens(server: ScriptedServer) -> N
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
         },
     )
-    assert _chat(server.url) == ("Hello.", 2)
+    assert _chat(server.url) == ("Hello.", 2, None)  # no router in front: no backend header
     _, body = server.requests[-1]
     assert body["model"] == "twin-llm" and body["max_tokens"] == 16 and body["messages"][0]["content"] == "hi"
 

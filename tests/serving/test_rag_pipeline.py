@@ -22,6 +22,7 @@ from twinops.errors import ConfigError, NotFound, ServiceUnavailable
 from twinops.features.embedding import Embedder, embed_chunks, open_embedder
 from twinops.features.vector_store import VectorStore
 from twinops.infra.qdrant import open_qdrant
+from twinops.serving.clients import ChatReply
 from twinops.serving.index import LiveIndex
 from twinops.serving.rag_pipeline import (
     RAG_PROMPT,
@@ -118,8 +119,10 @@ class FakeGenerator:
         if "rewrite" in messages[0]["content"]:
             if self.fail_expansion:
                 raise ServiceUnavailable("the LLM server at http://x/openai/v1 is unreachable")
-            return "1. Which distance metric should a vector store use?\n2. Why cosine for embeddings?", 20
-        return "I pick cosine similarity [1].", 7
+            return ChatReply(
+                "1. Which distance metric should a vector store use?\n2. Why cosine for embeddings?", 20
+            )
+        return ChatReply("I pick cosine similarity [1].", 7)
 
 
 class FakeReranker:

@@ -52,7 +52,10 @@ def serve(
     ] = None,
     canary_dir: Annotated[
         Path | None,
-        typer.Option("--canary-dir", help="With `llm`: a second model folder, behind a weighted router."),
+        typer.Option(
+            "--canary-dir",
+            help="With `llm` or `all`: a second model folder behind a weighted router (RAG calls it).",
+        ),
     ] = None,
     canary_percent: Annotated[
         int, typer.Option("--canary-percent", min=0, max=100, help="With --canary-dir: its traffic share.")
@@ -64,7 +67,8 @@ def serve(
     gRPC) and the OpenAI API under /openai/v1. The LLM serves twin-llm@champion when the registry
     has one, else the base model; `all` adds the reranker only while twin-reranker has a champion
     (RAG ranks by cosine otherwise) and RAG wired to both. `llm --canary-dir DIR` also serves DIR
-    and puts a weighted router on :8188 in front of both (`twinops rollout start --router`).
+    and puts a weighted router on :8188 in front of both (`twinops rollout start --router`); with
+    `all`, RAG calls the LLM through that router, so the canary takes its share of RAG traffic.
     """
     from twinops.serving.local import LocalServers
 
@@ -72,7 +76,12 @@ def serve(
     source = ["--model_dir", str(model_dir)] if model_dir else []
     with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
         if role == Role.all:
-            servers.start_all(llm_args=source, reranker_args=reranker_args(reranker_dir))
+            servers.start_all(
+                llm_args=source,
+                reranker_args=reranker_args(reranker_dir),
+                canary_dir=canary_dir,
+                canary_percent=canary_percent,
+            )
         elif role == Role.llm and canary_dir is not None:
             servers.start_llm_canary(llm_args=source, canary_dir=canary_dir, canary_percent=canary_percent)
         else:

@@ -54,8 +54,8 @@ class GoldenScorer:
         async with ChatClient(openai_url, model, setting="--isvc") as chat:
             answers = []
             for question in questions:
-                text, _ = await chat.chat(
+                reply = await chat.chat(
                     [{"role": "user", "content": question}], max_tokens=self.max_tokens, temperature=0.0
                 )
-                answers.append(text)
+                answers.append(reply.text)
             return answers

@@ -7,7 +7,9 @@ serve all``, tests). The clients speak the wire shapes of KServe's OpenAI-compat
 
 - ``POST {base_url}/rerank`` with ``{model, query, documents, top_n}`` answers
   ``{results: [{index, document: {text}, relevance_score}]}`` (vLLM's and KServe's rerank API);
-- ``POST {base_url}/chat/completions`` is the OpenAI chat API (text plus ``usage``).
+- ``POST {base_url}/chat/completions`` is the OpenAI chat API (text plus ``usage``). Behind the
+  local weighted router the reply's ``x-twinops-backend`` header says which backend (stable or
+  canary) answered; ``ChatReply.backend`` carries it to the RAG answer.
 
 An unreachable server, a non-2xx answer or a body of the wrong shape is a ``ServiceUnavailable``
 naming the URL and the flag or setting that points at the server.
@@ -16,12 +18,14 @@ naming the URL and the flag or setting that points at the server.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
 from twinops.errors import ServiceUnavailable
 
+# The local router's answer header naming the backend that answered (twinops.serving.router).
+BACKEND_HEADER = "x-twinops-backend"
 RERANKER_URL_FLAG = "--reranker_url"
 LLM_URL_FLAG = "--llm_url"
 _DETAIL_CHARS = 200
@@ -37,15 +41,21 @@ class Reranker(Protocol):
         ...
 
 
+class ChatReply(NamedTuple):
+    """The reply text, the tokens generated, and which backend answered (None: not behind a router)."""
+
+    text: str
+    tokens: int
+    backend: str | None = None
+
+
 class Generator(Protocol):
     """Generates a chat reply."""
 
     name: str  # what serves it, for the request log
 
-    async def chat(
-        self, messages: list[dict[str, str]], max_tokens: int, temperature: float
-    ) -> tuple[str, int]:
-        """The reply text and the number of tokens generated."""
+    async def chat(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> ChatReply:
+        """The reply text, the number of tokens generated and the backend that answered."""
         ...
 
 
@@ -75,6 +85,11 @@ class _JsonClient:
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self._post_with_headers(path, body))[0]
+
+    async def _post_with_headers(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], httpx.Headers]:
         url = f"{self.base_url}{path}"
         try:
             response = await self._client.post(url, json=body)
@@ -90,7 +105,7 @@ class _JsonClient:
                 setting=self.setting,
             )
         try:
-            return response.json()
+            return response.json(), response.headers
         except ValueError as error:
             raise self._bad_shape(url, "a body that is not JSON") from error
 
@@ -160,20 +175,18 @@ class ChatClient(_JsonClient):
         self.model = model
         self.name = f"{model} @ {self.base_url}"
 
-    async def chat(
-        self, messages: list[dict[str, str]], max_tokens: int, temperature: float
-    ) -> tuple[str, int]:
+    async def chat(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> ChatReply:
         body = {
             "model": self.model,
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
-        reply = await self._post("/chat/completions", body)
+        reply, headers = await self._post_with_headers("/chat/completions", body)
         try:
             text = reply["choices"][0]["message"]["content"] or ""
             usage = reply.get("usage") or {}
             tokens = int(usage.get("completion_tokens") or 0)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             raise self._bad_shape(f"{self.base_url}/chat/completions", "no choices[0].message") from error
-        return text, tokens
+        return ChatReply(text, tokens, headers.get(BACKEND_HEADER))

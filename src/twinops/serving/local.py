@@ -5,6 +5,8 @@
 ``all`` is the LLM, the reranker (only while ``twin-reranker`` has a champion: RAG ranks by cosine
 otherwise) and RAG wired to both over HTTP. ``start_llm_canary`` adds a second LLM server and the
 weighted router (``twinops.serving.router``) in front of both: the local canary for ``twinops rollout``.
+With a canary, RAG calls the LLM through the router, so the canary's share of RAG traffic is the
+router's weight (as on a cluster, where RAG calls the InferenceService's own route).
 """
 
 from __future__ import annotations
@@ -188,10 +190,18 @@ class LocalServers:
         llm_args: Sequence[str] = (),
         reranker_args: Sequence[str] | None = None,
         rag_args: Sequence[str] = (),
+        canary_dir: Path | None = None,
+        canary_percent: int = 0,
     ) -> dict[str, LocalServer]:
-        """LLM, reranker (when ``reranker_args`` is not None) and RAG wired to them."""
-        llm = self.start("llm", args=llm_args)
+        """LLM, reranker (when ``reranker_args`` is not None) and RAG wired to them; with
+        ``canary_dir``, a canary LLM and the router, which RAG then calls."""
         reranker = self.start("reranker", args=reranker_args) if reranker_args is not None else None
+        if canary_dir is not None:
+            llm = self.start_llm_canary(
+                llm_args=llm_args, canary_dir=canary_dir, canary_percent=canary_percent
+            )
+        else:
+            llm = self.start("llm", args=llm_args)
         for server in (llm, reranker):
             if server is not None:
                 self.wait_ready(server)

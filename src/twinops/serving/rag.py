@@ -104,6 +104,7 @@ class TwinRAG(Model, ChatModel):
             "author": {"id": answer.author_id, "name": answer.author_name},
             "prompt": {"id": answer.prompt_id, "version": answer.prompt_version, "hash": answer.prompt_hash},
             "model_versions": answer.models,
+            **({"llm_backend": answer.llm_backend} if answer.llm_backend else {}),
         }
 
     async def _deltas(self, question: str, author_id: str | None, params: SamplingParams):

@@ -221,6 +221,9 @@ class RagAnswer(BaseModel):
     prompt_hash: str
     models: dict[str, str]
     tokens: int
+    llm_backend: str | None = Field(
+        None, description="Which LLM backend answered behind a weighted router (stable/canary)."
+    )
 
 
 class _Timer:
@@ -284,7 +287,7 @@ class RagPipeline:
     async def _paraphrases(self, question: str, count: int) -> list[str]:
         messages = self.expansion_prompt.messages({"question": question, "count": str(count)})
         try:
-            text, _ = await self.generator.chat(messages, self.expansion_prompt.max_new_tokens, 0.0)
+            text = (await self.generator.chat(messages, self.expansion_prompt.max_new_tokens, 0.0)).text
         except TwinopsError as error:  # expansion is optional: the answer stage reports a dead LLM
             log.warning("query expansion skipped: %s", error)
             return []
@@ -442,7 +445,7 @@ class RagPipeline:
                 }
             )
         with timer.stage("generate"):
-            text, tokens = await self.generator.chat(
+            text, tokens, llm_backend = await self.generator.chat(
                 messages, max_tokens or self.prompt.max_new_tokens, temperature
             )
         timer.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
@@ -469,6 +472,7 @@ class RagPipeline:
             prompt_hash=self.prompt.content_hash,
             models=self.models(),
             tokens=tokens,
+            llm_backend=llm_backend,
         )
         await self._record(
             RagRequestRecord(
