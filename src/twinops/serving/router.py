@@ -12,6 +12,10 @@ Admin routes, for ``twinops rollout`` (``twinops.rollout.local``):
 - ``POST /router/config`` with any of ``canary_percent`` (0..100), ``stable``, ``canary`` (URLs;
   ``null`` removes the canary) or ``promote: true`` (the canary becomes the stable backend, the
   percent goes to 0). A percent outside 0..100, or one above 0 without a canary, is a 400.
+
+``GET /metrics`` (Prometheus' text format): ``twinops_router_requests_total{backend, code}`` and
+``twinops_router_request_duration_seconds{backend}``, per answer (a 502 of an unreachable backend
+included), which ``twinops rollout --router`` reads when ``TWINOPS_PROMETHEUS_URL`` is set.
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-BACKEND_HEADER = "x-twinops-backend"
+from twinops.serving.clients import BACKEND_HEADER
+from twinops.serving.metrics import RouterMetrics
+
 ROUTED_PREFIXES = ("openai", "v1", "v2")
 # Hop-by-hop headers, and the ones httpx recomputes for the decoded body.
 _DROPPED_HEADERS = {
@@ -72,6 +80,7 @@ def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float 
     app = FastAPI(title="twinops canary router", docs_url=None, redoc_url=None, lifespan=lifespan)
     chooser = random.Random(seed)  # noqa: S311 - traffic splitting, not cryptography
     answered = {"stable": 0, "canary": 0}
+    metrics = RouterMetrics()
 
     @app.get("/router/state")
     async def state() -> dict[str, Any]:
@@ -95,7 +104,12 @@ def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float 
             setattr(config, key, getattr(updated, key))
         return config.model_dump()
 
+    @app.get("/metrics")
+    async def exported() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     async def forward(request: Request, path: str):
+        started = time.perf_counter()
         use_canary = config.canary is not None and chooser.random() * 100 < config.canary_percent
         backend = "canary" if use_canary else "stable"
         base = (config.canary if use_canary else config.stable).rstrip("/")
@@ -106,6 +120,7 @@ def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float 
             response = await client.send(upstream, stream=True)
         except httpx.HTTPError as error:
             message = f"the {backend} backend at {base} is unreachable ({type(error).__name__})"
+            metrics.observe(backend, 502, time.perf_counter() - started)
             return JSONResponse(
                 {"error": {"message": message, "type": "bad_gateway"}},
                 status_code=502,
@@ -113,11 +128,16 @@ def create_app(config: RouterConfig, *, seed: int | None = None, timeout: float 
             )
         answered[backend] += 1
         kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+
+        async def finish() -> None:  # after the last byte: a streamed answer's duration is all of it
+            await response.aclose()
+            metrics.observe(backend, response.status_code, time.perf_counter() - started)
+
         return StreamingResponse(
             response.aiter_raw(),
             status_code=response.status_code,
             headers={**kept, BACKEND_HEADER: backend},
-            background=BackgroundTask(response.aclose),
+            background=BackgroundTask(finish),
         )
 
     for prefix in ROUTED_PREFIXES:
