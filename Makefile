@@ -81,10 +81,18 @@ lock: $(VENV)/.installed ## Re-resolve locks/*.txt from pyproject.toml and locks
 	$(LOCK_COMPILE) locks/mongo.in -o locks/mongo.txt
 	$(LOCK_COMPILE) pyproject.toml locks/drift.in -o locks/drift.txt
 
-# Debian packages the suite runs for real: redis-server (Feast's Redis online store tests).
-system-deps: ## Install system packages (redis-server) when missing
-	@command -v redis-server >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+# Debian packages the suite runs for real: redis-server (Feast's Redis online store tests) and
+# prometheus (the rollout's PromQL queries). The tests start their own Prometheus, so the system
+# service that the package may start is stopped and disabled at once.
+SYSTEM_PACKAGES := redis-server prometheus
+system-deps: ## Install system packages (redis-server, prometheus) when missing
+	@missing=$$(for package in $(SYSTEM_PACKAGES); do command -v $$package >/dev/null 2>&1 || echo $$package; done); \
+	[ -z "$$missing" ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing && \
+	  case "$$missing" in *prometheus*) \
+	    if [ -d /run/systemd/system ]; then $$SUDO systemctl disable --now prometheus >/dev/null 2>&1; \
+	    elif [ -x /etc/init.d/prometheus ]; then $$SUDO /etc/init.d/prometheus stop >/dev/null 2>&1; \
+	      $$SUDO update-rc.d prometheus disable >/dev/null 2>&1; fi; true;; esac; }
 
 install: system-deps $(VENV)/.installed .venv-mongo/.installed .venv-quantize/.installed .venv-drift/.installed ## Create .venv (and .venv-mongo) and install everything
 
