@@ -29,13 +29,13 @@ names, not a prefix: ``twin-llm-predictor.*`` would also match every revision of
 
 ``LOCAL_*_QUERY`` read what the local weighted router exports (``twinops.serving.metrics``:
 ``twinops_router_requests_total{backend, code}``, ``twinops_router_request_duration_seconds``)
-for ``backend="$workload"`` (``canary`` on the local router); the runner picks them with
+for ``backend="$workload"`` (``canary`` on the local router): the queries for a rollout with
 ``--router`` when ``TWINOPS_PROMETHEUS_URL`` names a Prometheus that scrapes the router's
 ``/metrics``.
 
 What ``rate()`` cannot see: a series begins at its first request (Istio's and the router's alike),
-and ``rate()`` counts from a series' first scrape on, so each new series' first scrape interval of
-requests is not counted. Over a window of several scrapes that shifts the error rate little.
+and ``rate()`` counts increases from a series' first scrape on, so what a new series counted before
+that scrape is not seen. Over a window of several scrapes that shifts the error rate little.
 
 ``ProbeHealth`` sends a few short OpenAI chat requests to the canary's own URL and counts the
 failures and the latencies: the way to judge a canary where no Prometheus runs (one machine).
