@@ -454,6 +454,19 @@ def _object_causes(value: Doc, schema: Doc, path: str) -> list[Cause]:
     return causes
 
 
+def custom_object_problems(doc: Doc, crds: Path = CRDS_DIR) -> list[str]:
+    """What the API server would refuse in a custom object, a line each (unknown fields, the CRD
+    schema's rules, ObjectMeta's): for checking rendered manifests without a server."""
+    wanted = (doc.get("apiVersion"), doc.get("kind"))
+    rt = next((t for t in custom_resource_types(crds) if (t.api_version, t.kind) == wanted), None)
+    if rt is None:
+        return [f"no CRD under {crds} serves {wanted[0]} {wanted[1]}"]
+    obj = copy.deepcopy(doc)
+    unknown = normalize(obj, rt.schema)
+    causes = validate(obj, rt.schema) + metadata_causes(obj.get("metadata") or {})
+    return [f'unknown field "{path}"' for path in unknown] + [cause.line() for cause in causes]
+
+
 # --- ObjectMeta rules the schema does not carry -------------------------------------------------
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
