@@ -924,7 +924,7 @@ class KubeApi:
         rt = self.resource_type(resource)
         with self._lock:
             current = self._current(rt, namespace, name)
-            incoming = {**copy.deepcopy(current), "status": copy.deepcopy(status)}
+            incoming = {**self._as_version(current, rt), "status": copy.deepcopy(status)}
             return self._update(rt, namespace, name, current, incoming, "status", {})[0]
 
     def writes(self) -> list[Request]:
@@ -941,6 +941,9 @@ class KubeApi:
             code, answer, warnings = self._route(method, path, query, content_type, body)
         except ApiError as error:
             code, answer, warnings = error.code, error.status(), []
+        except Exception as error:  # an emulator bug: say so to the client instead of dropping the connection
+            failure = ApiError(500, "InternalError", f"the emulator failed: {type(error).__name__}: {error}")
+            code, answer, warnings = 500, failure.status(), []
         self.requests.append(Request(method, path, query, content_type, copy.deepcopy(body), code))
         return code, answer, warnings
 
@@ -997,7 +1000,7 @@ class KubeApi:
                 return 200, obj, warnings
             if verb == "patch":
                 current = self._current(rt, namespace, name)
-                incoming = self._patched(rt, current, content_type, body)
+                incoming = self._patched(rt, self._as_version(current, rt), content_type, body)
                 obj, warnings = self._update(rt, namespace, name, current, incoming, sub, query)
                 return 200, obj, warnings
             if verb == "delete" and sub is None:
@@ -1151,6 +1154,7 @@ class KubeApi:
         query: dict[str, str],
     ) -> tuple[Doc, list[str]]:
         """Store ``incoming`` as the new state of ``current`` (PUT, PATCH and status writes)."""
+        current = self._as_version(current, rt)  # compared in the request's version
         self._check_type_meta(rt, incoming, namespace, name)
         current_meta = current["metadata"]
         wanted = incoming["metadata"].get("resourceVersion")

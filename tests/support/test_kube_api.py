@@ -289,3 +289,28 @@ def test_the_shipped_inference_services_are_valid(overlay: str, renderer: str) -
     api = KubeApi()
     stored = api.load_rendered(docs, namespace=namespace_of(overlay))
     assert {obj["metadata"]["name"] for obj in stored} >= {"twin-llm", "twin-rag"}
+
+
+def test_a_custom_resource_is_one_object_in_every_served_version(kube_api, kube_clients) -> None:
+    """LLMInferenceService serves v1alpha1 and v1alpha2 (stored): one object, read and patched in either."""
+    created = kube_clients.custom.create_namespaced_custom_object(
+        GROUP,
+        "v1alpha2",
+        NAMESPACE,
+        "llminferenceservices",
+        {
+            "apiVersion": f"{GROUP}/v1alpha2",
+            "kind": "LLMInferenceService",
+            "metadata": {"name": "twin"},
+            "spec": {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}},
+            "status": {"url": "http://ignored.example.com"},
+        },
+    )
+    assert "status" not in created  # a create drops what the status subresource owns
+    patched = kube_clients.custom.patch_namespaced_custom_object(
+        GROUP, "v1alpha1", NAMESPACE, "llminferenceservices", "twin", {"spec": {"replicas": 2}}
+    )
+    assert patched["apiVersion"] == f"{GROUP}/v1alpha1"
+    stored = kube_api.get("LLMInferenceService", NAMESPACE, "twin")
+    assert (stored["apiVersion"], stored["spec"]["replicas"]) == (f"{GROUP}/v1alpha2", 2)
+    assert stored["metadata"]["generation"] == 2
