@@ -21,7 +21,8 @@ API server does for what twinops' controllers call:
   counts, list-map keys unique); ``metadata`` as ObjectMeta (known fields only, string maps, name
   and label/annotation key syntax, label values). Leases and Events against the Kubernetes 1.30
   OpenAPI schemas (``kubernetes-validate``, strict), plus the server's own rules the schema does
-  not carry (a Lease's duration is positive; an Event names its object's namespace).
+  not carry (a Lease's duration is positive; an Event names its object's namespace; times in the
+  layout the decoder reads: MicroTime with exactly six fractional digits, a 400 otherwise).
   A refused object answers 422 ``Invalid`` with the real message (``InferenceService.serving.kserve.io
   "twin-llm" is invalid: spec.canary[0].predictor.model.name: Required value``) and its causes.
 - **Unknown fields** answer 400 ``BadRequest`` ``strict decoding error: unknown field "spec.x"``,
@@ -201,6 +202,10 @@ MODIFIED = "the object has been modified; please apply your changes to the lates
 
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
+
+
+def _undecodable(rt: ResourceType, problem: str) -> ApiError:
+    return _bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {problem}')
 
 
 def _not_an_object(body: Any) -> ApiError:
@@ -603,6 +608,34 @@ def built_in_problems(obj: Doc) -> tuple[list[str], list[Cause]]:
                 )
             )
     return unknown, causes
+
+
+# Times are decoded before validation: a value in another layout is a 400. MicroTime takes exactly
+# six fractional digits (Python's isoformat() writes none when the microseconds are 0); Time takes
+# RFC 3339 with a zone (a naive datetime's isoformat() has none).
+_SECONDS, _ZONE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", r"(Z|[+-]\d\d:\d\d)"
+_MICRO_TIME = ("2006-01-02T15:04:05.000000Z07:00", re.compile(rf"{_SECONDS}\.\d{{6}}{_ZONE}"))
+_TIME = ("2006-01-02T15:04:05Z07:00", re.compile(rf"{_SECONDS}(\.\d+)?{_ZONE}"))
+_TIME_FIELDS = {
+    "Lease": ((("spec", "acquireTime"), _MICRO_TIME), (("spec", "renewTime"), _MICRO_TIME)),
+    "Event": (
+        (("eventTime",), _MICRO_TIME),
+        (("series", "lastObservedTime"), _MICRO_TIME),
+        (("firstTimestamp",), _TIME),
+        (("lastTimestamp",), _TIME),
+    ),
+}
+
+
+def time_problem(obj: Doc) -> str | None:
+    """The decoder's refusal of the first time field of a built-in kind in the wrong layout."""
+    for path, (layout, pattern) in _TIME_FIELDS.get(obj.get("kind"), ()):
+        value: Any = obj
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            return f'parsing time "{value}" as "{layout}": cannot parse "{value[19:]}" as "{layout[19:]}"'
+    return None
 
 
 # --- patches -----------------------------------------------------------------------------------
@@ -1074,13 +1107,13 @@ class KubeApi:
             unknown = normalize(obj, rt.schema, prune=mode != "Strict")
             causes = [] if unknown and mode == "Strict" else validate(obj, rt.schema)
         else:
+            problem = time_problem(obj)
+            if problem:
+                raise _undecodable(rt, problem)
             unknown, causes = built_in_problems(obj)
         if unknown and (mode == "Strict" or not rt.custom):
             fields = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise _bad_request(
-                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                f"strict decoding error: {fields}"
-            )
+            raise _undecodable(rt, f"strict decoding error: {fields}")
         causes += metadata_causes(obj["metadata"])
         if causes:
             raise _invalid(rt, name, causes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client, config
@@ -314,3 +315,18 @@ def test_a_custom_resource_is_one_object_in_every_served_version(kube_api, kube_
     stored = kube_api.get("LLMInferenceService", NAMESPACE, "twin")
     assert (stored["apiVersion"], stored["spec"]["replicas"]) == (f"{GROUP}/v1alpha2", 2)
     assert stored["metadata"]["generation"] == 2
+
+
+def test_a_lease_time_without_microseconds_is_refused_as_the_decoder_does(kube_api, kube_clients) -> None:
+    """MicroTime takes six fractional digits; the client's isoformat() writes none at microsecond 0."""
+    on_the_second = datetime(2026, 12, 7, 3, 0, 0, tzinfo=UTC)
+    lease = client.V1Lease(
+        metadata=client.V1ObjectMeta(name="twin-llm-rollout"),
+        spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=30, renew_time=on_the_second),
+    )
+    status, body = _refusal(kube_clients.coordination.create_namespaced_lease, NAMESPACE, lease)
+    assert status == 400
+    assert 'parsing time "2026-12-07T03:00:00+00:00" as "2006-01-02T15:04:05.000000Z07:00"' in body["message"]
+    lease.spec.renew_time = "2026-12-07T03:00:00.000000Z"
+    created = kube_clients.coordination.create_namespaced_lease(NAMESPACE, lease)
+    assert created.spec.renew_time == on_the_second
