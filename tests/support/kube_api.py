@@ -52,8 +52,13 @@ checked), CEL rules (``x-kubernetes-validations``), watches (405), cluster-scope
 ``deletecollection``, ``managedFields``, discovery, and conversion webhooks. Every request is in
 ``KubeApi.requests`` (method, path, query, content type, body, status answered).
 
-Fixtures for other test folders: import ``kube_api`` and ``kube_clients`` into a conftest
-(``from tests.support.kube_api import kube_api, kube_clients  # noqa: F401``).
+Use: the ``kube_api`` and ``kube_clients`` fixtures (import them into a conftest: ``from
+tests.support.kube_api import kube_api, kube_clients  # noqa: F401``), or ``running_kube_api(...)``
+and ``kube_clients_for(url)``; ``write_kubeconfig`` for CLI subprocesses. Seed with ``add`` or
+``load_rendered(render("dev"))`` (``render``: an overlay as kubectl kustomize or helm template
+renders it, once per session); read with ``get``/``objects``, ``requests``/``writes``; restrict
+with ``identity = ServiceAccount.from_rendered(docs, namespace, name)``. ``custom_object_problems``
+checks a rendered custom object without a server (tests/deploy/test_schemas.py).
 """
 
 from __future__ import annotations
