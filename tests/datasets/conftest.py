@@ -67,6 +67,40 @@ DOCUMENTS: dict[str, list[str]] = {
 }
 
 
+DEMO_CORPUS = Path(__file__).resolve().parents[2] / "data" / "demo-corpus"
+DEMO_CHUNK_WORDS = 150  # about the 200 MiniLM tokens the feature step cuts chunks at
+
+
+def demo_documents() -> dict[str, list[str]]:
+    """The demo corpus (``make run``'s), as the feature step splits it: about 150 words a chunk.
+
+    Front matter and a leading ``# Title`` go; paragraphs are packed into chunks (no overlap,
+    which only makes a chunk longer), so the document count and chunk sizes match the demo's.
+    """
+    documents: dict[str, list[str]] = {}
+    for path in sorted(DEMO_CORPUS.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        title = path.stem.replace("-", " ")
+        if text.startswith("---"):
+            front, _, text = text[3:].partition("\n---")
+            for line in front.splitlines():
+                if line.startswith("title:"):
+                    title = line.split(":", 1)[1].strip()
+        chunks: list[str] = []
+        current: list[str] = []
+        for paragraph in (part.strip() for part in text.split("\n\n")):
+            if not paragraph or paragraph.startswith("# "):
+                continue
+            if current and len(" ".join(current).split()) + len(paragraph.split()) > DEMO_CHUNK_WORDS:
+                chunks.append("\n\n".join(current))
+                current = []
+            current.append(paragraph)
+        if current:
+            chunks.append("\n\n".join(current))
+        documents[title] = chunks
+    return documents
+
+
 def make_chunks(documents: dict[str, list[str]] = DOCUMENTS) -> tuple[list[CleanedDocument], list[Chunk]]:
     author = Author(full_name=AUTHOR)
     cleaned, chunks = [], []
@@ -286,4 +320,6 @@ def chat_server() -> Iterator[FakeChatServer]:
 @pytest.fixture
 def corpus_kit() -> SimpleNamespace:
     """The test corpus and its helpers (test modules cannot import conftest in importlib mode)."""
-    return SimpleNamespace(documents=DOCUMENTS, author=AUTHOR, make_chunks=make_chunks)
+    return SimpleNamespace(
+        documents=DOCUMENTS, author=AUTHOR, make_chunks=make_chunks, demo_documents=demo_documents
+    )

@@ -75,7 +75,15 @@ def test_edits_and_ratings_become_pairs_with_feedback_in_the_lineage(mongo_setti
     version = DatasetVersionRepository(connect(mongo_settings)).get(summary.version)
     assert version.kind is DatasetKind.PREFERENCE
     splits = load_splits(version)
-    assert set(splits["train"].column_names) == {"prompt", "chosen", "rejected", "document_id"}
+    assert set(splits["train"].column_names) == {
+        "prompt",
+        "chosen",
+        "rejected",
+        "document_id",
+        "source",
+        "rejected_source",
+    }
+    assert set(splits["train"]["rejected_source"]) == {"feedback"}
     assert _triples(splits["train"].to_list()) == {
         (QUESTION, good, bad),
         (

@@ -55,8 +55,12 @@ def test_a_broken_prompt_or_seed_file_is_one_line(tmp_path: Path) -> None:
         assert "\n" not in str(error.value)
 
 
+# What the example instructions ask about, so none is dropped as off topic.
+ANSWER = "Remote teams make decisions in writing, and tests run against a real database server. " * 2
+
+
 def _example(instruction: str, doc: str = "d1") -> InstructionExample:
-    return InstructionExample(instruction, "answer " * 30, doc, f"c-{instruction}", "backtranslation")
+    return InstructionExample(instruction, ANSWER, doc, f"c-{instruction}", "passage")
 
 
 def test_instruction_filters_drop_by_reason() -> None:
@@ -136,20 +140,22 @@ def test_job_loads_from_yaml_and_rejects_typos(tmp_path: Path) -> None:
 
 
 def test_self_instruct_adds_a_seed_styled_request_per_chunk(corpus_kit) -> None:
+    from twinops.datasets.budget import GenerationRun
     from twinops.datasets.corpus import Corpus
-    from twinops.datasets.generators.extractive import ExtractiveGenerator
-    from twinops.datasets.instruction import generate_instructions
+    from twinops.datasets.instruction import self_instruct_examples, usable_passages
     from twinops.datasets.prompts import load_seed_tasks
     from twinops.domain import DatasetKind, DatasetVersion
 
     _, chunks = corpus_kit.make_chunks()
     corpus = Corpus(DatasetVersion(kind=DatasetKind.FEATURES, name="f", inputs_hash="h"), chunks)
     drops: Counter[str] = Counter()
-    plain = generate_instructions(corpus, ExtractiveGenerator(), DatasetJob(), drops)
-    augmented = generate_instructions(corpus, ExtractiveGenerator(), DatasetJob(self_instruct=True), drops)
-    assert len(plain) == len(chunks) and len(augmented) > len(plain)
-    seeded = [e for e in augmented if e.origin == "self_instruct"]
+    passages = usable_passages(corpus, DatasetJob(), drops)
+    templates_only = GenerationRun(None, budget_seconds=0, batch_size=4)
+    assert self_instruct_examples(passages, templates_only, DatasetJob(), drops) == []
+    seeded = self_instruct_examples(passages, templates_only, DatasetJob(self_instruct=True), drops)
+    assert len(seeded) == len(passages) == len(chunks)
     styles = [task.style.split("{topic}")[0] for task in load_seed_tasks().tasks]
-    assert seeded and all(any(e.instruction.startswith(s) for s in styles) for e in seeded)
+    assert all(any(e.instruction.startswith(s) for s in styles) for e in seeded)
+    assert {e.source for e in seeded} == {"template"} and not drops
     # The answer is always the author's own text.
     assert {e.answer for e in seeded} <= {c.content for c in chunks}

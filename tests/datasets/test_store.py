@@ -27,25 +27,6 @@ def test_an_empty_split_reloads_with_its_columns(mongo_settings) -> None:
     assert splits["extra"][0]["instruction"] == "What is GPTQ?"
 
 
-def test_golden_falls_back_to_extractive_when_every_generated_question_was_dropped() -> None:
-    from tests.datasets.conftest import make_chunks  # the suite's small corpus
-
-    from twinops.datasets.builder import _golden_fallback
-    from twinops.datasets.corpus import Corpus
-    from twinops.datasets.jobs import DatasetJob
-    from twinops.domain import DatasetVersion
-
-    _, chunks = make_chunks()
-    corpus = Corpus(
-        features=DatasetVersion(kind=DatasetKind.FEATURES, name="f", inputs_hash="h"), chunks=chunks
-    )
-    held_out = {chunks[0].document_id}
-    job = DatasetJob(generator="local")
-    fallback = _golden_fallback(corpus, [], held_out, job)
-    assert fallback and {e.document_id for e in fallback} == held_out
-    assert _golden_fallback(corpus, fallback, held_out, job) == [], "only when nothing survived"
-
-
 def test_a_reranker_row_reloads_with_its_document_and_candidate_list(mongo_settings) -> None:
     """Training splits validation by document_id and ranks each query's stored top-k list."""
     from twinops.datasets.reranker_pairs import RerankerPair

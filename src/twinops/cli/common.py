@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from twinops.domain.progress import ProgressCallback, reporting_to
+from twinops.domain.progress import ProgressCallback, duration, reporting_to
 
 if TYPE_CHECKING:
     from twinops.pipelines.local import LocalRunResult, PipelineRunFailed, StepEvent
@@ -112,11 +112,6 @@ def progress_bars() -> Iterator[ProgressCallback]:
 VERBOSE_HELP = "Stream every step's full log to stderr (they always go to files under TWINOPS_HOME/logs)."
 STEP_COLUMN = 22  # wide enough for the longest step name (chunk-embed-load, register-and-gate)
 NOTE_WIDTH = 70  # of a running step's latest log line beside its spinner
-
-
-def duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes else f"{seconds:.1f}s"
 
 
 @contextmanager

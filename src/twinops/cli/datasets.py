@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twinops.cli.common import JSON_HELP, console, print_json, progress
+from twinops.cli.common import JSON_HELP, console, err_console, print_json, progress_bars
+from twinops.domain.progress import duration, progress_lines
 from twinops.settings import get_settings
 
 app = typer.Typer(
@@ -50,6 +52,14 @@ def build(
     max_chunks: Annotated[
         int | None, typer.Option("--max-chunks", min=1, help="Use only the first N chunks.")
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            help="Generator time in all (90s, 10m, 1h; default 10m): once spent, the remaining rows come "
+            "from the templates, so the build always ends. 0: templates only.",
+        ),
+    ] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the build to MLflow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -68,6 +78,7 @@ def build(
         "generator": generator,
         "features_version": features_version,
         "max_chunks": max_chunks,
+        "budget": budget,
     }
     updates = {key: value for key, value in overrides.items() if value is not None}
     if no_mlflow:
@@ -80,15 +91,12 @@ def build(
         raise ConfigError(f"invalid {option}: {first['msg']}") from error
 
     with ExitStack() as stack:
-        bar = None if as_json else stack.enter_context(progress())
-
-        def step(description: str, total: int):
-            if bar is None:
-                return lambda _advance: None
-            task = bar.add_task(description, total=total)
-            return lambda advance: bar.advance(task, advance)
-
-        summary = build_datasets(job, get_settings(), progress=step)
+        # Bars on a terminal; plain lines every few seconds when stderr goes to a file or a pipe.
+        if err_console.is_terminal:
+            on_progress = stack.enter_context(progress_bars())
+        else:
+            on_progress = progress_lines(lambda line: print(line, file=sys.stderr, flush=True))
+        summary = build_datasets(job, get_settings(), on_progress=on_progress)
     if as_json:
         print_json(summary)
         return
@@ -109,6 +117,14 @@ def build(
         f"{summary.chunks} chunks from {summary.documents} documents, "
         f"{summary.golden_documents} held out for the golden set"
     )
+    for kind, sources in summary.sources.items():
+        rebuilt = summary.rebuilt.get(kind, 0)
+        console.print(
+            f"{kind} by source: "
+            + ", ".join(f"{source} {count}" for source, count in sources.items())
+            + (f" ({rebuilt} rebuilt from the templates)" if rebuilt else "")
+        )
+    console.print(f"generator time: {duration(summary.generator_seconds)}")
     if summary.drops:
         console.print("dropped: " + ", ".join(f"{reason} {count}" for reason, count in summary.drops.items()))
     if summary.mlflow_run_id:

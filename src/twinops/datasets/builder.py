@@ -9,20 +9,31 @@ unreachable tracking server fails the build up front, not after the datasets exi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from twinops.datasets.budget import GenerationRun
 from twinops.datasets.corpus import Corpus, load_corpus
-from twinops.datasets.generators import ProgressCallback, make_generator
+from twinops.datasets.generators import make_generator
 from twinops.datasets.golden import Decontaminator, assert_no_canary, golden_row, make_canary, split_documents
-from twinops.datasets.instruction import InstructionExample, generate_instructions, instruction_prompts
+from twinops.datasets.instruction import (
+    PASSAGE,
+    InstructionExample,
+    generated_instructions,
+    instruction_prompts,
+    is_rebuilt,
+    passage_examples,
+    self_instruct_examples,
+    template_views,
+    usable_passages,
+)
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
 from twinops.datasets.preference import PreferencePair, build_preference_pairs
 from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
 from twinops.datasets.queries import query_instructions
 from twinops.datasets.reranker_pairs import probe_queries
 from twinops.domain import Author, DatasetKind, DatasetVersion
+from twinops.domain.progress import ProgressCallback
 from twinops.infra.dataset_store import rows_hash, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
@@ -31,25 +42,23 @@ from twinops.settings import Settings
 if TYPE_CHECKING:
     from twinops.datasets.reranker_pairs import RerankerPair
 
-# The CLI passes a factory: (step description, total items) -> callback advancing that step.
-ProgressFactory = Callable[[str, int], ProgressCallback]
-
-
-def _no_progress(_description: str, _total: int) -> ProgressCallback:
-    return lambda _advance: None
-
 
 @dataclass
 class _Generated:
     examples: list[InstructionExample]
     pairs: list[PreferencePair]
     generator_ref: str
+    generator_seconds: float
 
 
 def build_datasets(
-    job: DatasetJob, settings: Settings, *, progress: ProgressFactory | None = None
+    job: DatasetJob, settings: Settings, *, on_progress: ProgressCallback | None = None
 ) -> DatasetBuildSummary:
-    """Build the instruction, preference, golden and reranker sets (same inputs: same versions)."""
+    """Build the instruction, preference, golden and reranker sets (same inputs: same versions).
+
+    ``on_progress`` hears from each slow step (generation batches, templates, reranker mining):
+    items done of the total and a note with rows made, dropped, rate and time left.
+    """
     if job.log_to_mlflow:
         from twinops.infra.endpoints import mlflow_tracking_uri
 
@@ -60,11 +69,9 @@ def build_datasets(
     )
     golden_documents = split_documents(corpus.document_ids, job.holdout_fraction, job.seed)
     drops: Counter[str] = Counter()
-    generated = _generate(
-        corpus, golden_documents, job, settings, drops=drops, progress=progress or _no_progress
-    )
+    generated = _generate(corpus, golden_documents, job, settings, drops=drops, on_progress=on_progress)
     splits, canary, reranker_ref = _assemble_splits(
-        corpus, generated, golden_documents, job=job, settings=settings, drops=drops
+        corpus, generated, golden_documents, job=job, settings=settings, drops=drops, on_progress=on_progress
     )
 
     previous = repository.latest(DatasetKind.GOLDEN)
@@ -89,7 +96,10 @@ def build_datasets(
             splits=splits[kind],
             config={**config, **(extra or {})},
             parents=parents,
-            stats={"drops": {k: v for k, v in drops.items() if k.startswith(kind.value)}},
+            stats={
+                "drops": {k: v for k, v in drops.items() if k.startswith(kind.value)},
+                "sources": _sources(kind, splits[kind]),
+            },
         )
         return saved[kind][0]
 
@@ -112,6 +122,9 @@ def build_datasets(
         golden_documents=len(golden_documents),
         counts={kind.value: sum(len(rows) for rows in splits[kind].values()) for kind in saved},
         drops=dict(sorted(drops.items())),
+        sources={kind.value: _sources(kind, splits[kind]) for kind in saved},
+        rebuilt={kind.value: rebuilt for kind in saved if (rebuilt := _rebuilt(kind, drops))},
+        generator_seconds=round(generated.generator_seconds, 1),
         split_sizes={kind.value: {s: len(rows) for s, rows in splits[kind].items()} for kind in saved},
         versions={kind.value: version.id for kind, (version, _) in saved.items()},
         uris={kind.value: version.uri or "" for kind, (version, _) in saved.items()},
@@ -135,27 +148,30 @@ def build_datasets(
     return summary
 
 
-def _golden_fallback(
-    corpus: Corpus, examples: list[InstructionExample], golden_documents: set[str], job: DatasetJob
-) -> list[InstructionExample]:
-    """Extractive questions for the held-out documents when the generator's were all filtered out.
+# Which field of a row of each kind says where its generated part came from.
+_SOURCE_FIELD = {
+    DatasetKind.INSTRUCTION: "source",
+    DatasetKind.PREFERENCE: "rejected_source",
+    DatasetKind.GOLDEN: "source",
+}
 
-    A small local model often writes nothing usable for a handful of documents; an empty golden
-    set would leave evaluation with nothing to judge, so it falls back to the deterministic mode.
-    """
-    if job.generator == "extractive" or any(
-        e.document_id in golden_documents and e.origin == "backtranslation" for e in examples
-    ):
-        return []
-    from twinops.datasets.generators.extractive import ExtractiveGenerator
 
-    held_out = Corpus(
-        features=corpus.features,
-        chunks=[chunk for chunk in corpus.chunks if chunk.document_id in golden_documents],
-        titles=corpus.titles,
+def _sources(kind: DatasetKind, splits: dict[str, list[dict]]) -> dict[str, int]:
+    """Rows of every split by source (generator, template, query), for kinds that record one."""
+    field = _SOURCE_FIELD.get(kind)
+    if field is None:
+        return {}
+    counts = Counter(row[field] for rows in splits.values() for row in rows if row.get(field))
+    return dict(sorted(counts.items()))
+
+
+def _rebuilt(kind: DatasetKind, drops: Counter[str]) -> int:
+    """Rows of ``kind`` whose generator output was unusable or never made, so templates made them."""
+    return sum(
+        count
+        for key, count in drops.items()
+        if key.startswith(f"{kind.value}:") and is_rebuilt(key.split(":", 1)[1])
     )
-    fallback_drops: Counter[str] = Counter()
-    return generate_instructions(held_out, ExtractiveGenerator(), job, fallback_drops)
 
 
 def _generate(
@@ -165,25 +181,29 @@ def _generate(
     settings: Settings,
     *,
     drops: Counter[str],
-    progress: ProgressFactory,
+    on_progress: ProgressCallback | None,
 ) -> _Generated:
     generator = make_generator(job.generator, settings, batch_size=job.batch_size, threads=job.threads)
+    # A rules backend is the templates themselves: its rows are counted as template rows.
+    run = GenerationRun(
+        None if generator.templated else generator,
+        budget_seconds=job.budget,
+        batch_size=job.batch_size,
+        on_progress=on_progress,
+    )
     try:
-        passes = 2 if job.self_instruct else 1
-        examples = generate_instructions(
-            corpus, generator, job, drops, on_progress=progress("instructions", passes * len(corpus.chunks))
-        )
-        fallback = _golden_fallback(corpus, examples, golden_documents, job)
-        if fallback:
-            drops["golden:extractive_fallback"] += len(fallback)
-            examples = [*examples, *fallback]
+        passages = usable_passages(corpus, job, drops)
+        # The golden questions first: every model is judged on them, so they get the generator's time.
+        asked = sorted(passages, key=lambda passage: passage.chunk.document_id not in golden_documents)
+        generated = generated_instructions(asked, run, job, drops, golden_documents=golden_documents)
+        examples = passage_examples(passages, generated)
+        meter = run.meter("rows from templates", len(passages))
+        examples += template_views(passages, job)
+        meter.advance(made=len(passages))
+        examples += self_instruct_examples(passages, run, job, drops)
         examples += query_instructions(corpus, job, settings, drops)
-        pairs = []
-        if job.preference:
-            pairs = build_preference_pairs(
-                examples, generator, job, drops, on_progress=progress("rejected answers", len(examples))
-            )
-        return _Generated(examples, pairs, generator.ref)
+        pairs = build_preference_pairs(examples, run, job, drops) if job.preference else []
+        return _Generated(examples, pairs, generator.ref, run.seconds_spent)
     finally:
         generator.close()
 
@@ -196,14 +216,16 @@ def _assemble_splits(
     job: DatasetJob,
     settings: Settings,
     drops: Counter[str],
+    on_progress: ProgressCallback | None,
 ) -> tuple[dict[DatasetKind, dict[str, list[dict]]], str, str | None]:
     """The rows of every kind by split (training rows decontaminated), the canary, the embedder ref."""
     examples, pairs = generated.examples, generated.pairs
     held_out = [e for e in examples if e.document_id in golden_documents]
+    # One question per held-out chunk: the generator's when it passed the checks, else a template's.
     golden_rows = [
-        golden_row(e.instruction, e.answer, e.document_id, e.chunk_id)
+        golden_row(e.instruction, e.answer, e.document_id, e.chunk_id, source=e.source)
         for e in held_out
-        if e.origin == "backtranslation"
+        if e.origin == PASSAGE
     ]
     # Keyword probes of every held-out chunk make the golden set large enough to tell rankers
     # (and perplexities) apart; the reference is the chunk's text, as for its instruction.
@@ -238,7 +260,13 @@ def _assemble_splits(
     reranker_ref = None
     if job.reranker:
         reranker_pairs, reranker_ref = _mine_reranker_pairs(
-            corpus, examples, golden_documents, job=job, settings=settings, drops=drops
+            corpus,
+            examples,
+            golden_documents,
+            job=job,
+            settings=settings,
+            drops=drops,
+            on_progress=on_progress,
         )
         train_reranker = training(
             reranker_pairs,
@@ -260,6 +288,7 @@ def _mine_reranker_pairs(
     job: DatasetJob,
     settings: Settings,
     drops: Counter[str],
+    on_progress: ProgressCallback | None,
 ) -> tuple[list[RerankerPair], str]:
     from twinops.datasets.reranker_pairs import mine_reranker_pairs, retrieval_queries
     from twinops.infra.qdrant import open_qdrant
@@ -268,7 +297,7 @@ def _mine_reranker_pairs(
     embedder_id, embedder_version = embedder_identity(settings)
     author_id = Author(full_name=job.author).id if job.author else None
     queries = retrieval_queries(
-        [(e.instruction, e.chunk_id, e.document_id) for e in examples if e.origin == "backtranslation"],
+        [(e.instruction, e.chunk_id, e.document_id) for e in examples if e.origin == PASSAGE],
         [(chunk.id, chunk.document_id, chunk.content) for chunk in corpus.chunks],
         job.retrieval_probes,
     )
@@ -283,5 +312,6 @@ def _mine_reranker_pairs(
             candidates=job.reranker_candidates,
             hard_negatives=job.hard_negatives,
             drops=drops,
+            on_progress=on_progress,
         )
     return pairs, f"embedder:{embedder_id}@{embedder_version}"

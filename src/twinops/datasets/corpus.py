@@ -24,6 +24,7 @@ class Corpus:
     features: DatasetVersion
     chunks: list[Chunk]
     titles: dict[str, str] = field(default_factory=dict)
+    documents: dict[str, str] = field(default_factory=dict)  # document id -> its cleaned text
 
     @property
     def document_ids(self) -> list[str]:
@@ -90,4 +91,9 @@ def load_corpus(
             f"feature version {version.id} holds no chunks{whose}: collect writing with `twinops etl`, "
             f"then {RUN_FEATURES_FIRST}"
         )
-    return Corpus(features=version, chunks=chunks, titles={doc.document_id: doc.title for doc in documents})
+    return Corpus(
+        features=version,
+        chunks=chunks,
+        titles={doc.document_id: doc.title for doc in documents},
+        documents={doc.document_id: doc.content for doc in documents},
+    )

@@ -45,6 +45,9 @@ from twinops.infra.mongo import connect
 from twinops.infra.request_log import RequestLogRepository
 from twinops.settings import Settings
 
+# Where both the question and the rejected answer of a feedback pair come from (``source`` fields).
+FEEDBACK = "feedback"
+
 HIGH_RATING = 4
 LOW_RATING = 2
 FEEDBACK_DATASET_NAME = "twin-feedback"
@@ -100,7 +103,13 @@ def _edited_pairs(rated: list[tuple[RagRequestRecord, Feedback]]) -> list[_Pair]
         if not edited or edited == record.answer.strip():
             continue
         pair = PreferencePair(
-            record.question, edited, record.answer, _first_document(record), _first_chunk(record)
+            record.question,
+            edited,
+            record.answer,
+            _first_document(record),
+            _first_chunk(record),
+            source=FEEDBACK,
+            rejected_source=FEEDBACK,
         )
         pairs.append(_Pair(pair, "edited", (feedback.id,), (record.request_id,)))
     return pairs
@@ -132,6 +141,8 @@ def _rated_pairs(rated: list[tuple[RagRequestRecord, Feedback]]) -> list[_Pair]:
                 rejected.answer,
                 _first_document(chosen),
                 _first_chunk(chosen),
+                source=FEEDBACK,
+                rejected_source=FEEDBACK,
             )
             feedback_ids = tuple(f.id for f in (*feedback_of[good], *feedback_of[bad]))
             pairs.append(_Pair(pair, "rated", feedback_ids, (good, bad)))

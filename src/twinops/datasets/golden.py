@@ -49,20 +49,28 @@ def make_canary(*parts: Any) -> str:
 
 
 def golden_row(
-    instruction: str, reference: str, document_id: str, chunk_id: str, origin: str = "instruction"
+    instruction: str,
+    reference: str,
+    document_id: str,
+    chunk_id: str,
+    origin: str = "instruction",
+    *,
+    source: str = "",
 ) -> dict:
     """Contract 4: one held-out (instruction, reference answer, source) row.
 
-    ``origin``: ``instruction`` (the generator's back-translated request; the LLM answers these) or
-    ``probe`` (a keyword query of one sentence of the chunk; retrieval and perplexity use every row).
+    ``origin``: ``instruction`` (a question or request of the chunk, checked as a person's would be;
+    the LLMs answer these) or ``probe`` (a keyword query of one sentence of the chunk; retrieval and
+    perplexity use every row). ``source``: who wrote an instruction, ``generator`` or ``template``.
     """
-    return {
+    row = {
         "instruction": instruction,
         "reference": reference,
         "document_id": document_id,
         "chunk_id": chunk_id,
         "origin": origin,
     }
+    return {**row, "source": source} if source else row
 
 
 class Decontaminator:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from twinops.datasets.generators import GeneratorName
+from twinops.datasets.templates import VIEWS, View
+from twinops.domain.progress import parse_duration
 from twinops.infra.config_files import load_config
 
 
@@ -23,11 +25,31 @@ class DatasetJob(BaseModel):
     max_chunks: int | None = Field(
         None, ge=1, description="Use only the first N chunks (demos, smoke tests)."
     )
+    budget: float | None = Field(
+        600.0,
+        ge=0,
+        description="Seconds of generator time in all (or a duration: 90s, 10m, 1h); once spent, the "
+        "remaining rows are built from the templates, so the step always ends. None: no limit; 0: "
+        "templates only (the model is never loaded).",
+    )
     prompt_max_words: int = Field(
         80, ge=10, description="Passage words shown to the generator (prompt length dominates CPU time)."
     )
 
-    # Instruction filters.
+    instruction_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the budget the generator may spend on instructions; the rest goes to "
+        "the base model's answers (the rejected side of the preference pairs).",
+    )
+
+    # Instruction rows: which views of each chunk become rows (datasets.templates), and the filters.
+    views: list[View] = Field(
+        list(VIEWS),
+        description="passage (the chunk), paragraph (each of its paragraphs), continuation (the chunk "
+        "after its first sentence), document (a document's whole text, one row per document).",
+    )
     min_instruction_words: int = Field(3, ge=1)
     max_instruction_words: int = Field(60, ge=1)
     min_answer_words: int = Field(20, ge=1)
@@ -75,6 +97,18 @@ class DatasetJob(BaseModel):
 
     log_to_mlflow: bool = True
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("views")
+    @classmethod
+    def _passage_view(cls, views: list[View]) -> list[View]:
+        if "passage" not in views:
+            raise ValueError("views must include passage: the golden questions and the generator use it")
+        return list(dict.fromkeys(views))
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> DatasetJob:
         return load_config(cls, path, what="dataset job file")
@@ -82,7 +116,15 @@ class DatasetJob(BaseModel):
     def identity(self) -> dict:
         """The settings that change dataset content (not batch size, logging or which run asked)."""
         return self.model_dump(
-            mode="json", exclude={"batch_size", "threads", "log_to_mlflow", "features_version"}
+            mode="json",
+            exclude={
+                "batch_size",
+                "threads",
+                "log_to_mlflow",
+                "features_version",
+                "budget",
+                "instruction_share",
+            },
         )
 
 
@@ -96,7 +138,22 @@ class DatasetBuildSummary(BaseModel):
     documents: int
     golden_documents: int
     counts: dict[str, int] = Field(default_factory=dict, description="Rows kept per dataset kind.")
-    drops: dict[str, int] = Field(default_factory=dict, description="Rows dropped, by 'kind:reason'.")
+    sources: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Rows per dataset kind by where their generated part came from: generator, "
+        "template (or query); for preference pairs, their rejected side.",
+    )
+    rebuilt: dict[str, int] = Field(
+        default_factory=dict,
+        description="Rows whose generator output was unusable (or never made: budget spent) and "
+        "that were rebuilt from the templates, per kind.",
+    )
+    drops: dict[str, int] = Field(
+        default_factory=dict,
+        description="Generator outputs and rows dropped, by 'kind:reason' (generator_* outputs were "
+        "replaced by templates; other reasons dropped the row).",
+    )
+    generator_seconds: float = Field(0.0, description="Time spent generating (the budget bounds it).")
     split_sizes: dict[str, dict[str, int]] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict, description="Dataset kind -> DatasetVersion id.")
     uris: dict[str, str] = Field(default_factory=dict)

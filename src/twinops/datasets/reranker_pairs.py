@@ -19,8 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from twinops.datasets.budget import ProgressMeter
 from twinops.datasets.corpus import RUN_FEATURES_FIRST
-from twinops.datasets.text import sentences, words
+from twinops.datasets.text import sentences, stop_words, words
+from twinops.domain.progress import ProgressCallback
 from twinops.errors import NotFound
 from twinops.features.vector_store import CHUNKS_ALIAS
 
@@ -61,17 +63,11 @@ class RerankerPair:
         }
 
 
-def _stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return ENGLISH_STOP_WORDS
-
-
 def probe_queries(text: str, count: int) -> list[str]:
     """Up to ``count`` keyword probes of ``text``: the content words of its sentences, drawn reproducibly."""
     if count <= 0:
         return []
-    stop = _stop_words()
+    stop = stop_words()
     probes: list[str] = []
     for sentence in sentences(text.replace("#", " ")):
         content = [word for word in words(sentence) if word not in stop and not word.isdigit()]
@@ -117,6 +113,7 @@ def mine_reranker_pairs(
     candidates: int,
     hard_negatives: int,
     drops: Counter[str],
+    on_progress: ProgressCallback | None = None,
 ) -> list[RerankerPair]:
     """One row per query whose list has at least one wrong candidate."""
     from qdrant_client import models
@@ -139,6 +136,7 @@ def mine_reranker_pairs(
         else None
     )
     pairs = []
+    meter = ProgressMeter("reranker pairs", len(queries), on_progress)
     for query, vector in zip(queries, vectors, strict=True):
         hits = client.query_points(
             CHUNKS_ALIAS,
@@ -162,7 +160,9 @@ def mine_reranker_pairs(
         negatives = [text for chunk_id, text in listed if chunk_id != query.chunk_id][:hard_negatives]
         if not negatives:
             drops["reranker:no_hard_negatives"] += 1
+            meter.advance(dropped=1)
             continue
+        meter.advance(made=1)
         pairs.append(
             RerankerPair(
                 query.text,

@@ -34,12 +34,21 @@ def _features(kind: DatasetKind):
     message = List({"role": Value("string"), "content": Value("string")})
     text = Value("string")
     columns: dict[DatasetKind, dict[str, Any]] = {
-        DatasetKind.INSTRUCTION: {"prompt": message, "completion": message, "document_id": text},
+        # source: who wrote the instruction (generator, template, query); rejected_source: who
+        # wrote the rejected answer (generator, template).
+        DatasetKind.INSTRUCTION: {
+            "prompt": message,
+            "completion": message,
+            "document_id": text,
+            "source": text,
+        },
         DatasetKind.PREFERENCE: {
             "prompt": message,
             "chosen": message,
             "rejected": message,
             "document_id": text,
+            "source": text,
+            "rejected_source": text,
         },
         DatasetKind.GOLDEN: {"instruction": text, "reference": text, "document_id": text, "chunk_id": text},
         # document_id and candidates (the query's top-k Qdrant list) are what training splits and
@@ -117,7 +126,7 @@ def _write(folder: Path, kind: DatasetKind, splits: dict[str, list[dict]]) -> No
             {
                 # from_dict by column, so an empty split still gets every column and its type.
                 split: Dataset.from_dict(
-                    {col: [row[col] for row in rows] for col in features}, features=features
+                    {col: [row.get(col) for row in rows] for col in features}, features=features
                 )
                 for split, rows in splits.items()
             }

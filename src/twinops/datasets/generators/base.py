@@ -38,6 +38,9 @@ class Generator(ABC):
     """
 
     name: str
+    # True for a backend of rules whose output is the dataset templates themselves: the builder
+    # then makes every row from the templates and counts them as such, never as generated.
+    templated: bool = False
 
     @property
     @abstractmethod

@@ -1,7 +1,10 @@
-"""The deterministic backend: rules instead of a model, for tests and dry runs.
+"""The deterministic backend: the dataset templates instead of a model, for tests and dry runs.
 
-Instructions come from the passage's heading or first sentence; answers are a fixed generic
-paragraph (the "generic style" a preference pair must reject). Same input, same output, always.
+Instructions are ``templates.passage_instruction`` of the passage; answers are
+``templates.generic_answer`` (the "generic style" a preference pair must reject); Self-Instruct
+requests fill the example's seed style with the passage's key phrase. Same input, same output,
+always. The builder knows this backend is ``templated``: it makes the rows from the templates
+directly and counts them as template rows.
 """
 
 from __future__ import annotations
@@ -16,34 +19,18 @@ from twinops.datasets.prompts import (
     PromptTemplate,
     load_seed_tasks,
 )
-from twinops.datasets.text import topic_of
-from twinops.domain.hashing import content_hash
+from twinops.datasets.templates import generic_answer, passage_instruction
+from twinops.datasets.text import key_phrases
 from twinops.errors import ConfigError
-
-_FRAMES = (
-    "Write about {topic}.",
-    "Explain {topic} in your own words.",
-    "Share your perspective on {topic}.",
-    "Describe {topic}.",
-)
-_GENERIC_ANSWER = (
-    "That is a great question. In general, {topic!r} is a broad request with many aspects to "
-    "consider. It is important to understand the context, weigh the pros and cons, and follow "
-    "established best practices. Different people may have different opinions, so it is always "
-    "a good idea to do further research. In conclusion, the right approach depends on your goals."
-)
-
-
-def _pick(options: Sequence[str], key: str) -> str:
-    return options[int(content_hash(key)[:8], 16) % len(options)]
 
 
 class ExtractiveGenerator(Generator):
     name = "extractive"
+    templated = True
 
     @property
     def version(self) -> str:
-        return "1"
+        return "2"
 
     def generate(
         self,
@@ -61,13 +48,12 @@ class ExtractiveGenerator(Generator):
 
     def _one(self, prompt: PromptTemplate, item: dict[str, str]) -> Generated:
         if prompt.id == INSTRUCTION_PROMPT:
-            topic = topic_of(item["text"], item.get("title", ""))
-            return Generated.ok(_pick(_FRAMES, item["text"]).format(topic=topic) if topic else "")
+            return Generated.ok(passage_instruction(item["text"], item.get("title", ""), item["text"]))
         if prompt.id == SELF_INSTRUCT_PROMPT:
             seeds = load_seed_tasks().tasks
             styles = [seed for seed in seeds if seed.example == item["example"]] or list(seeds)
-            topic = topic_of(item["text"])
-            return Generated.ok(styles[0].render(topic) if topic else "")
+            phrases = key_phrases(item["text"], 1)
+            return Generated.ok(styles[0].render(phrases[0]) if phrases else "")
         if prompt.id == ANSWER_PROMPT:
-            return Generated.ok(_GENERIC_ANSWER.format(topic=item["instruction"].strip()))
+            return Generated.ok(generic_answer(item["instruction"], "", item["instruction"]))
         raise ConfigError(f"the extractive generator has no rule for prompt {prompt.id!r}")
