@@ -36,6 +36,8 @@ def test_train_sft_register_list_promote(
         challenger={"golden_perplexity": 9.0, "golden_style_score": 0.7},
         reference={"golden_perplexity": 11.0, "golden_style_score": 0.4},
         reference_name="base",
+        # The project's gate wants the perplexity gain beyond noise: its paired interval.
+        improvement_ci={"golden_perplexity": (-2.6, -1.4)},
     )
     record_evidence("twin-llm", "1", evidence, training_settings)
     assert main(["registry", "promote", "twin-llm", "--json"]) == 0

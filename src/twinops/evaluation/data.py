@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from twinops.errors import ConfigError, NotFound
+from twinops.evaluation.style import MIN_PER_CLASS
 from twinops.settings import Settings
 
 
@@ -71,7 +72,11 @@ def _last_content(messages) -> str:
 
 
 def load_preference_pairs(reference: str, settings: Settings) -> tuple[list[str], list[str], str]:
-    """(author texts = chosen, base-model texts = rejected, version label) from train + test."""
+    """(author texts = chosen, base-model texts = rejected, version label) from train + test.
+
+    The rejected texts are the base model's own answers (``rejected_source`` other than
+    ``template``) when there are enough of them.
+    """
     folder, label = _folder(reference, "preference", settings)
     rows = [
         row
@@ -80,5 +85,10 @@ def load_preference_pairs(reference: str, settings: Settings) -> tuple[list[str]
         for row in _jsonl(folder / f"{split}.jsonl")
     ]
     chosen = [_last_content(row.get("chosen")) for row in rows]
+    # A template's rejected answer is one of a few fixed paragraphs: a classifier trained on those
+    # would learn to spot them, not the base model's voice. They count only when nothing else does.
+    generated = [row for row in rows if row.get("rejected_source") != "template"]
+    if len(generated) >= MIN_PER_CLASS:
+        rows = generated
     rejected = [_last_content(row.get("rejected")) for row in rows]
     return [t for t in chosen if t.strip()], [t for t in rejected if t.strip()], label

@@ -8,6 +8,10 @@ Per model (each metric named once, ``golden_*``, in the report, MLflow and the r
   classifier trained on the preference set; with a judge, ``golden_judge_accuracy`` and
   ``golden_judge_style`` (1-3) and ``golden_judge_answered``.
 
+Each model but the baseline (``EvaluationJob.baseline``, default the first: the base model) also
+carries, per metric, its difference from the baseline and the paired 95% bootstrap interval of that
+difference, over the same held-out texts (perplexity) or questions (``compare_with_baseline``).
+
 Per ranker, on every golden row: ``golden_hit_at_{k}`` and ``golden_mrr`` of cosine order and of
 each reranker over the same top-k Qdrant lists. Every metric carries its bootstrap interval and
 per-question values, so two models can be compared pairwise (``twinops.domain.stats``). Models
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twinops.domain.stats import interval, value
+from twinops.domain.stats import interval, paired_difference_interval, value
 from twinops.errors import TwinopsError
 from twinops.evaluation.data import GoldenRow, load_golden, load_preference_pairs
 from twinops.evaluation.job import EvaluationJob, EvaluationReport, ModelScores
@@ -77,6 +81,29 @@ def with_intervals(scores: ModelScores) -> ModelScores:
         scores.metrics[metric] = value(metric, values)
         scores.intervals[metric] = interval(metric, values)
     return scores
+
+
+def compare_with_baseline(models: list[ModelScores], baseline: str) -> None:
+    """Fill each other model's ``difference`` and ``difference_ci`` against ``baseline``, for every
+    metric both measured on the same texts or questions (per-text perplexity, per-answer style...).
+
+    The paired bootstrap resamples the texts once for both models, so a model whose perplexity is
+    lower on nearly every text has an interval clear of zero even when the two models' own
+    intervals overlap: this is what tells an improvement from noise.
+    """
+    reference = next((scores for scores in models if scores.name == baseline), None)
+    if reference is None:
+        return
+    for scores in models:
+        if scores is reference:
+            continue
+        scores.compared_with = baseline
+        for metric, values in scores.per_question.items():
+            base_values = reference.per_question.get(metric)
+            if not base_values or len(base_values) != len(values):
+                continue
+            scores.difference[metric] = value(metric, values) - value(metric, base_values)
+            scores.difference_ci[metric] = paired_difference_interval(metric, base_values, values)
 
 
 def _score_model(
@@ -220,6 +247,7 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
     finally:
         if judge:
             judge.close()
+    compare_with_baseline(models, job.baseline_name())
     retrieval: list[ModelScores] = []
     if job.retrieval:
         step("retrieval metrics")

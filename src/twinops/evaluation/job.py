@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ModelSpec(BaseModel):
@@ -33,6 +33,11 @@ class EvaluationJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelSpec] = Field(min_length=1)
+    baseline: str | None = Field(
+        None,
+        description="The model every other is compared with, pairwise on the same texts and questions "
+        "(the paired bootstrap interval of each difference); None: the first model.",
+    )
     golden: str = Field("latest", description="Golden DatasetVersion id, 'latest', or a dataset folder.")
     preference: str | None = Field(
         "latest",
@@ -81,6 +86,16 @@ class EvaluationJob(BaseModel):
             raise ValueError(f"model names must be unique, got {names}")
         return models
 
+    @model_validator(mode="after")
+    def _known_baseline(self) -> EvaluationJob:
+        names = [model.name for model in self.models]
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(f"baseline {self.baseline!r} is not one of the models {names}")
+        return self
+
+    def baseline_name(self) -> str:
+        return self.baseline or self.models[0].name
+
 
 class ModelScores(BaseModel):
     """One model's (or ranker's) metrics, each with its bootstrap interval and per-question values."""
@@ -94,6 +109,17 @@ class ModelScores(BaseModel):
     per_question: dict[str, list[float]] = Field(
         default_factory=dict,
         description="Per metric, the per-question (perplexity: per-text log) values, in golden order.",
+    )
+    compared_with: str | None = Field(
+        None, description="The baseline of ``difference`` and ``difference_ci`` (None: this is it)."
+    )
+    difference: dict[str, float] = Field(
+        default_factory=dict, description="Per metric, this model's value minus the baseline's."
+    )
+    difference_ci: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Per metric, the paired 95% bootstrap interval of that difference: both scored on "
+        "the same held-out texts (perplexity) or questions, resampled together.",
     )
     backend: str | None = Field(None, description="How it ran: float, gptq-kernels, gptq-dequantized.")
     notes: list[str] = Field(default_factory=list, description="Checks and fallbacks, one line each.")

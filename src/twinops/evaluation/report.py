@@ -1,13 +1,15 @@
 """The comparison as Markdown, HTML and PNG plots (matplotlib, Agg backend: no display needed).
 
 Every cell is the value with its 95% bootstrap interval, ``0.733 [0.62, 0.84]``; the plots draw
-the interval as an error bar.
+the interval as an error bar. A second table gives each model's difference from the baseline (the
+base model) with its paired interval: an interval clear of 0 is a difference beyond noise.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from twinops.domain.stats import format_interval
@@ -40,6 +42,35 @@ def _rows(models: list[ModelScores], names: list[str]) -> list[str]:
     return [f"| {m.name} | " + " | ".join(cell(m, n) for n in names) + " |" for m in models]
 
 
+def difference_cell(scores: ModelScores, metric: str) -> str:
+    """``-2.1 [-3.4, -0.9]``: the difference from the baseline and its paired interval."""
+    return format_interval(scores.difference.get(metric), scores.difference_ci.get(metric))
+
+
+def _compared(report: EvaluationReport) -> tuple[str | None, list[ModelScores], list[str]]:
+    """(the baseline, the models compared with it, the metrics they differ on), in table order."""
+    compared = [m for m in report.models if m.compared_with]
+    present = {name for m in compared for name in m.difference}
+    names = [name for name in _metric_names(report.models) if name in present]
+    return (compared[0].compared_with if compared else None), compared, names
+
+
+def _difference_lines(report: EvaluationReport) -> list[str]:
+    baseline, compared, names = _compared(report)
+    if not compared or not names:
+        return []
+    return [
+        "",
+        f"## Against {baseline}: difference, paired 95% bootstrap interval",
+        "",
+        "Same held-out texts (perplexity) and questions for both; an interval clear of 0 is beyond noise.",
+        "",
+        "| model | " + " | ".join(f"Δ {METRIC_LABELS.get(n, n)}" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+        *[f"| {m.name} | " + " | ".join(difference_cell(m, n) for n in names) + " |" for m in compared],
+    ]
+
+
 def _notes(report: EvaluationReport) -> list[str]:
     notes = [f"LLM judge: {report.judge}", f"device: {report.device}"]
     for scores in [*report.models, *report.retrieval]:
@@ -65,6 +96,7 @@ def markdown_table(report: EvaluationReport) -> str:
             "|---|" + "---|" * len(names),
             *_rows(report.models, names),
         ]
+        lines += _difference_lines(report)
     if report.retrieval:
         ranked = _metric_names(report.retrieval)
         lines += ["", "## Retrieval (top-k Qdrant candidates, reranked)", ""]
@@ -77,17 +109,34 @@ def markdown_table(report: EvaluationReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html_table(table_id: str, first: str, models: list[ModelScores]) -> str:
-    names = _metric_names(models)
-    head = "".join(f"<th>{html.escape(METRIC_LABELS.get(n, n))}</th>" for n in names)
+def _html_table(
+    table_id: str,
+    first: str,
+    models: list[ModelScores],
+    names: list[str] | None = None,
+    *,
+    value: Callable[[ModelScores, str], str] = cell,
+    prefix: str = "",
+) -> str:
+    names = _metric_names(models) if names is None else names
+    head = "".join(f"<th>{html.escape(prefix + METRIC_LABELS.get(n, n))}</th>" for n in names)
     rows = "".join(
         f"<tr><td>{html.escape(m.name)}</td>"
-        + "".join(f"<td>{html.escape(cell(m, n))}</td>" for n in names)
+        + "".join(f"<td>{html.escape(value(m, n))}</td>" for n in names)
         + "</tr>"
         for m in models
     )
     return (
         f"<table id='{table_id}'><thead><tr><th>{first}</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _html_differences(report: EvaluationReport) -> str:
+    baseline, compared, names = _compared(report)
+    if not compared or not names:
+        return ""
+    return f"<h2>Against {html.escape(baseline or '')}: difference, paired 95% bootstrap interval</h2>" + (
+        _html_table("differences", "model", compared, names, value=difference_cell, prefix="Δ ")
     )
 
 
@@ -105,6 +154,7 @@ def html_table(report: EvaluationReport, plots: list[str]) -> str:
         f"<p>{report.questions} golden rows (perplexity, retrieval); {report.answered} questions answered. "
         "Each cell: value [95% bootstrap interval].</p>"
         + (_html_table("comparison", "model", report.models) if report.models else "")
+        + _html_differences(report)
         + (
             "<h2>Retrieval</h2>" + _html_table("retrieval", "ranker", report.retrieval)
             if report.retrieval

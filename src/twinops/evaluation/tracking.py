@@ -1,7 +1,8 @@
 """MLflow: a comparison run (table, plots) with one nested run per model and per ranker.
 
 Each nested run holds its metrics under their one name (``golden_perplexity``, ``golden_mrr``, ...)
-and the interval bounds as ``<metric>_ci_low`` / ``<metric>_ci_high``.
+and the interval bounds as ``<metric>_ci_low`` / ``<metric>_ci_high``; a model compared with the
+baseline also holds ``<metric>_delta`` and its paired interval ``<metric>_delta_ci_low`` / ``_high``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def logged_metrics(scores: ModelScores) -> dict[str, float]:
     logged = dict(scores.metrics)
     for metric, (low, high) in scores.intervals.items():
         logged[f"{metric}_ci_low"], logged[f"{metric}_ci_high"] = low, high
+    for metric, delta in scores.difference.items():
+        logged[f"{metric}_delta"] = delta
+        logged[f"{metric}_delta_ci_low"], logged[f"{metric}_delta_ci_high"] = scores.difference_ci[metric]
     if scores.seconds is not None:
         logged["seconds"] = scores.seconds
     return _clean(logged)
