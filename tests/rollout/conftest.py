@@ -1,14 +1,11 @@
-"""Stand-ins for what cannot run on this machine: a Kubernetes API server and Prometheus.
+"""What the rollout tests run against: an API server that validates, the shipped renders, stand-ins.
 
-``KubeEmulator`` is a small in-process HTTP server on 127.0.0.1 that answers the official
-``kubernetes`` client the way the API server does for the calls the rollout makes: GET and PATCH
-(``application/merge-patch+json``, applied per RFC 7386) of ``serving.kserve.io/v1beta1``
-InferenceServices, and POST of core/v1 Events. It stores objects, records every patch and event,
-and answers 404 for unknown objects in the API's ``Status`` shape. It validates nothing else: no
-KServe webhook runs, so tests assert the patches themselves.
-
-``FakePrometheus`` answers ``GET /api/v1/query`` with the value configured for the first query
-whose text contains a given substring, and records the queries it was asked.
+``cluster`` is the validating Kubernetes API emulator of ``tests/support/kube_api.py`` (CRD
+schemas, resourceVersion, RBAC) holding the InferenceServices that a render of the deployment
+ships (``kubectl kustomize kustomize/overlays/<env>`` or ``helm template`` with the environment's
+values), with the status KServe would report, and answering as the rollout controller's own
+ServiceAccount would be answered (the render's Role: a verb it lacks is a 403). A patch KServe's
+CRD refuses is a 422 here, as on a cluster.
 
 Helpers shared with other test folders: ``chat_stand_in`` (an OpenAI chat route standing in for an
 LLM server), ``serve_app`` (an ASGI app on uvicorn in a thread) and ``write_kubeconfig``.
@@ -16,242 +13,135 @@ LLM server), ``serve_app`` (an ASGI app on uvicorn in a thread) and ``write_kube
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
-
-NAMESPACE, NAME = "twinops", "twin-llm"
-STABLE_ARGS = ["--model_uri=models:/twin-llm@champion"]
-STABLE_ADDRESS = "http://twin-llm-predictor.twinops.svc.cluster.local"
-LATEST_URL = "http://latest-twin-llm-predictor.twinops.example.com"
-DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
-_ISVC_PATH = re.compile(
-    r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices/(?P<name>[^/]+)$"
+from tests.support.kube_api import (
+    KubeApi,
+    ServiceAccount,
+    kube_clients_for,
+    namespace_of,
+    render,
+    running_kube_api,
+    write_kubeconfig,
 )
-_EVENTS_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
+
+NAME = "twin-llm"
+ROLLOUT_ACCOUNT = "twinops-rollout"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+STATE_ANNOTATION = "rollout.twinops.io/state"
+# (overlay, renderer): the shipped deployments, each in the mode it sets.
+RENDERS = [("dev", "kustomize"), ("prod", "kustomize"), ("dev", "helm"), ("prod", "helm")]
+
+__all__ = ["write_kubeconfig"]
 
 
-def inference_service(mode: str) -> dict:
-    """twin-llm as the kustomize base deploys it, in ``mode``, with the status KServe reports."""
-    predictor = {
-        "serviceAccountName": "twinops-serving",
-        "minReplicas": 1,
-        "maxReplicas": 2,
-        "scaleMetric": "cpu",
-        "scaleTarget": 80,
-        "model": {"modelFormat": {"name": "twinops"}, "runtime": "twinops", "args": list(STABLE_ARGS)},
-    }
-    status = {"url": "http://twin-llm.twinops.example.com", "address": {"url": STABLE_ADDRESS}}
-    if mode in ("Serverless", "Knative"):
+def stable_address(namespace: str) -> str:
+    return f"http://{NAME}-predictor.{namespace}.svc.cluster.local"
+
+
+def kserve_status(mode: str, namespace: str, *, latest_url: str | None = None) -> dict:
+    """The status KServe reports for twin-llm in ``mode`` (Knative: with a tagged latest revision)."""
+    address = {"url": stable_address(namespace)}
+    status: dict[str, Any] = {"url": f"http://{NAME}.{namespace}.example.com", "address": address}
+    if mode == "Serverless":
         status["components"] = {
             "predictor": {
-                "url": "http://twin-llm-predictor.twinops.example.com",
-                "address": {"url": STABLE_ADDRESS},
-                "latestCreatedRevision": "twin-llm-predictor-00002",
+                "url": f"http://{NAME}-predictor.{namespace}.example.com",
+                "address": address,
+                "latestCreatedRevision": f"{NAME}-predictor-00002",
                 "traffic": [
+                    {"tag": "prev", "percent": 90, "revisionName": f"{NAME}-predictor-00001"},
                     {
-                        "tag": "prev",
-                        "percent": 90,
-                        "url": "http://prev-twin-llm-predictor.twinops.example.com",
+                        "tag": "latest",
+                        "latestRevision": True,
+                        "percent": 10,
+                        "revisionName": f"{NAME}-predictor-00002",
+                        "url": latest_url or f"http://latest-{NAME}-predictor.{namespace}.example.com",
                     },
-                    {"tag": "latest", "latestRevision": True, "percent": 10, "url": LATEST_URL},
                 ],
             }
         }
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": NAME,
-            "namespace": NAMESPACE,
-            "generation": 1,
-            "annotations": {DEPLOYMENT_MODE: mode},
-        },
-        "spec": {"predictor": predictor},
-        "status": status,
-    }
-
-
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386, written independently of the code under test."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result
+    return status
 
 
 @dataclass
-class KubeEmulator:
-    url: str = ""
-    objects: dict[tuple[str, str], dict] = field(default_factory=dict)
-    patches: list[dict] = field(default_factory=list)
-    content_types: list[str] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    events_forbidden: bool = False
+class Cluster:
+    """The API emulator holding one render's InferenceServices, and clients as the rollout's account."""
 
-    def add(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        self.objects[(meta["namespace"], meta["name"])] = copy.deepcopy(obj)
+    api: KubeApi
+    namespace: str
+    mode: str
+    clients: Any
 
-    def get(self, namespace: str, name: str) -> dict:
-        return self.objects[(namespace, name)]
+    def isvc(self, name: str = NAME) -> dict:
+        return self.api.get("inferenceservices", self.namespace, name)
 
-    def spec_patches(self) -> list[dict]:
-        """The ``spec`` part of every patch, in order (annotations left out)."""
-        return [patch.get("spec") for patch in self.patches]
+    def state(self, name: str = NAME) -> dict | None:
+        text = (self.isvc(name)["metadata"].get("annotations") or {}).get(STATE_ANNOTATION)
+        return json.loads(text) if text else None
+
+    def isvc_writes(self) -> list:
+        """Accepted writes to InferenceServices, in order."""
+        return [
+            request
+            for request in self.api.writes()
+            if "/inferenceservices/" in request.path and request.status < 300
+        ]
+
+    def refused(self) -> list:
+        return [request for request in self.api.requests if request.status >= 400]
 
 
-def _handler(emulator: KubeEmulator):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+@contextmanager
+def running_cluster(overlay: str, renderer: str, *, mode: str | None = None, latest_url: str | None = None):
+    """The render's InferenceServices on a validating API, in ``mode`` (default: the render's own)."""
+    docs = render(overlay, renderer)
+    namespace = namespace_of(overlay)
+    identity = ServiceAccount.from_rendered(docs, namespace, ROLLOUT_ACCOUNT)
+    assert identity.rules, f"the {overlay} render ({renderer}) binds no Role to {ROLLOUT_ACCOUNT}"
+    with running_kube_api(identity=identity) as api:
+        services = [doc for doc in docs if doc["kind"] == "InferenceService"]
+        for service in services:
+            annotations = service["metadata"].setdefault("annotations", {})
+            if mode is not None:
+                annotations[DEPLOYMENT_MODE] = mode
+            api.add({**service, "metadata": {**service["metadata"], "namespace": namespace}})
+        twin = api.get("inferenceservices", namespace, NAME)
+        shipped_mode = (twin["metadata"].get("annotations") or {}).get(DEPLOYMENT_MODE, "Standard")
+        api.set_status(
+            "inferenceservices",
+            namespace,
+            NAME,
+            kserve_status(shipped_mode, namespace, latest_url=latest_url),
+        )
+        clients = kube_clients_for(api.url)
+        try:
+            yield Cluster(api=api, namespace=namespace, mode=shipped_mode, clients=clients)
+        finally:
+            clients.close()
 
-        def _send(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def _not_found(self, what: str) -> None:
-            self._send(
-                404,
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "status": "Failure",
-                    "message": f"{what} not found",
-                    "reason": "NotFound",
-                    "code": 404,
-                },
-            )
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length) or b"null")
-
-        def do_GET(self) -> None:
-            match = _ISVC_PATH.match(urlparse(self.path).path)
-            key = (match["ns"], match["name"]) if match else None
-            if key is None or key not in emulator.objects:
-                self._not_found(f'inferenceservices.serving.kserve.io "{match["name"] if match else "?"}"')
-                return
-            self._send(200, emulator.objects[key])
-
-        def do_PATCH(self) -> None:
-            match = _ISVC_PATH.match(urlparse(self.path).path)
-            body = self._body()
-            key = (match["ns"], match["name"]) if match else None
-            if key is None or key not in emulator.objects:
-                self._not_found("inferenceservice")
-                return
-            emulator.patches.append(body)
-            emulator.content_types.append(self.headers.get("Content-Type", ""))
-            updated = apply_merge_patch(emulator.objects[key], body)
-            updated["metadata"]["generation"] = updated["metadata"].get("generation", 1) + 1
-            emulator.objects[key] = updated
-            self._send(200, updated)
-
-        def do_POST(self) -> None:
-            match = _EVENTS_PATH.match(urlparse(self.path).path)
-            if match is None:
-                self._not_found("resource")
-                return
-            if emulator.events_forbidden:
-                self._send(
-                    403,
-                    {
-                        "kind": "Status",
-                        "status": "Failure",
-                        "reason": "Forbidden",
-                        "code": 403,
-                        "message": "no",
-                    },
-                )
-                return
-            event = self._body()
-            emulator.events.append(event)
-            self._send(201, event)
-
-    return Handler
+@pytest.fixture(params=RENDERS, ids=[f"{o}-{r}" for o, r in RENDERS])
+def cluster(request) -> Iterator[Cluster]:
+    """Each shipped render, in the mode it sets."""
+    overlay, renderer = request.param
+    with running_cluster(overlay, renderer) as found:
+        yield found
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(emulator))
-    emulator.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield emulator
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def kube_apis(kube: KubeEmulator):
-    """(CustomObjectsApi, CoreV1Api) of the official client, pointed at the emulator."""
-    from kubernetes import client
-
-    configuration = client.Configuration()
-    configuration.host = kube.url
-    api_client = client.ApiClient(configuration)
-    yield client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-    api_client.close()
-
-
-@dataclass
-class FakePrometheus:
-    url: str = ""
-    values: dict[str, float | None] = field(default_factory=dict)  # query substring -> value
-    queries: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            parsed = urlparse(self.path)
-            query = parse_qs(parsed.query).get("query", [""])[0]
-            fake.queries.append(query)
-            value = next((v for key, v in fake.values.items() if key in query), None)
-            result = [] if value is None else [{"metric": {}, "value": [1764650000.0, str(value)]}]
-            data = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data.encode())
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+def knative_cluster() -> Iterator[Cluster]:
+    """The dev render with twin-llm switched to Serverless (Knative) mode."""
+    with running_cluster("dev", "kustomize", mode="Serverless") as found:
+        yield found
 
 
 def chat_stand_in(reply_for: Callable[[str], tuple[int, str]]) -> tuple[ThreadingHTTPServer, str, list[dict]]:
@@ -307,18 +197,3 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig whose only context is ``server`` with no credentials (the API stand-in)."""
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: stand-in, cluster: {{server: "{server}"}}}}]
-users: [{{name: nobody, user: {{}}}}]
-contexts: [{{name: stand-in, context: {{cluster: stand-in, user: nobody}}}}]
-current-context: stand-in
-""",
-        encoding="utf-8",
-    )
-    return path

@@ -1,286 +1,384 @@
-"""The canary controller against InferenceServices, through the official ``kubernetes`` client.
+"""The canary controller on the InferenceServices the deployment ships, against an API that validates.
 
-No Kubernetes API server can run on this machine: the ``kube`` fixture is an in-process stand-in
-over HTTP (see conftest.py) that stores the object, applies merge patches and records them, and
-``prometheus`` a stand-in for Prometheus' query API. The golden-set scorer is a function that
-records which URL it was asked to score and answers a fixed score (scoring itself is tested in
-test_scoring.py). Sleeping is recorded, not done.
+No Kubernetes API server can run here: ``cluster`` (conftest.py) is the validating emulator of
+tests/support/kube_api.py holding the InferenceServices of each shipped render (kustomize and
+Helm, dev and prod, in the deployment mode each sets), answering as the rollout's ServiceAccount
+(the render's Role). Every object a patch would produce is checked against KServe's CRD: a canary
+KServe would refuse fails here as on a cluster. The golden-set scorer and the health reading are
+scripted (they are tested against real servers and a real Prometheus elsewhere); the registry is
+an in-memory recorder with the release's semantics. Time is a fake clock that sleeping advances.
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.rollout.conftest import LATEST_URL, NAME, NAMESPACE, STABLE_ADDRESS, STABLE_ARGS, inference_service
+from tests.rollout.conftest import NAME, Cluster, running_cluster, stable_address
 
-from twinops.errors import ConfigError, NotFound
 from twinops.rollout.controller import RolloutController
-from twinops.rollout.health import PrometheusHealth
-from twinops.rollout.kserve import (
-    DECISION_ANNOTATION,
-    STATE_ANNOTATION,
-    TAG_ROUTING,
-    KServeTarget,
-)
+from twinops.rollout.kserve import KServeTarget
 from twinops.rollout.models import PinnedModel
 from twinops.rollout.plan import Thresholds
+from twinops.rollout.state import Decision, Health, RolloutState
 
 CANARY_URI = "models:/twin-llm/7"
-CANARY_ARGS = [f"--model_uri={CANARY_URI}"]
-STANDARD_CANARY_URL = "http://twin-llm-v7-predictor.twinops.svc.cluster.local"
-STEPS = (10, 25, 50, 100)
-INTERVAL = 300.0
+STEPS = (10, 50, 100)
+INTERVALS = (30.0, 30.0, 30.0)  # a lease renewal or two per step (it lasts 60 s)
 PINNED = PinnedModel(
     uri=CANARY_URI,
     requested_uri="models:/twin-llm@challenger",
     registry_name="twin-llm",
     registry_version="7",
 )
+STABLE_SCORE = 0.50
+# (canary golden score, error rate, p95 seconds); None: not measured.
+HEALTHY = (0.49, 0.0, 0.8)
+FAILING = (0.49, 0.25, 0.8)
+UNMEASURED = (0.49, None, None)
 
-# (canary golden score, error rate, p95 seconds) per scenario; the stable scores 0.50.
-SCENARIOS = {"healthy": (0.49, 0.0, 0.8), "failing": (0.49, 0.25, 0.8), "slow": (0.49, 0.0, 25.0)}
+
+class FakeTime:
+    """A clock that only sleeping moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
-class RecordingScorer:
+class ScriptedHealth:
+    def __init__(self, error_rate: float | None, p95: float | None) -> None:
+        self.error_rate, self.p95 = error_rate, p95
+        self.read_for: list[str] = []
+
+    def read(self, canary, window_seconds: float) -> Health:
+        self.read_for.append(canary.workload)
+        return Health(error_rate=self.error_rate, p95_latency_s=self.p95, requests=3.0, source="scripted")
+
+
+class ScriptedScorer:
     def __init__(self, canary_score: float, stable_url: str) -> None:
-        self.canary_score = canary_score
-        self.stable_url = stable_url
-        self.calls: list[tuple[str, str]] = []
+        self.canary_score, self.stable_url = canary_score, stable_url
+        self.urls: list[str] = []
 
     def __call__(self, url: str, model: str) -> float:
-        self.calls.append((url, model))
-        return 0.50 if url == f"{self.stable_url}/openai/v1" else self.canary_score
+        self.urls.append(url)
+        return STABLE_SCORE if url.startswith(self.stable_url) else self.canary_score
 
 
-def controller_for(kube_apis, prometheus, scenario: str) -> tuple[RolloutController, RecordingScorer, list]:
-    score, error_rate, p95 = SCENARIOS[scenario]
-    prometheus.values = {"response_code": error_rate, "histogram_quantile": p95, "istio_requests_total": 3.0}
-    api, core = kube_apis
-    scorer = RecordingScorer(score, STABLE_ADDRESS)
-    slept: list[float] = []
-    controller = RolloutController(
-        KServeTarget(NAME, NAMESPACE, api=api, core=core),
-        health=PrometheusHealth(prometheus.url),
-        scorer=scorer,
-        model_name=NAME,
-        sleep=slept.append,
+@dataclass
+class Registry:
+    """The release's registry writes, in memory: idempotent, as MLflow's aliases and tags are."""
+
+    champion: str | None = "6"
+    challenger: str | None = "7"
+    rejected: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
+    decisions: list[str] = field(default_factory=list)
+
+    def begin(self, state: RolloutState) -> str:
+        self.runs += 1
+        return f"run-{self.runs}"
+
+    def record(self, state: RolloutState, decision: Decision) -> None:
+        self.decisions.append(decision.action)
+
+    def release(self, state: RolloutState) -> None:
+        version = state.registry_version
+        if state.phase == "promoted":
+            self.champion = version
+        elif state.phase == "rolled_back":
+            self.rejected[version] = state.last_decision.line()
+        if self.challenger == version:
+            self.challenger = None
+
+
+def make_controller(
+    cluster: Cluster, scenario, *, registry: Registry, clock: FakeTime, clients=None, holder="a"
+):
+    score, error_rate, p95 = scenario
+    custom, core, coordination = clients or cluster.clients
+    target = KServeTarget(
+        NAME,
+        cluster.namespace,
+        api=custom,
+        core=core,
+        coordination=coordination,
+        lease_holder=holder,
+        clock=clock,
     )
-    return controller, scorer, slept
+    return RolloutController(
+        target,
+        health=ScriptedHealth(error_rate, p95),
+        scorer=ScriptedScorer(score, stable_address(cluster.namespace)),
+        recorder=registry,
+        model_name=NAME,
+        sleep=clock.sleep,
+        clock=clock,
+    )
 
 
-def run_rollout(controller: RolloutController):
-    state = controller.start(PINNED, steps=STEPS, interval_seconds=INTERVAL, thresholds=Thresholds())
-    return controller.run(state)
+def start(controller: RolloutController, **thresholds) -> RolloutState:
+    return controller.start(PINNED, steps=STEPS, intervals=INTERVALS, thresholds=Thresholds(**thresholds))
 
 
-@pytest.mark.parametrize("mode", ["Serverless", "Knative"])
-def test_knative_healthy_canary_steps_up_through_canary_traffic_percent_then_promotes(
-    kube, kube_apis, prometheus, mode
-) -> None:
-    kube.add(inference_service(mode))
-    controller, scorer, slept = controller_for(kube_apis, prometheus, "healthy")
-
-    final = run_rollout(controller)
-
-    assert [d.action for d in final.decisions] == ["start", "step_up", "step_up", "step_up", "promote"]
-    assert [d.percent for d in final.decisions] == [10, 25, 50, 100, 100]
-    assert kube.spec_patches() == [
-        {"predictor": {"model": {"args": CANARY_ARGS}, "canaryTrafficPercent": 10}},
-        {"predictor": {"canaryTrafficPercent": 25}},
-        {"predictor": {"canaryTrafficPercent": 50}},
-        {"predictor": {"canaryTrafficPercent": 100}},
-        {"predictor": {"canaryTrafficPercent": None}},
-    ]
-    assert kube.patches[0]["metadata"]["annotations"][TAG_ROUTING] == "true"
-    assert set(kube.content_types) == {"application/merge-patch+json"}
-    # The stable is scored once before anything moves; the canary on its own latest- URL.
-    assert scorer.calls[0] == (f"{STABLE_ADDRESS}/openai/v1", NAME)
-    assert scorer.calls[1:] == [(f"{LATEST_URL}/openai/v1", NAME)] * 4
-    assert all('destination_workload=~"twin-llm-predictor-00002.*"' in q for q in prometheus.queries)
-    assert slept == [INTERVAL] * 4
-
-    stored = kube.get(NAMESPACE, NAME)
-    assert stored["spec"]["predictor"]["model"]["args"] == CANARY_ARGS
-    assert "canaryTrafficPercent" not in stored["spec"]["predictor"]
-    annotations = stored["metadata"]["annotations"]
-    assert json.loads(annotations[STATE_ANNOTATION])["phase"] == "promoted"
-    assert annotations[DECISION_ANNOTATION].startswith("promote")
-    assert [e["reason"] for e in kube.events] == ["RolloutStarted"] + ["RolloutStepUp"] * 3 + [
-        "RolloutPromoted"
-    ]
-    assert {e["involvedObject"]["name"] for e in kube.events} == {NAME}
+def predictor_args(cluster: Cluster) -> list[str]:
+    return cluster.isvc()["spec"]["predictor"]["model"]["args"]
 
 
-@pytest.mark.parametrize("mode", ["Standard", "RawDeployment"])
-def test_standard_healthy_canary_steps_up_through_spec_canary_then_becomes_the_predictor(
-    kube, kube_apis, prometheus, mode
-) -> None:
-    original = inference_service(mode)
-    kube.add(original)
-    controller, scorer, _ = controller_for(kube_apis, prometheus, "healthy")
-
-    final = run_rollout(controller)
-
-    assert [d.action for d in final.decisions] == ["start", "step_up", "step_up", "step_up", "promote"]
-    # The canary predictor: the stable one with the new model and a name, without the
-    # autoscaling fields KServe's webhook refuses on a canary.
-    canary_predictor = {
-        "serviceAccountName": "twinops-serving",
-        "model": {"modelFormat": {"name": "twinops"}, "runtime": "twinops", "args": CANARY_ARGS},
-        "name": "v7",
-    }
-    assert kube.spec_patches()[:4] == [
-        {"canary": [{"predictor": canary_predictor, "trafficPercent": percent}]} for percent in STEPS
-    ]
-    assert kube.spec_patches()[4] == {
-        "predictor": {"model": {"args": CANARY_ARGS}, "name": "v7"},
-        "canary": None,
-    }
-    assert all("canaryTrafficPercent" not in json.dumps(patch) for patch in kube.spec_patches())
-    assert scorer.calls[1:] == [(f"{STANDARD_CANARY_URL}/openai/v1", NAME)] * 4
-    assert all('destination_workload=~"twin-llm-v7-predictor.*"' in q for q in prometheus.queries)
-
-    stored = kube.get(NAMESPACE, NAME)
-    expected_predictor = copy.deepcopy(original["spec"]["predictor"])
-    expected_predictor["model"]["args"] = CANARY_ARGS
-    expected_predictor["name"] = "v7"
-    assert stored["spec"] == {"predictor": expected_predictor}  # scaling kept, canary gone
+def canary_percents(cluster: Cluster) -> list[int]:
+    """The canary's traffic in every accepted write, in order (Standard: spec.canary[]; Knative:
+    canaryTrafficPercent)."""
+    percents = []
+    for request in cluster.isvc_writes():
+        spec = (request.body or {}).get("spec") or {}
+        for canary in spec.get("canary") or []:
+            percents.append(canary["trafficPercent"])
+        predictor = spec.get("predictor") or {}
+        if predictor.get("canaryTrafficPercent") is not None:
+            percents.append(predictor["canaryTrafficPercent"])
+    return percents
 
 
-@pytest.mark.parametrize("mode", ["Knative", "Standard"])
-@pytest.mark.parametrize(
-    ("scenario", "reason"), [("failing", "errors 25.0% > 2.0%"), ("slow", "p95 25.00s > 10s")]
-)
-def test_failing_or_slow_canary_is_rolled_back_at_the_first_step(
-    kube, kube_apis, prometheus, mode, scenario, reason
-) -> None:
-    original = inference_service(mode)
-    kube.add(original)
-    controller, _, slept = controller_for(kube_apis, prometheus, scenario)
+def test_a_healthy_canary_steps_up_and_promotes_the_pinned_version(cluster: Cluster) -> None:
+    registry, clock = Registry(), FakeTime()
+    controller = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
 
-    final = run_rollout(controller)
+    state = controller.run(start(controller))
 
-    assert [d.action for d in final.decisions] == ["start", "rollback"]
-    assert final.phase == "rolled_back" and final.percent == 0
-    assert reason in final.decisions[-1].reasons
-    assert slept == [INTERVAL]
-    patches = kube.spec_patches()
-    # Traffic goes to 0 first, then the previous predictor comes back.
-    if mode == "Knative":
-        assert patches[1] == {"predictor": {"canaryTrafficPercent": 0}}
-        assert patches[2] == {"predictor": {"model": {"args": STABLE_ARGS}, "canaryTrafficPercent": None}}
+    assert state.phase == "promoted" and state.registry_synced
+    assert [d.action for d in state.decisions] == ["start", "step_up", "step_up", "promote"]
+    assert cluster.refused() == [] or all(r.method == "GET" for r in cluster.refused())  # the lease's 404
+    assert registry.champion == "7" and registry.challenger is None
+    spec = cluster.isvc()["spec"]
+    assert f"--model_uri={CANARY_URI}" in predictor_args(cluster)  # a restart serves v7, pinned
+    if cluster.mode == "Serverless":
+        assert canary_percents(cluster) == [10, 50, 100]
+        assert "canaryTrafficPercent" not in spec["predictor"]
     else:
-        assert patches[1]["canary"][0]["trafficPercent"] == 0
-        assert patches[2]["canary"] is None
-    assert len(patches) == 3
-    stored = kube.get(NAMESPACE, NAME)
-    assert stored["spec"] == original["spec"]
-    assert json.loads(stored["metadata"]["annotations"][STATE_ANNOTATION])["phase"] == "rolled_back"
-    assert kube.events[-1]["reason"] == "RolloutRolledBack" and kube.events[-1]["type"] == "Warning"
+        assert canary_percents(cluster) == [10, 50, 100]
+        assert "canary" not in spec
+        assert spec["predictor"].get("minReplicas") is not None  # the stable's scaling is kept
+    # One write per decision (traffic and state together), and one for the registry's sync.
+    assert len(cluster.isvc_writes()) == len(state.decisions) + 1
+    assert cluster.state()["phase"] == "promoted" and cluster.state()["registry_synced"]
+    assert clock.slept and sum(clock.slept) >= sum(INTERVALS)
 
 
-def test_a_canary_scoring_below_the_stable_is_rolled_back(kube, kube_apis, prometheus) -> None:
-    kube.add(inference_service("Knative"))
-    controller, scorer, _ = controller_for(kube_apis, prometheus, "healthy")
-    scorer.canary_score = 0.30
+def test_a_canary_failing_its_gates_is_held_then_rolled_back_and_rejected(cluster: Cluster) -> None:
+    registry, clock = Registry(), FakeTime()
+    controller = make_controller(cluster, FAILING, registry=registry, clock=clock)
 
-    final = run_rollout(controller)
+    state = controller.run(start(controller, failure_threshold=2))
 
-    assert [d.action for d in final.decisions] == ["start", "rollback"]
-    assert any(r.startswith("score 0.300 < 0.450") for r in final.decisions[-1].reasons)
-
-
-def test_no_traffic_in_prometheus_is_not_taken_for_health(kube, kube_apis, prometheus) -> None:
-    """An empty Prometheus answer is 'not measured'; with no score either, the canary rolls back."""
-    kube.add(inference_service("Knative"))
-    api, core = kube_apis
-    prometheus.values = {}
-    controller = RolloutController(
-        KServeTarget(NAME, NAMESPACE, api=api, core=core),
-        health=PrometheusHealth(prometheus.url),
-        model_name=NAME,
-        sleep=lambda _s: None,
-    )
-    final = run_rollout(controller)
-    assert final.decisions[-1].action == "rollback"
-    assert "nothing was measured" in final.decisions[-1].reasons[0]
+    assert [d.action for d in state.decisions] == ["start", "hold", "rollback"]
+    assert state.decisions[1].reasons[0] == "failed analysis 1 of 2"
+    assert "errors 25.0% > 2.0%" in state.decisions[2].reasons
+    assert state.phase == "rolled_back" and registry.rejected.keys() == {"7"} and registry.champion == "6"
+    assert max(canary_percents(cluster)) == 10  # never more than the step it failed at
+    spec = cluster.isvc()["spec"]
+    assert "canary" not in spec and spec["predictor"].get("canaryTrafficPercent") in (None, 0)
+    assert CANARY_URI not in " ".join(predictor_args(cluster))
 
 
-def test_manual_rollback_from_another_process_ends_the_running_controller(
-    kube, kube_apis, prometheus
+def test_measuring_nothing_is_inconclusive_never_a_pass(cluster: Cluster) -> None:
+    registry, clock = Registry(), FakeTime()
+    controller = make_controller(cluster, UNMEASURED, registry=registry, clock=clock)
+
+    state = controller.run(start(controller, inconclusive_limit=3))
+
+    assert [d.action for d in state.decisions] == ["start", "hold", "hold", "rollback"]
+    assert {d.outcome for d in state.decisions[1:]} == {"inconclusive"}
+    assert any("not measured: no error rate" in reason for reason in state.decisions[-1].reasons)
+    assert max(canary_percents(cluster)) == 10 and registry.champion == "6"
+
+
+def test_an_approval_step_waits_for_a_person(knative_cluster: Cluster) -> None:
+    cluster, registry, clock = knative_cluster, Registry(), FakeTime()
+    controller = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
+    state = controller.start(PINNED, steps=STEPS, intervals=INTERVALS, thresholds=Thresholds(), approve_at=50)
+    state = controller.step(state)
+    assert state.decisions[-1].action == "step_up" and state.percent == 50
+    state = controller.step(state)
+    assert state.phase == "paused" and state.percent == 50 and cluster.state()["phase"] == "paused"
+
+    approved = controller.decide_by_hand("promote", "looks good to me")  # `twinops rollout promote`
+
+    assert approved.phase == "running" and approved.percent == 100
+    assert approved.decisions[-1].manual and approved.decisions[-1].reasons == ("approved: looks good to me",)
+    final = controller.run(approved)
+    assert final.phase == "promoted" and registry.champion == "7"
+
+
+def test_knative_canary_splits_with_canary_traffic_percent_and_is_scored_on_its_own_url(
+    knative_cluster: Cluster,
 ) -> None:
-    kube.add(inference_service("Standard"))
-    controller, _, _ = controller_for(kube_apis, prometheus, "healthy")
-    other, _, _ = controller_for(kube_apis, prometheus, "healthy")
-    state = controller.start(PINNED, steps=STEPS, interval_seconds=INTERVAL, thresholds=Thresholds())
-    controller.sleep = lambda _s: other.decide_by_hand("rollback", "operator saw bad answers")
+    cluster, registry, clock = knative_cluster, Registry(), FakeTime()
+    controller = make_controller(cluster, FAILING, registry=registry, clock=clock)
+    state = controller.run(start(controller, failure_threshold=1))
 
-    final = controller.run(state)
-
-    assert final.phase == "rolled_back"
-    assert final.decisions[-1].manual and final.decisions[-1].reasons == ("operator saw bad answers",)
-    assert kube.get(NAMESPACE, NAME)["spec"] == inference_service("Standard")["spec"]
-
-
-def test_events_forbidden_leave_the_annotation_as_the_record(kube, kube_apis, prometheus) -> None:
-    kube.events_forbidden = True
-    kube.add(inference_service("Knative"))
-    controller, _, _ = controller_for(kube_apis, prometheus, "healthy")
-    final = run_rollout(controller)
-    assert final.phase == "promoted" and kube.events == []
-    assert kube.get(NAMESPACE, NAME)["metadata"]["annotations"][DECISION_ANNOTATION].startswith("promote")
+    assert state.phase == "rolled_back"
+    first = cluster.isvc_writes()[0].body
+    assert first["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert first["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    assert controller.scorer.urls[-1].startswith("http://latest-twin-llm-predictor.")
+    assert controller.health.read_for == ["twin-llm-predictor-00002"]
+    predictor = cluster.isvc()["spec"]["predictor"]
+    # The last rolled-out revision keeps all traffic while the restored spec rolls out.
+    assert predictor["canaryTrafficPercent"] == 0 and CANARY_URI not in " ".join(predictor["model"]["args"])
 
 
-# --- refusals: one line, nothing patched --------------------------------------------------------
+def test_a_manual_decision_during_an_analysis_wins(knative_cluster: Cluster) -> None:
+    cluster, registry, clock = knative_cluster, Registry(), FakeTime()
+    controller = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
+    other = make_controller(cluster, HEALTHY, registry=registry, clock=clock, holder="b")
+    state = start(controller)
+    scored = controller.scorer
+
+    def rollback_meanwhile(url: str, model: str) -> float:
+        if not other.target.load().finished:
+            other.decide_by_hand("rollback", "an operator saw bad answers")
+        return scored(url, model)
+
+    controller.scorer = rollback_meanwhile
+    final = controller.step(state)
+
+    assert final.phase == "rolled_back" and final.decisions[-1].manual
+    assert cluster.state()["phase"] == "rolled_back"
+    assert any(r.status == 409 for r in cluster.api.requests)  # the stale patch was refused, not applied
+    assert registry.rejected.keys() == {"7"}
 
 
-def _start(kube_apis, prometheus):
-    controller, _, _ = controller_for(kube_apis, prometheus, "healthy")
-    return controller.start(PINNED, steps=STEPS, interval_seconds=INTERVAL, thresholds=Thresholds())
+# --- crash safety ------------------------------------------------------------------------------
 
 
-def test_standard_mode_with_canary_traffic_percent_is_refused(kube, kube_apis, prometheus) -> None:
-    service = inference_service("Standard")
-    service["spec"]["predictor"]["canaryTrafficPercent"] = 10
-    kube.add(service)
-    with pytest.raises(
-        ConfigError, match=r"Standard mode, where KServe ignores spec\.predictor\.canaryTrafficPercent"
-    ):
-        _start(kube_apis, prometheus)
-    assert kube.patches == []
+class Crash(BaseException):
+    """The process dies (not an exception any code should catch)."""
 
 
-def test_knative_mode_with_spec_canary_is_refused(kube, kube_apis, prometheus) -> None:
-    service = inference_service("Knative")
-    service["spec"]["canary"] = [{"predictor": {"name": "v2"}, "trafficPercent": 10}]
-    kube.add(service)
-    with pytest.raises(
-        ConfigError, match=r"Knative \(Serverless\) mode, where spec.canary\[\] is not honoured"
-    ):
-        _start(kube_apis, prometheus)
-    assert kube.patches == []
+class CrashAt:
+    """Counts the calls through wrapped objects and kills the 'process' before or after call ``at``."""
+
+    def __init__(self, at: int | None = None, when: str = "before") -> None:
+        self.at, self.when, self.calls, self.dead = at, when, 0, False
+
+    def wrap(self, obj):
+        crash = self
+
+        class Proxy:
+            def __getattr__(self, name):
+                attribute = getattr(obj, name)
+                if not callable(attribute) or name.startswith("_"):
+                    return attribute
+
+                def call(*args, **kwargs):
+                    if crash.dead:
+                        raise Crash
+                    crash.calls += 1
+                    if crash.calls == crash.at and crash.when == "before":
+                        crash.dead = True
+                        raise Crash
+                    result = attribute(*args, **kwargs)
+                    if crash.calls == crash.at:
+                        crash.dead = True
+                        raise Crash
+                    return result
+
+                return call
+
+        return Proxy()
 
 
-def test_missing_inference_service_is_one_not_found_line(kube, kube_apis, prometheus) -> None:
-    with pytest.raises(NotFound, match="InferenceService twinops/twin-llm does not exist"):
-        _start(kube_apis, prometheus)
-    assert kube.patches == []
+def _run_with_crash(
+    cluster: Cluster, scenario, at: int | None, when: str
+) -> tuple[RolloutState, Registry, int]:
+    """A rollout killed at call ``at``, then a restarted controller (another pod) to the end."""
+    registry, clock, crash = Registry(), FakeTime(), CrashAt(at, when)
+    custom, core, coordination = cluster.clients
+    clients = (crash.wrap(custom), crash.wrap(core), crash.wrap(coordination))
+    controller = make_controller(
+        cluster, scenario, registry=crash.wrap(registry), clock=clock, clients=clients
+    )
+    thresholds = {"failure_threshold": 1}
+    with contextlib.suppress(Crash):
+        controller.run(start(controller, **thresholds))
+    calls = crash.calls
+    restarted = make_controller(cluster, scenario, registry=registry, clock=clock, holder="b")
+    state = restarted.target.load()
+    if state is None:  # died before the first patch: the KFP step is retried and starts again
+        state = start(restarted, **thresholds)
+    return restarted.run(state), registry, calls
 
 
-def test_a_second_rollout_on_a_running_one_is_refused(kube, kube_apis, prometheus) -> None:
-    kube.add(inference_service("Knative"))
-    _start(kube_apis, prometheus)
-    with pytest.raises(ConfigError, match="a rollout is already running"):
-        _start(kube_apis, prometheus)
-    assert len(kube.patches) == 1
+@pytest.mark.parametrize(("scenario", "outcome"), [(HEALTHY, "promoted"), (FAILING, "rolled_back")])
+def test_a_controller_killed_at_any_call_converges_after_a_restart(scenario, outcome) -> None:
+    with running_cluster("dev", "kustomize") as cluster:
+        _, _, total = _run_with_crash(cluster, scenario, None, "before")
+    assert total > 10
+    for at in range(1, total + 1):
+        for when in ("before", "after"):
+            with running_cluster("dev", "kustomize") as cluster:
+                final, registry, _ = _run_with_crash(cluster, scenario, at, when)
+                where = f"crash {when} call {at} of {total}"
+                assert final.phase == outcome and final.registry_synced, where
+                assert cluster.state()["phase"] == outcome and cluster.state()["registry_synced"], where
+                spec = cluster.isvc()["spec"]
+                assert "canary" not in spec, where
+                served = " ".join(spec["predictor"]["model"]["args"])
+                if outcome == "promoted":
+                    assert registry.champion == "7" and CANARY_URI in served, where
+                else:
+                    assert registry.rejected.keys() == {"7"} and registry.champion == "6", where
+                    assert CANARY_URI not in served, where
+                    assert max(canary_percents(cluster)) == 10, where  # never past its last step
 
 
-def test_a_storage_uri_predictor_refuses_a_registry_uri(kube, kube_apis, prometheus) -> None:
-    service = inference_service("Standard")
-    service["spec"]["predictor"]["model"] = {"modelFormat": {"name": "huggingface"}, "storageUri": "hf://x/y"}
-    kube.add(service)
-    with pytest.raises(ConfigError, match=r"storageUri, which cannot read models:/twin-llm/7"):
-        _start(kube_apis, prometheus)
-    assert kube.patches == []
+# --- one driver --------------------------------------------------------------------------------
+
+
+def test_two_controllers_racing_step_the_canary_once_per_interval(cluster: Cluster) -> None:
+    """The KFP step and the controller Deployment both drive the same rollout: one drives (the
+    Lease), the other follows; the canary goes 10 → 50 → 100 → promoted, no step twice."""
+    import time
+
+    from twinops.rollout.state import now
+
+    registry = Registry()
+
+    def controller_for(holder: str) -> RolloutController:
+        controller = make_controller(cluster, HEALTHY, registry=registry, clock=FakeTime(), holder=holder)
+        controller.sleep, controller.clock, controller.target.clock = time.sleep, now, now  # real time
+        return controller
+
+    state = controller_for("kfp-step").start(
+        PINNED, steps=STEPS, intervals=(0.3, 0.3, 0.3), thresholds=Thresholds()
+    )
+    results: dict[str, RolloutState] = {}
+
+    def drive(holder: str) -> None:
+        results[holder] = controller_for(holder).run(state)
+
+    threads = [threading.Thread(target=drive, args=(holder,)) for holder in ("kfp-step", "deployment")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert {holder: result.phase for holder, result in results.items()} == {
+        "kfp-step": "promoted",
+        "deployment": "promoted",
+    }
+    final = cluster.state()
+    assert [d["action"] for d in final["decisions"]] == ["start", "step_up", "step_up", "promote"]
+    assert canary_percents(cluster) == [10, 50, 100]
+    assert registry.decisions.count("promote") == 1

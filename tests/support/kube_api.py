@@ -569,16 +569,34 @@ def _json_path(parts: Iterable[Any]) -> str:
     return path
 
 
+@cache
+def _built_in_validator(kind: str, api_version: str) -> Any:
+    """kubernetes-validate's strict schema of one kind, as its ``validate`` builds it, built once:
+    ``validate`` reads the whole definitions file at every call (tens of ms a request)."""
+    import jsonschema
+    from kubernetes_validate.utils import all_versions, major_minor, schema_contents
+    from referencing import Registry, Resource
+
+    version = [v for v in all_versions() if major_minor(v) <= KUBERNETES_VERSION][-1]
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema = schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", version)
+    definitions = schema_contents(f"{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 def built_in_problems(obj: Doc) -> tuple[list[str], list[Cause]]:
     """(unknown fields, other causes) of a built-in kind, from its Kubernetes OpenAPI schema
-    (kubernetes-validate reports the first problem) and the server's own rules for Leases and Events."""
-    import kubernetes_validate
+    (kubernetes-validate's, strict; the first problem is reported) and the server's own rules for
+    Leases and Events."""
+    import jsonschema
 
     unknown: list[str] = []
     causes: list[Cause] = []
     try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
+        _built_in_validator(obj["kind"], obj["apiVersion"]).validate(obj)
+    except jsonschema.ValidationError as error:
         path = _json_path(error.absolute_path)
         if error.validator == "additionalProperties":
             known = error.schema.get("properties", {})
@@ -1258,6 +1276,9 @@ class KubeApi:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the client's
+    # delayed ACK (tens of milliseconds a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:
         pass

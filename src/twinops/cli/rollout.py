@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.rollout.plan import DEFAULT_INTERVAL, DEFAULT_STEPS, Thresholds
 from twinops.settings import get_settings
+
+_DEFAULTS = Thresholds()
+
+
+class HealthSource(StrEnum):
+    auto = "auto"
+    prometheus = "prometheus"
+    probe = "probe"
+
 
 app = typer.Typer(
     name="rollout",
     help=(
         "Canary rollouts of a new model on an InferenceService or the local router.\n\n"
         "`start` sends a share of traffic to a new model and raises it step by step "
-        "while the canary keeps its golden-set score, error rate and latency; it promotes the canary "
-        "(the canary becomes the predictor and MLflow's `champion` moves) or rolls it back "
-        "automatically. Knative (Serverless) services use canaryTrafficPercent with tag routing, "
-        "Standard (RawDeployment) ones spec.canary[]; the mode is read from the InferenceService. "
+        "while the canary keeps its golden-set score, error rate and latency. A failed or "
+        "inconclusive analysis (a gate not measured) holds the canary at its step; too many in a row "
+        "roll it back. After the last step it is promoted: the pinned version becomes the predictor "
+        "and takes MLflow's `champion` (the release is the only writer of `champion`); a rolled-back "
+        "version is tagged rejected and loses `challenger`. Knative (Serverless) services use "
+        "canaryTrafficPercent with tag routing, Standard (RawDeployment) ones spec.canary[]; the mode "
+        "is read from the InferenceService. One controller drives a rollout at a time (a Lease). "
         "`--router URL` drives the local router of `twinops serve llm --canary-dir` instead."
     ),
     no_args_is_help=True,
@@ -77,10 +91,19 @@ def start(
         str,
         typer.Option("--model-uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or a storage URI."),
     ],
-    steps: Annotated[str, typer.Option("--steps", help="Traffic percents, increasing, up to 100.")] = (
-        "10,25,50,100"
-    ),
-    interval: Annotated[str, typer.Option("--interval", help="Time at each step: 30s, 5m, 1h.")] = "5m",
+    steps: Annotated[
+        str, typer.Option("--steps", help="Traffic percents, increasing, up to 100.")
+    ] = DEFAULT_STEPS,
+    interval: Annotated[
+        str,
+        typer.Option("--interval", help="Time at each step (30s, 5m, 1h), or one per step (1m,5m,5m,10m)."),
+    ] = DEFAULT_INTERVAL,
+    approve_at: Annotated[
+        int | None,
+        typer.Option(
+            "--approve-at", help="After this step's analysis passes, wait for `twinops rollout promote`."
+        ),
+    ] = None,
     namespace: NamespaceOption = "twinops",
     router: RouterOption = None,
     model_name: Annotated[
@@ -90,11 +113,30 @@ def start(
         str, typer.Option("--golden", help="Golden set: latest, a version id, a folder, or none.")
     ] = "latest",
     golden_limit: Annotated[int, typer.Option("--golden-limit", min=1, help="Questions per score.")] = 8,
-    max_error_rate: Annotated[float, typer.Option("--max-error-rate", min=0, max=1)] = 0.02,
-    max_p95_latency: Annotated[float, typer.Option("--max-p95-latency", min=0, help="Seconds.")] = 10.0,
+    max_error_rate: Annotated[
+        float, typer.Option("--max-error-rate", min=0, max=1)
+    ] = _DEFAULTS.max_error_rate,
+    max_p95_latency: Annotated[
+        float, typer.Option("--max-p95-latency", min=0, help="Seconds.")
+    ] = _DEFAULTS.max_p95_latency_s,
     max_score_drop: Annotated[
         float, typer.Option("--max-score-drop", min=0, help="Largest golden-set score drop vs stable.")
-    ] = 0.05,
+    ] = _DEFAULTS.max_score_drop,
+    failure_threshold: Annotated[
+        int, typer.Option("--failure-threshold", min=1, help="Failed analyses in a row that roll back.")
+    ] = _DEFAULTS.failure_threshold,
+    inconclusive_limit: Annotated[
+        int,
+        typer.Option("--inconclusive-limit", min=1, help="Inconclusive analyses in a row that roll back."),
+    ] = _DEFAULTS.inconclusive_limit,
+    health: Annotated[
+        HealthSource,
+        typer.Option(
+            "--health",
+            help="prometheus (TWINOPS_PROMETHEUS_URL), probe (a few requests to the canary), or auto: "
+            "Prometheus when set, probing only on the local router.",
+        ),
+    ] = HealthSource.auto,
     detach: Annotated[
         bool, typer.Option("--detach", help="Start only; a controller Deployment follows it.")
     ] = False,
@@ -106,7 +148,6 @@ def start(
     a mode/mechanism combination KServe would ignore), then the model URI (an alias is pinned to its
     version). Starting again with the same --model-uri continues a running rollout.
     """
-    from twinops.rollout.plan import Thresholds
     from twinops.rollout.runner import start_rollout
 
     options = _options(
@@ -116,9 +157,14 @@ def start(
         model_name=model_name,
         golden=None if golden == "none" else golden,
         golden_limit=golden_limit,
+        health=health.value,
     )
     thresholds = Thresholds(
-        max_error_rate=max_error_rate, max_p95_latency_s=max_p95_latency, max_score_drop=max_score_drop
+        max_error_rate=max_error_rate,
+        max_p95_latency_s=max_p95_latency,
+        max_score_drop=max_score_drop,
+        failure_threshold=failure_threshold,
+        inconclusive_limit=inconclusive_limit,
     )
     state = start_rollout(
         options,
@@ -127,6 +173,7 @@ def start(
         steps=steps,
         interval=interval,
         thresholds=thresholds,
+        approve_at=approve_at,
         wait=not detach,
         on_event=_say,
     )
@@ -169,7 +216,10 @@ def promote(
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "promoted by hand",
     as_json: JsonOption = False,
 ) -> None:
-    """Promote the running canary now: it becomes the predictor and takes `champion`."""
+    """Promote the running canary now: it becomes the predictor and takes `champion`.
+
+    On a rollout paused by --approve-at, this approves it: the canary goes on to its next step.
+    """
     _by_hand("promote", isvc=isvc, namespace=namespace, router=router, reason=reason, as_json=as_json)
 
 

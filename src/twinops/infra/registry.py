@@ -41,6 +41,8 @@ RERANKER_MODEL = "twin-reranker"
 MODEL_NAMES = (LLM_MODEL, RERANKER_MODEL)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# On a version whose canary was rolled back (the reasons as its value): never nominated again.
+REJECTED_TAG = "rejected"
 METRIC_TAG = "metric."
 MODELS_SCHEME = "models:/"
 

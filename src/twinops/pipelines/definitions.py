@@ -1,7 +1,7 @@
 # ruff: noqa: B006, PLR0917
 # KFP serializes parameter defaults into the pipeline spec (never mutated: B006) and passes
 # every input by keyword (PLR0917).
-"""The pipelines: feature (ingest → gate → embed → materialize), training (datasets → SFT → DPO →
+"""The pipelines: feature (ingest → gate → embed → materialize), training (datasets → DAPT → SFT → DPO →
 quantize → evaluate → register-and-gate → fit-drift-reference, plus the reranker branch), twin
 (both, end to end), deployment (a canary rollout of the registered model, run after registration)
 and drift (the drift report of current data against a registered version's reference).
@@ -30,6 +30,7 @@ from twinops.pipelines.params import (
     with_signature,
 )
 from twinops.pipelines.train_placement import TRAIN_IN_POD
+from twinops.rollout.plan import DEFAULT_INTERVAL, DEFAULT_STEPS
 
 Target = Literal["cluster", "local"]
 
@@ -82,13 +83,17 @@ def trained_models(
     *,
     datasets: Any,
     base_model: Any,
+    dapt_epochs: Any,
+    dapt_max_steps: Any,
+    sft_epochs: Any,
     sft_max_steps: Any,
+    dpo_epochs: Any,
     dpo_max_steps: Any,
     training_options: Any,
     train_on: Any,
     trainjob: Any,
 ) -> tuple[Any, Any]:
-    """Add SFT → DPO where ``train_on`` says; return the SFT and DPO model outputs.
+    """Add DAPT → SFT → DPO where ``train_on`` says; return the SFT and DPO model outputs.
 
     On the cluster, ``train_on`` (a pipeline input) picks one of two branches at run time:
     ``pod`` trains in GPU steps (Build.place), anything else runs the same components as CPU
@@ -100,10 +105,24 @@ def trained_models(
     """
 
     def sft_then_dpo(place: Any) -> tuple[Any, Any]:
+        # The author's text first (continued pretraining), then SFT from the adapted model.
+        dapt = place(
+            c.dapt(
+                instruction=datasets.outputs["instruction"],
+                base_model=base_model,
+                epochs=dapt_epochs,
+                max_steps=dapt_max_steps,
+                options=training_options,
+                train_on=train_on,
+                trainjob=trainjob,
+            ),
+            "dapt",
+        )
         sft = place(
             c.sft(
                 instruction=datasets.outputs["instruction"],
-                base_model=base_model,
+                start_model=dapt.outputs["model"],
+                epochs=sft_epochs,
                 max_steps=sft_max_steps,
                 options=training_options,
                 train_on=train_on,
@@ -115,6 +134,7 @@ def trained_models(
             c.dpo(
                 sft_model=sft.outputs["model"],
                 preference=datasets.outputs["preference"],
+                epochs=dpo_epochs,
                 max_steps=dpo_max_steps,
                 options=training_options,
                 train_on=train_on,
@@ -143,7 +163,11 @@ def training_steps(
     features_version: Any,
     base_model: Any,
     max_chunks: Any,
+    dapt_epochs: Any,
+    dapt_max_steps: Any,
+    sft_epochs: Any,
     sft_max_steps: Any,
+    dpo_epochs: Any,
     dpo_max_steps: Any,
     reranker_max_steps: Any,
     quantize_bits: Any,
@@ -154,7 +178,7 @@ def training_steps(
     train_on: Any,
     trainjob: Any,
 ) -> Any:
-    """Add datasets → SFT → DPO → quantize → evaluate → register-and-gate → fit-drift-reference
+    """Add datasets → DAPT → SFT → DPO → quantize → evaluate → register-and-gate → fit-drift-reference
     (+ reranker branch); return the register-and-gate task."""
     # Datasets read the warehouse (not cached); training steps take content-addressed dataset
     # versions and pointers as inputs, so KFP's cache is safe there and saves GPU hours.
@@ -169,7 +193,11 @@ def training_steps(
         build,
         datasets=datasets,
         base_model=base_model,
+        dapt_epochs=dapt_epochs,
+        dapt_max_steps=dapt_max_steps,
+        sft_epochs=sft_epochs,
         sft_max_steps=sft_max_steps,
+        dpo_epochs=dpo_epochs,
         dpo_max_steps=dpo_max_steps,
         training_options=training_options,
         train_on=train_on,
@@ -240,7 +268,7 @@ def build_training_pipeline(build: Build | None = None) -> Any:
     return dsl.pipeline(
         name="training-pipeline",
         description=(
-            "Training side of the LLM Twin: datasets → SFT → DPO → GPTQ → evaluate → "
+            "Training side of the LLM Twin: datasets → DAPT → SFT → DPO → GPTQ → evaluate → "
             "register and gate, with a reranker branch. Runs on the latest features by default."
         ),
     )(with_signature(signature, doc, training_pipeline))
@@ -272,19 +300,22 @@ def build_deployment_pipeline(build: Build | None = None) -> Any:
     @dsl.pipeline(
         name="deployment-pipeline",
         description=(
-            "Deployment of the LLM Twin after registration: a canary of the registered model on its "
-            "KServe InferenceService, stepped up while it keeps its golden-set score, error rate and "
-            "latency, then promoted (champion) or rolled back."
+            "Deployment of the LLM Twin after registration: a canary of the gate's nominee "
+            "(challenger, pinned to its version at the start) on its KServe InferenceService, stepped "
+            "up while it keeps its golden-set score, error rate and latency, then promoted (it takes "
+            "champion) or rolled back (it is tagged rejected)."
         ),
     )
     def deployment_pipeline(
         isvc: str = "twin-llm",
         namespace: str = "twinops",
-        model_uri: str = "models:/twin-llm@champion",
-        steps: str = "10,25,50,100",
-        interval: str = "5m",
+        model_uri: str = "models:/twin-llm@challenger",
+        steps: str = DEFAULT_STEPS,
+        interval: str = DEFAULT_INTERVAL,
         golden: str = "latest",
         thresholds: dict = {},
+        approve_at: int = 0,
+        health: str = "auto",
     ) -> str:
         # A rollout patches live traffic: never cached.
         task = build.place(
@@ -296,6 +327,8 @@ def build_deployment_pipeline(build: Build | None = None) -> Any:
                 interval=interval,
                 golden=golden,
                 thresholds=thresholds,
+                approve_at=approve_at,
+                health=health,
             ),
             "rollout",
             cache=False,

@@ -15,8 +15,14 @@ import time
 from collections.abc import Sequence
 
 from twinops.errors import TwinopsError
-from twinops.rollout.plan import Thresholds
-from twinops.rollout.runner import DEFAULT_NAMESPACE, RolloutOptions, make_controller, start_rollout
+from twinops.rollout.plan import APPROVE_FLAG, DEFAULT_INTERVAL, DEFAULT_STEPS, Thresholds
+from twinops.rollout.runner import (
+    DEFAULT_NAMESPACE,
+    HEALTH_FLAG,
+    RolloutOptions,
+    make_controller,
+    start_rollout,
+)
 from twinops.settings import get_settings
 
 
@@ -29,9 +35,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Namespace of the InferenceService (default: POD_NAMESPACE, the pod's own).",
     )
     parser.add_argument("--model-uri", default=None, help="Start a rollout of this model first.")
-    parser.add_argument("--steps", default="10,25,50,100")
-    parser.add_argument("--interval", default="5m")
+    parser.add_argument("--steps", default=DEFAULT_STEPS, help="Traffic percents, increasing, up to 100.")
+    parser.add_argument(
+        "--interval", default=DEFAULT_INTERVAL, help="Time at each step (5m), or one per step (1m,5m,5m,10m)."
+    )
+    parser.add_argument(APPROVE_FLAG, type=int, default=None, help="Wait for `twinops rollout promote` here.")
     parser.add_argument("--golden", default="latest", help="Golden set; 'none' skips scoring.")
+    parser.add_argument(
+        HEALTH_FLAG, choices=("auto", "prometheus", "probe"), default="auto", help="Where health comes from."
+    )
     parser.add_argument("--watch", type=float, default=0.0, help="Seconds between looks for a rollout.")
     return parser.parse_args(argv)
 
@@ -43,7 +55,10 @@ def _say(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = RolloutOptions(
-        isvc=args.isvc, namespace=args.namespace, golden=None if args.golden == "none" else args.golden
+        isvc=args.isvc,
+        namespace=args.namespace,
+        golden=None if args.golden == "none" else args.golden,
+        health=args.health,
     )
     try:
         settings = get_settings()
@@ -56,13 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 steps=args.steps,
                 interval=args.interval,
                 thresholds=Thresholds(),
+                approve_at=args.approve_at,
                 controller=controller,
             )
             _say(f"rollout {state.phase.replace('_', ' ')}")
         while True:
             state = controller.target.load()
-            if state is not None and state.phase == "running":
-                _say(f"continuing the rollout of {state.model_uri} at {state.percent}%")
+            # A finished rollout whose registry step a crash interrupted is finished here too.
+            if state is not None and not (state.finished and state.registry_synced):
+                _say(f"continuing the rollout of {state.model_uri} at {state.percent}% ({state.phase})")
                 state = controller.run(state)
                 _say(f"rollout {state.phase.replace('_', ' ')}")
             if args.watch <= 0:

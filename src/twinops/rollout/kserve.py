@@ -8,21 +8,25 @@ else KServe's default, Standard. Each mode has its own mechanism, and each ignor
   last rolled-out revision and the new one. The start patch changes the model and turns on tag
   routing (``serving.kserve.io/enable-tag-routing``), so the canary answers on its own
   ``latest-`` URL (``status.components.predictor.traffic[tag=latest].url``), where it is scored.
-  Promote removes ``canaryTrafficPercent`` (the latest revision takes all traffic); roll back sets
-  it to 0, then restores the previous predictor.
+  Promote removes ``canaryTrafficPercent`` (the latest revision takes all traffic); roll back
+  restores the previous predictor with ``canaryTrafficPercent: 0``, so the last rolled-out
+  revision keeps all traffic while the restored one starts.
 - **Standard** (raw Deployment): ``spec.canary[]`` holds a named predictor and its
   ``trafficPercent``; KServe runs it as ``{isvc}-{name}-predictor`` and splits traffic by Gateway
   API HTTPRoute weights. The canary predictor is the stable one with the new model, without the
-  autoscaling fields KServe's webhook refuses on a canary (it runs fixed replicas). Promote makes
-  it ``spec.predictor`` (keeping the stable's scaling) and empties ``spec.canary``; roll back sets
-  its ``trafficPercent`` to 0, then removes it and restores the previous predictor.
+  autoscaling fields KServe's webhook refuses on a canary (it runs fixed replicas); its ``model``
+  carries the ``name`` and ``modelFormat`` that the CRD requires there. Promote writes the pinned
+  model into ``spec.predictor`` (keeping the stable's name and scaling) and empties
+  ``spec.canary``; roll back empties ``spec.canary``.
 
-A combination KServe would ignore silently is refused in one line: ``canaryTrafficPercent`` on a
-Standard-mode service, ``spec.canary[]`` on a Knative one. Every patch is a JSON merge patch that
-also writes the rollout state and the last decision as annotations; each decision is also a
-Kubernetes Event when the service account may create events (the controller's Role needs only
-``get`` and ``patch`` on InferenceServices: without ``create`` on events the annotation is the
-record).
+Every decision is **one** JSON merge patch that carries the traffic change and the rollout state
+(annotations) together, and the ``metadata.resourceVersion`` the decision was based on: a patch
+based on a stale read is refused (409) instead of overwriting another writer's change. A crash
+between two decisions therefore leaves the service and its recorded state in agreement. A
+combination KServe would ignore silently is refused in one line: ``canaryTrafficPercent`` on a
+Standard-mode service, ``spec.canary[]`` on a Knative one. Each decision is also a Kubernetes
+Event when the service account may create events (without ``create`` on events the annotation is
+the record).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from twinops.errors import ConfigError, NotFound, ServiceUnavailable
 from twinops.rollout.health import CanaryEndpoint
+from twinops.rollout.lease import KubeLease, StaleRead
 from twinops.rollout.state import Decision, Mode, RolloutState, now
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
@@ -62,7 +68,17 @@ _NOT_ON_CANARY = (
     "canaryTrafficPercent",
     "workerSpec",
 )
-_EVENT_REASONS = {"start": "RolloutStarted", "step_up": "RolloutStepUp", "promote": "RolloutPromoted"}
+_EVENT_REASONS = {
+    "start": "RolloutStarted",
+    "step_up": "RolloutStepUp",
+    "hold": "RolloutHeld",
+    "pause": "RolloutPaused",
+    "promote": "RolloutPromoted",
+    "rollback": "RolloutRolledBack",
+}
+# The container name KServe gives a predictor's model container when the spec names none; the
+# CRD requires a name on a canary's model.
+DEFAULT_CONTAINER = "kserve-container"
 
 
 def merge_patch(current: Any, target: Any) -> Any:
@@ -147,13 +163,23 @@ class KServeTarget:
         *,
         api: Any,
         core: Any | None = None,
+        coordination: Any | None = None,
         model_name: str | None = None,
         on_event: Callable[[str], None] | None = None,
+        lease_holder: str | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.name = name
         self.namespace = namespace
         self.api = api
         self.core = core
+        self.coordination = coordination
+        self.lease_holder = lease_holder  # default: this pod (POD_NAME) and process
+        self.clock = clock
+        # The last object read: every patch is based on it (its resourceVersion), never on a
+        # fresher read that would hide another writer's change.
+        self.last_read: dict[str, Any] | None = None
+        self.resource_version: str | None = None
         self.model_name = model_name or name
         self.on_event = on_event or (lambda _message: None)
         self._events_allowed = core is not None
@@ -176,6 +202,10 @@ class KServeTarget:
                     f"{self.where} does not exist: check --isvc and --namespace "
                     f"(kubectl get isvc -n {self.namespace})"
                 ) from error
+            if error.status == 409:
+                raise StaleRead(
+                    f"{self.where} changed since it was read (409 Conflict): read it again and re-decide"
+                ) from error
             if error.status in (401, 403):
                 raise ConfigError(
                     f"the Kubernetes API refused to {what} {self.where} ({error.status} {error.reason}): "
@@ -190,16 +220,30 @@ class KServeTarget:
             ) from error
 
     def get(self) -> dict[str, Any]:
-        return self._call(
+        obj = self._call(
             "read", self.api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.name
         )
+        self.last_read = obj
+        self.resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+        return obj
+
+    def lease(self) -> KubeLease:
+        """The Lease that makes this controller the rollout's one driver."""
+        if self.coordination is None:
+            raise ConfigError(f"no coordination.k8s.io client to take the rollout lease of {self.where}")
+        return KubeLease(
+            self.name, self.namespace, api=self.coordination, holder=self.lease_holder, clock=self.clock
+        )
+
+    def reconcile(self, state: RolloutState) -> None:
+        """Nothing to do: each decision's patch carries the traffic and the state together."""
 
     def load(self) -> RolloutState | None:
         text = _annotations(self.get()).get(STATE_ANNOTATION)
         return RolloutState.model_validate_json(text) if text else None
 
     def stable_url(self) -> str:
-        obj = self.get()
+        obj = self.last_read or self.get()
         status = obj.get("status") or {}
         predictor = (status.get("components") or {}).get("predictor") or {}
         address = (predictor.get("address") or {}).get("url") or (status.get("address") or {}).get("url")
@@ -208,7 +252,7 @@ class KServeTarget:
 
     def canary(self, state: RolloutState) -> CanaryEndpoint:
         """The canary's own URL (not the split one) and its pods' name for Prometheus."""
-        obj = self.get()
+        obj = self.last_read or self.get()
         predictor = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
         if state.mode == "Knative":
             tagged = [t for t in predictor.get("traffic") or [] if t.get("tag") == "latest" and t.get("url")]
@@ -233,7 +277,8 @@ class KServeTarget:
         spec = obj.get("spec") or {}
         predictor = spec.get("predictor") or {}
         state_text = _annotations(obj).get(STATE_ANNOTATION)
-        if state_text and RolloutState.model_validate_json(state_text).phase == "running":
+        last = RolloutState.model_validate_json(state_text) if state_text else None
+        if last is not None and not last.finished:
             raise ConfigError(
                 f"a rollout is already running on {self.where}: see `twinops rollout status --isvc "
                 f"{self.name}`, then promote or roll it back"
@@ -254,7 +299,13 @@ class KServeTarget:
                 f"{self.where} already has a canary ({names}) that twinops did not start: "
                 "remove spec.canary or finish it first"
             )
-        if mode == "Knative" and predictor.get("canaryTrafficPercent") not in (None, 100):
+        # 0 is what a twinops rollback leaves: the last rolled-out revision serves everything.
+        left_by_rollback = last is not None and last.phase == "rolled_back"
+        if mode == "Knative" and predictor.get("canaryTrafficPercent") not in (
+            None,
+            100,
+            *((0,) if left_by_rollback else ()),
+        ):
             raise ConfigError(
                 f"{self.where} already splits traffic (canaryTrafficPercent "
                 f"{predictor['canaryTrafficPercent']}): finish that canary first"
@@ -262,12 +313,20 @@ class KServeTarget:
         # The predictor has a model, and one that can take this URI.
         if model_uri is not None:
             with_model_uri(predictor, model_uri, where=self.where)
+        if mode == "Standard" and not (predictor.get("model") or {}).get("modelFormat"):
+            raise ConfigError(
+                f"{self.where} has no spec.predictor.model.modelFormat, which KServe requires on the "
+                "spec.canary[] predictor twinops copies from it: set it (e.g. {name: twinops})"
+            )
         return obj, mode
 
     # --- patches -------------------------------------------------------------------------------
 
     def _patch(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
+        """One merge patch, based on the last read (``resourceVersion``): 409 means re-read."""
+        if self.resource_version is not None:
+            body.setdefault("metadata", {})["resourceVersion"] = self.resource_version
+        obj = self._call(
             "patch",
             self.api.patch_namespaced_custom_object,
             GROUP,
@@ -277,6 +336,9 @@ class KServeTarget:
             self.name,
             body,
         )
+        self.last_read = obj
+        self.resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+        return obj
 
     def _state_annotations(self, state: RolloutState, extra: dict[str, str | None] | None = None) -> dict:
         decision = state.last_decision
@@ -288,7 +350,7 @@ class KServeTarget:
         return {"metadata": {"annotations": annotations}}
 
     def begin(self, state: RolloutState, obj: dict[str, Any]) -> RolloutState:
-        """Start the canary at ``state.steps[0]``; return the state with the previous predictor."""
+        """Start the canary at ``state.steps[0]``: one patch, the canary and the state together."""
         predictor = (obj.get("spec") or {}).get("predictor") or {}
         state = state.model_copy(update={"previous_predictor": copy.deepcopy(predictor)})
         percent = state.steps[0]
@@ -301,8 +363,6 @@ class KServeTarget:
             state = state.model_copy(update={"canary_name": canary_name_for(state, predictor.get("name"))})
             body = self._state_annotations(state)
             body["spec"] = {"canary": [self._canary_entry(state, percent)]}
-        # The annotation written must be the final state (with previous predictor and canary name).
-        body["metadata"]["annotations"][STATE_ANNOTATION] = state.model_dump_json()
         self._patch(body)
         if state.last_decision is not None:
             self._event(state.last_decision)
@@ -312,50 +372,60 @@ class KServeTarget:
         stable = {k: v for k, v in state.previous_predictor.items() if k not in _NOT_ON_CANARY}
         canary = with_model_uri(stable, state.model_uri, where=self.where)
         canary["name"] = state.canary_name
+        # The CRD requires both on a canary's model (not on spec.predictor.model).
+        canary["model"].setdefault("name", DEFAULT_CONTAINER)
+        canary["model"]["modelFormat"] = state.previous_predictor["model"]["modelFormat"]
         return {"predictor": canary, "trafficPercent": percent}
 
-    def apply(self, state: RolloutState, decision: Decision) -> None:
-        """Patch the service for ``decision`` (already the last one in ``state``) and record it."""
+    def _spec_for(self, state: RolloutState, decision: Decision) -> dict[str, Any] | None:
+        """The spec part of ``decision``'s patch (None: the decision changes no traffic)."""
+        knative = state.mode == "Knative"
         if decision.action == "step_up":
-            if state.mode == "Knative":
-                spec = {"predictor": {"canaryTrafficPercent": decision.percent}}
-            else:
-                spec = {"canary": [self._canary_entry(state, decision.percent)]}
-            self._patch({**self._state_annotations(state), "spec": spec})
-        elif decision.action == "promote":
-            if state.mode == "Knative":
-                spec = {"predictor": {"canaryTrafficPercent": None}}
-            else:
-                promoted = with_model_uri(state.previous_predictor, state.model_uri, where=self.where)
-                promoted["name"] = state.canary_name
-                current = (self.get().get("spec") or {}).get("predictor") or {}
-                spec = {"predictor": merge_patch(current, promoted), "canary": None}
-            self._patch({**self._state_annotations(state), "spec": spec})
-        elif decision.action == "rollback":
-            # First traffic to 0 (immediate), then the previous spec.
-            if state.mode == "Knative":
-                self._patch({"spec": {"predictor": {"canaryTrafficPercent": 0}}})
-            elif (self.get().get("spec") or {}).get("canary"):
-                self._patch({"spec": {"canary": [self._canary_entry(state, 0)]}})
-            current = (self.get().get("spec") or {}).get("predictor") or {}
-            spec = {"predictor": merge_patch(current, state.previous_predictor)}
-            if state.mode == "Standard":
-                spec["canary"] = None
-            self._patch({**self._state_annotations(state), "spec": spec})
+            if knative:
+                return {"predictor": {"canaryTrafficPercent": decision.percent}}
+            return {"canary": [self._canary_entry(state, decision.percent)]}
+        if decision.action == "promote":
+            return self._promoted_spec(state)
+        if decision.action == "rollback":
+            return self._rolled_back_spec(state)
+        return None
+
+    def _current_predictor(self) -> dict[str, Any]:
+        return ((self.last_read or self.get()).get("spec") or {}).get("predictor") or {}
+
+    def _promoted_spec(self, state: RolloutState) -> dict[str, Any]:
+        if state.mode == "Knative":
+            return {"predictor": {"canaryTrafficPercent": None}}
+        # The pinned version goes into the stable predictor, which keeps its name and scaling.
+        promoted = with_model_uri(state.previous_predictor, state.model_uri, where=self.where)
+        return {"predictor": merge_patch(self._current_predictor(), promoted), "canary": None}
+
+    def _rolled_back_spec(self, state: RolloutState) -> dict[str, Any]:
+        if state.mode == "Knative":
+            # The last rolled-out revision keeps all traffic while the restored spec rolls out.
+            restored = {**copy.deepcopy(state.previous_predictor), "canaryTrafficPercent": 0}
+            return {"predictor": merge_patch(self._current_predictor(), restored)}
+        return {"canary": None}
+
+    def apply(self, state: RolloutState, decision: Decision) -> None:
+        """One patch for ``decision`` (already the last one in ``state``): traffic and state together."""
+        body = self._state_annotations(state)
+        spec = self._spec_for(state, decision)
+        if spec is not None:
+            body["spec"] = spec
+        self._patch(body)
         self._event(decision)
 
     def record(self, state: RolloutState) -> None:
-        """Write the state annotations only (a decision that patches nothing else)."""
+        """Write the state annotations only (a step that changes no traffic)."""
         self._patch(self._state_annotations(state))
-        if state.last_decision is not None:
-            self._event(state.last_decision)
 
     def _event(self, decision: Decision) -> None:
         if not self._events_allowed:
             return
         from kubernetes.client.exceptions import ApiException
 
-        reason = _EVENT_REASONS.get(decision.action, "RolloutRolledBack")
+        reason = _EVENT_REASONS[decision.action]
         stamp = now().isoformat().replace("+00:00", "Z")
         body = {
             "apiVersion": "v1",
@@ -394,8 +464,9 @@ def _api_message(error: Any) -> str:
         return f"{error.status} {error.reason}"
 
 
-def kubernetes_apis(kubeconfig: str | None = None, context: str | None = None) -> tuple[Any, Any]:
-    """(CustomObjectsApi, CoreV1Api) from the in-cluster service account, else the kubeconfig."""
+def kubernetes_apis(kubeconfig: str | None = None, context: str | None = None) -> tuple[Any, Any, Any]:
+    """(CustomObjectsApi, CoreV1Api, CoordinationV1Api) from the in-cluster service account, else
+    the kubeconfig."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -414,4 +485,4 @@ def kubernetes_apis(kubeconfig: str | None = None, context: str | None = None) -
             f"no Kubernetes credentials ({str(error).splitlines()[0][:160]}): run in the cluster, set "
             "KUBECONFIG or pass --kubeconfig"
         ) from error
-    return client.CustomObjectsApi(), client.CoreV1Api()
+    return client.CustomObjectsApi(), client.CoreV1Api(), client.CoordinationV1Api()

@@ -4,8 +4,13 @@
 weighted router (``twinops.serving.router``). ``LocalRouterTarget`` drives the router's admin
 routes (``GET /router/state``, ``POST /router/config``) the way ``KServeTarget`` patches an
 InferenceService: step up sets the canary's percent, promote makes the canary the stable backend,
-roll back sets the percent to 0 and restores the previous configuration. The rollout state is a
-JSON file under ``TWINOPS_HOME/rollout/``.
+roll back sets the percent to 0. The rollout state is a JSON file under ``TWINOPS_HOME/rollout/``.
+
+The state file and the router are two writes, so the state is written first and the router's
+whole configuration is then derived from it (``router_config``: declarative, so applying it twice
+changes nothing); ``reconcile`` re-applies it, and the controller calls it whenever it (re)starts
+driving, so a crash between the two writes converges. One driver at a time: a file lock beside
+the state file (``FileLease``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import httpx
 
 from twinops.errors import ConfigError, ServiceUnavailable
 from twinops.rollout.health import CanaryEndpoint
+from twinops.rollout.lease import FileLease
 from twinops.rollout.state import Decision, Mode, RolloutState
 from twinops.settings import Settings
 
@@ -60,7 +66,7 @@ class LocalRouterTarget:
                 "`twinops serve llm --canary-dir DIR`"
             )
         existing = self.load()
-        if existing is not None and existing.phase == "running":
+        if existing is not None and not existing.finished:
             raise ConfigError(
                 f"a rollout is already running on the local router ({self.state_file}): see "
                 f"`twinops rollout status --isvc {self.name} {ROUTER_FLAG} {self.router_url}`"
@@ -80,27 +86,30 @@ class LocalRouterTarget:
         partial.write_text(state.model_dump_json(indent=2), encoding="utf-8")
         partial.replace(self.state_file)
 
+    def lease(self) -> FileLease:
+        return FileLease(self.state_file.with_suffix(".lock"))
+
+    @staticmethod
+    def router_config(state: RolloutState) -> dict[str, Any]:
+        """The router's whole configuration for ``state``: promoted, the canary is the stable."""
+        stable, canary = state.previous_predictor.get("stable"), state.previous_predictor.get("canary")
+        if state.phase == "promoted":
+            return {"stable": canary, "canary": None, "canary_percent": 0}
+        return {"stable": stable, "canary": canary, "canary_percent": state.percent}
+
+    def reconcile(self, state: RolloutState) -> None:
+        self._request("POST", "/router/config", self.router_config(state))
+
     def begin(self, state: RolloutState, router: dict[str, Any]) -> RolloutState:
         previous = {key: router.get(key) for key in ("stable", "canary", "canary_percent")}
         state = state.model_copy(update={"previous_predictor": previous})
-        self._request("POST", "/router/config", {"canary_percent": state.steps[0]})
         self._save(state)
+        self.reconcile(state)
         return state
 
     def apply(self, state: RolloutState, decision: Decision) -> None:
-        if decision.action == "step_up":
-            self._request("POST", "/router/config", {"canary_percent": decision.percent})
-        elif decision.action == "promote":
-            self._request("POST", "/router/config", {"promote": True})
-        elif decision.action == "rollback":
-            self._request("POST", "/router/config", {"canary_percent": 0})
-            previous = state.previous_predictor
-            self._request(
-                "POST",
-                "/router/config",
-                {"stable": previous.get("stable"), "canary": previous.get("canary"), "canary_percent": 0},
-            )
         self._save(state)
+        self.reconcile(state)
 
     def record(self, state: RolloutState) -> None:
         self._save(state)

@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinops.errors import ConfigError
 from twinops.rollout.controller import RolloutController, Target
 from twinops.rollout.health import (
     DEFAULT_ERROR_QUERY,
     DEFAULT_LATENCY_QUERY,
     DEFAULT_REQUESTS_QUERY,
+    PROMETHEUS_SETTING,
     HealthSource,
     ProbeHealth,
     PrometheusHealth,
 )
 from twinops.rollout.models import pin_model_uri
-from twinops.rollout.plan import Thresholds, parse_interval, parse_steps
+from twinops.rollout.plan import Thresholds, check_approve_at, parse_intervals, parse_steps
 from twinops.rollout.scoring import GoldenScorer
 from twinops.rollout.state import RolloutState
 from twinops.settings import Settings
 
 DEFAULT_NAMESPACE = "twinops"
+HEALTH_FLAG = "--health"
+HealthMode = Literal["auto", "prometheus", "probe"]
 
 
 class RolloutOptions(BaseModel):
@@ -45,7 +50,13 @@ class RolloutOptions(BaseModel):
     )
     golden_limit: int = Field(8, ge=1, description="Golden questions per score.")
     golden_max_tokens: int = Field(64, ge=1, description="Longest golden-set answer, in tokens.")
-    probe_requests: int = Field(5, ge=1, description="Requests per probe, where no Prometheus is set.")
+    health: HealthMode = Field(
+        "auto",
+        description="Where the error rate and latency come from: prometheus (TWINOPS_PROMETHEUS_URL), "
+        "probe (requests sent to the canary), or auto: Prometheus when set, else probing on the local "
+        "router only (on a cluster, a probe's few requests are no measure of real traffic).",
+    )
+    probe_requests: int = Field(5, ge=1, description="Requests per probe.")
     kubeconfig: str | None = None
     context: str | None = None
     error_query: str = DEFAULT_ERROR_QUERY
@@ -64,24 +75,39 @@ def make_target(options: RolloutOptions, settings: Settings, on_event: Callable[
         return LocalRouterTarget(options.router, settings, name=options.isvc, model_name=options.served_model)
     from twinops.rollout.kserve import KServeTarget, kubernetes_apis
 
-    api, core = kubernetes_apis(options.kubeconfig, options.context)
+    api, core, coordination = kubernetes_apis(options.kubeconfig, options.context)
     return KServeTarget(
         options.isvc,
         options.namespace,
         api=api,
         core=core,
+        coordination=coordination,
         model_name=options.served_model,
         on_event=on_event,
     )
 
 
 def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
-    if settings.prometheus_url and not options.router:
+    """Prometheus, or probing: chosen by ``options.health`` (see ``RolloutOptions``)."""
+    use_prometheus = options.health == "prometheus" or (
+        options.health == "auto" and settings.prometheus_url is not None
+    )
+    if use_prometheus:
+        if not settings.prometheus_url:
+            raise ConfigError(
+                f"{HEALTH_FLAG} prometheus needs {PROMETHEUS_SETTING}: set it (twinops-env sets "
+                "kube-prometheus's address) or pass --health probe"
+            )
         return PrometheusHealth(
             settings.prometheus_url,
             error_query=options.error_query,
             latency_query=options.latency_query,
             requests_query=options.requests_query,
+        )
+    if options.health == "auto" and not options.router:
+        raise ConfigError(
+            f"no Prometheus to judge the canary by: set {PROMETHEUS_SETTING} (twinops-env sets "
+            f"kube-prometheus's address), or pass {HEALTH_FLAG} probe to judge it by a few requests"
         )
     return ProbeHealth(requests=options.probe_requests)
 
@@ -122,21 +148,27 @@ def start_rollout(
     steps: str,
     interval: str,
     thresholds: Thresholds | None = None,
+    approve_at: int | None = None,
     wait: bool = True,
     controller: RolloutController | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> RolloutState:
     """Check the input, start the canary, and (with ``wait``) run it to promotion or rollback."""
     parsed_steps = parse_steps(steps)
-    interval_seconds = parse_interval(interval)
+    intervals = parse_intervals(interval, parsed_steps)
+    check_approve_at(approve_at, parsed_steps)
     controller = controller or make_controller(options, settings, on_event=on_event)
     existing = controller.target.load()  # a missing service is reported before the registry is asked
-    if existing is not None and existing.phase == "running" and existing.requested_uri == model_uri:
+    if existing is not None and not existing.finished and existing.requested_uri == model_uri:
         # The same rollout, started before a retry or a restart: follow it instead of refusing.
         controller.on_event(f"continuing the rollout of {existing.model_uri} at {existing.percent}%")
         return controller.run(existing) if wait else existing
     model = pin_model_uri(model_uri, settings, local=options.router is not None)
     state = controller.start(
-        model, steps=parsed_steps, interval_seconds=interval_seconds, thresholds=thresholds or Thresholds()
+        model,
+        steps=parsed_steps,
+        intervals=intervals,
+        thresholds=thresholds or Thresholds(),
+        approve_at=approve_at,
     )
     return controller.run(state) if wait else state

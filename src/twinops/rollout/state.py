@@ -1,8 +1,15 @@
 """The record of one rollout: its plan, where it stands, and every decision taken.
 
 The state travels with the target (an annotation on the InferenceService, a file beside the local
-router), so ``status``, ``promote`` and ``rollback`` from another process, or a restarted
-controller pod, see the same rollout.
+router), written in the same patch as the traffic change it records, so ``status``, ``promote``
+and ``rollback`` from another process, or a restarted controller pod, see the same rollout and
+never a traffic split that disagrees with it.
+
+Phases: ``running`` (analysed once per step interval), ``paused`` (passed the ``--approve-at`` step
+and waits for ``twinops rollout promote``), then ``promoted`` or ``rolled_back``. A finished rollout
+also carries ``registry_synced``: whether the registry has caught up with the decision (the
+promoted version took ``champion``, or the rolled-back one was tagged rejected). A controller that
+finds a finished rollout not yet synced finishes that step first.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.rollout.plan import Thresholds
 
-Action = Literal["start", "step_up", "promote", "rollback"]
-Phase = Literal["running", "promoted", "rolled_back"]
+Action = Literal["start", "step_up", "hold", "pause", "promote", "rollback"]
+Phase = Literal["running", "paused", "promoted", "rolled_back"]
+Outcome = Literal["pass", "fail", "inconclusive"]
+FINISHED: tuple[Phase, ...] = ("promoted", "rolled_back")
 Mode = Literal["Knative", "Standard", "local"]
 
 
@@ -42,6 +51,7 @@ class Decision(BaseModel):
     at: datetime = Field(default_factory=now)
     action: Action
     percent: int = Field(description="Traffic to the canary once the decision is applied.")
+    outcome: Outcome | None = Field(None, description="The analysis behind it (None: by hand, or start).")
     reasons: tuple[str, ...] = ()
     score: float | None = None
     baseline: float | None = None
@@ -53,6 +63,8 @@ class Decision(BaseModel):
         head = {
             "start": f"start at {self.percent}%",
             "step_up": f"step up to {self.percent}%",
+            "hold": f"hold at {self.percent}%",
+            "pause": f"pause at {self.percent}% for approval (`twinops rollout promote`)",
             "promote": "promote (canary takes 100%)",
             "rollback": "roll back (canary at 0%)",
         }[self.action]
@@ -74,10 +86,14 @@ class RolloutState(BaseModel):
     registry_version: str | None = None
     canary_name: str | None = Field(None, description="Standard mode: the spec.canary[] predictor name.")
     steps: tuple[int, ...]
-    interval_seconds: float
+    intervals: tuple[float, ...] = Field(description="Seconds at each step, one per step.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    approve_at: int | None = Field(None, description="Wait for a person after this step's analysis.")
     step_index: int = 0
     phase: Phase = "running"
+    failed_analyses: int = Field(0, description="Failed analyses in a row at the current step.")
+    inconclusive_analyses: int = Field(0, description="Inconclusive analyses in a row.")
+    registry_synced: bool = Field(False, description="The registry caught up with a finished rollout.")
     previous_predictor: dict[str, Any] = Field(default_factory=dict)
     baseline_score: float | None = None
     mlflow_run_id: str | None = None
@@ -92,6 +108,15 @@ class RolloutState(BaseModel):
         if self.phase == "rolled_back":
             return 0
         return self.steps[self.step_index]
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED
+
+    @property
+    def interval_seconds(self) -> float:
+        """How long the canary stays at its current step before the next analysis."""
+        return self.intervals[min(self.step_index, len(self.intervals) - 1)]
 
     @property
     def last_decision(self) -> Decision | None:

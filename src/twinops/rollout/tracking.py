@@ -1,15 +1,21 @@
-"""Every rollout decision in MLflow, and the ``champion`` alias moved on promotion.
+"""Every rollout decision in MLflow, and the release's registry writes.
 
 One run per rollout in the experiment ``twinops-rollout``: the plan as params, each decision as
 metrics at its step (``traffic_percent``, ``canary_score``, ``baseline_score``, ``error_rate``,
 ``p95_latency_s``) and a ``decision.NN`` tag with its one-line reason; the run ends on promotion
 or rollback with an ``outcome`` tag and the whole state as ``rollout.json``.
+
+``release`` is the registry's side of a finished rollout, and the only writer of ``champion``
+(the gate only nominates a ``challenger``): a promoted version takes ``champion``; a rolled-back
+one is tagged ``rejected`` with the reasons, so the gate never nominates it again. Either way it
+loses ``challenger`` if that alias still names it. Every write is idempotent, so a controller
+restarted halfway through does it again safely.
 """
 
 from __future__ import annotations
 
 from twinops.errors import ServiceUnavailable
-from twinops.infra.registry import CHALLENGER, CHAMPION, client, fast_fail
+from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG, client, fast_fail
 from twinops.rollout.state import Decision, RolloutState
 from twinops.settings import Settings
 
@@ -90,20 +96,27 @@ class MlflowRecorder:
             except MlflowException as error:
                 raise _unavailable(error) from error
 
-    def promote_model(self, state: RolloutState) -> None:
-        """``champion`` moves to the promoted version; ``challenger`` goes if it named that version."""
+    def release(self, state: RolloutState) -> None:
+        """``champion`` to a promoted version, ``rejected`` on a rolled-back one; ``challenger`` goes."""
         if not (state.registry_name and state.registry_version):
             return
         from mlflow.exceptions import MlflowException
 
+        name, version = state.registry_name, str(state.registry_version)
+        last = state.last_decision
+        why = f"rollout on {state.namespace}/{state.name}: {last.line() if last else state.phase}"
         with fast_fail():
             mlflow_client = client(self.settings)
             try:
-                mlflow_client.set_registered_model_alias(
-                    state.registry_name, CHAMPION, state.registry_version
-                )
-                aliases = mlflow_client.get_registered_model(state.registry_name).aliases or {}
-                if str(aliases.get(CHALLENGER)) == str(state.registry_version):
-                    mlflow_client.delete_registered_model_alias(state.registry_name, CHALLENGER)
+                if state.phase == "promoted":
+                    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+                    mlflow_client.set_model_version_tag(name, version, "released", why[:5000])
+                elif state.phase == "rolled_back":
+                    mlflow_client.set_model_version_tag(name, version, REJECTED_TAG, why[:5000])
+                else:
+                    return
+                aliases = mlflow_client.get_registered_model(name).aliases or {}
+                if str(aliases.get(CHALLENGER)) == version:
+                    mlflow_client.delete_registered_model_alias(name, CHALLENGER)
             except MlflowException as error:
                 raise _unavailable(error) from error

@@ -15,33 +15,43 @@ def rollout(
     report: Output[Markdown],
     isvc: str = "twin-llm",
     namespace: str = "twinops",
-    model_uri: str = "models:/twin-llm@champion",
+    model_uri: str = "models:/twin-llm@challenger",
     steps: str = "10,25,50,100",
     interval: str = "5m",
     golden: str = "latest",
     thresholds: dict = {},
+    approve_at: int = 0,
+    health: str = "auto",
 ) -> str:
     """Roll a registered model out on a KServe InferenceService as a canary, and promote or roll back.
 
     Calls ``twinops.rollout.start_rollout``: the deployment mode is read from the InferenceService
     (Knative: ``canaryTrafficPercent`` with tag routing; Standard: ``spec.canary[]``), the canary
     takes each traffic step in turn, and at each one is scored on the golden set and checked for
-    error rate and p95 latency (Prometheus at ``TWINOPS_PROMETHEUS_URL``, else probing). A healthy
-    canary becomes the predictor and takes the MLflow ``champion`` alias; any failed gate rolls it
-    back. Every decision is an MLflow run in ``twinops-rollout`` and an annotation on the
-    InferenceService. The run's service account must be allowed to get and patch
-    InferenceServices in ``namespace`` (the ``twinops-rollout`` Role).
+    error rate and p95 latency (Prometheus at ``TWINOPS_PROMETHEUS_URL``). A failed or
+    inconclusive analysis holds it at its step; too many in a row roll it back. After the last
+    step the pinned version becomes the predictor and takes the MLflow ``champion`` alias (the
+    release is its only writer); a rolled-back version is tagged rejected. Every decision is an
+    MLflow run in ``twinops-rollout`` and an annotation on the InferenceService. One controller
+    drives a rollout (a Lease): when the ``twinops-rollout`` Deployment already drives it, this step
+    follows it to the end. The run's service account must be allowed to get and patch
+    InferenceServices and Leases in ``namespace`` (the ``twinops-rollout`` Role).
 
     Args:
         isvc: The InferenceService to roll out on (its name is also the served model's name).
         namespace: Its namespace.
         model_uri: What the canary serves: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or a
-            storage URI; an alias is pinned to its version at the start.
+            storage URI; an alias is pinned to its version at the start. The default is the
+            gate's nominee, ``challenger``.
         steps: Traffic percents for the canary, increasing, up to 100.
-        interval: Time at each step (``30s``, ``5m``, ``1h``).
+        interval: Time at each step (``30s``, ``5m``, ``1h``), or one per step (``1m,5m,5m,10m``).
         golden: Golden set to score on (``latest``, a version id, or ``none``).
         thresholds: Gates as a mapping (``max_error_rate``, ``max_p95_latency_s``,
-            ``max_score_drop``, ``min_score``); empty means the defaults.
+            ``max_score_drop``, ``min_score``, ``failure_threshold``, ``inconclusive_limit``); empty
+            means the defaults.
+        approve_at: After this step's analysis passes, wait for ``twinops rollout promote``
+            (0: never wait).
+        health: ``prometheus``, ``probe``, or ``auto`` (Prometheus when configured).
         metrics: ``promoted`` (1 or 0), the final traffic percent and the number of decisions.
         report: Every decision with its traffic percent, score, error rate, latency and reasons.
 
@@ -52,7 +62,9 @@ def rollout(
     from twinops.rollout import RolloutOptions, Thresholds, start_rollout
 
     settings = artifacts.component_settings()
-    options = RolloutOptions(isvc=isvc, namespace=namespace, golden=None if golden == "none" else golden)
+    options = RolloutOptions(
+        isvc=isvc, namespace=namespace, golden=None if golden == "none" else golden, health=health
+    )
     state = start_rollout(
         options,
         settings,
@@ -60,6 +72,7 @@ def rollout(
         steps=steps,
         interval=interval,
         thresholds=Thresholds.model_validate(dict(thresholds)),
+        approve_at=approve_at or None,
         on_event=print,
     )
     metrics.log_metric("promoted", float(state.phase == "promoted"))
