@@ -12,7 +12,7 @@ from twinops.domain.versions import DatasetKind
 from twinops.training.gate import GateEvidence, record_evidence
 
 
-def test_train_sft_register_list_promote(
+def test_train_sft_register_gate_promote_list(
     training_settings, make_dataset, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dataset = make_dataset(DatasetKind.INSTRUCTION)
@@ -20,14 +20,14 @@ def test_train_sft_register_list_promote(
     assert main(args) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)  # stdout holds only the JSON summary
-    assert result["registered"]["name"] == "twin-llm" and result["registered"]["aliases"] == ["challenger"]
+    assert result["registered"]["name"] == "twin-llm" and result["registered"]["aliases"] == []
     assert result["registered"]["dataset_version_ids"] == [dataset.id]
     assert "loss=" in captured.err  # the rich progress bar, on stderr
 
-    # A version nobody evaluated against the base model does not take champion.
-    assert main(["registry", "promote", "twin-llm", "--json"]) == 0
+    # A version nobody evaluated against the base model is not nominated.
+    assert main(["registry", "gate", "twin-llm", "--json"]) == 0
     decision = json.loads(capsys.readouterr().out)
-    assert not decision["promoted"] and "no evaluation evidence" in decision["reason"]
+    assert not decision["nominated"] and "no evaluation evidence" in decision["reason"]
 
     evidence = GateEvidence(
         evaluation="test",
@@ -40,9 +40,15 @@ def test_train_sft_register_list_promote(
         improvement_ci={"golden_perplexity": (-2.6, -1.4)},
     )
     record_evidence("twin-llm", "1", evidence, training_settings)
-    assert main(["registry", "promote", "twin-llm", "--json"]) == 0
+    assert main(["registry", "gate", "twin-llm", "--json"]) == 0
     decision = json.loads(capsys.readouterr().out)
-    assert decision["promoted"] and decision["champion_version"] == "1"
+    assert decision["nominated"] and decision["challenger_version"] == "1"
+    assert decision["champion_version"] is None  # the gate never moves champion
+
+    # The manual override, recorded as such (a release would be a canary: `twinops rollout`).
+    args = ["registry", "promote", "twin-llm", "--version", "1", "--reason", "Ada read its answers"]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion_version"] == "1"
 
     assert main(["registry", "list", "--json"]) == 0
     [listed] = json.loads(capsys.readouterr().out)
@@ -56,7 +62,9 @@ def test_cli_errors_are_one_line(
     error = capsys.readouterr().err.strip()
     assert "instruction-nope" in error and "\n" not in error
 
-    assert main(["registry", "promote", "twin-reranker"]) == 2
+    assert main(["registry", "gate", "twin-reranker"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["registry", "promote", "twin-reranker", "--version", "1", "--reason", "why"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
     bad = tmp_path / "bad.yaml"

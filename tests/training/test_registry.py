@@ -1,4 +1,7 @@
-"""Registry and promotion gate against a real MLflow (sqlite store) and the real MongoDB wire server.
+"""Registry and gate against a real MLflow (sqlite store) and the real MongoDB wire server.
+
+The gate nominates (``challenger``); it never moves ``champion``, which the release writes (here
+``promote_by_hand`` stands in for a release).
 
 No training here: any HF folder with a config.json is a model version (the tiny Llama stands in).
 """
@@ -13,7 +16,16 @@ import pytest
 
 from twinops.domain.versions import DatasetKind
 from twinops.errors import NotFound
-from twinops.training import GateConfig, MetricRule, list_versions, load_gate, promote, register_model
+from twinops.infra.registry import REJECTED_TAG
+from twinops.training import (
+    GateConfig,
+    MetricRule,
+    list_versions,
+    load_gate,
+    nominate,
+    promote_by_hand,
+    register_model,
+)
 from twinops.training.gate import GATES_FILE, GateEvidence, record_evidence
 from twinops.training.registry import CHALLENGER, CHAMPION, LLM_MODEL, RERANKER_MODEL
 
@@ -40,7 +52,7 @@ def test_model_version_links_to_its_dataset_version(
 
     dataset = make_dataset(DatasetKind.PREFERENCE)
     version = _register(training_settings, tiny_llama, dataset.id, 12.0)
-    assert version.version == "1" and version.aliases == (CHALLENGER,)
+    assert version.version == "1" and version.aliases == ()  # the gate nominates, not registration
     assert version.dataset_version_ids == (dataset.id,) and version.source_uri == str(tiny_llama.resolve())
     assert version.metrics["eval_perplexity"] == 12.0
 
@@ -52,6 +64,10 @@ def test_model_version_links_to_its_dataset_version(
     )
     assert linked.uri == dataset.uri
     assert [v.version for v in list_versions(training_settings)] == ["1"]
+
+
+def _aliases(client) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model(LLM_MODEL).aliases.items()}
 
 
 def _evidence(challenger: dict, reference: dict, *, name: str = "base", version: str | None = None, **extra):
@@ -78,33 +94,34 @@ def test_a_first_llm_version_must_beat_the_base_model(
     client = MlflowClient(training_settings.mlflow_tracking_uri)
     dataset = make_dataset(DatasetKind.PREFERENCE)
     _register(training_settings, tiny_llama, dataset.id, 12.0)
-    worse = promote(
+    worse = nominate(
         LLM_MODEL,
         training_settings,
         LLM_GATE,
         evidence=_evidence({"golden_perplexity": 14.0}, {"golden_perplexity": 13.0}),
     )
-    assert not worse.promoted and worse.champion_version is None
-    assert CHAMPION not in client.get_registered_model(LLM_MODEL).aliases
-    assert "does not beat baseline 'base'" in worse.reason and "golden_perplexity 14 vs 13" in worse.reason
+    assert not worse.nominated and worse.champion_version is None and worse.challenger_version is None
+    assert _aliases(client) == {}
+    assert "it does not beat baseline 'base'" in worse.reason and "golden_perplexity 14 vs 13" in worse.reason
     # Why is recorded on the version, on the model and as a JSON artifact of a registry run.
     tags = client.get_model_version(LLM_MODEL, "1").tags
-    assert tags["gate.decision"] == "rejected" and tags["gate.compared_to"] == "baseline 'base'"
-    assert client.get_registered_model(LLM_MODEL).tags["last_gate"].startswith("v1 rejected")
+    assert tags["gate.decision"] == "not nominated" and tags["gate.compared_to"] == "baseline 'base'"
+    assert client.get_registered_model(LLM_MODEL).tags["last_gate"].startswith("v1 not nominated")
     decision = json.loads(
         Path(client.download_artifacts(worse.decision_run_id, "gate/decision.json")).read_text()
     )
-    assert decision["promoted"] is False and decision["evidence"]["reference"] == {"golden_perplexity": 13.0}
+    assert decision["nominated"] is False and decision["evidence"]["reference"] == {"golden_perplexity": 13.0}
 
-    better = promote(
+    better = nominate(
         LLM_MODEL,
         training_settings,
         LLM_GATE,
         evidence=_evidence({"golden_perplexity": 11.0}, {"golden_perplexity": 13.0}),
     )
-    assert better.promoted and better.champion_version == "1"
+    assert better.nominated and better.challenger_version == "1" and better.champion_version is None
     assert better.checks[0].improvement == pytest.approx(2.0)
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "1"
+    # The gate never moves champion: only a release (a canary that passed) does.
+    assert _aliases(client) == {CHALLENGER: "1"}
 
 
 def test_a_later_version_is_compared_with_the_champion_rescored_in_the_same_evaluation(
@@ -115,29 +132,30 @@ def test_a_later_version_is_compared_with_the_champion_rescored_in_the_same_eval
     client = MlflowClient(training_settings.mlflow_tracking_uri)
     dataset = make_dataset(DatasetKind.PREFERENCE)
     _register(training_settings, tiny_llama, dataset.id, 12.0)
-    assert promote(
+    assert nominate(
         LLM_MODEL,
         training_settings,
         LLM_GATE,
         evidence=_evidence({"golden_perplexity": 11.0}, {"golden_perplexity": 13.0}),
-    ).promoted
+    ).nominated
+    promote_by_hand(LLM_MODEL, "1", training_settings, reason="its canary passed")  # the release
     # v2's training metrics (eval_perplexity 1.0) look far better; they are not what the gate reads.
     _register(training_settings, tiny_llama, dataset.id, 1.0)
-    stale = promote(
+    stale = nominate(
         LLM_MODEL,
         training_settings,
         LLM_GATE,
         evidence=_evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 13.0}),
     )
-    assert not stale.promoted and "'champion' is v1" in stale.reason and "evaluate again" in stale.reason
+    assert not stale.nominated and "'champion' is v1" in stale.reason and "evaluate again" in stale.reason
 
     rescored = _evidence(
         {"golden_perplexity": 10.5}, {"golden_perplexity": 10.0}, name="champion", version="1"
     )
     record_evidence(LLM_MODEL, "2", rescored, training_settings)  # what the evaluate step attaches
-    kept = promote(LLM_MODEL, training_settings, LLM_GATE)  # reads the attached evidence
-    assert not kept.promoted and kept.champion_version == "1" and kept.reference == "champion v1"
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHALLENGER).version) == "2"
+    kept = nominate(LLM_MODEL, training_settings, LLM_GATE)  # reads the attached evidence
+    assert not kept.nominated and kept.champion_version == "1" and kept.reference == "champion v1"
+    assert CHALLENGER not in client.get_registered_model(LLM_MODEL).aliases
 
     _register(training_settings, tiny_llama, dataset.id, 5.0)
     record_evidence(
@@ -146,9 +164,9 @@ def test_a_later_version_is_compared_with_the_champion_rescored_in_the_same_eval
         _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 10.0}, name="champion", version="1"),
         training_settings,
     )
-    won = promote(LLM_MODEL, training_settings, LLM_GATE)
-    assert won.promoted and won.champion_version == "3" and won.previous_champion_version == "1"
-    assert CHALLENGER not in client.get_registered_model(LLM_MODEL).aliases
+    won = nominate(LLM_MODEL, training_settings, LLM_GATE)
+    assert won.nominated and won.challenger_version == "3" and won.champion_version == "1"
+    assert _aliases(client) == {CHAMPION: "1", CHALLENGER: "3"}
 
 
 def test_the_reranker_gate_refuses_a_reranker_worse_than_cosine_or_within_noise(
@@ -166,8 +184,8 @@ def test_the_reranker_gate_refuses_a_reranker_worse_than_cosine_or_within_noise(
     gate = load_gate(None, RERANKER_MODEL)  # the project's gate: MRR beyond noise and hit@5
     cosine = {"golden_mrr": 0.55, "golden_hit_at_5": 0.83}
     worse = _evidence({"golden_mrr": 0.09, "golden_hit_at_5": 0.17}, cosine, name="cosine")
-    result = promote(RERANKER_MODEL, training_settings, gate, evidence=worse)
-    assert not result.promoted and result.champion_version is None
+    result = nominate(RERANKER_MODEL, training_settings, gate, evidence=worse)
+    assert not result.nominated and result.challenger_version is None
     assert "does not beat baseline 'cosine'" in result.reason
 
     noisy = _evidence(
@@ -176,12 +194,12 @@ def test_the_reranker_gate_refuses_a_reranker_worse_than_cosine_or_within_noise(
         name="cosine",
         improvement_ci={"golden_mrr": (-0.04, 0.14), "golden_hit_at_5": (-0.05, 0.09)},
     )
-    result = promote(RERANKER_MODEL, training_settings, gate, evidence=noisy)
-    assert not result.promoted and "within noise" in result.reason
+    result = nominate(RERANKER_MODEL, training_settings, gate, evidence=noisy)
+    assert not result.nominated and "within noise" in result.reason
 
     clear = noisy.model_copy(update={"improvement_ci": {"golden_mrr": (0.02, 0.14)}})
-    result = promote(RERANKER_MODEL, training_settings, gate, evidence=clear)
-    assert result.promoted and "beyond noise" in result.reason
+    result = nominate(RERANKER_MODEL, training_settings, gate, evidence=clear)
+    assert result.nominated and "beyond noise" in result.reason
 
 
 def test_a_missing_metric_blocks_promotion(training_settings, make_dataset, tiny_llama: Path) -> None:
@@ -189,8 +207,8 @@ def test_a_missing_metric_blocks_promotion(training_settings, make_dataset, tiny
 
     dataset = make_dataset(DatasetKind.PREFERENCE)
     _register(training_settings, tiny_llama, dataset.id, 9.0)
-    no_evidence = promote(LLM_MODEL, training_settings)
-    assert not no_evidence.promoted and "no evaluation evidence" in no_evidence.reason
+    no_evidence = nominate(LLM_MODEL, training_settings)
+    assert not no_evidence.nominated and "no evaluation evidence" in no_evidence.reason
 
     gate = GateConfig(
         rules=[
@@ -204,12 +222,49 @@ def test_a_missing_metric_blocks_promotion(training_settings, make_dataset, tiny
         {"golden_perplexity": 9.0, "golden_judge_accuracy": 2.5},
         {"golden_perplexity": 12.0, "golden_judge_accuracy": math.nan},
     )
-    result = promote(LLM_MODEL, training_settings, gate, evidence=evidence)
-    assert not result.promoted and [check.passed for check in result.checks] == [True, False]
+    result = nominate(LLM_MODEL, training_settings, gate, evidence=evidence)
+    assert not result.nominated and [check.passed for check in result.checks] == [True, False]
     assert "golden_judge_accuracy is missing on the baseline 'base'" in result.reason
     assert result.checks[1].reference is None  # no 0.0 standing in for it
     client = MlflowClient(training_settings.mlflow_tracking_uri)
-    assert CHAMPION not in client.get_registered_model(LLM_MODEL).aliases
+    assert _aliases(client) == {}
+
+
+def test_a_version_whose_canary_was_rolled_back_is_never_nominated_again(
+    training_settings, make_dataset, tiny_llama: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(training_settings.mlflow_tracking_uri)
+    dataset = make_dataset(DatasetKind.PREFERENCE)
+    _register(training_settings, tiny_llama, dataset.id, 12.0)
+    better = _evidence({"golden_perplexity": 11.0}, {"golden_perplexity": 13.0})
+    assert nominate(LLM_MODEL, training_settings, LLM_GATE, evidence=better).nominated
+    # What the rollout's rollback writes (twinops.rollout.tracking.MlflowRecorder.release).
+    client.set_model_version_tag(LLM_MODEL, "1", REJECTED_TAG, "rollout: errors 25.0% > 2.0%")
+    client.delete_registered_model_alias(LLM_MODEL, CHALLENGER)
+
+    again = nominate(LLM_MODEL, training_settings, LLM_GATE, evidence=better)
+
+    assert not again.nominated and "tagged 'rejected'" in again.reason and "errors 25.0%" in again.reason
+    assert _aliases(client) == {}
+
+
+def test_a_manual_promotion_is_recorded_as_such(training_settings, make_dataset, tiny_llama: Path) -> None:
+    from mlflow import MlflowClient
+
+    from twinops.errors import ConfigError
+
+    client = MlflowClient(training_settings.mlflow_tracking_uri)
+    dataset = make_dataset(DatasetKind.PREFERENCE)
+    _register(training_settings, tiny_llama, dataset.id, 12.0)
+    with pytest.raises(ConfigError, match="needs a reason"):
+        promote_by_hand(LLM_MODEL, "1", training_settings, reason=" ")
+    result = promote_by_hand(LLM_MODEL, "1", training_settings, reason="hotfix approved by Ada")
+    assert result.champion_version == "1" and "by hand" in result.reason
+    assert "hotfix approved by Ada" in client.get_model_version(LLM_MODEL, "1").tags["champion.manual"]
+    with pytest.raises(NotFound, match="has no version 9"):
+        promote_by_hand(LLM_MODEL, "9", training_settings, reason="typo")
 
 
 def test_one_source_of_gate_settings() -> None:
@@ -232,13 +287,14 @@ def test_bad_input_is_one_line_and_registers_nothing(
     assert client.search_registered_models() == []
 
     with pytest.raises(NotFound, match="registered model 'twin-llm' does not exist"):
-        promote(LLM_MODEL, training_settings)
+        nominate(LLM_MODEL, training_settings)
 
     dataset = make_dataset(DatasetKind.PREFERENCE)
     _register(training_settings, tiny_llama, dataset.id, 10.0)
-    better = _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 12.0})
-    assert promote(LLM_MODEL, training_settings, LLM_GATE, evidence=better).promoted  # consumes the alias
     with pytest.raises(NotFound) as error:
-        promote(LLM_MODEL, training_settings)
-    assert "alias 'challenger' does not exist" in str(error.value) and "\n" not in str(error.value)
-    assert str(client.get_model_version_by_alias(LLM_MODEL, CHAMPION).version) == "1"
+        nominate(LLM_MODEL, training_settings, version="7")
+    assert "has no version 7" in str(error.value) and "\n" not in str(error.value)
+    promote_by_hand(LLM_MODEL, "1", training_settings, reason="released")
+    better = _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 12.0})
+    already = nominate(LLM_MODEL, training_settings, LLM_GATE, evidence=better)
+    assert not already.nominated and "already 'champion'" in already.reason

@@ -24,9 +24,10 @@ app = typer.Typer(
     name="registry",
     help=(
         "Registered models twin-llm and twin-reranker in MLflow. Each version links to the "
-        "dataset versions it was trained on (tag dataset_version_ids). The newest registered "
-        "version is `challenger`; `promote` moves `champion` to it only when it beats the "
-        "champion on the gate's metrics by the gate's margins, and records why."
+        "dataset versions it was trained on (tag dataset_version_ids). `gate` nominates a version "
+        "(it takes `challenger`) only when it beats the champion on the gate's metrics by the "
+        "gate's margins, and records why; a release (a canary that passed, `twinops rollout`) "
+        "moves `champion`; `promote` is the manual override, recorded as such."
     ),
     no_args_is_help=True,
 )
@@ -63,46 +64,74 @@ def list_(
 
 
 @app.command()
-def promote(
+def gate(
     *,
     name: Annotated[
         str | None,
-        typer.Argument(
-            help="Registered model: twin-llm or twin-reranker; default: each that has a challenger."
-        ),
+        typer.Argument(help="Registered model: twin-llm or twin-reranker; default: each registered one."),
     ] = None,
-    gate: Annotated[
+    version: Annotated[
+        str | None, typer.Option("--version", help="The version to judge; default: the newest.")
+    ] = None,
+    gate_file: Annotated[
         Path | None,
         typer.Option("--gate", help="Gate YAML with an entry for NAME; default: configs/training/gate.yaml."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Promote `challenger` to `champion` if it passes the gate; the reason is recorded either way."""
+    """Nominate a version (it takes `challenger`) if it passes the gate; the reason is recorded either way.
+
+    The gate never moves `champion`: a release does (`twinops rollout start --model-uri
+    models:/NAME@challenger`, after a canary), or `twinops registry promote` by hand.
+    """
     from twinops.errors import NotFound
     from twinops.infra.registry import MODEL_NAMES
-    from twinops.training.gate import load_gate
-    from twinops.training.gate import promote as promote_version
+    from twinops.training.gate import load_gate, nominate
 
     settings = get_settings()
     results = []
     for model_name in (name,) if name else MODEL_NAMES:
-        gate_config = load_gate(gate, model_name) if gate else None
+        gate_config = load_gate(gate_file, model_name) if gate_file else None
         try:
-            results.append((model_name, promote_version(model_name, settings, gate_config)))
+            results.append((model_name, nominate(model_name, settings, gate_config, version=version)))
         except NotFound as missing:
             if name:  # asked for by name: its absence is the answer
                 raise
             err_console.print(f"{model_name}: skipped ({missing})", highlight=False)
     if not results:
         raise NotFound(
-            f"no registered model has a challenger ({', '.join(MODEL_NAMES)}): train and register one "
+            f"no registered model to gate ({', '.join(MODEL_NAMES)}): train and register one "
             "(`twinops train dpo --register`, `twinops train reranker --register`)"
         )
     if as_json:
         print_json(results[0][1] if name else dict(results))
         return
     for model_name, result in results:
-        verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+        verdict = "[green]nominated[/]" if result.nominated else "[yellow]not nominated[/]"
         holder = f"v{result.champion_version}" if result.champion_version else "none yet"
-        console.print(f"{model_name}: {verdict}; champion: {holder}")
+        console.print(f"{model_name} v{result.version}: {verdict}; champion: {holder}")
         console.print(result.reason, highlight=False)
+
+
+@app.command()
+def promote(
+    *,
+    name: Annotated[str, typer.Argument(help="Registered model: twin-llm or twin-reranker.")],
+    version: Annotated[str, typer.Option("--version", help="The version that takes `champion`.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record (required).")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """The manual override: move `champion` to VERSION now, without a canary, recorded as such.
+
+    The release path is a canary (`twinops rollout start`), whose promote moves `champion`; use
+    this when a person decides instead. The version is tagged `champion.manual` with the reason,
+    and loses `challenger`. A serving spec pinned to a version does not change by itself: roll
+    the new version out, or edit the InferenceService.
+    """
+    from twinops.training.gate import promote_by_hand
+
+    result = promote_by_hand(name, version, get_settings(), reason=reason)
+    if as_json:
+        print_json(result)
+        return
+    console.print(result.reason, highlight=False)

@@ -56,13 +56,14 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "chunk-embed-load": ("chunks_total", "chunks_upserted", "documents_total"),
     "feast-materialize": ("authors", "documents"),
     "build-datasets": ("instruction.train", "preference.train", "golden.test", "reranker.train"),
+    "dapt": ("train_loss", "passage_test_perplexity"),
     "sft": ("train_loss", "instruction_test_perplexity"),
     "dpo": ("train_loss", "eval_rewards/accuracies"),
     "quantize-local": ("perplexity_ratio", "linear_size_ratio"),
     "quantize": ("perplexity_ratio", "linear_size_ratio"),
     "train-reranker": ("train_loss", "val_mrr"),
     "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.golden_mrr", "twin-reranker.golden_hit_at_5"),
-    "register-and-gate": ("twin-llm.version", "twin-llm.promoted", "twin-reranker.promoted"),
+    "register-and-gate": ("twin-llm.version", "twin-llm.nominated", "twin-reranker.nominated"),
     "fit-drift-reference": (OUTPUT,),
 }
 FALLBACK_FIGURES = 3

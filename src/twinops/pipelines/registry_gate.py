@@ -7,10 +7,14 @@ report into one ``GateEvidence`` per registered model: its own metrics against t
 the same run, or against the baseline (base model, cosine) when there is no champion, with the
 paired bootstrap interval of each difference.
 
-``register_and_promote`` registers the (quantized) LLM as a new ``twin-llm`` version and the
-reranker as a new ``twin-reranker`` version, each under ``challenger`` with its training metrics
-and its own evaluation metrics, attaches the evidence, and lets ``twinops.training.gate.promote``
-decide, with the project's gates unless the pipeline passes its own for ``twin-llm``.
+``register_and_nominate`` registers the (quantized) LLM as a new ``twin-llm`` version and the
+reranker as a new ``twin-reranker`` version, each with its training metrics and its own
+evaluation metrics, attaches the evidence, and lets ``twinops.training.gate.nominate`` decide,
+with the project's gates unless the pipeline passes its own for ``twin-llm``. A nominated twin
+takes ``challenger`` and waits for its release (a canary: the deployment pipeline, or ``twinops
+run``'s local release), which alone moves ``champion``. The reranker has no canary: a nominated
+reranker is released here (it takes ``champion``), the one case where nomination and release are
+one step.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ class EvaluationPlan(BaseModel):
 class RegisteredDecision(BaseModel):
     name: str
     version: str
-    alias: str = Field(description="champion when promoted, else challenger.")
-    promoted: bool
+    alias: str | None = Field(
+        description="challenger when nominated (champion for a released reranker), else none."
+    )
+    nominated: bool
     reason: str
     metrics: dict[str, float] = Field(default_factory=dict)
 
@@ -142,7 +148,7 @@ def _numbers(values: dict[str, Any] | None) -> dict[str, float]:
     return flatten_numbers(values or {})
 
 
-def _register_and_promote(
+def _register_and_nominate(
     name: str,
     pointer: dict,
     folder: Path,
@@ -151,8 +157,9 @@ def _register_and_promote(
     evidence: dict | None,
     settings: Settings,
     gate: Any,
+    release: bool = False,
 ) -> RegisteredDecision:
-    from twinops.training.gate import GateEvidence, promote, record_evidence
+    from twinops.training.gate import GateEvidence, nominate, promote_by_hand, record_evidence
     from twinops.training.registry import register_model
 
     version = register_model(
@@ -168,18 +175,25 @@ def _register_and_promote(
     proof = GateEvidence.model_validate(evidence) if evidence else None
     if proof is not None:
         record_evidence(name, version.version, proof, settings)
-    decision = promote(name, settings, gate, evidence=proof)
+    decision = nominate(name, settings, gate, version=version.version, evidence=proof)
+    alias = "challenger" if decision.nominated else None
+    reason = decision.reason
+    if decision.nominated and release:
+        promote_by_hand(
+            name, version.version, settings, reason="no canary for this model: the gate releases it"
+        )
+        alias, reason = "champion", f"{reason}; released (no canary for {name})"
     return RegisteredDecision(
         name=name,
         version=str(version.version),
-        alias="champion" if decision.promoted else "challenger",
-        promoted=decision.promoted,
-        reason=decision.reason,
+        alias=alias,
+        nominated=decision.nominated,
+        reason=reason,
         metrics=metrics,
     )
 
 
-def register_and_promote(
+def register_and_nominate(
     llm: dict,
     llm_folder: Path,
     evaluation: dict,
@@ -189,7 +203,8 @@ def register_and_promote(
     reranker_folder: Path | None = None,
     gate: dict | None = None,
 ) -> RegistryGateSummary:
-    """Register both models (training + their own evaluation metrics) and gate each on its evidence."""
+    """Register both models (training + their own evaluation metrics) and gate each on its evidence;
+    the nominated reranker is released at once (it has no canary)."""
     from twinops.training.gate import parse_gate
     from twinops.training.registry import LLM_MODEL, RERANKER_MODEL
 
@@ -197,7 +212,7 @@ def register_and_promote(
     evidence = evaluation.get("evidence") or {}
     own = evaluation.get("metrics") or {}
     summary = RegistryGateSummary(
-        llm=_register_and_promote(
+        llm=_register_and_nominate(
             LLM_MODEL,
             llm,
             llm_folder,
@@ -208,7 +223,7 @@ def register_and_promote(
         )
     )
     if reranker is not None and reranker_folder is not None:
-        summary.reranker = _register_and_promote(
+        summary.reranker = _register_and_nominate(
             RERANKER_MODEL,
             reranker,
             reranker_folder,
@@ -216,5 +231,6 @@ def register_and_promote(
             evidence=evidence.get(RERANKER_MODEL),
             settings=settings,
             gate=None,
+            release=True,
         )
     return summary

@@ -1,5 +1,12 @@
-"""The promotion gate: ``champion`` moves to the ``challenger`` only when the challenger beats the right
+"""The gate: a registered version is nominated (it takes ``challenger``) only when it beats the right
 reference on its own metrics, measured in one evaluation, and the decision is recorded either way.
+
+The gate nominates; it never moves ``champion``. The release (the rollout's promote, after a canary
+passed: ``twinops.rollout``) is the one writer of ``champion``, and a version whose canary was
+rolled back is tagged ``rejected`` and never nominated again. ``promote_by_hand`` (``twinops
+registry promote``) is the explicit manual override, recorded as such. The reranker, which has no
+canary, is released by the registering step itself once nominated (see
+``twinops.pipelines.registry_gate``).
 
 What is compared with what:
 
@@ -10,14 +17,14 @@ What is compared with what:
   re-scored, or, when there is no champion yet, the baseline (cosine-only retrieval for the
   reranker, the base model for the LLM). A first version is gated like any other;
 - evidence whose reference is not the current champion (the champion moved since the evaluation)
-  promotes nothing: evaluate again;
+  nominates nothing: evaluate again;
 - a metric a rule names that is missing on either side fails that rule: no default values.
 
 A rule with ``beyond_noise`` also needs the paired bootstrap confidence interval of the improvement
 (``GateEvidence.improvement_ci``) to lie entirely on the better side of zero.
 
 The gate settings have one source, ``gates.yaml`` beside this module (``configs/training/gate.yaml``
-links to it): the pipelines, ``twinops run`` and ``twinops registry promote`` all read it, and
+links to it): the pipelines, ``twinops run`` and ``twinops registry gate`` all read it, and
 ``--gate FILE`` / the pipeline's ``gate`` parameter replace it. The decision is written three
 times: tags ``gate.*`` and the description on the challenger version, a tag ``last_gate`` on the
 registered model, and an MLflow run in ``twinops-registry`` with ``gate/decision.json``.
@@ -33,8 +40,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from twinops.errors import ConfigError
+from twinops.errors import ConfigError, NotFound
 from twinops.infra.config_files import read_yaml_mapping, validate_config
+from twinops.infra.registry import REJECTED_TAG
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
@@ -102,13 +110,15 @@ class MetricCheck(BaseModel):
     why: str = Field(description="One line: the numbers and the verdict.")
 
 
-class PromotionResult(BaseModel):
+class GateDecision(BaseModel):
+    """Whether a version was nominated (took ``challenger``), compared with what, and why."""
+
     name: str
-    promoted: bool
+    nominated: bool
     reason: str
-    champion_version: str | None = Field(description="The champion after the decision (None: still none).")
-    challenger_version: str
-    previous_champion_version: str | None = None
+    version: str = Field(description="The version the gate judged.")
+    champion_version: str | None = Field(description="The champion (the gate never moves it).")
+    challenger_version: str | None = Field(description="The challenger after the decision.")
     reference: str | None = Field(None, description="What the challenger was compared with.")
     checks: list[MetricCheck] = Field(default_factory=list)
     decision_run_id: str | None = None
@@ -221,7 +231,7 @@ def read_evidence(mlflow_version: Any) -> GateEvidence | None:
 
 
 def record_evidence(name: str, version: str, evidence: GateEvidence, settings: Settings) -> None:
-    """Attach an evaluation's evidence to ``name`` ``version``, where ``promote`` reads it."""
+    """Attach an evaluation's evidence to ``name`` ``version``, where ``nominate`` reads it."""
     mlflow_client = client(settings)
     require_registered(mlflow_client, name)
     mlflow_client.set_model_version_tag(name, str(version), EVIDENCE_TAG, evidence.model_dump_json())
@@ -241,72 +251,126 @@ def _stale(evidence: GateEvidence, champion: Any) -> str | None:
     return None
 
 
-def promote(
-    name: str, settings: Settings, gate: GateConfig | None = None, *, evidence: GateEvidence | None = None
-) -> PromotionResult:
-    """Move ``champion`` of ``name`` to its ``challenger`` when the gate passes; record why either way.
+def _newest_version(mlflow_client: Any, name: str) -> str:
+    found = mlflow_client.search_model_versions(f"name = '{name}'")
+    if not found:
+        raise ConfigError(f"registered model {name!r} has no versions: register one first")
+    return str(max(int(version.version) for version in found))
 
-    ``evidence`` defaults to what the evaluation attached to the challenger (``record_evidence``);
-    ``gate`` to the project's gate for ``name``. No evidence, stale evidence or a missing metric
-    means no promotion (recorded, not raised). A missing registered model or challenger alias
-    raises one line before anything is written.
+
+def nominate(
+    name: str,
+    settings: Settings,
+    gate: GateConfig | None = None,
+    *,
+    version: str | None = None,
+    evidence: GateEvidence | None = None,
+) -> GateDecision:
+    """Point ``challenger`` of ``name`` at ``version`` (default: the newest) when the gate passes;
+    record why either way. ``champion`` is never moved here: the release moves it.
+
+    ``evidence`` defaults to what the evaluation attached to the version (``record_evidence``);
+    ``gate`` to the project's gate for ``name``. No evidence, stale evidence, a missing metric or a
+    ``rejected`` tag (its canary was rolled back) means no nomination (recorded, not raised). A
+    missing registered model or version raises one line before anything is written.
     """
     gate = gate or load_gate(None, name)
     mlflow_client = client(settings)
     require_registered(mlflow_client, name)
-    challenger = version_by_alias(mlflow_client, name, CHALLENGER)
+    version = str(version) if version is not None else _newest_version(mlflow_client, name)
+    candidate = _model_version(mlflow_client, name, version)
     champion = version_by_alias(mlflow_client, name, CHAMPION, required=False)
-    evidence = evidence or read_evidence(challenger)
+    challenger = version_by_alias(mlflow_client, name, CHALLENGER, required=False)
+    evidence = evidence or read_evidence(candidate)
     checks: list[MetricCheck] = []
     reference = None
-    if champion is not None and champion.version == challenger.version:
-        promoted, reason = False, f"v{challenger.version} is already {CHAMPION!r}: nothing to compare"
+    rejected = (candidate.tags or {}).get(REJECTED_TAG)
+    if rejected:
+        nominated = False
+        reason = f"v{version} is tagged {REJECTED_TAG!r} ({rejected[:300]}): never nominated again"
+    elif champion is not None and str(champion.version) == version:
+        nominated, reason = False, f"v{version} is already {CHAMPION!r}: nothing to compare"
     elif evidence is None:
-        promoted, reason = (
+        nominated, reason = (
             False,
-            f"kept {_holder(champion)}: v{challenger.version} has no evaluation evidence; evaluate it "
-            "beside the champion (or the baseline) in one run, e.g. the pipeline's evaluate step",
+            f"v{version} not nominated: it has no evaluation evidence; evaluate it beside the champion "
+            "(or the baseline) in one run, e.g. the pipeline's evaluate step",
         )
     elif (stale := _stale(evidence, champion)) is not None:
         reference = _reference_label(evidence)
-        promoted, reason = False, f"kept {_holder(champion)}: {stale}; evaluate again"
+        nominated, reason = False, f"v{version} not nominated: {stale}; evaluate again"
     else:
         reference = _reference_label(evidence)
-        promoted, checks = judge(gate, evidence)
+        nominated, checks = judge(gate, evidence)
         head = (
-            f"promoted v{challenger.version} over {reference}"
-            if promoted
-            else f"kept {_holder(champion)}: v{challenger.version} does not beat {reference} "
-            f"({gate.require} rules)"
+            f"nominated v{version} ({CHALLENGER!r}): it beats {reference}"
+            if nominated
+            else f"v{version} not nominated: it does not beat {reference} ({gate.require} rules)"
         )
         reason = f"{head} on {evidence.questions} questions of {evidence.golden}; " + "; ".join(
             check.why for check in checks
         )
-    result = PromotionResult(
+    if nominated:
+        challenger_version: str | None = version
+    else:
+        challenger_version = str(challenger.version) if challenger is not None else None
+    result = GateDecision(
         name=name,
-        promoted=promoted,
+        nominated=nominated,
         reason=reason,
-        champion_version=str(challenger.version)
-        if promoted
-        else (str(champion.version) if champion is not None else None),
-        challenger_version=str(challenger.version),
-        previous_champion_version=str(champion.version) if champion is not None else None,
+        version=version,
+        champion_version=str(champion.version) if champion is not None else None,
+        challenger_version=challenger_version,
         reference=reference,
         checks=checks,
     )
     result.decision_run_id = _record(result, gate, evidence, mlflow_client, settings)
-    if promoted:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
-        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+    if nominated:
+        mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
     return result
 
 
-def _holder(champion: Any) -> str:
-    return f"v{champion.version}" if champion is not None else f"no {CHAMPION!r}"
+def promote_by_hand(name: str, version: str, settings: Settings, *, reason: str) -> GateDecision:
+    """The manual override: ``champion`` to ``version`` now, without a canary, recorded as such."""
+    if not reason.strip():
+        raise ConfigError("a manual promotion needs a reason: pass --reason")
+    mlflow_client = client(settings)
+    require_registered(mlflow_client, name)
+    candidate = _model_version(mlflow_client, name, str(version))
+    champion = version_by_alias(mlflow_client, name, CHAMPION, required=False)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    why = f"promoted by hand at {stamp} (no canary): {reason}"
+    mlflow_client.set_model_version_tag(name, candidate.version, "champion.manual", why[:5000])
+    mlflow_client.set_registered_model_tag(name, "last_release", f"v{candidate.version} {why}"[:5000])
+    mlflow_client.set_registered_model_alias(name, CHAMPION, candidate.version)
+    challenger = version_by_alias(mlflow_client, name, CHALLENGER, required=False)
+    if challenger is not None and str(challenger.version) == str(candidate.version):
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+        challenger = None
+    previous = f"v{champion.version}" if champion is not None else f"no {CHAMPION!r}"
+    return GateDecision(
+        name=name,
+        nominated=False,
+        reason=f"v{candidate.version} is {CHAMPION!r} (was {previous}): {why}",
+        version=str(candidate.version),
+        champion_version=str(candidate.version),
+        challenger_version=str(challenger.version) if challenger is not None else None,
+    )
+
+
+def _model_version(mlflow_client: Any, name: str, version: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version(name, version)
+    except MlflowException as error:
+        raise NotFound(
+            f"registered model {name!r} has no version {version}: see `twinops registry list`"
+        ) from error
 
 
 def _record(
-    result: PromotionResult,
+    result: GateDecision,
     gate: GateConfig,
     evidence: GateEvidence | None,
     mlflow_client: Any,
@@ -314,7 +378,7 @@ def _record(
 ) -> str:
     """Write the decision (tags, description, registry run with decision.json); return the run id."""
     decided_at = datetime.now(UTC).isoformat(timespec="seconds")
-    decision = "promoted" if result.promoted else "rejected"
+    decision = "nominated" if result.nominated else "not nominated"
     payload = {
         **result.model_dump(mode="json"),
         "gate": gate.model_dump(mode="json"),
@@ -324,12 +388,12 @@ def _record(
     experiment_id = ensure_experiment("registry", settings)
     run = mlflow_client.create_run(
         experiment_id,
-        run_name=f"gate-{result.name}-v{result.challenger_version}",
+        run_name=f"gate-{result.name}-v{result.version}",
         tags={"twinops.stage": "registry", "gate.decision": decision, "gate.model": result.name},
     )
     run_id = run.info.run_id
-    mlflow_client.log_param(run_id, "challenger_version", result.challenger_version)
-    mlflow_client.log_param(run_id, "previous_champion_version", str(result.previous_champion_version))
+    mlflow_client.log_param(run_id, "version", result.version)
+    mlflow_client.log_param(run_id, "champion_version", str(result.champion_version))
     mlflow_client.log_param(run_id, "reference", str(result.reference))
     for check in result.checks:
         for side, value in (("reference", check.reference), ("challenger", check.challenger)):
@@ -338,7 +402,7 @@ def _record(
     mlflow_client.log_text(run_id, json.dumps(payload, indent=2), "gate/decision.json")
     mlflow_client.set_terminated(run_id)
 
-    version = result.challenger_version
+    version = result.version
     for key, value in {
         "gate.decision": decision,
         "gate.reason": result.reason[:5000],

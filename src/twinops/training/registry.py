@@ -1,5 +1,6 @@
 """The MLflow model registry: ``twin-llm`` and ``twin-reranker`` versions linked to the dataset
-versions they were trained on, with the aliases ``champion`` (serves) and ``challenger`` (newest).
+versions they were trained on. A new version takes no alias: the gate (``gate.nominate``) points
+``challenger`` at it when it passes, and the release (the rollout's promote) moves ``champion``.
 
 A model version's MLflow ``source`` is ``runs:/<run>/model`` (a pointer artifact; MLflow servers
 refuse bare local paths); the folder itself is in the tag ``model_dir`` and in
@@ -88,9 +89,9 @@ def register_model(
     run_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
     stage: str | None = None,
-    alias: str = CHALLENGER,
+    alias: str | None = None,
 ) -> ModelVersion:
-    """Register ``model_dir`` as a new version of ``name`` and point ``alias`` at it.
+    """Register ``model_dir`` as a new version of ``name`` (and point ``alias`` at it, if given).
 
     Everything is checked first (name, folder, dataset versions in the warehouse, the run), so
     bad input raises one line and registers nothing.
@@ -121,7 +122,8 @@ def register_model(
     created = mlflow_client.create_model_version(
         name, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags
     )
-    mlflow_client.set_registered_model_alias(name, alias, created.version)
+    if alias is not None:
+        mlflow_client.set_registered_model_alias(name, alias, created.version)
     return to_model_version(mlflow_client.get_model_version(name, created.version), mlflow_client)
 
 

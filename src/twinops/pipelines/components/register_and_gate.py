@@ -1,7 +1,7 @@
 # ruff: noqa: B006, PLR0917
 # KFP serializes parameter defaults into the component spec (never mutated: B006) and passes
 # every input by keyword (PLR0917).
-"""The register-and-gate component: register the twin in MLflow and promote it if it passes."""
+"""The register-and-gate component: register the twin in MLflow and nominate it if it passes."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
@@ -18,15 +18,17 @@ def register_and_gate(
     report: Output[Markdown],
     gate: dict = {},
 ) -> str:
-    """Register the twin and the reranker in MLflow; promote each to ``champion`` only if it earns it.
+    """Register the twin and the reranker in MLflow; nominate each (``challenger``) only if it earns it.
 
-    Calls ``twinops.training.registry.register_model`` and ``twinops.training.gate.promote``: the
-    twin becomes a new version of ``twin-llm`` and the reranker of ``twin-reranker``, each under
-    ``challenger``, tagged with its dataset versions, its training metrics and its own evaluation
-    metrics (``golden_*``: perplexity and style for the twin, hit@5 and MRR for the reranker). Each
-    takes ``champion`` only when it beats, in the evaluate step's same run, the champion re-scored,
-    or the baseline when there is none (the base model; cosine-only retrieval). Missing metrics
-    promote nothing. The gates are the project's (``configs/training/gate.yaml``).
+    Calls ``twinops.training.registry.register_model`` and ``twinops.training.gate.nominate``: the
+    twin becomes a new version of ``twin-llm`` and the reranker of ``twin-reranker``, tagged with
+    its dataset versions, its training metrics and its own evaluation metrics (``golden_*``:
+    perplexity and style for the twin, hit@5 and MRR for the reranker). Each takes ``challenger``
+    only when it beats, in the evaluate step's same run, the champion re-scored, or the baseline
+    when there is none (the base model; cosine-only retrieval). Missing metrics nominate nothing.
+    The gates are the project's (``configs/training/gate.yaml``). This step never moves the twin's
+    ``champion``: its release does, after a canary (the deployment pipeline). The reranker has no
+    canary, so a nominated reranker is released here.
 
     Args:
         model: Pointer to the model to register (the quantized twin).
@@ -34,23 +36,23 @@ def register_and_gate(
         reranker_model: Pointer to the reranker from ``train_reranker``.
         gate: A ``twin-llm`` gate replacing the project's (``{"rules": [{"metric": ...,
             "direction": "lower"}]}``); empty means the project's gate.
-        metrics: The gate decisions (1 = promoted) and the registered versions.
+        metrics: The gate decisions (1 = nominated) and the registered versions.
         report: Registered versions, aliases and why each gate passed or held.
 
     Returns:
-        The alias the twin-llm version holds after the gate (``champion`` or ``challenger``).
+        The alias the twin-llm version holds after the gate (``challenger``, or ``none``).
     """
     import json
     from pathlib import Path
 
     from twinops.pipelines import artifacts
-    from twinops.pipelines.registry_gate import register_and_promote
+    from twinops.pipelines.registry_gate import register_and_nominate
 
     settings = artifacts.component_settings()
     llm = artifacts.read_pointer(model)
     ranker = artifacts.read_pointer(reranker_model)
     scores = json.loads(Path(evaluation.path).read_text(encoding="utf-8"))
-    summary = register_and_promote(
+    summary = register_and_nominate(
         llm,
         artifacts.pointer_path(llm, settings),
         scores,
@@ -63,8 +65,10 @@ def register_and_gate(
     for decision in (summary.llm, summary.reranker):
         if decision is None:
             continue
-        metrics.log_metric(f"{decision.name}.promoted", float(decision.promoted))
+        metrics.log_metric(f"{decision.name}.nominated", float(decision.nominated))
         metrics.log_metric(f"{decision.name}.version", float(decision.version))
-        rows[f"{decision.name} v{decision.version}"] = f"**{decision.alias}**: {decision.reason}"
+        rows[f"{decision.name} v{decision.version}"] = (
+            f"**{decision.alias or 'no alias'}**: {decision.reason}"
+        )
     artifacts.write_text(report, artifacts.markdown_table("Registry gate", rows))
-    return summary.llm.alias
+    return summary.llm.alias or "none"
