@@ -62,18 +62,38 @@ def test_upstream_images_are_pinned_to_the_clients_versions(renders, docs: list[
     upstream = {repo: tag for repo, tag in upstream.items() if not repo.startswith(DEFAULT_REGISTRY)}
     for repository, tag in upstream.items():
         assert re.match(r"^v?\d+\.\d+\.\d+", tag), f"{repository}:{tag} is not pinned to a version"
-    assert upstream["ghcr.io/mlflow/mlflow"] == f"v{version('mlflow')}"
+    # MLflow's server runs in the twinops data image, from the core lock: the clients' own version,
+    # with the basic-auth app's Flask-WTF (MLflow's image leaves the [auth] extra out).
+    assert "ghcr.io/mlflow/mlflow" not in upstream
+    mlflow = next(w for w in renders.workloads(docs) if w.name == "mlflow").containers[0]
+    assert mlflow["image"].split(":")[0].endswith("/twinops-data")
+    assert "-r locks/core.txt" in (renders.root / "images" / "data" / "Dockerfile").read_text()
+    lines = (renders.root / "locks" / "core.txt").read_text().splitlines()
+    locked = dict(line.split("==", 1) for line in lines if "==" in line)
+    assert locked["mlflow"] == version("mlflow") and "flask-wtf" in locked
     qdrant_server = upstream["qdrant/qdrant"].removeprefix("v").removesuffix("-unprivileged")
     assert is_compatible(version("qdrant-client"), qdrant_server), (
         f"qdrant server {qdrant_server} is too far from qdrant-client {version('qdrant-client')}"
     )
 
 
-def _readme_secret_keys(renders) -> set[str]:
+def _readme_secret_command(renders) -> str:
     readme = (renders.root / "README.md").read_text()
     command = re.search(r"kubectl [^`]*create secret generic twinops-secrets[^`]*", readme)
     assert command, "the README shows how to create the Secret twinops-secrets"
-    return set(re.findall(r"--from-literal=([a-z0-9-]+)=", command.group(0)))
+    return command.group(0)
+
+
+def _readme_secret_keys(renders) -> set[str]:
+    return set(re.findall(r"--from-literal=([a-z0-9-]+)=", _readme_secret_command(renders)))
+
+
+def _readme_secret_values(renders) -> dict[str, str]:
+    """key -> the literal the README passes (quotes removed, shell variables left as written)."""
+    return {
+        key: value.strip("'\"")
+        for key, value in re.findall(r"--from-literal=([a-z0-9-]+)=(\S+)", _readme_secret_command(renders))
+    }
 
 
 def test_config_and_secret_references_exist(renders, docs: list[dict]) -> None:
@@ -121,11 +141,14 @@ def test_configmap_settings_are_settings(docs: list[dict]) -> None:
     assert Settings(**{k.removeprefix("TWINOPS_").lower(): v for k, v in data.items() if k in fields})
 
 
-def test_in_cluster_urls_name_services_and_ports(docs: list[dict]) -> None:
+def test_in_cluster_urls_name_services_and_ports(renders, docs: list[dict]) -> None:
     kinds = _kinds(docs)
     data = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
-    for key in ("TWINOPS_QDRANT_URL", "TWINOPS_MLFLOW_TRACKING_URI", "TWINOPS_REDIS_URL"):
-        url = urlsplit(data[key])
+    urls = {key: data[key] for key in ("TWINOPS_QDRANT_URL", "TWINOPS_MLFLOW_TRACKING_URI")}
+    # The Redis URL carries the password: the README's Secret holds it (key redis-url).
+    urls["redis-url"] = _readme_secret_values(renders)["redis-url"]
+    for key, value in urls.items():
+        url = urlsplit(value)
         service = kinds["Service"].get(url.hostname)
         assert service, f"{key}: no Service {url.hostname}"
         assert url.port in {port["port"] for port in service["spec"]["ports"]}, key

@@ -90,7 +90,8 @@ def test_each_environment_deploys_the_whole_stack(docs: list[dict], overlay: str
     reranker = {"twin-reranker"} if overlay == "local" else set()
     assert set(kinds["InferenceService"]) == {"twin-llm", "twin-rag", *reranker}
     assert {"twinops-services", "twinops-serving", "twinops-rollout"} <= set(kinds["ServiceAccount"])
-    assert "twinops-default-deny-ingress" in kinds["NetworkPolicy"]
+    default_deny = kinds["NetworkPolicy"]["twinops-default-deny"]["spec"]
+    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert "Secret" not in kinds, "secrets are referenced, never shipped"
     config = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]
     assert set(DEFAULT_PROFILE.config_env) <= set(config["data"])

@@ -35,3 +35,41 @@ securityContext:
 {{- define "twinops.driftUrl" -}}
 {{- .Values.serving.driftUrl | default (printf "http://twinops-drift.%s/" .Release.Namespace) -}}
 {{- end -}}
+
+
+{{/* An init container that waits, saying what for, until what the pod needs is there: files on
+the twinops-home volume (the models Job writes them) and Services that accept connections.
+Argument: dict root, image (a twinops image family), files, services (space-separated; "" = none),
+home (mount the volume). The script is files/wait-for.sh (kustomize carries the same text). */}}
+{{- define "twinops.waitFor" -}}
+- name: wait-for
+  image: {{ include "twinops.image" (list .root .image) }}
+  command:
+    - sh
+    - -c
+    - |
+      {{- .root.Files.Get "files/wait-for.sh" | trimSuffix "\n" | nindent 6 }}
+  env:
+    {{- with .files }}
+    - {name: WAIT_FOR_FILES, value: {{ . | quote }}}
+    {{- end }}
+    {{- with .services }}
+    - {name: WAIT_FOR_SERVICES, value: {{ . | quote }}}
+    {{- end }}
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {cpu: 200m, memory: 64Mi}
+  {{- include "twinops.containerSecurityContext" . | nindent 2 }}
+  {{- if .home }}
+  volumeMounts:
+    - name: home
+      mountPath: {{ .root.Values.settings.TWINOPS_HOME }}
+      readOnly: true
+  {{- end }}
+{{- end -}}
+
+{{/* A model the twinops-models Job caches on the volume: its config.json, the last file it moves
+into place (argument: root, bundled name). */}}
+{{- define "twinops.cachedModel" -}}
+{{- printf "%s/models/%s/config.json" (index . 0).Values.settings.TWINOPS_HOME (index . 1) -}}
+{{- end -}}

@@ -63,7 +63,6 @@ class ClusterProfile(BaseModel):
         "TWINOPS_MLFLOW_TRACKING_URI",
         "TWINOPS_FEAST_REPO",
         "TWINOPS_FEAST_ONLINE_STORE",
-        "TWINOPS_REDIS_URL",
         "TWINOPS_EMBEDDING_MODEL",
         "TWINOPS_TRAINJOB_RUNTIME",
         "HF_HUB_OFFLINE",
@@ -74,6 +73,11 @@ class ClusterProfile(BaseModel):
         default_factory=lambda: {
             "mongodb-uri": "TWINOPS_MONGODB_URI",
             "qdrant-api-key": "TWINOPS_QDRANT_API_KEY",
+            # The URL carries Redis's password, so it is a credential, not a ConfigMap setting.
+            "redis-url": "TWINOPS_REDIS_URL",
+            # The pipeline writes the registry: MLflow's basic-auth account of the writers.
+            "mlflow-admin-username": "MLFLOW_TRACKING_USERNAME",
+            "mlflow-admin-password": "MLFLOW_TRACKING_PASSWORD",
             "hf-token": "HF_TOKEN",
         }
     )
