@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,8 @@ class Workload:
     pod: Doc  # pod-level fields (securityContext, serviceAccountName, volumes, ...)
     containers: list[Doc]
     claim_templates: list[str]  # StatefulSet volumeClaimTemplates names
+    labels: Doc = field(default_factory=dict)  # the pod's labels (KServe's for a predictor)
+    init_containers: list[Doc] = field(default_factory=list)
 
 
 def merge_runtime_container(runtime: Doc, model: Doc) -> Doc:
@@ -121,12 +123,15 @@ def workloads(docs: list[Doc]) -> list[Workload]:
         if kind in {"Deployment", "StatefulSet", "Job"}:
             pod = doc["spec"]["template"]["spec"]
             claims = [t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates", [])]
-            found.append(Workload(kind, name, pod, pod["containers"], claims))
+            labels = doc["spec"]["template"]["metadata"].get("labels", {})
+            found.append(
+                Workload(kind, name, pod, pod["containers"], claims, labels, pod.get("initContainers", []))
+            )
         elif kind == "InferenceService":
             predictor = doc["spec"]["predictor"]
             model = predictor["model"]
             runtime = runtimes.get(model.get("runtime", ""))
-            pod = {k: v for k, v in predictor.items() if k != "model"}
+            pod = {k: v for k, v in predictor.items() if k not in {"model", "initContainers"}}
             if runtime is not None:
                 container = merge_runtime_container(runtime["spec"]["containers"][0], model)
                 pod["volumes"] = [*runtime["spec"].get("volumes", []), *predictor.get("volumes", [])]
@@ -135,7 +140,11 @@ def workloads(docs: list[Doc]) -> list[Workload]:
                     "name": "kserve-container",
                     **{k: v for k, v in model.items() if k not in _MODEL_ONLY},
                 }
-            found.append(Workload(kind, name, pod, [container], []))
+            # KServe labels a predictor's pods with the InferenceService's name.
+            labels = {**predictor.get("labels", {}), "serving.kserve.io/inferenceservice": name}
+            found.append(
+                Workload(kind, name, pod, [container], [], labels, predictor.get("initContainers", []))
+            )
     return found
 
 

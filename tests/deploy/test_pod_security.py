@@ -25,7 +25,7 @@ def _violations(workload) -> list[str]:
             found.append(f"{where}: {flag}")
     if any("hostPath" in volume for volume in pod.get("volumes", [])):
         found.append(f"{where}: hostPath volume")
-    for container in workload.containers:
+    for container in [*workload.init_containers, *workload.containers]:
         at = f"{where} container {container['name']}"
         context = container.get("securityContext", {})
         if context.get("allowPrivilegeEscalation") is not False:

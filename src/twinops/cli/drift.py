@@ -220,6 +220,7 @@ def serve(
     if port_in_use(port):
         raise ConfigError(f"port {port} is in use: pass a free --port", setting="--port")
     runner = _runner(retrain, pipeline=pipeline, params_file=params, kfp_host=kfp_host)
+    _wait_for_reference(settings, reference, host=host, port=port)
     embedder = open_embedder(settings)
     with err_console.status("loading (or fitting) the reference detectors"):
         fitted, detectors = fit_reference(
@@ -248,6 +249,31 @@ def serve(
         markup=False,
     )
     uvicorn.run(create_app(detector), host=host, port=port, log_level="warning")
+
+
+def _wait_for_reference(settings, reference: str, *, host: str, port: int) -> None:
+    """On a fresh cluster (no champion, no dataset yet) there is nothing to test against: serve,
+    ready and saying so, until the reference resolves, instead of failing at every restart."""
+    from twinops.errors import NotFound
+    from twinops.monitoring.reference import resolve_reference
+    from twinops.monitoring.service import wait_for_reference
+
+    def has_reference() -> bool:
+        try:
+            resolve_reference(settings, reference)
+        except NotFound:
+            return False
+        return True
+
+    try:
+        resolve_reference(settings, reference)
+    except NotFound as missing:
+        err_console.print(
+            f"drift detector on http://{host}:{port}/ waits for a reference ({missing}); "
+            "ready meanwhile, events are not tested",
+            markup=False,
+        )
+        wait_for_reference(str(missing), has_reference, host=host, port=port)
 
 
 app.command("report")(report)

@@ -15,6 +15,10 @@
 - On a verdict it posts a CloudEvent (``event_type``) to ``reply_url`` (Seldon's reply URL, every
   verdict); on drift it also posts the verdict as JSON to ``webhook_url`` and hands it to the
   retraining trigger.
+
+Before there is a reference to test against (a fresh cluster: no champion, no dataset yet),
+``wait_for_reference`` serves ``create_waiting_app``: ready, saying why on ``/healthz``, the events
+acknowledged and counted but not tested, until the reference can be resolved.
 """
 
 from __future__ import annotations
@@ -267,3 +271,61 @@ def create_app(detector: DriftDetector) -> FastAPI:
         return {"status": "ok", "reference": detector.reference_id, "spaces": sorted(detector.spaces)}
 
     return app
+
+
+def create_waiting_app(reason: str) -> FastAPI:
+    """The detector while it has no reference: ``GET /healthz`` answers 200 with
+    ``{"status": "waiting", "reason": ...}`` (ready: the loggers may post, nothing is wrong), ``POST /``
+    acknowledges an event without testing it, and ``/metrics`` counts them."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+    registry = CollectorRegistry()
+    skipped = Counter(
+        "twinops_drift_events_skipped", "Events received before a reference existed.", registry=registry
+    )
+    app = FastAPI(title="twinops drift detector (waiting for a reference)", docs_url=None, redoc_url=None)
+
+    @app.post("/")
+    async def receive() -> JSONResponse:
+        skipped.inc()
+        return JSONResponse({"data": None, "meta": {"waiting": reason}})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "waiting", "reason": reason}
+
+    return app
+
+
+def wait_for_reference(
+    reason: str, has_reference: Callable[[], bool], *, host: str, port: int, interval: float = 60.0
+) -> None:
+    """Serve ``create_waiting_app(reason)`` on host:port until ``has_reference()`` is true (asked
+    every ``interval`` seconds; an exception counts as not yet), then stop and return."""
+    import uvicorn
+
+    config = uvicorn.Config(create_waiting_app(reason), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(interval):
+            try:
+                if has_reference():
+                    logger.warning("a drift reference exists now: fitting it")
+                    server.should_exit = True
+                    return
+            except Exception as error:  # MLflow or MongoDB unreachable for now: ask again later
+                logger.warning("still no drift reference (%s: %s)", type(error).__name__, error)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        poller.join(timeout=5)

@@ -1,0 +1,181 @@
+"""Who may reach what, port by port: the NetworkPolicies of every render evaluated as the API's
+semantics define them (a pod selected by no policy of a direction is open in it; a selected pod
+admits only what some rule of a selecting policy allows; a connection needs the source's egress and
+the destination's ingress), over the twinops workloads and the peers around them, and compared with
+the table a reader expects. No CNI runs here: this is the policy's meaning, not a packet test."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass, field
+
+_NAME = "kubernetes.io/metadata.name"
+# The ports a predictor pod listens on: the model server (HTTP, gRPC) and KServe's agent.
+_PREDICTOR_PORTS = (8080, 8081, 9081)
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    namespace: str
+    labels: dict = field(hash=False)
+    ports: tuple[int, ...] = ()
+    ip: str = "10.244.0.10"
+
+
+def _selected(selector: dict, labels: dict) -> bool:
+    if not labels.items() >= selector.get("matchLabels", {}).items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, present = labels.get(expression["key"]), expression["key"] in labels
+        operator = expression["operator"]
+        if (operator == "Exists" and not present) or (operator == "DoesNotExist" and present):
+            return False
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and present and value in expression["values"]:
+            return False
+    return True
+
+
+def _peer_matches(peer: dict, pod: Pod, policy_namespace: str) -> bool:
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        address = ipaddress.ip_address(pod.ip)
+        inside = address in ipaddress.ip_network(block["cidr"])
+        return inside and not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+    if "namespaceSelector" in peer:
+        if not _selected(peer["namespaceSelector"], {_NAME: pod.namespace}):
+            return False
+    elif pod.namespace != policy_namespace:
+        return False
+    return _selected(peer.get("podSelector", {}), pod.labels)
+
+
+def _allowed(policies: list[dict], pod: Pod, peer: Pod, port: int, direction: str) -> bool:
+    """Whether ``pod`` admits ``peer`` on ``port`` in ``direction`` (Ingress: peer -> pod)."""
+    selecting = [
+        policy
+        for policy in policies
+        if policy["metadata"]["namespace"] == pod.namespace
+        and direction in policy["spec"].get("policyTypes", ["Ingress"])
+        and _selected(policy["spec"]["podSelector"], pod.labels)
+    ]
+    if not selecting:
+        return True
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            ports = rule.get("ports")
+            if peers and not any(_peer_matches(p, peer, policy["metadata"]["namespace"]) for p in peers):
+                continue
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            return True
+    return False
+
+
+def _pods(docs: list[dict], renders, namespace: str) -> tuple[list[Pod], list[Pod]]:
+    """(sources, destinations): the twinops workloads, and the peers a cluster has around them."""
+    ours = []
+    for workload in renders.workloads(docs):
+        ports = {port["containerPort"] for c in workload.containers for port in c.get("ports", [])}
+        if workload.kind == "InferenceService":
+            ports = set(_PREDICTOR_PORTS)
+        ours.append(Pod(workload.name, namespace, workload.labels, tuple(sorted(ports))))
+    step = {"workflows.argoproj.io/workflow": "twin-pipeline-x"}
+    outside = [
+        Pod("pipeline-step", namespace, step),
+        Pod("pipeline-step@kubeflow", "kubeflow", step),
+        Pod("trainjob-node", namespace, {"jobset.sigs.k8s.io/jobset-name": "twin-sft"}, (29400,)),
+        Pod("stranger", namespace, {"app": "debug"}),
+        Pod("gateway", "istio-system", {"app": "istio-ingressgateway"}),
+        Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, (9090,)),
+        Pod("other-namespace", "default", {"app": "web"}),
+        Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, (53,)),
+        Pod("ml-pipeline", "kubeflow", {"app": "ml-pipeline"}, (8888,)),
+        Pod("apiserver", "", {}, (443, 6443), ip="172.18.0.2"),  # no pod: an address
+    ]
+    return ours + outside, ours + [pod for pod in outside if pod.ports]
+
+
+def reachability(docs: list[dict], renders) -> set[tuple[str, str, int]]:
+    namespace = next(d for d in docs if d["kind"] == "ConfigMap")["metadata"]["namespace"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    sources, destinations = _pods(docs, renders, namespace)
+    table = set()
+    for source in sources:
+        for destination in destinations:
+            if source.namespace != namespace and destination.namespace != namespace:
+                continue  # between two other namespaces: not ours to decide
+            for port in destination.ports:
+                if _allowed(policies, source, destination, port, "Egress") and _allowed(
+                    policies, destination, source, port, "Ingress"
+                ):
+                    table.add((source.name, destination.name, port))
+    return table
+
+
+def _expected(reranker: bool, namespace_pods: set[str]) -> set[tuple[str, str, int]]:
+    steps = {"pipeline-step", "pipeline-step@kubeflow"}
+    scorers = {"twin-llm", *({"twin-reranker"} if reranker else set())}
+    served = {
+        ("mongodb", 27017): {"twinops-drift", "twinops-rollout", "twin-rag", "trainjob-node", *steps},
+        ("qdrant", 6333): {"twin-rag", *steps},
+        ("qdrant", 6334): {"twin-rag", *steps},
+        ("mlflow", 5000): {
+            "twinops-drift",
+            "twinops-rollout",
+            "twinops-mlflow-users",
+            "trainjob-node",
+            *scorers,
+            *steps,
+        },
+        ("redis", 6379): {"twin-rag", *steps},
+        ("twinops-drift", 8080): {"twin-rag", "prometheus", *scorers},
+        ("trainjob-node", 29400): {"trainjob-node"},
+        # Outside the namespace: what its pods may reach there.
+        ("kube-dns", 53): namespace_pods,
+        ("prometheus", 9090): {"twinops-rollout", "pipeline-step"},
+        ("ml-pipeline", 8888): {"pipeline-step"},
+        ("apiserver", 443): {"twinops-rollout", "pipeline-step"},
+        ("apiserver", 6443): {"twinops-rollout", "pipeline-step"},
+    }
+    for port in _PREDICTOR_PORTS:
+        for predictor in scorers:
+            served[(predictor, port)] = {"twin-rag", "twinops-rollout", "gateway", "prometheus", *steps}
+        served[("twin-rag", port)] = {"gateway", "prometheus"}
+    return {(source, target, port) for (target, port), sources in served.items() for source in sources}
+
+
+def test_each_service_answers_its_users_only_and_each_pod_reaches_what_it_calls(renders, docs) -> None:
+    table = reachability(docs, renders)
+    workloads = {w.name for w in renders.workloads(docs)}
+    in_namespace = workloads | {"pipeline-step", "trainjob-node", "stranger"}
+    expected = _expected("twin-reranker" in workloads, in_namespace)
+    assert sorted(table - expected) == [], "reachable but not expected"
+    assert sorted(expected - table) == [], "expected but not reachable"
+
+
+def test_no_pod_but_the_writers_reaches_mlflow_and_none_the_stores_from_outside(renders) -> None:
+    """The registry's doors as a reader of the issue checks them: MLflow takes connections only from
+    its readers and writers, and a pod of another namespace reaches no store."""
+    docs = renders.kustomize("dev")
+    table = reachability(docs, renders)
+    assert not {row for row in table if row[0] in {"stranger", "other-namespace"} and row[1] != "kube-dns"}
+    assert ("twin-rag", "mlflow", 5000) not in table
+
+
+def test_the_table_bites(renders) -> None:
+    """A Redis policy opened to every peer lets the ingress gateway in (a flow nobody expects), and
+    without twin-rag's egress policy it no longer reaches its stores (flows it needs): the
+    comparison with the expected table catches both."""
+    docs = copy.deepcopy(renders.kustomize("dev"))
+    for doc in docs:
+        if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == "twinops-redis":
+            doc["spec"]["ingress"][0].pop("from")
+    assert ("gateway", "redis", 6379) in reachability(docs, renders)
+    docs = [d for d in docs if d["metadata"]["name"] != "twinops-rag-egress"]
+    assert ("twin-rag", "mongodb", 27017) not in reachability(docs, renders)
