@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tests.rollout.conftest import chat_stand_in, serve_app
 
-from twinops.infra.registry import CHALLENGER, CHAMPION
+from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG
 from twinops.rollout.plan import Thresholds
 from twinops.rollout.runner import RolloutOptions, start_rollout
 from twinops.services.process import free_port
@@ -93,16 +93,19 @@ def test_local_rollout_promotes_a_healthy_canary_and_rolls_back_a_broken_one(
     if scenario == "healthy":
         assert [d.action for d in final.decisions] == ["start", "step_up", "promote"]
         assert router == {**router, "stable": canary_url, "canary": None, "canary_percent": 0}
-        assert aliases == {CHAMPION: 2}  # champion moved, challenger consumed
+        assert aliases == {CHAMPION: 2}  # the release moved champion; challenger is spent
         assert run.data.tags["outcome"] == "promoted"
         history = registry.get_metric_history(run.info.run_id, "traffic_percent")
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == [50, 100, 100]
     else:
-        assert [d.action for d in final.decisions] == ["start", "rollback"]
+        # One failed analysis holds the canary at its step; the second in a row rolls it back.
+        assert [d.action for d in final.decisions] == ["start", "hold", "rollback"]
         reasons = " ".join(final.decisions[-1].reasons)
+        assert "failed analysis 2 of 2" in reasons
         assert "could not be scored" in reasons and "errors 100.0% > 2.0%" in reasons
         assert router == {**router, "stable": stable_url, "canary": canary_url, "canary_percent": 0}
-        assert aliases == {CHAMPION: 1, CHALLENGER: 2}
+        assert aliases == {CHAMPION: 1}  # v2 lost challenger and is tagged rejected
+        assert "errors 100.0%" in registry.get_model_version("twin-llm", "2").tags[REJECTED_TAG]
         assert run.data.tags["outcome"] == "rolled_back"
     assert sorted(k for k in run.data.tags if k.startswith("decision.")) == [
         f"decision.{n:02d}" for n in range(len(final.decisions))

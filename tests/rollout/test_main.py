@@ -1,67 +1,138 @@
 """``twinops rollout start --detach`` then ``python -m twinops.rollout``: the controller as a Deployment
 picks up the rollout recorded on the InferenceService and drives it to the end.
 
-The Kubernetes API and Prometheus are the stand-ins of conftest.py (none can run here); MLflow is real.
+What runs for real: the CLI and the controller process's ``main``, MLflow (its registry receives
+the release), Prometheus (Debian's binary) answering the default Istio queries from an exporter
+shaped like Istio's sidecars. The Kubernetes API is the validating emulator holding the dev
+render's InferenceServices (conftest.py), answering as the rollout's ServiceAccount.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import inference_service, write_kubeconfig
+from tests.rollout.conftest import running_cluster, write_kubeconfig
+from tests.support.prometheus import IstioExporter, running_prometheus
 
 from twinops.cli import main as cli_main
+from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG
 from twinops.rollout.__main__ import main as controller_main
-from twinops.rollout.kserve import STATE_ANNOTATION
 from twinops.settings import get_settings
+
+NAMESPACE = "twinops-dev"
+CANARY_WORKLOAD = "twin-llm-v1-predictor"  # {isvc}-{canary name}-predictor, Standard mode
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    with (
+        IstioExporter() as exporter,
+        running_prometheus([exporter.url], tmp_path_factory.mktemp("prom")) as prom,
+    ):
+        yield exporter, prom
 
 
 @pytest.fixture
-def cluster(kube, prometheus, mlflow_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    config = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
-    monkeypatch.setenv("KUBECONFIG", str(config))
-    monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
-    get_settings.cache_clear()
-    prometheus.values = {"response_code": 0.0, "histogram_quantile": 0.4, "istio_requests_total": 2.0}
-    service = inference_service("Knative")
-    service["spec"]["predictor"]["model"] = {
-        "modelFormat": {"name": "huggingface"},
-        "storageUri": "hf://org/v1",
-    }
-    kube.add(service)
-    return kube
+def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The dev render on the emulator, twin-llm v1 registered as challenger, Prometheus configured."""
+    from mlflow import MlflowClient
+
+    _, prometheus = mesh
+    client = MlflowClient(mlflow_settings.mlflow_tracking_uri)
+    client.create_registered_model("twin-llm")
+    folder = tmp_path / "twin-llm-v1"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    client.create_model_version("twin-llm", source=str(folder), tags={"model_dir": str(folder)})
+    client.set_registered_model_alias("twin-llm", CHALLENGER, "1")
+    with running_cluster("dev", "kustomize") as found:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
+        get_settings.cache_clear()
+        yield found, client
 
 
-def _phase(kube) -> str:
-    return json.loads(kube.get("twinops", "twin-llm")["metadata"]["annotations"][STATE_ANNOTATION])["phase"]
+def _traffic(mesh, *, failed: int) -> None:
+    exporter, prometheus = mesh
+    exporter.declare(CANARY_WORKLOAD, NAMESPACE, codes=(200, 503))
+    prometheus.wait_for_scrapes(2)
+    exporter.record(CANARY_WORKLOAD, NAMESPACE, count=40 - failed, code=200, latency_ms=300)
+    if failed:
+        exporter.record(CANARY_WORKLOAD, NAMESPACE, count=failed, code=503, latency_ms=300)
+    prometheus.wait_for_scrapes(2)
 
 
-def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster, capsys) -> None:
-    start = ["rollout", "start", "--isvc", "twin-llm", "--model-uri", "s3://m/v2", "--steps", "50,100"]
-    assert cli_main([*start, "--interval", "0s", "--golden", "none", "--detach", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["phase"] == "running"
-    assert _phase(cluster) == "running" and len(cluster.patches) == 1
-
-    assert controller_main(["--isvc", "twin-llm", "--golden", "none"]) == 0
-
-    assert _phase(cluster) == "promoted"
-    assert cluster.spec_patches()[1:] == [
-        {"predictor": {"canaryTrafficPercent": 100}},
-        {"predictor": {"canaryTrafficPercent": None}},
+def _start(capsys) -> dict:
+    start = [
+        "rollout",
+        "start",
+        "--isvc",
+        "twin-llm",
+        "-n",
+        NAMESPACE,
+        "--model-uri",
+        "models:/twin-llm@challenger",
     ]
-    assert cli_main(["rollout", "status", "--isvc", "twin-llm", "--json"]) == 0
+    assert (
+        cli_main([*start, "--steps", "50,100", "--interval", "0s", "--golden", "none", "--detach", "--json"])
+        == 0
+    )
+    return json.loads(capsys.readouterr().out)
+
+
+def _aliases(client) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model("twin-llm").aliases.items()}
+
+
+def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster, mesh, capsys) -> None:
+    kube, client = cluster
+    _traffic(mesh, failed=0)
+    started = _start(capsys)
+    assert started["phase"] == "running" and started["model_uri"] == "models:/twin-llm/1"  # pinned
+    assert kube.state()["phase"] == "running" and len(kube.isvc_writes()) == 1
+
+    assert controller_main(["--isvc", "twin-llm", "--namespace", NAMESPACE, "--golden", "none"]) == 0
+
+    assert kube.state()["phase"] == "promoted" and kube.state()["registry_synced"]
+    spec = kube.isvc()["spec"]
+    assert "--model_uri=models:/twin-llm/1" in spec["predictor"]["model"]["args"] and "canary" not in spec
+    assert _aliases(client) == {CHAMPION: "1"}  # the release wrote champion; challenger is spent
+    assert cli_main(["rollout", "status", "--isvc", "twin-llm", "-n", NAMESPACE, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [d["action"] for d in status["decisions"]] == ["start", "step_up", "promote"]
+    assert status["decisions"][1]["health"]["source"].startswith("http://127.0.0.1")  # Prometheus
+
+
+def test_a_failing_canary_is_rolled_back_and_tagged_rejected_in_the_registry(cluster, mesh, capsys) -> None:
+    kube, client = cluster
+    _traffic(mesh, failed=10)  # 10 of the window's requests fail (the module's earlier tests add good ones)
+    _start(capsys)
+
+    assert controller_main(["--isvc", "twin-llm", "--namespace", NAMESPACE, "--golden", "none"]) == 0
+
+    state = kube.state()
+    assert state["phase"] == "rolled_back" and [d["action"] for d in state["decisions"]] == [
+        "start",
+        "hold",
+        "rollback",
+    ]
+    assert "canary" not in kube.isvc()["spec"]
+    assert _aliases(client) == {}
+    rejected = client.get_model_version("twin-llm", "1").tags[REJECTED_TAG]
+    assert re.search(r"errors \d+\.\d% > 2\.0%", rejected) and "failed analysis 2 of 2" in rejected
 
 
 def test_the_controller_process_with_nothing_to_do_exits_cleanly(cluster) -> None:
-    assert controller_main(["--isvc", "twin-llm", "--golden", "none"]) == 0
-    assert cluster.patches == []
+    kube, _ = cluster
+    assert controller_main(["--isvc", "twin-llm", "--namespace", NAMESPACE, "--golden", "none"]) == 0
+    assert kube.isvc_writes() == []
 
 
 def test_the_controller_process_reports_a_missing_service_in_one_line(cluster, capsys) -> None:
-    assert controller_main(["--isvc", "nope", "--golden", "none"]) == 2
+    assert controller_main(["--isvc", "nope", "--namespace", NAMESPACE, "--golden", "none"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: InferenceService twinops/nope does not exist") and err.count("\n") == 1
+    assert err.startswith(f"error: InferenceService {NAMESPACE}/nope does not exist") and err.count("\n") == 1

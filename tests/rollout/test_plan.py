@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.rollout.conftest import apply_merge_patch
+from tests.support.kube_api import apply_merge_patch
 
 from twinops.errors import ConfigError
 from twinops.rollout.kserve import deployment_mode, merge_patch, with_model_uri
-from twinops.rollout.plan import parse_interval, parse_steps
+from twinops.rollout.plan import parse_interval, parse_intervals, parse_steps
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,16 @@ def test_storage_uri_carries_a_storage_model() -> None:
 def test_the_runtime_argument_refuses_a_storage_uri() -> None:
     with pytest.raises(ConfigError, match="reads registry URIs"):
         with_model_uri({"model": {"args": ["--model_uri=models:/a@champion"]}}, "s3://b/new", where="x")
+
+
+@pytest.mark.parametrize(
+    ("text", "intervals"),
+    [("5m", (300.0, 300.0, 300.0)), ("1m,5m,10m", (60.0, 300.0, 600.0)), ("30s, 1m, 1m", (30.0, 60.0, 60.0))],
+)
+def test_intervals_are_one_for_all_steps_or_one_per_step(text, intervals) -> None:
+    assert parse_intervals(text, (10, 50, 100)) == intervals
+
+
+def test_interval_counts_that_match_no_plan_are_refused() -> None:
+    with pytest.raises(ConfigError, match="gives 2 durations for 3 steps"):
+        parse_intervals("1m,5m", (10, 50, 100))

@@ -193,7 +193,8 @@ def status(
     """Where the rollout stands and every decision so far."""
     from twinops.rollout.runner import make_controller
 
-    controller = make_controller(_options(isvc, namespace, router, golden=None), get_settings(), record=False)
+    options = _options(isvc, namespace, router, golden=None)
+    controller = make_controller(options, get_settings(), record=False, judge=False)
     _print_state(controller.status(), as_json)
 
 
@@ -203,7 +204,7 @@ def _by_hand(
     from twinops.rollout.runner import make_controller
 
     options = _options(isvc, namespace, router, golden=None)
-    controller = make_controller(options, get_settings(), on_event=_say)
+    controller = make_controller(options, get_settings(), judge=False, on_event=_say)
     _print_state(controller.decide_by_hand(action, reason), as_json)  # type: ignore[arg-type]
 
 

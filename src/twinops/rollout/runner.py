@@ -112,15 +112,25 @@ def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
     return ProbeHealth(requests=options.probe_requests)
 
 
+class NotJudging:
+    """The health source of a controller that only reports or records a decision by hand."""
+
+    def read(self, canary, window_seconds: float):
+        raise ConfigError("this controller only reports or decides by hand: it reads no canary health")
+
+
 def make_controller(
     options: RolloutOptions,
     settings: Settings,
     *,
     target: Target | None = None,
     record: bool = True,
+    judge: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     on_event: Callable[[str], None] | None = None,
 ) -> RolloutController:
+    """The controller for ``options``. ``judge=False`` (status, a decision by hand) needs no health
+    source: asked to read one, it says so in one line."""
     from twinops.rollout.tracking import MlflowRecorder
 
     on_event = on_event or (lambda _message: None)
@@ -131,7 +141,7 @@ def make_controller(
         )
     return RolloutController(
         target or make_target(options, settings, on_event),
-        health=make_health(options, settings),
+        health=make_health(options, settings) if judge else NotJudging(),
         scorer=scorer,
         recorder=MlflowRecorder(settings) if record else None,
         model_name=options.served_model,
