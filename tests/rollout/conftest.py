@@ -101,12 +101,20 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(overlay: str, renderer: str, *, mode: str | None = None, latest_url: str | None = None):
-    """The render's InferenceServices on a validating API, in ``mode`` (default: the render's own)."""
+def running_cluster(
+    overlay: str,
+    renderer: str,
+    *,
+    mode: str | None = None,
+    latest_url: str | None = None,
+    account: str = ROLLOUT_ACCOUNT,
+):
+    """The render's InferenceServices on a validating API, in ``mode`` (default: the render's own),
+    answering as ``account`` (the rollout controller's; ``pipeline-runner`` for a KFP step)."""
     docs = render(overlay, renderer)
     namespace = namespace_of(overlay)
-    identity = ServiceAccount.from_rendered(docs, namespace, ROLLOUT_ACCOUNT)
-    assert identity.rules, f"the {overlay} render ({renderer}) binds no Role to {ROLLOUT_ACCOUNT}"
+    identity = ServiceAccount.from_rendered(docs, namespace, account)
+    assert identity.rules, f"the {overlay} render ({renderer}) binds no Role to {account}"
     with running_kube_api(identity=identity) as api:
         services = [doc for doc in docs if doc["kind"] == "InferenceService"]
         for service in services:

@@ -10,7 +10,6 @@ render's InferenceServices (conftest.py), answering as the rollout's ServiceAcco
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -26,18 +25,17 @@ NAMESPACE = "twinops-dev"
 CANARY_WORKLOAD = "twin-llm-v1-predictor"  # {isvc}-{canary name}-predictor, Standard mode
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory):
-    with (
-        IstioExporter() as exporter,
-        running_prometheus([exporter.url], tmp_path_factory.mktemp("prom")) as prom,
-    ):
+@pytest.fixture
+def mesh(tmp_path: Path):
+    """A fresh exporter and Prometheus per test: a rate() window must hold only this test's traffic."""
+    with IstioExporter() as exporter, running_prometheus([exporter.url], tmp_path / "prometheus") as prom:
         yield exporter, prom
 
 
-@pytest.fixture
-def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The dev render on the emulator, twin-llm v1 registered as challenger, Prometheus configured."""
+@pytest.fixture(params=["twinops-rollout"])
+def cluster(request, mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The dev render on the emulator, twin-llm v1 registered as challenger, Prometheus configured;
+    the API answers as the account the parameter names (the controller's, or KFP's step's)."""
     from mlflow import MlflowClient
 
     _, prometheus = mesh
@@ -48,7 +46,7 @@ def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
     client.create_model_version("twin-llm", source=str(folder), tags={"model_dir": str(folder)})
     client.set_registered_model_alias("twin-llm", CHALLENGER, "1")
-    with running_cluster("dev", "kustomize") as found:
+    with running_cluster("dev", "kustomize", account=request.param) as found:
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
@@ -109,7 +107,7 @@ def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster
 
 def test_a_failing_canary_is_rolled_back_and_tagged_rejected_in_the_registry(cluster, mesh, capsys) -> None:
     kube, client = cluster
-    _traffic(mesh, failed=10)  # 10 of the window's requests fail (the module's earlier tests add good ones)
+    _traffic(mesh, failed=10)  # 25% errors
     _start(capsys)
 
     assert controller_main(["--isvc", "twin-llm", "--namespace", NAMESPACE, "--golden", "none"]) == 0
@@ -123,7 +121,7 @@ def test_a_failing_canary_is_rolled_back_and_tagged_rejected_in_the_registry(clu
     assert "canary" not in kube.isvc()["spec"]
     assert _aliases(client) == {}
     rejected = client.get_model_version("twin-llm", "1").tags[REJECTED_TAG]
-    assert re.search(r"errors \d+\.\d% > 2\.0%", rejected) and "failed analysis 2 of 2" in rejected
+    assert "errors 25.0% > 2.0%" in rejected and "failed analysis 2 of 2" in rejected
 
 
 def test_the_controller_process_with_nothing_to_do_exits_cleanly(cluster) -> None:
@@ -136,3 +134,32 @@ def test_the_controller_process_reports_a_missing_service_in_one_line(cluster, c
     assert controller_main(["--isvc", "nope", "--namespace", NAMESPACE, "--golden", "none"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: InferenceService {NAMESPACE}/nope does not exist") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("cluster", ["pipeline-runner"], indirect=True)
+def test_the_kfp_rollout_step_releases_as_the_pipeline_runner(cluster, mesh, tmp_path: Path) -> None:
+    """The deployment pipeline's step, as KFP runs it: its account may patch the InferenceService
+    and hold the Lease (the render's RBAC), and the step rolls out the gate's nominee."""
+    from kfp.dsl import Markdown, Metrics
+
+    from twinops.pipelines.components import rollout
+
+    kube, client = cluster
+    _traffic(mesh, failed=0)
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    report = Markdown(name="report", uri=str(tmp_path / "report.md"))
+
+    outcome = rollout.python_func(
+        metrics=metrics,
+        report=report,
+        namespace=NAMESPACE,
+        steps="50,100",
+        interval="0s",
+        golden="none",
+        health="prometheus",
+    )
+
+    assert outcome == "promoted" and metrics.metadata["promoted"] == 1.0
+    assert "promoted" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert _aliases(client) == {CHAMPION: "1"}
+    assert kube.refused() == [] or {r.method for r in kube.refused()} == {"GET"}  # the Lease's first 404
