@@ -114,6 +114,32 @@ def test_local_rollout_promotes_a_healthy_canary_and_rolls_back_a_broken_one(
     assert saved["phase"] == final.phase
 
 
+def test_the_local_release_says_which_version_serves_and_why(
+    local_canary, registry, mlflow_settings, golden_folder
+) -> None:
+    """What `twinops run` ends with: the gate's nominee through a short canary on the router."""
+    from twinops.rollout.local import release_challenger
+
+    scenario, router_url, _, _ = local_canary
+    release = release_challenger(
+        mlflow_settings,
+        router_url=router_url,
+        stable_label="twin-llm v1 (champion)",
+        golden=str(golden_folder),
+    )
+
+    assert release.challenger == "twin-llm v2"
+    if scenario == "healthy":
+        assert release.state.phase == "promoted"
+        assert release.serving == "twin-llm v2: its canary passed at 50,100% and it took 'champion'"
+    else:
+        assert release.state.phase == "rolled_back"
+        assert release.serving.startswith(
+            "twin-llm v1 (champion): the canary of twin-llm v2 was rolled back ("
+        )
+        assert "errors 100.0% > 2.0%" in release.serving
+
+
 @pytest.mark.slow
 def test_local_canary_with_smollm2(bundled_models_dir, mlflow_settings, golden_folder, tmp_path) -> None:
     """Two real LLM servers (the bundled SmolLM2 as both stable and canary) behind the real router,

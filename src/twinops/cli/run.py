@@ -2,9 +2,13 @@
 
 Services up, bundled models cached, then ``twin_pipeline`` (feature pipeline, then training
 pipeline) through ``kfp.local`` with the parameters of ``configs/run/local.yaml``. It ends by
-printing where a person should look next. Then it starts the model servers (LLM, reranker while
-it holds ``champion``, RAG), asks the twin the config's ``ask`` question about the ingested corpus,
-prints the grounded answer with its sources, and stops the servers.
+printing where a person should look next. Then it releases and serves: the model servers start
+(LLM, reranker while it holds ``champion``, RAG), and when the gate nominated a new twin
+(``twin-llm@challenger``) it is served as a canary behind the local router, which RAG calls, and
+released as on a cluster (``twinops.rollout.local.release_challenger``: a short canary scored on the
+golden set; promoted, it takes ``champion``; rolled back, it is tagged rejected). Then it asks the
+twin the config's ``ask`` question about the ingested corpus, prints which version answered and
+why, the grounded answer with its sources, and stops the servers.
 """
 
 from __future__ import annotations
@@ -89,29 +93,70 @@ def run(
         "models": {model.name: str(model.path) for model in models},
         "pipeline": result.model_dump(mode="json"),
     }
-    reply = _serve_and_ask(settings, question) if serve and question else None
+    release, reply = _release_and_ask(settings, question) if serve and question else (None, None)
     if as_json:
-        print_json({**summary, "answer": reply})
+        print_json({**summary, "release": release, "answer": reply})
         return
     print_run_summary(result)
     console.print(f"{'TWINOPS_HOME:':<20}{settings.home}", markup=False, highlight=False)
     console.print("stop the services with `twinops services down`", markup=False)
 
+    if release is not None:
+        _print_release(release)
     if reply is not None:
         console.rule(f"the twin answers: {question}")
         print_answer(reply)
 
 
-def _serve_and_ask(settings, question: str) -> dict:
-    """Start the servers as `twinops serve all` does, ask ``question``, stop them."""
+def _release_and_ask(settings, question: str):
+    """Start the servers as `twinops serve all` does (the gate's nominee as the router's canary),
+    release the nominee, ask ``question``, stop them. Returns (the release, the answer)."""
+    from twinops.infra.registry import CHALLENGER, LLM_MODEL, alias_or_none, champion_or_none
+    from twinops.rollout.local import LocalRelease, release_challenger
     from twinops.serving.local import LocalServers, ask_rag
 
-    # Starting and stopping show on a spinner; what stays is the answer (the servers' logs are
-    # under TWINOPS_HOME/logs/serve).
+    challenger = alias_or_none(LLM_MODEL, CHALLENGER, settings)
+    champion = champion_or_none(LLM_MODEL, settings)
+    stable = (
+        f"{LLM_MODEL} v{champion.version} (champion)"
+        if champion
+        else f"the base model ({settings.base_model})"
+    )
+    # Starting, releasing and stopping show on a spinner; what stays is the answer and the
+    # release's decisions (the servers' logs are under TWINOPS_HOME/logs/serve).
     with (
         err_console.status("serving the twin") as status,
         LocalServers(settings, on_event=status.update) as servers,
     ):
-        servers.start_all(reranker_args=reranker_args(None))
+        servers.start_all(
+            reranker_args=reranker_args(None),
+            canary_dir=Path(challenger.model_dir) if challenger is not None else None,
+        )
+        if challenger is not None:
+            status.update(f"releasing {LLM_MODEL} v{challenger.version}: a canary on the local router")
+            release = release_challenger(
+                settings,
+                router_url=servers.servers["router"].url,
+                stable_label=stable,
+                on_event=status.update,
+            )
+        else:
+            release = LocalRelease(
+                serving=f"{stable}: the gate nominated no new version (see `twinops registry list`)"
+            )
         status.update(f"asking twin-rag at {servers.servers['rag'].url}")
-        return ask_rag(servers.servers["rag"].openai_url, question)
+        return release.model_dump(mode="json"), ask_rag(servers.servers["rag"].openai_url, question)
+
+
+def _print_release(release: dict) -> None:
+    console.rule("release")
+    state = release.get("state")
+    if state is not None:
+        for decision in state["decisions"]:
+            reasons = "; ".join(decision["reasons"])
+            console.print(
+                f"  {decision['action']:<9} {decision['percent']:>3}%  {reasons}",
+                markup=False,
+                highlight=False,
+            )
+    console.print(f"serving: {release['serving']}", markup=False, highlight=False)

@@ -281,7 +281,15 @@ def champion_or_none(name: str, settings: Settings, *, setting: str = "--model-d
     MLflow being unreachable is not "no champion" (``ServiceUnavailable``), nor is a champion whose
     folder is gone (``ModelNotFound``): serving something else would hide either.
     """
+    return alias_or_none(name, CHAMPION, settings, setting=setting)
+
+
+def alias_or_none(
+    name: str, alias: str, settings: Settings, *, setting: str = "--model-dir"
+) -> ResolvedModel | None:
+    """The version ``alias`` names (resolved to its folder), or None when the model or alias does not
+    exist; an unreachable MLflow or a missing folder raise, as for ``champion_or_none``."""
     try:
-        return resolve_model_uri(f"{MODELS_SCHEME}{name}@{CHAMPION}", settings, setting=setting)
+        return resolve_model_uri(f"{MODELS_SCHEME}{name}@{alias}", settings, setting=setting)
     except NotFound:
         return None

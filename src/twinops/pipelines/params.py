@@ -43,8 +43,14 @@ class TrainingParams(BaseModel):
         "", description="Base LLM (HF id, folder or bundled:NAME); empty: TWINOPS_BASE_MODEL."
     )
     max_chunks: int = Field(48, description="Datasets from at most this many chunks; 0 means every chunk.")
-    sft_max_steps: int = Field(10, description="SFT optimizer steps (-1: full epochs).")
-    dpo_max_steps: int = Field(10, description="DPO optimizer steps (-1: full epochs).")
+    # Training runs are sized by their data (epochs over the rows the dataset step made), with a
+    # ceiling on the steps so a larger corpus cannot stretch `make run`; see README "Training".
+    dapt_epochs: float = Field(2.0, description="DAPT passes over the author's training passages (blocks).")
+    dapt_max_steps: int = Field(40, description="Ceiling on DAPT optimizer steps (-1: none).")
+    sft_epochs: float = Field(1.0, description="SFT passes over the instruction rows.")
+    sft_max_steps: int = Field(40, description="Ceiling on SFT optimizer steps (-1: none).")
+    dpo_epochs: float = Field(1.0, description="DPO passes over the preference rows.")
+    dpo_max_steps: int = Field(12, description="Ceiling on DPO optimizer steps (-1: none).")
     reranker_max_steps: int = Field(10, description="Reranker optimizer steps (-1: full epochs).")
     quantize_bits: int = Field(4, description="GPTQ bits of the quantized twin.")
     eval_max_questions: int = Field(6, description="Golden questions the evaluation scores each model on.")
@@ -53,7 +59,7 @@ class TrainingParams(BaseModel):
     )
     dataset_options: dict = Field({}, description="DatasetJob fields (generator, sizes, filters).")
     training_options: dict = Field(
-        {}, description="Training job fields shared by SFT and DPO (trainer, lora)."
+        {}, description="Training job fields shared by DAPT, SFT and DPO (trainer, lora)."
     )
     train_on: str = Field(
         "pod",
