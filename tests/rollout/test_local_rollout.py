@@ -118,7 +118,7 @@ def test_the_local_release_says_which_version_serves_and_why(
     local_canary, registry, mlflow_settings, golden_folder
 ) -> None:
     """What `twinops run` ends with: the gate's nominee through a short canary on the router."""
-    from twinops.rollout.local import release_challenger
+    from twinops.rollout.runner import release_challenger
 
     scenario, router_url, _, _ = local_canary
     release = release_challenger(

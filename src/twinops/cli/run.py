@@ -5,7 +5,7 @@ pipeline) through ``kfp.local`` with the parameters of ``configs/run/local.yaml`
 printing where a person should look next. Then it releases and serves: the model servers start
 (LLM, reranker while it holds ``champion``, RAG), and when the gate nominated a new twin
 (``twin-llm@challenger``) it is served as a canary behind the local router, which RAG calls, and
-released as on a cluster (``twinops.rollout.local.release_challenger``: a short canary scored on the
+released as on a cluster (``twinops.rollout.runner.release_challenger``: a short canary scored on the
 golden set; promoted, it takes ``champion``; rolled back, it is tagged rejected). Then it asks the
 twin the config's ``ask`` question about the ingested corpus, prints which version answered and
 why, the grounded answer with its sources, and stops the servers.
@@ -112,7 +112,7 @@ def _release_and_ask(settings, question: str):
     """Start the servers as `twinops serve all` does (the gate's nominee as the router's canary),
     release the nominee, ask ``question``, stop them. Returns (the release, the answer)."""
     from twinops.infra.registry import CHALLENGER, LLM_MODEL, alias_or_none, champion_or_none
-    from twinops.rollout.local import LocalRelease, release_challenger
+    from twinops.rollout.runner import LocalRelease, release_challenger
     from twinops.serving.local import LocalServers, ask_rag
 
     challenger = alias_or_none(LLM_MODEL, CHALLENGER, settings)

@@ -5,8 +5,7 @@ weighted router (``twinops.serving.router``). ``LocalRouterTarget`` drives the r
 routes (``GET /router/state``, ``POST /router/config``) the way ``KServeTarget`` patches an
 InferenceService: step up sets the canary's percent, promote makes the canary the stable backend,
 roll back sets the percent to 0. The rollout state is a JSON file under ``TWINOPS_HOME/rollout/``.
-``release_challenger`` is the local loop's release (``twinops run``): the gate's nominee through a
-short canary on the router, the same path a cluster release takes.
+``runner.release_challenger`` is the local loop's release (``twinops run``) over this target.
 
 The state file and the router are two writes, so the state is written first and the router's
 whole configuration is then derived from it (``router_config``: declarative, so applying it twice
@@ -17,25 +16,18 @@ the state file (``FileLease``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
 
 from twinops.errors import ConfigError, ServiceUnavailable
-from twinops.infra.registry import CHALLENGER, LLM_MODEL, MODELS_SCHEME
 from twinops.rollout.health import CanaryEndpoint
 from twinops.rollout.lease import FileLease
 from twinops.rollout.state import Decision, Mode, RolloutState
 from twinops.settings import Settings
 
 ROUTER_FLAG = "--router"
-# The local loop's release (`twinops run`): a short canary that still scores and probes each step.
-LOCAL_RELEASE_STEPS = "50,100"
-LOCAL_RELEASE_INTERVAL = "0s"
-LOCAL_RELEASE_GOLDEN = 4
 
 
 class LocalRouterTarget:
@@ -122,47 +114,3 @@ class LocalRouterTarget:
 
     def record(self, state: RolloutState) -> None:
         self._save(state)
-
-
-class LocalRelease(BaseModel):
-    """What the local release decided, and which model serves after it."""
-
-    challenger: str | None = Field(description="The nominee released (NAME vN), None when there was none.")
-    state: RolloutState | None = None
-    serving: str = Field(description="What the LLM serves now (and why), for the run's printout.")
-
-
-def release_challenger(
-    settings: Settings,
-    *,
-    router_url: str,
-    stable_label: str,
-    steps: str = LOCAL_RELEASE_STEPS,
-    interval: str = LOCAL_RELEASE_INTERVAL,
-    golden: str = "latest",
-    golden_limit: int = LOCAL_RELEASE_GOLDEN,
-    on_event: Callable[[str], None] | None = None,
-) -> LocalRelease:
-    """The gate's nominee (``twin-llm@challenger``, served as the router's canary) through a short
-    canary: scored on the golden set and probed at each step; promoted, it takes ``champion`` and
-    the router's stable slot; rolled back, it is tagged rejected and the stable keeps serving."""
-    from twinops.rollout.runner import RolloutOptions, start_rollout
-
-    options = RolloutOptions(
-        isvc=LLM_MODEL, router=router_url, golden=golden, golden_limit=golden_limit, golden_max_tokens=32
-    )
-    state = start_rollout(
-        options,
-        settings,
-        model_uri=f"{MODELS_SCHEME}{LLM_MODEL}@{CHALLENGER}",
-        steps=steps,
-        interval=interval,
-        on_event=on_event,
-    )
-    label = f"{state.registry_name} v{state.registry_version}"
-    if state.phase == "promoted":
-        serving = f"{label}: its canary passed at {steps}% and it took 'champion'"
-    else:
-        why = "; ".join(state.last_decision.reasons) if state.last_decision else state.phase
-        serving = f"{stable_label}: the canary of {label} was rolled back ({why})"
-    return LocalRelease(challenger=label, state=state, serving=serving)

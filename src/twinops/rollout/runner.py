@@ -5,7 +5,9 @@ how to score (the golden set, or none) and how to read health (``TWINOPS_PROMETH
 probing). ``start_rollout`` checks the input in order, cheapest first (steps, interval, then the
 target, then the model URI), so bad input is one line and nothing is patched; with ``wait`` it
 follows the rollout to its end. A running rollout of the same ``model_uri`` (a retried KFP step, a
-restarted pod) is continued, not refused.
+restarted pod) is continued, not refused. ``release_challenger`` is the local loop's release
+(``twinops run``): the gate's nominee through a short canary on the local router, the same path
+a cluster release takes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.errors import ConfigError
+from twinops.infra.registry import CHALLENGER, LLM_MODEL, MODELS_SCHEME
 from twinops.rollout.controller import RolloutController, Target
 from twinops.rollout.health import (
     DEFAULT_ERROR_QUERY,
@@ -34,6 +37,10 @@ from twinops.rollout.state import RolloutState
 from twinops.settings import Settings
 
 DEFAULT_NAMESPACE = "twinops"
+# The local loop's release (`twinops run`): a short canary that still scores and probes each step.
+LOCAL_RELEASE_STEPS = "50,100"
+LOCAL_RELEASE_INTERVAL = "0s"
+LOCAL_RELEASE_GOLDEN = 4
 HEALTH_FLAG = "--health"
 HealthMode = Literal["auto", "prometheus", "probe"]
 
@@ -182,3 +189,45 @@ def start_rollout(
         approve_at=approve_at,
     )
     return controller.run(state) if wait else state
+
+
+class LocalRelease(BaseModel):
+    """What the local release decided, and which model serves after it."""
+
+    challenger: str | None = Field(description="The nominee released (NAME vN), None when there was none.")
+    state: RolloutState | None = None
+    serving: str = Field(description="What the LLM serves now (and why), for the run's printout.")
+
+
+def release_challenger(
+    settings: Settings,
+    *,
+    router_url: str,
+    stable_label: str,
+    steps: str = LOCAL_RELEASE_STEPS,
+    interval: str = LOCAL_RELEASE_INTERVAL,
+    golden: str = "latest",
+    golden_limit: int = LOCAL_RELEASE_GOLDEN,
+    on_event: Callable[[str], None] | None = None,
+) -> LocalRelease:
+    """The gate's nominee (``twin-llm@challenger``, served as the router's canary) through a short
+    canary: scored on the golden set and probed at each step; promoted, it takes ``champion`` and
+    the router's stable slot; rolled back, it is tagged rejected and the stable keeps serving."""
+    options = RolloutOptions(
+        isvc=LLM_MODEL, router=router_url, golden=golden, golden_limit=golden_limit, golden_max_tokens=32
+    )
+    state = start_rollout(
+        options,
+        settings,
+        model_uri=f"{MODELS_SCHEME}{LLM_MODEL}@{CHALLENGER}",
+        steps=steps,
+        interval=interval,
+        on_event=on_event,
+    )
+    label = f"{state.registry_name} v{state.registry_version}"
+    if state.phase == "promoted":
+        serving = f"{label}: its canary passed at {steps}% and it took 'champion'"
+    else:
+        why = "; ".join(state.last_decision.reasons) if state.last_decision else state.phase
+        serving = f"{stable_label}: the canary of {label} was rolled back ({why})"
+    return LocalRelease(challenger=label, state=state, serving=serving)
