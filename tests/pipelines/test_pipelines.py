@@ -17,9 +17,11 @@ EXPECTED_TASKS = {
     "feature_pipeline": {"ingest", "clean-and-gate", "chunk-embed-load", "feast-materialize"},
     "training_pipeline": {
         "build-datasets",
+        "dapt",
         "sft",
         "dpo",
         # train_on=trainjob: the same components as CPU steps that follow their TrainJob.
+        "dapt-trainjob",
         "sft-trainjob",
         "dpo-trainjob",
         "quantize",
@@ -103,7 +105,8 @@ def test_gpu_settings_on_gpu_steps_only(name: str, compiled: dict[str, dict]) ->
 
 @pytest.mark.parametrize("name", pipeline_names())
 def test_retries_and_caching(name: str, compiled: dict[str, dict]) -> None:
-    trained = {"sft", "dpo", "sft-trainjob", "dpo-trainjob", "quantize", "train-reranker", "evaluate"}
+    trained = {"dapt", "sft", "dpo", "dapt-trainjob", "sft-trainjob", "dpo-trainjob"}
+    trained |= {"quantize", "train-reranker", "evaluate"}
     for task, _ in _walk(compiled[name]):
         task_name = task["taskInfo"]["name"]
         assert task["retryPolicy"]["maxRetryCount"] == DEFAULT_PROFILE.retries, task_name
@@ -137,7 +140,8 @@ def test_parameters_have_small_defaults() -> None:
     inputs = get_pipeline("twin_pipeline").component_spec.inputs
     for parameter in ("author", "sources", "base_model", "sft_max_steps", "dpo_max_steps", "max_chunks"):
         assert parameter in inputs
-    assert inputs["sft_max_steps"].default <= 20 and inputs["dpo_max_steps"].default <= 20
+    # Runs are sized by their data; the step ceilings keep `make run` within its budget.
+    assert all(inputs[f"{stage}_max_steps"].default <= 60 for stage in ("dapt", "sft", "dpo"))
 
 
 TRAINING = ["training_pipeline", "twin_pipeline"]
@@ -155,7 +159,7 @@ def _branches(spec: dict) -> dict[str, tuple[dict, str]]:
 @pytest.mark.parametrize("name", TRAINING)
 def test_sft_and_dpo_train_where_the_pipeline_parameters_say(name: str, compiled: dict[str, dict]) -> None:
     """train_on and trainjob are pipeline parameters (in the KFP pod by default) that reach every
-    sft and dpo task, and train_on itself picks the branch that runs."""
+    dapt, sft and dpo task, and train_on itself picks the branch that runs."""
     spec = compiled[name]
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["train_on"]["defaultValue"] == "pod"
@@ -170,7 +174,7 @@ def test_sft_and_dpo_train_where_the_pipeline_parameters_say(name: str, compiled
             "componentInputParameter": parameter
         }
     branches = _branches(spec)
-    assert set(branches) == {"sft", "dpo", "sft-trainjob", "dpo-trainjob"}
+    assert set(branches) == {"dapt", "sft", "dpo", "dapt-trainjob", "sft-trainjob", "dpo-trainjob"}
     pod = "inputs.parameter_values['pipelinechannel--train_on'] == 'pod'"
     for step, (task, condition) in branches.items():
         # The GPU steps run when train_on is pod; the followers otherwise (an unknown value fails
@@ -190,7 +194,7 @@ def test_trainjob_followers_hold_no_gpu(name: str, compiled: dict[str, dict]) ->
     executors = spec["deploymentSpec"]["executors"]
     platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     tasks = _tasks(spec)
-    for step in ("sft", "dpo"):
+    for step in ("dapt", "sft", "dpo"):
         gpu, follower = executors[tasks[step]]["container"], executors[tasks[f"{step}-trainjob"]]["container"]
         assert gpu["resources"]["accelerator"]["resourceType"] == DEFAULT_PROFILE.accelerator_type
         assert platform[tasks[step]]["nodeSelector"]["labels"] == DEFAULT_PROFILE.gpu_node_selector
@@ -236,6 +240,19 @@ def test_downstream_steps_take_the_model_of_the_branch_that_ran(name: str, compi
     assert _sources(spec, "evaluate", "dpo_model") == {"dpo.model", "dpo-trainjob.model"}
     assert _sources(spec, "evaluate", "sft_model") == {"sft.model", "sft-trainjob.model"}
     assert _sources(spec, "evaluate", "model") == {"quantize.quantized"}
+
+
+def test_sft_starts_from_the_dapt_model_of_its_branch(compiled: dict[str, dict]) -> None:
+    """Each branch chains dapt → sft: SFT starts from the model adapted to the author's text."""
+    local = get_pipeline("training_pipeline", target="local").pipeline_spec.root.dag.tasks
+    start = local["sft"].inputs.artifacts["start_model"].task_output_artifact
+    assert (start.producer_task, start.output_artifact_key) == ("dapt", "model")
+    for name in TRAINING:
+        for task, _ in _walk(compiled[name]):
+            if task["taskInfo"]["name"] in {"sft", "sft-trainjob"}:
+                source = task["inputs"]["artifacts"]["start_model"]["taskOutputArtifact"]
+                follower = task["taskInfo"]["name"].endswith("-trainjob")
+                assert source["producerTask"] == ("dapt-trainjob" if follower else "dapt"), name
 
 
 def test_local_runs_train_without_the_branch() -> None:

@@ -1,4 +1,4 @@
-"""``twinops train``: SFT and DPO with LoRA (merged), the reranker, and merging adapters."""
+"""``twinops train``: DAPT, SFT and DPO with LoRA (merged), the reranker, and merging adapters."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from twinops.cli.common import JSON_HELP, console, print_json, progress_bars
+from twinops.errors import ConfigError
 from twinops.settings import get_settings
 
 app = typer.Typer(
     name="train",
     help=(
-        "Train the twin: `sft` (LoRA on the instruction dataset), then `dpo` (LoRA on the "
+        "Train the twin: `dapt` (LoRA on the author's own passages as plain text), `sft` (LoRA on "
+        "the instruction dataset; `--from-dapt` starts from the DAPT model), then `dpo` (LoRA on the "
         "preference dataset, from the SFT model), and `reranker` (a MiniLM cross-encoder). Each run "
         "writes TWINOPS_HOME/runs/<stage>/<run>/ (adapter/ + merged/, or the reranker model) and "
         "one MLflow run. Defaults fit 2 CPU cores and the bundled 135M model in minutes; see "
@@ -91,7 +93,15 @@ def _finish(result, register: bool, as_json: bool) -> None:
     table.add_row("started from", result.base_model)
     table.add_row("dataset versions", ", ".join(result.dataset_version_ids))
     table.add_row("steps", str(result.steps))
-    for key in ("train_loss", "final_loss", "eval_loss", "eval_perplexity", "val_mrr", "val_cosine_mrr"):
+    for key in (
+        "train_loss",
+        "final_loss",
+        "eval_loss",
+        "passage_test_perplexity",
+        "instruction_test_perplexity",
+        "val_mrr",
+        "val_cosine_mrr",
+    ):
         if key in result.metrics:
             table.add_row(key, f"{result.metrics[key]:.4f}")
     table.add_row("mlflow", f"{result.mlflow_experiment} / {result.mlflow_run_id}")
@@ -104,6 +114,45 @@ def _finish(result, register: bool, as_json: bool) -> None:
 
 
 @app.command()
+def dapt(
+    *,
+    config: ConfigOption = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Instruction DatasetVersion id whose train-split passages are read, or `latest`.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Base model (default TWINOPS_BASE_MODEL).")
+    ] = None,
+    max_steps: MaxStepsOption = None,
+    as_json: JsonOption = False,
+    nproc: NprocOption = 1,
+) -> None:
+    """Domain-adaptive pretraining: LoRA on the author's own text, the step before SFT.
+
+    Reads the answers of the instruction dataset's train split (the author's passages from the
+    training documents; the held-out documents stay unseen) as plain text, with no chat template
+    and every token in the loss, in blocks of trainer.max_length tokens. Runs num_train_epochs
+    passes, at most trainer.step_cap steps. The adapter is merged into runs/dapt/<run>/merged;
+    `twinops train sft --from-dapt` starts there with a fresh adapter.
+    """
+    from twinops.training.config import DAPTJob
+    from twinops.training.dapt import train_dapt
+
+    job = _job(DAPTJob, config, dataset=dataset, model=model, max_steps=max_steps)
+    if nproc > 1:
+        flags = _flags(config=config, dataset=dataset, model=model, max_steps=max_steps, json=as_json)
+        _launch_ranks(nproc, job.trainer.device, ["train", "dapt", *flags])
+    with progress_bars():
+        result = train_dapt(job, get_settings())
+    _finish(result, False, as_json)
+
+
+@app.command()
 def sft(
     *,
     config: ConfigOption = None,
@@ -111,6 +160,12 @@ def sft(
     model: Annotated[
         str | None, typer.Option("--model", help="Base model (default TWINOPS_BASE_MODEL).")
     ] = None,
+    from_dapt: Annotated[
+        bool,
+        typer.Option(
+            "--from-dapt", help="Start from the newest DAPT run's merged model (`twinops train dapt`)."
+        ),
+    ] = False,
     max_steps: MaxStepsOption = None,
     register: RegisterOption = False,
     as_json: JsonOption = False,
@@ -120,6 +175,12 @@ def sft(
     from twinops.training.config import SFTJob
     from twinops.training.sft import train_sft
 
+    if from_dapt:
+        if model:
+            raise ConfigError("--from-dapt and --model both name the start model: pass one of them")
+        from twinops.training.dapt import latest_dapt_model
+
+        model = latest_dapt_model(get_settings())
     job = _job(SFTJob, config, dataset=dataset, model=model, max_steps=max_steps)
     if nproc > 1:
         flags = _flags(config=config, dataset=dataset, model=model, max_steps=max_steps)

@@ -1,6 +1,6 @@
 """Run folders under ``TWINOPS_HOME/runs/<stage>/<run>/``, and the newest finished model of a stage.
 
-Training writes ``runs/sft|dpo/<run>/merged`` and ``runs/reranker/<run>/model``; ``twinops
+Training writes ``runs/dapt|sft|dpo/<run>/merged`` and ``runs/reranker/<run>/model``; ``twinops
 quantize`` writes ``runs/gptq/<run>`` (the folder is the model). A run is finished when its model
 folder has a ``config.json`` and the run is not a ``.partial`` staging folder. Step commands that
 take a model (``train dpo``, ``quantize``, ``evaluate``) default to these, so the steps chain
@@ -14,7 +14,7 @@ from pathlib import Path
 from twinops.settings import Settings
 
 # Where the model of a stage's run lies, relative to the run folder.
-MODEL_SUBDIR = {"sft": "merged", "dpo": "merged", "reranker": "model", "gptq": "."}
+MODEL_SUBDIR = {"dapt": "merged", "sft": "merged", "dpo": "merged", "reranker": "model", "gptq": "."}
 
 
 def runs_dir(settings: Settings) -> Path:

@@ -159,3 +159,15 @@ def model_pointer_info(result: Any) -> dict[str, Any]:
     """A training result's fields for a model pointer (the folder itself goes in ``path``)."""
     data = summary_dict(result)
     return {key: value for key, value in data.items() if key not in {"model_dir", "registered"}}
+
+
+def write_trained_model(
+    result: Any, *, model: Any, metrics: Any, report: Any, title: str, settings: Settings, **info: Any
+) -> str:
+    """A training step's outputs: the model pointer (the result's fields, ``info`` over them), its
+    metrics, a report table; returns what the step returns (the MLflow run id, else the run name)."""
+    info = {**model_pointer_info(result), **info}
+    write_pointer(model, kind="llm", path=result.model_dir, settings=settings, **info)
+    logged = log_metrics(metrics, dict(result.metrics))
+    write_text(report, markdown_table(title, {**info, **logged}))
+    return str(result.mlflow_run_id or result.run_name)

@@ -1,4 +1,4 @@
-"""SFT and DPO as Kubeflow Trainer TrainJobs: the body a pipeline step sends, built without a cluster.
+"""DAPT, SFT and DPO as Kubeflow Trainer TrainJobs: the body a pipeline step sends, built without a cluster.
 
 A TrainJob runs ``twinops train <stage>`` under torchrun on ``num_nodes`` pods of the train image with
 ``gpus_per_node`` GPUs each, over a Trainer runtime (``torch-distributed`` by default: it sets the
@@ -32,7 +32,7 @@ DEFAULT_RUNTIME: str = Settings.model_fields["trainjob_runtime"].default
 TRAINER_NODE = "node"
 HOME_VOLUME = "twinops-home"
 
-Stage = Literal["sft", "dpo"]
+Stage = Literal["dapt", "sft", "dpo"]
 
 
 class TrainJobPlacement(BaseModel):

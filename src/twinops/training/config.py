@@ -39,6 +39,11 @@ class TrainerSpec(BaseModel):
     learning_rate: float = Field(2e-4, gt=0)
     num_train_epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(5, description="Optimizer steps; -1 = run num_train_epochs.")
+    step_cap: int = Field(
+        -1,
+        description="With max_steps=-1: stop the epochs after this many optimizer steps, so a run sized "
+        "by its data (epochs) still has a ceiling on a large corpus; -1 = no ceiling.",
+    )
     per_device_train_batch_size: int = Field(2, ge=1)
     per_device_eval_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -70,6 +75,31 @@ class _JobBase(BaseModel):
     @classmethod
     def from_yaml(cls: type[JobT], path: str | Path) -> JobT:
         return load_job(cls, path)
+
+
+class DAPTJob(_JobBase):
+    """Domain-adaptive continued pretraining with LoRA: the author's own passages as plain text.
+
+    The passages are the instruction dataset's train split answers (the author's chunks from the
+    training documents, decontaminated against the golden set), so the held-out documents the
+    evaluation measures perplexity on are never trained on. SFT then starts from the merged model.
+    """
+
+    stage: ClassVar[str] = "dapt"
+
+    dataset: str = Field(
+        "latest", description="Instruction DatasetVersion id whose passages are read, or `latest`."
+    )
+    model: str | None = Field(
+        None, description="Base model: bundled:NAME, folder or HF id; default TWINOPS_BASE_MODEL."
+    )
+    lora: LoraSpec = Field(
+        default_factory=lambda: LoraSpec(r=16, alpha=32, target_modules=["all-linear"]),
+        description="Every linear layer by default: new vocabulary and phrasing live in the MLPs too.",
+    )
+    trainer: TrainerSpec = Field(
+        default_factory=lambda: TrainerSpec(learning_rate=3e-4, max_steps=-1, num_train_epochs=2, step_cap=60)
+    )
 
 
 class SFTJob(_JobBase):

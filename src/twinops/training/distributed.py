@@ -78,6 +78,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def world_size() -> int:
+    """How many ranks train together (torchrun's ``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def wait_for_everyone() -> None:
     """A barrier across the ranks (nothing without torchrun)."""
     process_state().wait_for_everyone()

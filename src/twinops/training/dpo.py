@@ -14,16 +14,16 @@ from twinops.infra.runs import latest_model, runs_dir
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
 from twinops.training.config import DPOJob
-from twinops.training.lora import run_lora_stage
+from twinops.training.lora import columns, run_lora_stage
 from twinops.training.runs import TrainResult, lora_config, trainer_kwargs
 
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-def dpo_config(job: DPOJob, output_dir) -> Any:
+def dpo_config(job: DPOJob, output_dir, *, train_rows: int | None = None) -> Any:
     from trl import DPOConfig
 
-    kwargs = trainer_kwargs(job.trainer, output_dir)
+    kwargs = trainer_kwargs(job.trainer, output_dir, train_rows=train_rows)
     return DPOConfig(**kwargs, max_length=job.trainer.max_length, beta=job.beta)
 
 
@@ -32,7 +32,7 @@ def build_dpo_trainer(job: DPOJob, model, tokenizer, *, train, test, output_dir,
 
     return DPOTrainer(
         model=model,
-        args=dpo_config(job, output_dir),
+        args=dpo_config(job, output_dir, train_rows=len(train)),
         train_dataset=train,
         eval_dataset=test,
         processing_class=tokenizer,
@@ -61,7 +61,7 @@ def train_dpo(job: DPOJob, settings: Settings) -> TrainResult:
         settings,
         start_model=start_model_for(job, settings),
         kind=DatasetKind.PREFERENCE,
-        columns=DPO_COLUMNS,
+        rows=columns(*DPO_COLUMNS),
         build_trainer=lambda *args, **kwargs: build_dpo_trainer(job, *args, **kwargs),
         extra_eval=lambda model, tokenizer, test: chosen_perplexity(model, tokenizer, test, job),
     )

@@ -22,8 +22,8 @@ from twinops.errors import ConfigError
 from twinops.infra.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 from twinops.settings import Settings
 from twinops.training.callbacks import MlflowMetricsCallback, TrainerProgressCallback
-from twinops.training.config import DPOJob, SFTJob
-from twinops.training.data import capped, load_dataset_version
+from twinops.training.config import DAPTJob, DPOJob, SFTJob
+from twinops.training.data import LoadedDataset, capped, load_dataset_version
 from twinops.training.distributed import wait_for_everyone
 from twinops.training.runs import (
     RESULT_FILE,
@@ -39,36 +39,42 @@ from twinops.training.runs import (
 
 # build_trainer(model, tokenizer, *, train, test, output_dir, callbacks) -> a TRL trainer
 TrainerFactory = Callable[..., Any]
+# rows(split, tokenizer) -> the rows the trainer takes from a dataset split
+RowsFactory = Callable[[Any, Any], Any]
+
+
+def columns(*names: str) -> RowsFactory:
+    """Rows as they are, with only the ``names`` columns (SFT's and DPO's)."""
+    return lambda split, _tokenizer: split.select_columns(list(names))
 
 
 def run_lora_stage(
-    job: SFTJob | DPOJob,
+    job: DAPTJob | SFTJob | DPOJob,
     settings: Settings,
     *,
     start_model: str,
     kind: DatasetKind,
-    columns: tuple[str, ...],
+    rows: RowsFactory,
     build_trainer: TrainerFactory,
     derive_metrics: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics,
     extra_eval: Callable[..., dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on ``start_model`` with the ``kind`` dataset ``job.dataset``; merge it.
 
-    ``extra_eval(model, tokenizer, test)`` adds stage-specific metrics computed after training.
+    ``rows(split, tokenizer)`` turns each split into what the trainer takes; ``extra_eval(model,
+    tokenizer, test)`` adds stage-specific metrics computed after training.
     """
     import torch
 
     quiet_libraries()
     data = load_dataset_version(job.dataset, kind, settings)
-    train = capped(data.train, job.trainer.max_train_samples).select_columns(list(columns))
-    test = capped(data.test, job.trainer.max_eval_samples)
-    test = test.select_columns(list(columns)) if test is not None and len(test) else None
 
     run_name, final = plan_run_dir(job, settings, (start_model, data.version.id))
     main = is_main_process()
     staging = _staging_for(final, main=main)
     dtype = "bfloat16" if job.trainer.bf16 else "float32"
     model, tokenizer = load_trainable_lm(start_model, dtype=dtype)
+    train, test = _splits(job, data, rows, tokenizer)
     torch.manual_seed(job.trainer.seed)
 
     callbacks: list[Any] = [MlflowMetricsCallback()]
@@ -147,6 +153,19 @@ def run_lora_stage(
         raise
     publish(staging, final)
     return _once_published(result)
+
+
+def _splits(job, data: LoadedDataset, rows: RowsFactory, tokenizer) -> tuple[Any, Any]:
+    """(train, test or None) as the trainer takes them, capped as the job says."""
+    train = rows(capped(data.train, job.trainer.max_train_samples), tokenizer)
+    if not len(train):
+        raise ConfigError(
+            f"dataset version {data.version.id} gives {job.stage} nothing to train on (its train split "
+            "is too short): rebuild it with more chunks (`twinops datasets build`)"
+        )
+    test = capped(data.test, job.trainer.max_eval_samples)
+    test = rows(test, tokenizer) if test is not None and len(test) else None
+    return train, (test if test is not None and len(test) else None)
 
 
 def _staging_for(final: Path, *, main: bool) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from twinops.training.distributed import (  # is_main_process: the stages import
     from_main_process,
     has_cuda,
     is_main_process,  # noqa: F401
+    world_size,
 )
 
 RESULT_FILE = "train_result.json"
@@ -71,13 +73,28 @@ def publish(staging: Path, final: Path) -> None:
     staging.rename(final)
 
 
-def trainer_kwargs(spec: TrainerSpec, output_dir: Path) -> dict[str, Any]:
-    """Keyword arguments shared by every ``TrainingArguments`` subclass (SFT, DPO, CrossEncoder)."""
+def planned_steps(spec: TrainerSpec, train_rows: int | None) -> int:
+    """The ``max_steps`` to hand the trainer: ``spec.max_steps``, or with -1 (epochs) the steps that
+    ``num_train_epochs`` over ``train_rows`` take, cut at ``spec.step_cap``.
+
+    Counted as transformers counts them (a last short batch is a step; accumulation rounds up), with
+    every rank taking its share of the rows, so a capped run stops where the cap says.
+    """
+    if spec.max_steps != -1 or spec.step_cap < 1 or not train_rows:
+        return spec.max_steps
+    batches = math.ceil(train_rows / (spec.per_device_train_batch_size * world_size()))
+    per_epoch = max(1, math.ceil(batches / spec.gradient_accumulation_steps))
+    return min(spec.step_cap, math.ceil(spec.num_train_epochs * per_epoch))
+
+
+def trainer_kwargs(spec: TrainerSpec, output_dir: Path, *, train_rows: int | None = None) -> dict[str, Any]:
+    """Keyword arguments shared by every ``TrainingArguments`` subclass (SFT, DPO, CrossEncoder);
+    ``train_rows`` sizes a run of epochs under its ``step_cap`` (``planned_steps``)."""
     return {
         "output_dir": str(output_dir),
         "learning_rate": spec.learning_rate,
         "num_train_epochs": spec.num_train_epochs,
-        "max_steps": spec.max_steps,
+        "max_steps": planned_steps(spec, train_rows),
         "per_device_train_batch_size": spec.per_device_train_batch_size,
         "per_device_eval_batch_size": spec.per_device_eval_batch_size,
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,

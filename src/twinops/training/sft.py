@@ -20,8 +20,8 @@ from typing import Any
 from twinops.domain.versions import DatasetKind
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
-from twinops.training.config import SFTJob
-from twinops.training.lora import run_lora_stage
+from twinops.training.config import DAPTJob, SFTJob
+from twinops.training.lora import columns, run_lora_stage
 from twinops.training.runs import TrainResult, lora_config, trainer_kwargs
 
 SFT_COLUMNS = ("prompt", "completion")
@@ -32,14 +32,17 @@ SFT_COLUMNS = ("prompt", "completion")
 CHUNKED_LM_HEAD_DEVICES = ("cuda", "xpu")
 
 
-def sft_config(job: SFTJob, output_dir) -> Any:
+def sft_config(
+    job: SFTJob | DAPTJob, output_dir, *, train_rows: int | None = None, completion_only: bool = True
+) -> Any:
+    """TRL's config; ``completion_only=False`` keeps every token in the loss (DAPT's plain text)."""
     from trl import SFTConfig
 
-    kwargs = trainer_kwargs(job.trainer, output_dir)
+    kwargs = trainer_kwargs(job.trainer, output_dir, train_rows=train_rows)
     return SFTConfig(
         **kwargs,
         max_length=job.trainer.max_length,
-        completion_only_loss=True,
+        completion_only_loss=completion_only,
         packing=False,
     )
 
@@ -83,10 +86,20 @@ def sft_trainer_class() -> type:
     return LeanSFTTrainer
 
 
-def build_sft_trainer(job: SFTJob, model, tokenizer, *, train, test, output_dir, callbacks) -> Any:
+def build_sft_trainer(
+    job: SFTJob | DAPTJob,
+    model,
+    tokenizer,
+    *,
+    train,
+    test,
+    output_dir,
+    callbacks,
+    completion_only: bool = True,
+) -> Any:
     return sft_trainer_class()(
         model=model,
-        args=sft_config(job, output_dir),
+        args=sft_config(job, output_dir, train_rows=len(train), completion_only=completion_only),
         train_dataset=train,
         eval_dataset=test,
         processing_class=tokenizer,
@@ -105,19 +118,23 @@ def with_perplexity(metrics: dict[str, float]) -> dict[str, float]:
     return metrics
 
 
+def base_start_model(job: SFTJob | DAPTJob, settings: Settings) -> str:
+    """``job.model`` resolved, else ``TWINOPS_BASE_MODEL``'s model."""
+    setting = f"the {job.stage.upper()} config's `model`" if job.model else "TWINOPS_BASE_MODEL"
+    return resolve_model(job.model or settings.base_model, settings, setting=setting)
+
+
 def train_sft(job: SFTJob, settings: Settings) -> TrainResult:
     """Fine-tune ``job.model`` (default ``TWINOPS_BASE_MODEL``) on the instruction dataset ``job.dataset``.
 
     Writes ``runs/sft/<run>/adapter`` and ``merged`` (contract 5) and one MLflow run in ``twinops-sft``.
     """
-    setting = "the SFT config's `model`" if job.model else "TWINOPS_BASE_MODEL"
-    start_model = resolve_model(job.model or settings.base_model, settings, setting=setting)
     return run_lora_stage(
         job,
         settings,
-        start_model=start_model,
+        start_model=base_start_model(job, settings),
         kind=DatasetKind.INSTRUCTION,
-        columns=SFT_COLUMNS,
+        rows=columns(*SFT_COLUMNS),
         build_trainer=lambda *args, **kwargs: build_sft_trainer(job, *args, **kwargs),
         derive_metrics=with_perplexity,
     )

@@ -11,6 +11,7 @@ from typing import Any
 from twinops.pipelines.components.build_datasets import build_datasets
 from twinops.pipelines.components.chunk_embed_load import chunk_embed_load
 from twinops.pipelines.components.clean_and_gate import clean_and_gate
+from twinops.pipelines.components.dapt import dapt
 from twinops.pipelines.components.dpo import dpo
 from twinops.pipelines.components.drift_report import drift_report
 from twinops.pipelines.components.evaluate import evaluate
@@ -30,6 +31,7 @@ COMPONENTS: dict[str, Any] = {
     "chunk-embed-load": chunk_embed_load,
     "feast-materialize": feast_materialize,
     "build-datasets": build_datasets,
+    "dapt": dapt,
     "sft": sft,
     "dpo": dpo,
     "train-reranker": train_reranker,
@@ -42,7 +44,7 @@ COMPONENTS: dict[str, Any] = {
 }
 
 # Steps that need an accelerator on a cluster; every other step asks for none.
-GPU_COMPONENTS = frozenset({"sft", "dpo", "train-reranker", "quantize", "evaluate"})
+GPU_COMPONENTS = frozenset({"dapt", "sft", "dpo", "train-reranker", "quantize", "evaluate"})
 
 __all__ = [
     "COMPONENTS",
@@ -50,6 +52,7 @@ __all__ = [
     "build_datasets",
     "chunk_embed_load",
     "clean_and_gate",
+    "dapt",
     "dpo",
     "drift_report",
     "evaluate",

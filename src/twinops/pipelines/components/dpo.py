@@ -16,6 +16,7 @@ def dpo(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[Markdown],
+    epochs: float = 0.0,
     max_steps: int = 20,
     options: dict = {},
     train_on: str = "pod",
@@ -29,7 +30,8 @@ def dpo(
     Args:
         sft_model: Pointer to the merged SFT model (from ``sft``).
         preference: Pointer to the preference DatasetVersion (from ``build_datasets``).
-        max_steps: Optimizer steps (small by default: a smoke-sized run).
+        epochs: Passes over the preference rows, ``max_steps`` being their ceiling; 0: exactly ``max_steps``.
+        max_steps: Optimizer steps (with ``epochs``: at most; -1: no ceiling).
         options: Extra ``DPOJob`` fields as a mapping (beta, learning rate, LoRA rank).
         train_on: ``pod`` trains in this step's pod; ``trainjob`` as a Kubeflow Trainer TrainJob.
         trainjob: The TrainJob's ``num_nodes``, ``gpus_per_node`` and ``runtime`` (train_on=trainjob).
@@ -53,7 +55,7 @@ def dpo(
         "model": str(artifacts.pointer_path(upstream, settings)),
         **dict(options),
     }
-    job = build_training_job(DPOJob, fields, max_steps=max_steps)
+    job = build_training_job(DPOJob, fields, max_steps=max_steps, epochs=epochs or None)
     result = train_stage(job, settings, train_on=train_on, trainjob=trainjob, in_pod=train_dpo)
     info = artifacts.model_pointer_info(result)
     # The twin saw the SFT data too: keep the whole lineage on the model.

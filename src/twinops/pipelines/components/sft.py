@@ -15,21 +15,26 @@ def sft(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[Markdown],
+    start_model: Input[Model] = None,
     base_model: str = "",
+    epochs: float = 0.0,
     max_steps: int = 20,
     options: dict = {},
     train_on: str = "pod",
     trainjob: dict = {},
 ) -> str:
-    """Fine-tune the base LLM with LoRA on the instruction dataset (TRL SFT) and merge the adapter.
+    """Fine-tune the LLM with LoRA on the instruction dataset (TRL SFT) and merge the adapter.
 
     Calls ``twinops.training.train_sft``: the run lands under ``TWINOPS_HOME/runs/sft/<run>/``
-    with ``adapter/`` and ``merged/`` and is tracked in MLflow with the dataset version id.
+    with ``adapter/`` and ``merged/`` and is tracked in MLflow with the dataset version id. The
+    pipelines start it from the ``dapt`` step's model.
 
     Args:
         instruction: Pointer to the instruction DatasetVersion (from ``build_datasets``).
+        start_model: Pointer to the model to start from (the merged DAPT model); it wins over ``base_model``.
         base_model: HF id, local path or ``bundled:NAME``; empty means TWINOPS_BASE_MODEL.
-        max_steps: Optimizer steps (small by default: a smoke-sized run).
+        epochs: Passes over the instruction rows, ``max_steps`` being their ceiling; 0: exactly ``max_steps``.
+        max_steps: Optimizer steps (with ``epochs``: at most; -1: no ceiling).
         options: Extra ``SFTJob`` fields as a mapping (learning rate, LoRA rank, batch size).
         train_on: ``pod`` trains in this step's pod; ``trainjob`` as a Kubeflow Trainer TrainJob.
         trainjob: The TrainJob's ``num_nodes``, ``gpus_per_node`` and ``runtime`` (train_on=trainjob).
@@ -48,12 +53,15 @@ def sft(
     settings = artifacts.component_settings()
     dataset = artifacts.read_pointer(instruction)
     fields = {"dataset": dataset["version_id"], **dict(options)}
-    if base_model:
+    upstream = artifacts.read_pointer(start_model) if start_model is not None else {}
+    if upstream:
+        fields["model"] = str(artifacts.pointer_path(upstream, settings))
+    elif base_model:
         fields["model"] = base_model
-    job = build_training_job(SFTJob, fields, max_steps=max_steps)
+    job = build_training_job(SFTJob, fields, max_steps=max_steps, epochs=epochs or None)
     result = train_stage(job, settings, train_on=train_on, trainjob=trainjob, in_pod=train_sft)
-    info = artifacts.model_pointer_info(result)
-    artifacts.write_pointer(model, kind="llm", path=result.model_dir, settings=settings, **info)
-    logged = artifacts.log_metrics(metrics, dict(result.metrics))
-    artifacts.write_text(report, artifacts.markdown_table("SFT run", {**info, **logged}))
-    return str(result.mlflow_run_id or result.run_name)
+    # From a DAPT run: the lineage goes on to the base model it adapted.
+    lineage = {"base_model": upstream.get("base_model"), "start_model": result.base_model} if upstream else {}
+    return artifacts.write_trained_model(
+        result, model=model, metrics=metrics, report=report, title="SFT run", settings=settings, **lineage
+    )
