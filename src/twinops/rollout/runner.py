@@ -25,6 +25,9 @@ from twinops.rollout.health import (
     DEFAULT_ERROR_QUERY,
     DEFAULT_LATENCY_QUERY,
     DEFAULT_REQUESTS_QUERY,
+    LOCAL_ERROR_QUERY,
+    LOCAL_LATENCY_QUERY,
+    LOCAL_REQUESTS_QUERY,
     PROMETHEUS_SETTING,
     HealthSource,
     ProbeHealth,
@@ -66,9 +69,10 @@ class RolloutOptions(BaseModel):
     probe_requests: int = Field(5, ge=1, description="Requests per probe.")
     kubeconfig: str | None = None
     context: str | None = None
-    error_query: str = DEFAULT_ERROR_QUERY
-    latency_query: str = DEFAULT_LATENCY_QUERY
-    requests_query: str = DEFAULT_REQUESTS_QUERY
+    # PromQL templates; None: Istio's metrics on a cluster, the router's own locally.
+    error_query: str | None = None
+    latency_query: str | None = None
+    requests_query: str | None = None
 
     @property
     def served_model(self) -> str:
@@ -96,6 +100,7 @@ def make_target(options: RolloutOptions, settings: Settings, on_event: Callable[
 
 def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
     """Prometheus, or probing: chosen by ``options.health`` (see ``RolloutOptions``)."""
+    local = options.router is not None
     use_prometheus = options.health == "prometheus" or (
         options.health == "auto" and settings.prometheus_url is not None
     )
@@ -107,9 +112,10 @@ def make_health(options: RolloutOptions, settings: Settings) -> HealthSource:
             )
         return PrometheusHealth(
             settings.prometheus_url,
-            error_query=options.error_query,
-            latency_query=options.latency_query,
-            requests_query=options.requests_query,
+            error_query=options.error_query or (LOCAL_ERROR_QUERY if local else DEFAULT_ERROR_QUERY),
+            latency_query=options.latency_query or (LOCAL_LATENCY_QUERY if local else DEFAULT_LATENCY_QUERY),
+            requests_query=options.requests_query
+            or (LOCAL_REQUESTS_QUERY if local else DEFAULT_REQUESTS_QUERY),
         )
     if options.health == "auto" and not options.router:
         raise ConfigError(
