@@ -163,3 +163,46 @@ def test_the_kfp_rollout_step_releases_as_the_pipeline_runner(cluster, mesh, tmp
     assert "promoted" in (tmp_path / "report.md").read_text(encoding="utf-8")
     assert _aliases(client) == {CHAMPION: "1"}
     assert kube.refused() == [] or {r.method for r in kube.refused()} == {"GET"}  # the Lease's first 404
+
+
+def test_watching_waits_for_a_service_that_does_not_exist_yet_and_says_so(
+    cluster, capsys, monkeypatch
+) -> None:
+    """Applied before the InferenceServices, the Deployment's controller waits instead of exiting."""
+    import twinops.rollout.__main__ as controller_process
+
+    class StopWatching(Exception):
+        pass
+
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise StopWatching
+
+    monkeypatch.setattr(controller_process.time, "sleep", nap)
+    with pytest.raises(StopWatching):
+        controller_main(["--isvc", "not-yet", "--namespace", NAMESPACE, "--golden", "none", "--watch", "30"])
+    err = capsys.readouterr().err
+    assert naps == [30, 30, 30]
+    assert err.count(f"waiting: InferenceService {NAMESPACE}/not-yet does not exist") == 3
+
+
+def test_the_health_endpoint_reports_a_stalled_loop() -> None:
+    import httpx
+
+    from twinops.rollout.__main__ import STALE_AFTER_SECONDS, Heartbeat, serve_health
+    from twinops.services.process import free_port
+
+    heartbeat, port = Heartbeat(), free_port()
+    server = serve_health(port, heartbeat)
+    try:
+        heartbeat.beat("watching twinops-dev/twin-llm every 30s")
+        healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert healthy.status_code == 200 and healthy.json()["doing"].startswith("watching")
+        heartbeat.last -= STALE_AFTER_SECONDS + 1
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 503
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,19 +2,25 @@
 
 With ``--model-uri`` it starts a rollout and follows it to the end. Without, it drives the rollout
 recorded on the InferenceService: one started with ``twinops rollout start --detach``, or one whose
-controller pod was restarted mid-way. ``--watch SECONDS`` keeps it looking for the next one.
-Errors a user can fix are one line on stderr and exit code 2.
+controller pod was restarted mid-way. ``--watch SECONDS`` keeps it looking for the next one; while
+watching, an InferenceService that does not exist yet (or an API that does not answer) is waited
+for, saying so, instead of ending the process. ``--health-port PORT`` serves ``GET /healthz`` for
+the Deployment's probes: 200 while the loop beats (every sleep, every decision), 503 once it has
+not for ``STALE_AFTER_SECONDS``. Errors a user can fix are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from twinops.errors import TwinopsError
+from twinops.errors import NotFound, ServiceUnavailable, TwinopsError
 from twinops.rollout.plan import APPROVE_FLAG, DEFAULT_INTERVAL, DEFAULT_STEPS, Thresholds
 from twinops.rollout.runner import (
     DEFAULT_NAMESPACE,
@@ -45,7 +51,56 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         HEALTH_FLAG, choices=("auto", "prometheus", "probe"), default="auto", help="Where health comes from."
     )
     parser.add_argument("--watch", type=float, default=0.0, help="Seconds between looks for a rollout.")
+    parser.add_argument("--health-port", type=int, default=0, help="Serve GET /healthz on this port (0: no).")
     return parser.parse_args(argv)
+
+
+# Longer than any step of the loop between two beats: a sleep chunk (a third of the lease) or one
+# analysis of the canary (the golden set answered by a busy server).
+STALE_AFTER_SECONDS = 600.0
+
+
+class Heartbeat:
+    """When the controller's loop last made progress, and what it is doing."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.doing = "starting"
+
+    def beat(self, doing: str | None = None) -> None:
+        self.last = time.monotonic()
+        if doing is not None:
+            self.doing = doing
+
+    def report(self) -> tuple[int, dict]:
+        quiet = time.monotonic() - self.last
+        code = 200 if quiet < STALE_AFTER_SECONDS else 503
+        return code, {
+            "status": "ok" if code == 200 else "stalled",
+            "doing": self.doing,
+            "quiet_s": round(quiet, 1),
+        }
+
+
+def serve_health(port: int, heartbeat: Heartbeat) -> ThreadingHTTPServer:
+    """``GET /healthz`` on ``port`` in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            code, body = heartbeat.report() if self.path == "/healthz" else (404, {"error": "not found"})
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - the kubelet probes the pod IP
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _say(message: str) -> None:
@@ -60,9 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         golden=None if args.golden == "none" else args.golden,
         health=args.health,
     )
+    heartbeat = Heartbeat()
+    if args.health_port:
+        serve_health(args.health_port, heartbeat)
+
+    def say(message: str) -> None:
+        heartbeat.beat(message)
+        _say(message)
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+        heartbeat.beat()
+
     try:
         settings = get_settings()
-        controller = make_controller(options, settings, on_event=_say)
+        controller = make_controller(options, settings, on_event=say, sleep=sleep)
         if args.model_uri:
             state = start_rollout(
                 options,
@@ -76,15 +143,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _say(f"rollout {state.phase.replace('_', ' ')}")
         while True:
-            state = controller.target.load()
+            try:
+                state = controller.target.load()
+            except (NotFound, ServiceUnavailable) as error:
+                if args.watch <= 0:
+                    raise
+                say(f"waiting: {error}")  # e.g. applied before the InferenceServices
+                sleep(args.watch)
+                continue
             # A finished rollout whose registry step a crash interrupted is finished here too.
             if state is not None and not (state.finished and state.registry_synced):
-                _say(f"continuing the rollout of {state.model_uri} at {state.percent}% ({state.phase})")
+                say(f"continuing the rollout of {state.model_uri} at {state.percent}% ({state.phase})")
                 state = controller.run(state)
-                _say(f"rollout {state.phase.replace('_', ' ')}")
+                say(f"rollout {state.phase.replace('_', ' ')}")
             if args.watch <= 0:
                 return 0
-            time.sleep(args.watch)
+            heartbeat.beat(f"watching {args.namespace}/{args.isvc} every {args.watch:g}s")
+            sleep(args.watch)
     except TwinopsError as error:
         _say(f"error: {error}")
         return error.exit_code
