@@ -13,12 +13,20 @@ from twinops.settings import Settings
 def test_build_then_show(feature_run, dataset_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     feature_run()
     assert main(["datasets", "build", "--generator", "extractive", "--no-mlflow", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     assert set(summary["versions"]) == {"instruction", "preference", "golden", "reranker"}
+    # stderr is no terminal here: progress comes as plain lines, with the rate and the time left.
+    lines = [line for line in captured.err.splitlines() if line.startswith("reranker pairs: ")]
+    assert (
+        lines and lines[-1].startswith("reranker pairs: ") and "rows/s" in lines[-1] and "left" in lines[-1]
+    )
+    assert summary["sources"]["instruction"] == {"template": summary["counts"]["instruction"]}
 
-    assert main(["datasets", "build", "--generator", "extractive", "--no-mlflow"]) == 0
+    assert main(["datasets", "build", "--generator", "extractive", "--no-mlflow", "--budget", "1m"]) == 0
     out = capsys.readouterr().out
     assert summary["versions"]["instruction"] in out and "held out" in out
+    assert f"instruction by source: template {summary['counts']['instruction']}" in out
 
     assert main(["datasets", "show", "latest", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -33,5 +41,8 @@ def test_errors_are_one_line(dataset_settings: Settings, capsys: pytest.CaptureF
     assert "twinops features" in err and "Traceback" not in err
     assert main(["datasets", "build", "--generator", "gpt9", "--no-mlflow"]) == 2
     assert "generator" in capsys.readouterr().err
+    assert main(["datasets", "build", "--budget", "a while", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert "--budget" in err and "not a duration" in err and len(err.strip().splitlines()) == 1
     assert main(["datasets", "show", "instruction-0000"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -50,6 +50,8 @@ def problem(text: str, passage: str = PASSAGE) -> str | None:
             "copies_passage",
         ),
         ("What's the story behind the story?", "off_topic"),
+        # SmolLM2's, in issue 26's demo run: only generic words in common with any passage.
+        ("What's the most important thing to keep in mind when you're trying?", "off_topic"),
     ],
 )
 def test_what_a_person_would_not_ask_is_named(text: str, reason: str) -> None:

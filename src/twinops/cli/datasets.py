@@ -56,7 +56,7 @@ def build(
         str | None,
         typer.Option(
             "--budget",
-            help="Generator time in all (90s, 10m, 1h; default 10m): once spent, the remaining rows come "
+            help="Generator time in all (90s, 10m, 1h; default 5m): once spent, the remaining rows come "
             "from the templates, so the build always ends. 0: templates only.",
         ),
     ] = None,
@@ -117,13 +117,8 @@ def build(
         f"{summary.chunks} chunks from {summary.documents} documents, "
         f"{summary.golden_documents} held out for the golden set"
     )
-    for kind, sources in summary.sources.items():
-        rebuilt = summary.rebuilt.get(kind, 0)
-        console.print(
-            f"{kind} by source: "
-            + ", ".join(f"{source} {count}" for source, count in sources.items())
-            + (f" ({rebuilt} rebuilt from the templates)" if rebuilt else "")
-        )
+    for kind in summary.sources:
+        console.print(f"{kind} by source: {summary.sources_line(kind)}")
     console.print(f"generator time: {duration(summary.generator_seconds)}")
     if summary.drops:
         console.print("dropped: " + ", ".join(f"{reason} {count}" for reason, count in summary.drops.items()))

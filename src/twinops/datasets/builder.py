@@ -122,7 +122,7 @@ def build_datasets(
         golden_documents=len(golden_documents),
         counts={kind.value: sum(len(rows) for rows in splits[kind].values()) for kind in saved},
         drops=dict(sorted(drops.items())),
-        sources={kind.value: _sources(kind, splits[kind]) for kind in saved},
+        sources={kind.value: found for kind in saved if (found := _sources(kind, splits[kind]))},
         rebuilt={kind.value: rebuilt for kind in saved if (rebuilt := _rebuilt(kind, drops))},
         generator_seconds=round(generated.generator_seconds, 1),
         split_sizes={kind.value: {s: len(rows) for s, rows in splits[kind].items()} for kind in saved},
@@ -197,9 +197,12 @@ def _generate(
         asked = sorted(passages, key=lambda passage: passage.chunk.document_id not in golden_documents)
         generated = generated_instructions(asked, run, job, drops, golden_documents=golden_documents)
         examples = passage_examples(passages, generated)
-        meter = run.meter("rows from templates", len(passages))
-        examples += template_views(passages, job)
-        meter.advance(made=len(passages))
+        # The template views take a moment: one event when they are made, with their rate.
+        meter = run.meter("rows from templates", 0)
+        views = template_views(passages, job)
+        meter.total = len(views)
+        meter.advance(made=len(views))
+        examples += views
         examples += self_instruct_examples(passages, run, job, drops)
         examples += query_instructions(corpus, job, settings, drops)
         pairs = build_preference_pairs(examples, run, job, drops) if job.preference else []

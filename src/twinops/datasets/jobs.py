@@ -26,7 +26,7 @@ class DatasetJob(BaseModel):
         None, ge=1, description="Use only the first N chunks (demos, smoke tests)."
     )
     budget: float | None = Field(
-        600.0,
+        300.0,
         ge=0,
         description="Seconds of generator time in all (or a duration: 90s, 10m, 1h); once spent, the "
         "remaining rows are built from the templates, so the step always ends. None: no limit; 0: "
@@ -154,6 +154,14 @@ class DatasetBuildSummary(BaseModel):
         "replaced by templates; other reasons dropped the row).",
     )
     generator_seconds: float = Field(0.0, description="Time spent generating (the budget bounds it).")
+
+    def sources_line(self, kind: str) -> str:
+        """``generator 12, template 180 (8 rebuilt from the templates)``: where ``kind``'s rows came from."""
+        rebuilt = self.rebuilt.get(kind, 0)
+        return ", ".join(f"{source} {count}" for source, count in self.sources.get(kind, {}).items()) + (
+            f" ({rebuilt} rebuilt from the templates)" if rebuilt else ""
+        )
+
     split_sizes: dict[str, dict[str, int]] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict, description="Dataset kind -> DatasetVersion id.")
     uris: dict[str, str] = Field(default_factory=dict)

@@ -11,8 +11,9 @@ instruction, or returns None when it is usable:
 - ``not_a_request``: it neither ends with a question mark ("How…?", "Should…?") nor starts with a
   request verb ("Explain…", "Write…", "Please describe…");
 - ``copies_passage``: half or more of its word 5-grams come straight from the passage it asks for;
-- ``off_topic``: it shares no content word (three letters or more, not a stop word) with the passage:
-  "What's the story behind the story?" could be asked of anything.
+- ``off_topic``: it shares no content word (three letters or more, not a stop word, not one of the
+  ``GENERIC_WORDS`` every question has) with the passage: "What's the story behind the story?"
+  or "What's the most effective way to fix a leaky faucet?" could be asked of anything.
 
 The generator's instructions, the golden questions and the templates' output all pass through it.
 """
@@ -45,6 +46,15 @@ _CHATTER_ANYWHERE = re.compile(
     r"\b(i'm glad|i am glad|i'm happy|i am happy|happy to help|glad to help|i hope|hope this helps|"
     r"you're welcome|great job|well done|thank you|thanks for)\b",
     re.IGNORECASE,
+)
+# Words any question may share with any passage ("What's the most effective way to fix a leaky
+# faucet?"): sharing only these is not being on topic.
+GENERIC_WORDS = frozenset(
+    (  # noqa: SIM905 - prose reads better than a list literal
+        "thing way best most important interesting effective good great time people make keep use "
+        "work lot really like fix help need want know think mind try trying tell say new big "
+        "kind sort part case example idea question answer problem"
+    ).split()
 )
 COPY_NGRAM = 5
 COPY_SHARE = 0.5
@@ -88,7 +98,7 @@ def request_problem(  # noqa: PLR0911 - one return per named problem
         return "not_a_request"
     if passage and copies_passage(instruction, passage):
         return "copies_passage"
-    if passage and not content_words(instruction) & content_words(passage):
+    if passage and not (content_words(instruction) & content_words(passage)) - GENERIC_WORDS:
         return "off_topic"
     return None
 

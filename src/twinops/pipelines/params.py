@@ -57,7 +57,11 @@ class TrainingParams(BaseModel):
     gate: dict = Field(
         {}, description="A twin-llm gate replacing the project's; empty: configs/training/gate.yaml."
     )
-    dataset_options: dict = Field({}, description="DatasetJob fields (generator, sizes, filters).")
+    dataset_options: dict = Field(
+        {"budget": "2m"},
+        description="DatasetJob fields (generator, sizes, filters; budget: the generator's time in all, "
+        "after which templates make the rows).",
+    )
     training_options: dict = Field(
         {}, description="Training job fields shared by DAPT, SFT and DPO (trainer, lora)."
     )

@@ -32,13 +32,13 @@ def build_datasets(
         author: Restrict to this author's chunks; empty means every author in the features run.
         features_version: The ``features`` DatasetVersion id; empty means the latest one.
         max_chunks: Use only the first N chunks (quick runs); 0 means every chunk.
-        options: Extra ``DatasetJob`` fields as a mapping (split ratio, generator settings).
+        options: Extra ``DatasetJob`` fields as a mapping (split ratio, generator, budget).
         instruction: Pointer to the instruction dataset (TRL prompt/completion).
         preference: Pointer to the preference dataset (prompt/chosen/rejected).
         golden: Pointer to the golden evaluation set (with its canary string).
         reranker: Pointer to the reranker dataset (query/positive/negatives).
-        metrics: Rows per dataset and split.
-        report: The dataset versions built, with their ids and sizes.
+        metrics: Rows per dataset and split, and per source (generator, template).
+        report: The dataset versions built, with their ids and sizes, sources and drops.
 
     Returns:
         The dataset versions as a JSON object ``{kind: version_id}``.
@@ -47,6 +47,7 @@ def build_datasets(
 
     from twinops.datasets.builder import build_datasets as run_builder
     from twinops.datasets.jobs import DatasetJob
+    from twinops.domain.progress import progress_lines
     from twinops.errors import NotFound
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import validate_job
@@ -59,7 +60,9 @@ def build_datasets(
         fields["author"] = author
     if features_version:
         fields["features_version"] = features_version
-    summary = run_builder(validate_job(DatasetJob, fields), settings)
+    # Progress lines in the step's log (and on `twinops run`'s spinner): generation takes minutes.
+    lines = progress_lines(lambda line: print(f"build-datasets: {line}", flush=True))
+    summary = run_builder(validate_job(DatasetJob, fields), settings, on_progress=lines)
     outputs = {"instruction": instruction, "preference": preference, "golden": golden, "reranker": reranker}
     rows = {}
     for kind, artifact in outputs.items():
@@ -80,6 +83,10 @@ def build_datasets(
         artifacts.log_metrics(metrics, splits, prefix=f"{kind}.")
         rows[kind] = f"`{version_id}` splits {splits}"
     artifacts.log_metrics(metrics, {"chunks": summary.chunks, "documents": summary.documents})
+    for kind, sources in summary.sources.items():
+        artifacts.log_metrics(metrics, sources, prefix=f"{kind}.source.")
+        rows[f"{kind} sources"] = summary.sources_line(kind)
+    rows["generator time"] = f"{summary.generator_seconds:.0f} s"
     rows["drops"] = ", ".join(f"{key}: {value}" for key, value in sorted(summary.drops.items())) or "none"
     artifacts.write_text(
         report, artifacts.markdown_table(f"Dataset versions from {summary.features_version}", rows)
