@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from tests.support.kube_api import (
     running_kube_api,
     write_kubeconfig,
 )
+from tests.support.prometheus import IstioExporter, running_prometheus
 
 NAME = "twin-llm"
 ROLLOUT_ACCOUNT = "twinops-rollout"
@@ -41,6 +43,8 @@ STATE_ANNOTATION = "rollout.twinops.io/state"
 RENDERS = [("dev", "kustomize"), ("prod", "kustomize"), ("dev", "helm"), ("prod", "helm")]
 
 __all__ = ["write_kubeconfig"]
+# Standard mode names the canary's pods {isvc}-{canary name}-predictor; v1 of the registry.
+CANARY_V1_WORKLOAD = f"{NAME}-v1-predictor"
 
 
 def stable_address(namespace: str) -> str:
@@ -150,6 +154,42 @@ def knative_cluster() -> Iterator[Cluster]:
     """The dev render with twin-llm switched to Serverless (Knative) mode."""
     with running_cluster("dev", "kustomize", mode="Serverless") as found:
         yield found
+
+
+@pytest.fixture
+def mesh(tmp_path: Path):
+    """An Istio-shaped exporter and a real Prometheus scraping it, fresh per test (a rate() window
+    must hold only that test's traffic)."""
+    with IstioExporter() as exporter, running_prometheus([exporter.url], tmp_path / "prometheus") as prom:
+        yield exporter, prom
+
+
+def canary_traffic(mesh, namespace: str, *, failed: int, workload: str = CANARY_V1_WORKLOAD) -> None:
+    """40 requests to the canary's pods as Istio reports them, ``failed`` of them 503s, scraped."""
+    exporter, prometheus = mesh
+    exporter.declare(workload, namespace, codes=(200, 503))
+    prometheus.wait_for_scrapes(2)
+    exporter.record(workload, namespace, count=40 - failed, code=200, latency_ms=300)
+    if failed:
+        exporter.record(workload, namespace, count=failed, code=503, latency_ms=300)
+    prometheus.wait_for_scrapes(2)
+
+
+def register_challenger(tracking_uri: str, folder: Path):
+    """twin-llm v1 in MLflow's registry, nominated (``challenger``); the client."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.create_registered_model(NAME)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    client.create_model_version(NAME, source=str(folder), tags={"model_dir": str(folder)})
+    client.set_registered_model_alias(NAME, "challenger", "1")
+    return client
+
+
+def aliases(client) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
 
 
 def chat_stand_in(reply_for: Callable[[str], tuple[int, str]]) -> tuple[ThreadingHTTPServer, str, list[dict]]:

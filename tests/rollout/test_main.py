@@ -13,40 +13,29 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import running_cluster, write_kubeconfig
-from tests.support.prometheus import IstioExporter, running_prometheus
+from tests.rollout.conftest import (
+    aliases,
+    canary_traffic,
+    register_challenger,
+    running_cluster,
+    write_kubeconfig,
+)
 
 from twinops.cli import main as cli_main
-from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG
+from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.rollout.__main__ import main as controller_main
 from twinops.settings import get_settings
 
 NAMESPACE = "twinops-dev"
-CANARY_WORKLOAD = "twin-llm-v1-predictor"  # {isvc}-{canary name}-predictor, Standard mode
 
 
 @pytest.fixture
-def mesh(tmp_path: Path):
-    """A fresh exporter and Prometheus per test: a rate() window must hold only this test's traffic."""
-    with IstioExporter() as exporter, running_prometheus([exporter.url], tmp_path / "prometheus") as prom:
-        yield exporter, prom
-
-
-@pytest.fixture(params=["twinops-rollout"])
-def cluster(request, mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The dev render on the emulator, twin-llm v1 registered as challenger, Prometheus configured;
-    the API answers as the account the parameter names (the controller's, or KFP's step's)."""
-    from mlflow import MlflowClient
-
+def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The dev render on the emulator (answering as the rollout controller's account), twin-llm v1
+    registered as challenger, Prometheus configured."""
     _, prometheus = mesh
-    client = MlflowClient(mlflow_settings.mlflow_tracking_uri)
-    client.create_registered_model("twin-llm")
-    folder = tmp_path / "twin-llm-v1"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
-    client.create_model_version("twin-llm", source=str(folder), tags={"model_dir": str(folder)})
-    client.set_registered_model_alias("twin-llm", CHALLENGER, "1")
-    with running_cluster("dev", "kustomize", account=request.param) as found:
+    client = register_challenger(mlflow_settings.mlflow_tracking_uri, tmp_path / "twin-llm-v1")
+    with running_cluster("dev", "kustomize") as found:
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
@@ -55,13 +44,7 @@ def cluster(request, mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.
 
 
 def _traffic(mesh, *, failed: int) -> None:
-    exporter, prometheus = mesh
-    exporter.declare(CANARY_WORKLOAD, NAMESPACE, codes=(200, 503))
-    prometheus.wait_for_scrapes(2)
-    exporter.record(CANARY_WORKLOAD, NAMESPACE, count=40 - failed, code=200, latency_ms=300)
-    if failed:
-        exporter.record(CANARY_WORKLOAD, NAMESPACE, count=failed, code=503, latency_ms=300)
-    prometheus.wait_for_scrapes(2)
+    canary_traffic(mesh, NAMESPACE, failed=failed)
 
 
 def _start(capsys) -> dict:
@@ -82,10 +65,6 @@ def _start(capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def _aliases(client) -> dict[str, str]:
-    return {alias: str(version) for alias, version in client.get_registered_model("twin-llm").aliases.items()}
-
-
 def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster, mesh, capsys) -> None:
     kube, client = cluster
     _traffic(mesh, failed=0)
@@ -98,7 +77,7 @@ def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster
     assert kube.state()["phase"] == "promoted" and kube.state()["registry_synced"]
     spec = kube.isvc()["spec"]
     assert "--model_uri=models:/twin-llm/1" in spec["predictor"]["model"]["args"] and "canary" not in spec
-    assert _aliases(client) == {CHAMPION: "1"}  # the release wrote champion; challenger is spent
+    assert aliases(client) == {CHAMPION: "1"}  # the release wrote champion; challenger is spent
     assert cli_main(["rollout", "status", "--isvc", "twin-llm", "-n", NAMESPACE, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [d["action"] for d in status["decisions"]] == ["start", "step_up", "promote"]
@@ -119,7 +98,7 @@ def test_a_failing_canary_is_rolled_back_and_tagged_rejected_in_the_registry(clu
         "rollback",
     ]
     assert "canary" not in kube.isvc()["spec"]
-    assert _aliases(client) == {}
+    assert aliases(client) == {}
     rejected = client.get_model_version("twin-llm", "1").tags[REJECTED_TAG]
     assert "errors 25.0% > 2.0%" in rejected and "failed analysis 2 of 2" in rejected
 
@@ -134,35 +113,6 @@ def test_the_controller_process_reports_a_missing_service_in_one_line(cluster, c
     assert controller_main(["--isvc", "nope", "--namespace", NAMESPACE, "--golden", "none"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: InferenceService {NAMESPACE}/nope does not exist") and err.count("\n") == 1
-
-
-@pytest.mark.parametrize("cluster", ["pipeline-runner"], indirect=True)
-def test_the_kfp_rollout_step_releases_as_the_pipeline_runner(cluster, mesh, tmp_path: Path) -> None:
-    """The deployment pipeline's step, as KFP runs it: its account may patch the InferenceService
-    and hold the Lease (the render's RBAC), and the step rolls out the gate's nominee."""
-    from kfp.dsl import Markdown, Metrics
-
-    from twinops.pipelines.components import rollout
-
-    kube, client = cluster
-    _traffic(mesh, failed=0)
-    metrics = Metrics(name="metrics", uri=str(tmp_path / "metrics"))
-    report = Markdown(name="report", uri=str(tmp_path / "report.md"))
-
-    outcome = rollout.python_func(
-        metrics=metrics,
-        report=report,
-        namespace=NAMESPACE,
-        steps="50,100",
-        interval="0s",
-        golden="none",
-        health="prometheus",
-    )
-
-    assert outcome == "promoted" and metrics.metadata["promoted"] == 1.0
-    assert "promoted" in (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert _aliases(client) == {CHAMPION: "1"}
-    assert kube.refused() == [] or {r.method for r in kube.refused()} == {"GET"}  # the Lease's first 404
 
 
 def test_watching_waits_for_a_service_that_does_not_exist_yet_and_says_so(

@@ -1,54 +1,67 @@
-"""rollout: the component on a Standard-mode InferenceService, healthy and slow.
+"""rollout: the deployment pipeline's step releases the gate's nominee, as KFP runs it.
 
-No Kubernetes API server or Prometheus can run here: the stand-ins of tests/rollout/conftest.py
-serve them over HTTP on 127.0.0.1 (the component reaches the API through a kubeconfig, as a step
-would outside the cluster). MLflow is real (a sqlite store).
+The step reaches the Kubernetes API through a kubeconfig, as a step would outside the cluster:
+the validating emulator (tests/support/kube_api.py) holding the dev render's InferenceServices and
+answering as KFP's ``pipeline-runner`` account, so the render's RBAC (InferenceServices and the
+Lease) is what allows or refuses it. Prometheus is real (Debian's binary) reading an Istio-shaped
+exporter; MLflow is real (its registry receives the release).
 """
 
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import inference_service, kube, prometheus, write_kubeconfig  # noqa: F401 - fixtures
+from tests.rollout.conftest import (  # noqa: F401 - mesh is a fixture
+    aliases,
+    canary_traffic,
+    mesh,
+    register_challenger,
+    running_cluster,
+    write_kubeconfig,
+)
 
+from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.pipelines.components import rollout
+from twinops.settings import get_settings
+
+NAMESPACE = "twinops-dev"
 
 
 @pytest.fixture
-def cluster(kube, prometheus, mlflow_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    config = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
-    monkeypatch.setenv("KUBECONFIG", str(config))
-    monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
-    service = inference_service("Standard")  # on KServe's own runtime, which reads storageUri
-    service["spec"]["predictor"]["model"] = {
-        "modelFormat": {"name": "huggingface"},
-        "storageUri": "hf://org/v1",
-    }
-    kube.add(service)
-    return kube, prometheus, service
+def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    _, prometheus = mesh
+    client = register_challenger(mlflow_settings.mlflow_tracking_uri, tmp_path / "twin-llm-v1")
+    with running_cluster("dev", "kustomize", account="pipeline-runner") as found:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
+        get_settings.cache_clear()
+        yield found, client
 
 
-@pytest.mark.parametrize(("p95", "outcome"), [(0.5, "promoted"), (30.0, "rolled_back")])
-def test_rollout_component_promotes_or_rolls_back(cluster, artifacts, p95, outcome) -> None:
-    emulator, fake_prometheus, service = cluster
-    fake_prometheus.values = {"response_code": 0.0, "histogram_quantile": p95, "istio_requests_total": 2.0}
+@pytest.mark.parametrize(("failed", "outcome"), [(0, "promoted"), (10, "rolled_back")])
+def test_rollout_component_releases_or_rejects_the_nominee(cluster, mesh, artifacts, failed, outcome) -> None:  # noqa: F811
+    kube, client = cluster
+    canary_traffic(mesh, NAMESPACE, failed=failed)
     metrics, report = artifacts.new("Metrics", "metrics"), artifacts.new("Markdown", "report")
 
     phase = rollout.python_func(
         metrics=metrics,
         report=report,
-        model_uri="s3://models/twin-llm/v2",
+        namespace=NAMESPACE,
         steps="50,100",
         interval="0s",
         golden="none",
-        thresholds={"max_p95_latency_s": 5.0},
+        thresholds={"failure_threshold": 1},
     )
 
     assert phase == outcome
     assert metrics.metadata["promoted"] == float(outcome == "promoted")
-    stored = emulator.get("twinops", "twin-llm")["spec"]
+    assert [r for r in kube.refused() if r.method != "GET"] == []  # (a GET 404: no Lease yet)
+    served = " ".join(kube.isvc()["spec"]["predictor"]["model"]["args"])
     if outcome == "promoted":
-        assert stored["predictor"]["model"]["storageUri"] == "s3://models/twin-llm/v2"
+        assert "--model_uri=models:/twin-llm/1" in served and aliases(client) == {CHAMPION: "1"}
     else:
-        assert stored == service["spec"]
+        assert "models:/twin-llm/1" not in served and aliases(client) == {}
+        assert REJECTED_TAG in client.get_model_version("twin-llm", "1").tags
     text = Path(report.path).read_text()
     assert f"): {outcome}" in text and "start" in text
