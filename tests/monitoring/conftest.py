@@ -15,10 +15,14 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 import yaml
@@ -60,6 +64,47 @@ PADDING = (
     " runs everything on a small cluster with old hardware and a tight budget. Please answer with a"
     " long explanation that covers the history, the trade-offs, and a worked example step by step."
 )
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[object], str]]:
+    """``serve_app(app)`` serves an ASGI app on a free 127.0.0.1 port in a thread and returns its
+    URL; every app served is stopped at teardown."""
+    import uvicorn
+
+    from twinops.services.process import free_port
+
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app: object) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not server.started:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _metric(url: str, name: str, **labels: str) -> float | None:
+    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture(scope="session")
+def read_metric() -> Callable[..., float | None]:
+    """``read_metric(url, name, **labels)``: the sample a service's ``/metrics`` shows, None when absent."""
+    return _metric
 
 
 def questions(subjects: list[str], templates: list[str], suffix: str = "") -> list[str]:

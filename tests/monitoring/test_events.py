@@ -95,3 +95,33 @@ def test_bad_events_are_rejected_with_a_reason(headers, body, reason):
     event = parse_event(headers, body)
     assert isinstance(event, RejectedEvent)
     assert event.reason == reason and event.detail
+
+
+_CE_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-type": REQUEST_TYPE,
+    "ce-source": "s",
+    "ce-id": "1",
+    "content-type": "application/json",
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # Python's json reads the NaN and Infinity literals a careless client writes.
+        (b'{"data": [{"embedding": [0.1, 0.2]}, {"embedding": [NaN, NaN]}]}', "data[1].embedding"),
+        (b'{"data": [{"embedding": [Infinity, 0.2]}]}', "data[0].embedding"),
+        (b'{"data": [{"embedding": [1e39, 0.2]}]}', "data[0].embedding"),  # past float32
+        (
+            b'{"outputs": [{"name": "embedding", "datatype": "FP32", "shape": [2, 2],'
+            b' "data": [0.1, 0.2, 0.3, "nan"]}]}',
+            "outputs[0] ('embedding') row 1",
+        ),
+    ],
+)
+def test_a_non_finite_embedding_is_refused_naming_its_field(body, field):
+    event = parse_event(_CE_HEADERS, body)
+    assert isinstance(event, RejectedEvent)
+    assert event.reason == "non_finite_embedding"
+    assert event.detail.startswith(field)

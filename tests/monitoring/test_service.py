@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +24,6 @@ from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evi
 from twinops.monitoring.events import REQUEST_TYPE, RESPONSE_TYPE
 from twinops.monitoring.retrain import RetrainRequest, RetrainTrigger
 from twinops.monitoring.service import DriftDetector, create_app
-from twinops.services.process import free_port
 
 pytestmark = pytest.mark.slow  # MiniLM embeds the events
 
@@ -84,23 +82,8 @@ class RecordingRunner:
         return "run-1"
 
 
-def _serve(detector: DriftDetector):
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 @pytest.fixture
-def service(queries_detectors, embedder, receiver, tmp_path):
+def service(queries_detectors, embedder, receiver, tmp_path, serve_app):
     runner = RecordingRunner()
     trigger = RetrainTrigger(runner, cooldown=timedelta(hours=1), folder=tmp_path)
     detector = DriftDetector(
@@ -112,10 +95,7 @@ def service(queries_detectors, embedder, receiver, tmp_path):
         webhook_url=f"{receiver.url}/hook",
         trigger=trigger,
     )
-    url, server, thread = _serve(detector)
-    yield url, runner, trigger
-    server.should_exit = True
-    thread.join(timeout=10)
+    return serve_app(create_app(detector)), runner, trigger
 
 
 def _post(url: str, text: str, mode, index: int) -> httpx.Response:
@@ -134,16 +114,8 @@ def _send_batch(url: str, texts: list[str]) -> list[httpx.Response]:
     return [_post(url, text, (to_binary, to_structured)[i % 2], i) for i, text in enumerate(texts)]
 
 
-def _metric(url: str, name: str, **labels: str) -> float | None:
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_a_drifting_batch_gets_a_seldon_verdict_metrics_a_cloudevent_and_one_retraining(
-    service, drift_texts, receiver
+    read_metric, service, drift_texts, receiver
 ):
     url, runner, trigger = service
     replies = _send_batch(url, drift_texts["language"][:BATCH])
@@ -154,11 +126,10 @@ def test_a_drifting_batch_gets_a_seldon_verdict_metrics_a_cloudevent_and_one_ret
     assert verdict["data"]["is_drift"] == 1 and verdict["data"]["p_val"] <= verdict["data"]["threshold"]
     assert verdict["meta"]["detector"] == "evidently-mmd" and verdict["meta"]["reference"] == "drift-test"
 
-    assert _metric(url, "twinops_drift_detected", detector="evidently-mmd", space="queries") == 1.0
-    assert _metric(url, "twinops_drift_p_value", detector="evidently-mmd", space="queries") == pytest.approx(
-        verdict["data"]["p_val"]
-    )
-    assert _metric(url, "twinops_drift_batches_total", space="queries") == 1.0
+    assert read_metric(url, "twinops_drift_detected", detector="evidently-mmd", space="queries") == 1.0
+    p_value = read_metric(url, "twinops_drift_p_value", detector="evidently-mmd", space="queries")
+    assert p_value == pytest.approx(verdict["data"]["p_val"])
+    assert read_metric(url, "twinops_drift_batches_total", space="queries") == 1.0
 
     paths = {path: (headers, body) for path, headers, body in receiver.received}
     headers, body = paths["/reply"]
@@ -173,15 +144,15 @@ def test_a_drifting_batch_gets_a_seldon_verdict_metrics_a_cloudevent_and_one_ret
     assert [r.outcome for r in trigger.records()] == ["started", "submitted", "cooldown"]
 
 
-def test_the_same_distribution_is_not_flagged(service, drift_texts):
+def test_the_same_distribution_is_not_flagged(read_metric, service, drift_texts):
     url, runner, _trigger = service
     verdict = _send_batch(url, drift_texts["same"][:BATCH])[-1].json()
     assert verdict["data"]["is_drift"] == 0
-    assert _metric(url, "twinops_drift_detected", detector="evidently-mmd", space="queries") == 0.0
+    assert read_metric(url, "twinops_drift_detected", detector="evidently-mmd", space="queries") == 0.0
     assert runner.requests == []
 
 
-def test_bad_events_are_counted_and_the_detector_keeps_running(service, drift_texts):
+def test_bad_events_are_counted_and_the_detector_keeps_running(read_metric, service, drift_texts):
     url, _runner, _trigger = service
     base = {"ce-specversion": "1.0", "ce-source": "s", "ce-id": "x", "content-type": "application/json"}
     bad = [
@@ -197,7 +168,7 @@ def test_bad_events_are_counted_and_the_detector_keeps_running(service, drift_te
     for headers, payload, reason in bad:
         reply = httpx.post(url + "/", headers=headers, content=json.dumps(payload).encode())
         assert reply.status_code == 400 and reply.json()["error"] == reason, reply.text
-        assert _metric(url, "twinops_drift_events_rejected_total", reason=reason) == 1.0
+        assert read_metric(url, "twinops_drift_events_rejected_total", reason=reason) == 1.0
     verdict = _send_batch(url, drift_texts["same"][:BATCH])[-1].json()
     assert verdict["data"] is not None
 

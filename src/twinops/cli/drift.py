@@ -242,6 +242,7 @@ def serve(
         webhook_url=webhook_url,
         event_type=event_type,
         trigger=trigger,
+        limits=drift_config.events,
     )
     err_console.print(
         f"drift detector on http://{host}:{port}/ (reference {fitted.id}, {fitted.info.label}; "

@@ -18,6 +18,28 @@ AlibiMethod = Literal["mmd", "lsdd"]
 ReducerKind = Literal["random", "pca"]
 
 
+class EventLimits(BaseModel):
+    """What the online detector takes in before it sheds: one logger event must not exhaust it.
+
+    Past ``max_bytes`` or ``max_texts`` an event is refused with a 413 (too large, never worth a
+    retry); past ``max_waiting`` deliveries in flight a new one is shed with a 429 and ``Retry-After``
+    (KServe's logger retries). Both are counted by reason in ``twinops_drift_events_rejected_total``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest event body read; 256 MiniLM vectors as JSON take about 1.2 MB.",
+    )
+    max_texts: int = Field(256, ge=1, description="Most texts (or vectors) one event may carry.")
+    max_waiting: int = Field(
+        64, ge=1, description="Deliveries being read or waiting for the detector before new ones are shed."
+    )
+    retry_after_seconds: int = Field(5, ge=1, description="Retry-After of a shed (429) delivery.")
+
+
 class DriftConfig(BaseModel):
     """Thresholds and sizes of the drift detectors, the online batcher and the retraining trigger."""
 
@@ -52,6 +74,9 @@ class DriftConfig(BaseModel):
     embed_batch_size: int = Field(32, ge=1)
     cooldown_seconds: float = Field(
         6 * 3600, ge=0, description="After a retraining starts, further drift events only get recorded."
+    )
+    events: EventLimits = Field(
+        default_factory=EventLimits, description="The online detector's bounds on what it takes in."
     )
     drift_share: float = Field(
         0.5, gt=0, le=1, description="Feature report: the dataset drifts when this share of columns does."

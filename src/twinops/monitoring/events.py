@@ -8,7 +8,9 @@ the payload as the body) or structured mode (``application/cloudevents+json``, t
 - requests: V1 ``instances`` (strings, or objects with ``text``/``question``/``prompt``), V2
   BYTES ``inputs``, OpenAI ``prompt`` and the last user turn of ``messages``;
 - responses: V1 ``predictions``, V2 BYTES ``outputs``, OpenAI ``choices`` (text or message);
-- embeddings already computed: V2 FP32 tensors and OpenAI ``data[].embedding`` lists.
+- embeddings already computed: V2 FP32 tensors and OpenAI ``data[].embedding`` lists; a NaN or
+  infinite value (JSON's ``NaN``/``Infinity``, or a number past float32) is refused, naming its field:
+  one would poison every statistic of the batch it lands in.
 
 A request is the ``queries`` space, a response the ``answers`` space. Anything else is a
 ``RejectedEvent`` with a reason that the service counts; nothing here raises on bad input.
@@ -82,6 +84,8 @@ def parse_event(headers: dict[str, str], body: bytes) -> LoggedEvent | RejectedE
     }
     try:
         embeddings = extract_embeddings(data)
+    except NonFiniteEmbedding as error:
+        return RejectedEvent("non_finite_embedding", str(error))
     except ValueError as error:
         return RejectedEvent("bad_embedding", str(error))
     if embeddings is not None:
@@ -178,32 +182,51 @@ def extract_texts(data: dict, *, response: bool = False) -> list[str]:
     return [text.strip() for text in found if isinstance(text, str) and text.strip()]
 
 
+class NonFiniteEmbedding(ValueError):
+    """An embedding holds NaN or an infinity."""
+
+
 def extract_embeddings(data: dict) -> np.ndarray | None:
     """Vectors carried by the event (V2 FP32 tensors, OpenAI embeddings); None when it carries none.
 
-    Ragged or non-numeric vectors raise ``ValueError`` (the event is rejected, not the service).
+    Ragged or non-numeric vectors raise ``ValueError``, non-finite ones ``NonFiniteEmbedding``
+    naming the field (the event is rejected, not the service).
     """
     rows: list = []
+    fields: list[str] = []  # where each row came from, to name the one that is not finite
     for key in ("inputs", "outputs"):
-        for tensor in data.get(key, []) or []:
+        for index, tensor in enumerate(data.get(key, []) or []):
             if isinstance(tensor, dict) and tensor.get("datatype") in ("FP32", "FP64"):
                 shape = tensor.get("shape") or []
-                values = np.asarray(_flatten(tensor.get("data", [])), dtype=np.float32)
+                with np.errstate(over="ignore"):  # past float32 becomes inf, refused below
+                    values = np.asarray(_flatten(tensor.get("data", [])), dtype=np.float32)
                 width = shape[-1] if len(shape) >= 2 else len(values)
                 if not width or values.size % width:
                     raise ValueError(
                         f"tensor {tensor.get('name')!r}: {values.size} values do not fill shape {shape}"
                     )
-                rows += list(values.reshape(-1, width))
-    for item in data.get("data", []) or []:
+                tensor_rows = list(values.reshape(-1, width))
+                rows += tensor_rows
+                field_name = f"{key}[{index}] ({tensor.get('name')!r})"
+                fields += [f"{field_name} row {row}" for row in range(len(tensor_rows))]
+    for index, item in enumerate(data.get("data", []) or []):
         if isinstance(item, dict) and isinstance(item.get("embedding"), list):
             rows.append(item["embedding"])
+            fields.append(f"data[{index}].embedding")
     if not rows:
         return None
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise ValueError(f"embeddings of different lengths {sorted(widths)} in one event")
     try:
-        return np.asarray(rows, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            vectors = np.asarray(rows, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"embeddings are not numbers: {_first_line(error)}") from error
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise NonFiniteEmbedding(
+            f"{fields[first]} holds NaN or infinite values ({int((~finite).sum())} of {len(vectors)} rows)"
+        )
+    return vectors

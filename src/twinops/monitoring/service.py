@@ -7,9 +7,16 @@
   embedded in one call, tested by every detector of the space, and the reply carries the verdict
   in the shape of Seldon's alibi-detect server: ``{"data": {"is_drift", "distance", "p_val",
   "threshold"}, "meta": {...}}`` (the first detector's, all of them under ``meta.detectors``).
-  Until then the reply is ``{"data": null, "meta": {"pending": k, "batch_size": N}}``.
-- A bad event (malformed CloudEvent, no text, embeddings of another dimension) is a 400 with
-  ``{"error": reason, "detail": ...}``, counted by reason; the service keeps running.
+  Until then the reply is ``{"data": null, "meta": {"pending": k, "batch_size": N}}``. An event
+  that fills several batches has each tested (the reply carries the last verdict), so fewer than
+  ``batch_size`` texts ever wait.
+- A bad event (malformed CloudEvent, no text, embeddings of another dimension, NaN or infinite
+  values) is a 400 with ``{"error": reason, "detail": ...}``, counted by reason; the service keeps
+  running.
+- Bounded (``EventLimits``): a body past ``max_bytes`` or an event of more than ``max_texts`` texts
+  is a 413, and past ``max_waiting`` deliveries in flight a new one is shed with a 429 and
+  ``Retry-After``; same shape, counted by reason (``body_too_large``, ``too_many_texts``,
+  ``overloaded``).
 - ``GET /metrics``: ``twinops_drift_score``, ``twinops_drift_p_value``, ``twinops_drift_threshold``
   and ``twinops_drift_detected`` per detector and space, event and batch counters.
 - On a verdict it posts a CloudEvent (``event_type``) to ``reply_url`` (Seldon's reply URL, every
@@ -34,6 +41,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from twinops.monitoring.config import EventLimits
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
 from twinops.monitoring.retrain import RetrainTrigger
@@ -122,6 +130,7 @@ class DriftDetector:
         event_source: str = DRIFT_EVENT_SOURCE,
         trigger: RetrainTrigger | None = None,
         http_timeout: float = 5.0,
+        limits: EventLimits | None = None,
     ) -> None:
         self.spaces = spaces
         self.embed = embed
@@ -134,6 +143,7 @@ class DriftDetector:
         self.event_source = event_source
         self.trigger = trigger
         self.http_timeout = http_timeout
+        self.limits = limits or EventLimits()
         self.metrics = DriftMetrics()
         self._pending = {space: _Pending() for space in spaces}
         self._lock = threading.Lock()
@@ -141,9 +151,36 @@ class DriftDetector:
     # --- events --------------------------------------------------------------------------------
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         """One HTTP delivery → (status, reply body)."""
+        event = self._admit(headers, body)
+        if not isinstance(event, LoggedEvent):
+            return event
+        detectors = self.spaces[event.space]
+        self.metrics.events.labels(space=event.space).inc()
+        with self._lock:
+            batches = self._enqueue(event)
+            pending = len(self._pending[event.space])
+            self.metrics.pending.labels(space=event.space).set(pending)
+            if not batches:
+                return 200, {"data": None, "meta": {"pending": pending, "batch_size": self.batch_size}}
+            tested = [self._test(detectors, batch) for batch in batches]
+        for results, texts in tested:
+            reply = self._reply(event.space, results)
+            self._emit(reply, results, texts)
+        return 200, reply
+
+    def _admit(self, headers: dict[str, str], body: bytes) -> LoggedEvent | tuple[int, dict]:
+        """The delivery's event, or the refusal (status, reply) when it is bad or too large."""
+        if len(body) > self.limits.max_bytes:
+            return self.body_too_large(len(body))
         event = parse_event(headers, body)
         if isinstance(event, RejectedEvent):
             return self._reject(event.reason, event.detail)
+        if event.count > self.limits.max_texts:
+            return self._reject(
+                "too_many_texts",
+                f"the event carries {event.count} texts; at most {self.limits.max_texts} per event",
+                status=413,
+            )
         detectors = self.spaces.get(event.space)
         if detectors is None:
             return self._reject(
@@ -156,25 +193,35 @@ class DriftDetector:
                 f"embeddings of dimension {event.embeddings.shape[1]}; "
                 f"the reference has {detectors.dimension}",
             )
-        self.metrics.events.labels(space=event.space).inc()
-        with self._lock:
-            batch = self._enqueue(event)
-            pending = len(self._pending[event.space])
-            self.metrics.pending.labels(space=event.space).set(pending)
-            if batch is None:
-                return 200, {"data": None, "meta": {"pending": pending, "batch_size": self.batch_size}}
-            results, texts = self._test(detectors, batch)
-        reply = self._reply(event.space, results)
-        self._emit(reply, results, texts)
-        return 200, reply
+        return event
 
-    def _reject(self, reason: str, detail: str) -> tuple[int, dict]:
+    def body_too_large(self, size: int | None) -> tuple[int, dict]:
+        """The 413 of a body past ``max_bytes`` (``size`` None: it was not read to its end)."""
+        most = self.limits.max_bytes
+        detail = (
+            f"the event body passes {most} bytes, the most read"
+            if size is None
+            else f"the event body is {size} bytes; at most {most} are read"
+        )
+        return self._reject("body_too_large", detail, status=413)
+
+    def overloaded(self) -> tuple[int, dict]:
+        """The 429 of a delivery shed because ``max_waiting`` others are in flight."""
+        return self._reject(
+            "overloaded",
+            f"{self.limits.max_waiting} events are already waiting for the detector: "
+            f"retry in {self.limits.retry_after_seconds} s",
+            status=429,
+        )
+
+    def _reject(self, reason: str, detail: str, *, status: int = 400) -> tuple[int, dict]:
         self.metrics.rejected.labels(reason=reason).inc()
         logger.info("rejected event (%s): %s", reason, detail)
-        return 400, {"error": reason, "detail": detail}
+        return status, {"error": reason, "detail": detail}
 
-    def _enqueue(self, event: LoggedEvent) -> _Pending | None:
-        """Queue the event's rows; return a full batch (taken off the queue) when one is ready."""
+    def _enqueue(self, event: LoggedEvent) -> list[_Pending]:
+        """Queue the event's rows; return every full batch (taken off the queue), so that fewer than
+        ``batch_size`` rows stay queued whatever the events carry."""
         pending = self._pending[event.space]
         if event.embeddings is not None:
             pending.texts += [None] * len(event.embeddings)
@@ -182,11 +229,11 @@ class DriftDetector:
         else:
             pending.texts += event.texts
             pending.vectors += [None] * len(event.texts)
-        if len(pending) < self.batch_size:
-            return None
-        batch = _Pending(pending.texts[: self.batch_size], pending.vectors[: self.batch_size])
-        del pending.texts[: self.batch_size], pending.vectors[: self.batch_size]
-        return batch
+        batches = []
+        while len(pending) >= self.batch_size:
+            batches.append(_Pending(pending.texts[: self.batch_size], pending.vectors[: self.batch_size]))
+            del pending.texts[: self.batch_size], pending.vectors[: self.batch_size]
+        return batches
 
     def _test(self, detectors: SpaceDetectors, batch: _Pending) -> tuple[list[DriftResult], list[str]]:
         texts = [text for text in batch.texts if text is not None]
@@ -255,11 +302,26 @@ def create_app(detector: DriftDetector) -> FastAPI:
     from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="twinops drift detector", docs_url=None, redoc_url=None)
+    limits = detector.limits
+    in_flight = 0  # deliveries being read or handled; only the event loop touches it
 
     @app.post("/")
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
-        status, reply = await run_in_threadpool(detector.handle, dict(request.headers), body)
+        nonlocal in_flight
+        if in_flight >= limits.max_waiting:
+            status, reply = detector.overloaded()
+            return JSONResponse(
+                reply, status_code=status, headers={"Retry-After": str(limits.retry_after_seconds)}
+            )
+        in_flight += 1
+        try:
+            body = await _read_body(request, limits.max_bytes)
+            if body is None:
+                status, reply = detector.body_too_large(_declared_length(request))
+            else:
+                status, reply = await run_in_threadpool(detector.handle, dict(request.headers), body)
+        finally:
+            in_flight -= 1
         return JSONResponse(reply, status_code=status)
 
     @app.get("/metrics")
@@ -271,6 +333,28 @@ def create_app(detector: DriftDetector) -> FastAPI:
         return {"status": "ok", "reference": detector.reference_id, "spaces": sorted(detector.spaces)}
 
     return app
+
+
+def _declared_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes | None:
+    """The body, or None as soon as it is known to pass ``max_bytes`` (by its Content-Length, or
+    while a chunked one streams in): a large event is never held whole."""
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_waiting_app(reason: str) -> FastAPI:

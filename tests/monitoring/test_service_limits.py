@@ -1,0 +1,174 @@
+"""The online detector under abuse, over real HTTP on 127.0.0.1: a body too large, an event of too many
+texts, more deliveries than it can hold, and non-finite vectors are refused (413, 429, 400) in the
+detector's error shape and counted, while fewer than one batch of texts ever waits.
+
+The detectors are the real ``SpaceDetectors`` over a random reference; the statistical test is a
+recording stand-in (these tests are about what reaches it, not about its verdict), and the embedder
+a hash of each text, so no model loads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import numpy as np
+from cloudevents.conversion import to_structured
+from cloudevents.http import CloudEvent
+
+from twinops.monitoring.config import DriftConfig, EventLimits
+from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference
+from twinops.monitoring.events import REQUEST_TYPE
+from twinops.monitoring.service import DriftDetector, create_app
+
+BATCH = 4
+DIMENSION = 8
+
+
+class RecordingTest:
+    """Stands in for a drift test: records the size of every batch it is given."""
+
+    name = "recording"
+    space = "queries"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict(self, embeddings: np.ndarray) -> DriftResult:
+        self.batches.append(len(embeddings))
+        return DriftResult(
+            detector=self.name,
+            space=self.space,
+            is_drift=False,
+            distance=0.0,
+            p_val=1.0,
+            threshold=0.05,
+            batch_size=len(embeddings),
+        )
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    return np.asarray(
+        [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=DIMENSION) for t in texts], np.float32
+    )
+
+
+def _detector(limits: EventLimits, embed=_embed) -> tuple[DriftDetector, RecordingTest]:
+    reference = SpaceReference.fit(
+        "queries",
+        np.random.default_rng(0).normal(size=(40, DIMENSION)).astype(np.float32),
+        DriftConfig(reduced_dimension=4),
+    )
+    test = RecordingTest()
+    detector = DriftDetector(
+        {"queries": SpaceDetectors(reference, [test])},
+        embed,
+        batch_size=BATCH,
+        reference_id="limits-test",
+        limits=limits,
+    )
+    return detector, test
+
+
+def _event(data: dict) -> tuple[dict, bytes]:
+    headers, body = to_structured(CloudEvent({"type": REQUEST_TYPE, "source": "twin-rag", "id": "e"}, data))
+    return dict(headers), body
+
+
+def test_a_body_past_the_limit_is_a_counted_413_whether_declared_or_streamed(read_metric, serve_app):
+    detector, test = _detector(EventLimits(max_bytes=2048))
+    url = serve_app(create_app(detector))
+    headers, body = _event({"instances": ["x" * 4000]})
+
+    declared = httpx.post(url + "/", headers=headers, content=body)
+    assert declared.status_code == 413
+    assert declared.json()["error"] == "body_too_large" and "2048" in declared.json()["detail"]
+
+    def chunks():  # no Content-Length: the body streams in until it passes the limit
+        yield body[:1500]
+        yield body[1500:]
+
+    streamed = httpx.post(url + "/", headers=headers, content=chunks())
+    assert streamed.status_code == 413 and streamed.json()["error"] == "body_too_large"
+    assert read_metric(url, "twinops_drift_events_rejected_total", reason="body_too_large") == 2.0
+
+    small = httpx.post(url + "/", headers=headers, content=_event({"instances": ["a question"]})[1])
+    assert small.status_code == 200 and small.json()["meta"]["pending"] == 1
+    assert test.batches == []
+
+
+def test_an_event_of_too_many_texts_is_a_413_and_nothing_of_it_is_queued(read_metric, serve_app):
+    detector, test = _detector(EventLimits(max_texts=10))
+    url = serve_app(create_app(detector))
+    headers, body = _event({"instances": [f"question {i}" for i in range(11)]})
+    reply = httpx.post(url + "/", headers=headers, content=body)
+    assert reply.status_code == 413
+    assert reply.json() == {"error": "too_many_texts", "detail": reply.json()["detail"]}
+    assert "11 texts" in reply.json()["detail"] and "at most 10" in reply.json()["detail"]
+    assert read_metric(url, "twinops_drift_events_rejected_total", reason="too_many_texts") == 1.0
+    assert read_metric(url, "twinops_drift_pending", space="queries") is None  # nothing was queued
+    assert test.batches == []
+
+
+def test_fewer_than_a_batch_ever_waits_however_many_texts_an_event_carries(read_metric, serve_app):
+    detector, test = _detector(EventLimits(max_texts=64))
+    url = serve_app(create_app(detector))
+    for index in range(5):
+        headers, body = _event({"instances": [f"question {index}-{i}" for i in range(4 * BATCH + 1)]})
+        reply = httpx.post(url + "/", headers=headers, content=body)
+        assert reply.status_code == 200, reply.text
+        assert read_metric(url, "twinops_drift_pending", space="queries") < BATCH
+    assert test.batches == [BATCH] * (5 * (4 * BATCH + 1) // BATCH)
+    assert read_metric(url, "twinops_drift_batches_total", space="queries") == len(test.batches)
+
+
+def test_past_max_waiting_a_delivery_is_shed_with_a_counted_429_and_retry_after(read_metric, serve_app):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_embed(texts: list[str]) -> np.ndarray:
+        entered.set()
+        release.wait(timeout=60)
+        return _embed(texts)
+
+    detector, _test = _detector(EventLimits(max_waiting=1, retry_after_seconds=7), embed=slow_embed)
+    url = serve_app(create_app(detector))
+    headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
+    first: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: first.append(httpx.post(url + "/", headers=headers, content=body, timeout=60))
+    )
+    sender.start()
+    try:
+        assert entered.wait(timeout=30)  # the first delivery holds the detector
+        shed = httpx.post(url + "/", headers=headers, content=body)
+    finally:
+        release.set()
+        sender.join(timeout=60)
+    assert shed.status_code == 429 and shed.headers["retry-after"] == "7"
+    assert shed.json()["error"] == "overloaded"
+    assert first[0].status_code == 200 and first[0].json()["data"] is not None
+    assert read_metric(url, "twinops_drift_events_rejected_total", reason="overloaded") == 1.0
+    # Once the detector is free again, deliveries are taken.
+    assert httpx.post(url + "/", headers=headers, content=body).status_code == 200
+
+
+def test_an_all_nan_embedding_is_a_400_naming_the_field(read_metric, serve_app):
+    detector, test = _detector(EventLimits())
+    url = serve_app(create_app(detector))
+    headers, _ = _event({})
+    body = json.dumps(
+        {
+            "specversion": "1.0",
+            "type": REQUEST_TYPE,
+            "source": "twin-embedder",
+            "id": "nan",
+            "data": {"data": [{"embedding": [float("nan")] * DIMENSION}] * BATCH},
+        }
+    ).encode()  # json.dumps writes the NaN literal, as a careless client does
+    reply = httpx.post(url + "/", headers=headers, content=body)
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "non_finite_embedding"
+    assert reply.json()["detail"].startswith("data[0].embedding holds NaN")
+    assert read_metric(url, "twinops_drift_events_rejected_total", reason="non_finite_embedding") == 1.0
+    assert test.batches == []
