@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twinops.errors import ConfigError
@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     judge_model: str | None = Field(None, description="Model name sent to the judge endpoint.")
     judge_api_key: str | None = Field(None, description="Bearer key for the judge endpoint.")
     service_start_timeout: float = Field(60.0, description="Seconds to wait for a service to start.")
+    feedback_token: SecretStr | None = Field(
+        None,
+        description="Bearer token POST /feedback requires (from the Secret); with neither this nor "
+        "feedback_user_header set, the RAG server takes no feedback.",
+    )
+    feedback_user_header: str | None = Field(
+        None,
+        description="Header naming the user the gateway authenticated (e.g. kubeflow-userid); POST "
+        "/feedback then counts one vote per user. Only behind a gateway that sets it and strips it "
+        "from clients.",
+    )
     prometheus_url: str | None = Field(
         None, description="Prometheus base URL for canary rollouts; unset = probe the canary instead."
     )

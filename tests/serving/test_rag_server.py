@@ -40,6 +40,8 @@ TEXTS = {
 }
 LATE = (ADA, "Zebras have black and white stripes that confuse biting flies, my favourite fact.")
 
+FEEDBACK_TOKEN = "rag-server-feedback-token"
+
 
 def _chunk(key: str, author: Author, text: str) -> Chunk:
     return Chunk(
@@ -82,6 +84,7 @@ def rag_env(
         patch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
         patch.setenv("TWINOPS_MONGODB_DATABASE", "t_rag_server")
         patch.setenv("TWINOPS_EMBEDDING_MODEL", str(minilm_dir))
+        patch.setenv("TWINOPS_FEEDBACK_TOKEN", FEEDBACK_TOKEN)
         get_settings.cache_clear()
         settings = get_settings()
         authors = AuthorRepository(connect(settings))
@@ -137,14 +140,19 @@ def test_any_openai_client_gets_a_grounded_answer_with_sources_and_a_logged_requ
 def test_feedback_is_recorded_for_a_known_request_only(rag_server, rag_env):
     reply = ask_rag(rag_server.openai_url, "What does a registry alias tell the server?", max_tokens=16)
     url = f"{rag_server.url}/feedback"
+    bearer = {"authorization": f"Bearer {FEEDBACK_TOKEN}"}
+    anonymous = httpx.post(url, json={"request_id": reply["request_id"], "rating": 5})
+    assert anonymous.status_code == 401, "the token from the Secret is required"
     good = httpx.post(
-        url, json={"request_id": reply["request_id"], "rating": 2, "edited_answer": "Which version."}
+        url,
+        json={"request_id": reply["request_id"], "rating": 2, "edited_answer": "Which version."},
+        headers=bearer,
     )
     assert good.status_code == 201
     assert RequestLogRepository(connect(rag_env)).feedback_for(reply["request_id"])[0].rating == 2
-    unknown = httpx.post(url, json={"request_id": "no-such-request", "rating": 5})
+    unknown = httpx.post(url, json={"request_id": "no-such-request", "rating": 5}, headers=bearer)
     assert unknown.status_code == 404 and "no-such-request" in unknown.json()["error"]
-    out_of_range = httpx.post(url, json={"request_id": reply["request_id"], "rating": 9})
+    out_of_range = httpx.post(url, json={"request_id": reply["request_id"], "rating": 9}, headers=bearer)
     assert out_of_range.status_code == 400 and "rating" in out_of_range.json()["error"]
 
 

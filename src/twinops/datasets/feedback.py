@@ -9,6 +9,14 @@ request through ``RequestLogRepository`` and makes pairs in contract 4's prefere
   ``HIGH_RATING`` or more is ``chosen`` over one rated ``LOW_RATING`` or less (an answer rated
   several times counts with its mean rating).
 
+Feedback is screened before it makes a pair (``screen_feedback``), each drop counted by reason in
+the version's ``stats.drops`` and the summary: a rating without a voter the server vouched for
+(``feedback:anonymous``, rows from before ``/feedback`` had identities), an edited answer too short
+or too long (``feedback:edit_length``), a question or answer that reads as a prompt injection
+(``feedback:injection``: "ignore all previous instructions", chat-template tokens, ...), an edit
+rated as good (``feedback:rating_disagrees``: an edit says the answer was wrong) and an answer its
+voters rate both high and low (``feedback:raters_disagree``).
+
 The pairs go into ``train`` of a new PREFERENCE DatasetVersion, saved like every other dataset
 (``store.save_dataset``). By default the rows of a base preference version (``latest``) come along
 (its ``train`` rows before the new pairs, its ``test`` split as is): training asks for the latest
@@ -23,6 +31,7 @@ raises one line.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +46,7 @@ from twinops.datasets.jobs import DatasetJob
 from twinops.datasets.preference import PreferencePair
 from twinops.domain import DatasetKind, DatasetVersion
 from twinops.domain.hashing import content_hash
-from twinops.domain.serving import Feedback, RagRequestRecord
+from twinops.domain.serving import MAX_EDITED_ANSWER_CHARS, Feedback, RagRequestRecord
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.dataset_store import load_splits, save_dataset
 from twinops.infra.dataset_versions import DatasetVersionRepository
@@ -51,6 +60,22 @@ FEEDBACK = "feedback"
 HIGH_RATING = 4
 LOW_RATING = 2
 FEEDBACK_DATASET_NAME = "twin-feedback"
+MIN_EDITED_ANSWER_CHARS = 12  # shorter is a reaction ("no", "wrong!"), not an answer to learn
+# What reads as an attempt to steer the model rather than to answer: instructions aimed at the
+# model, and chat-template or instruction markers that have no place in an author's prose.
+INJECTION_PATTERNS = tuple(
+    re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    for pattern in (
+        r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|preceding|your|all)\b"
+        r"[^.\n]{0,40}\b(instructions?|prompts?|rules|directions|guidelines)\b",
+        r"\b(system|developer)\s+(prompt|message|instructions?)\b",
+        r"\byou\s+are\s+now\b",
+        r"\b(jailbreak|do\s+anything\s+now)\b",
+        r"<\|[a-z_]+\|>",  # <|im_start|>, <|endoftext|>, ...
+        r"\[/?INST\]|<</?SYS>>",
+        r"^\s*#{2,}\s*(system|instruction)\b",
+    )
+)
 
 
 class FeedbackBuildSummary(BaseModel):
@@ -149,6 +174,46 @@ def _rated_pairs(rated: list[tuple[RagRequestRecord, Feedback]]) -> list[_Pair]:
     return pairs
 
 
+def _injection(text: str | None) -> bool:
+    return bool(text) and any(pattern.search(text) for pattern in INJECTION_PATTERNS)
+
+
+def _screen_reason(record: RagRequestRecord, feedback: Feedback) -> str | None:
+    """Why one feedback must not become training data, or None."""
+    if feedback.voter is None:
+        return "feedback:anonymous"
+    edited = (feedback.edited_answer or "").strip()
+    if edited and not MIN_EDITED_ANSWER_CHARS <= len(edited) <= MAX_EDITED_ANSWER_CHARS:
+        return "feedback:edit_length"
+    if _injection(record.question) or _injection(edited) or _injection(record.answer):
+        return "feedback:injection"
+    if edited and feedback.rating >= HIGH_RATING:
+        return "feedback:rating_disagrees"
+    return None
+
+
+def screen_feedback(
+    rated: list[tuple[RagRequestRecord, Feedback]], drops: Counter[str]
+) -> list[tuple[RagRequestRecord, Feedback]]:
+    """The feedback fit to train on; each dropped row counted in ``drops`` by its reason."""
+    kept = []
+    for record, feedback in rated:
+        reason = _screen_reason(record, feedback)
+        if reason is None:
+            kept.append((record, feedback))
+        else:
+            drops[reason] += 1
+    ratings: dict[str, set[str]] = defaultdict(set)
+    for record, feedback in kept:
+        if feedback.rating >= HIGH_RATING:
+            ratings[record.request_id].add("high")
+        elif feedback.rating <= LOW_RATING:
+            ratings[record.request_id].add("low")
+    disputed = {request_id for request_id, seen in ratings.items() if seen == {"high", "low"}}
+    drops["feedback:raters_disagree"] += sum(record.request_id in disputed for record, _ in kept)
+    return [(record, feedback) for record, feedback in kept if record.request_id not in disputed]
+
+
 def _pair_text(item: _Pair) -> str:
     return f"{item.pair.instruction}\n{item.pair.chosen}\n{item.pair.rejected}"
 
@@ -227,7 +292,8 @@ def build_feedback_preferences(
         )
 
     drops: Counter[str] = Counter()
-    pairs = _unique([*_edited_pairs(rated), *_rated_pairs(rated)], drops)
+    screened = screen_feedback(rated, drops)
+    pairs = _unique([*_edited_pairs(screened), *_rated_pairs(screened)], drops)
     repository = DatasetVersionRepository(db)
     golden = repository.latest(DatasetKind.GOLDEN)
     job = DatasetJob()  # the main build's decontamination settings

@@ -50,8 +50,37 @@ class RagRequestRecord(BaseModel):
     tokens_generated: int | None = None
 
 
+# What one rating may carry: a corrected answer is an answer, not a document.
+MAX_REQUEST_ID_CHARS = 128
+MAX_EDITED_ANSWER_CHARS = 4000
+MAX_COMMENT_CHARS = 1000
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /feedback`` as a client sends it. Strict: a rating of ``"5"`` or ``true`` is refused,
+    not coerced; who rated and when are the server's to say, so ``voter`` or ``created_at`` in the
+    body are refused too (extra fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    request_id: str = Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)
+    rating: int = Field(
+        ge=MIN_RATING, le=MAX_RATING, description=f"{MIN_RATING} (bad) to {MAX_RATING} (good)."
+    )
+    edited_answer: str | None = Field(
+        None, max_length=MAX_EDITED_ANSWER_CHARS, description="What the answer should have said."
+    )
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+
 class Feedback(BaseModel):
-    """A user's rating of one answer, with an optional corrected answer."""
+    """A user's rating of one answer, with an optional corrected answer.
+
+    ``voter`` is the identity the server authenticated (the gateway's user, or the holder of the
+    feedback token); with one, the id is that of (request, voter), so a voter's later rating of
+    the same answer replaces the earlier: one vote per identity per answer. Rows from before
+    identities have none, and an id over their content.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -61,6 +90,7 @@ class Feedback(BaseModel):
     )
     edited_answer: str | None = Field(None, description="What the answer should have said.")
     comment: str | None = None
+    voter: str | None = Field(None, description="Who rated, as the server authenticated them.")
     created_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="before")
@@ -71,5 +101,10 @@ class Feedback(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def id(self) -> str:
-        digest = content_hash(self.request_id, self.rating, self.edited_answer, self.created_at.isoformat())
+        if self.voter is not None:
+            digest = content_hash("vote", self.request_id, self.voter)
+        else:
+            digest = content_hash(
+                self.request_id, self.rating, self.edited_answer, self.created_at.isoformat()
+            )
         return f"feedback-{digest[:16]}"

@@ -2,7 +2,8 @@
 
 ``rag_requests`` holds one ``RagRequestRecord`` per request (``_id`` = request id, so writing the
 same request twice keeps the first); ``rag_feedback`` holds ``Feedback`` rows (``_id`` = feedback
-id) pointing at a logged request. Serving writes both; the datasets stage reads rated requests
+id) pointing at a logged request: one per (request, voter) when the server named the voter, the
+latest rating kept. Serving writes both; the datasets stage reads rated requests
 (the data flywheel) and monitoring reads recent requests, all through this repository.
 
 MongoDB keeps datetimes to the millisecond, so ``created_at`` is cut to milliseconds before it is
@@ -16,6 +17,7 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from twinops.domain.serving import Feedback, RagRequestRecord
 from twinops.errors import NotFound
@@ -61,8 +63,16 @@ class RequestLogRepository:
             )
         stored = feedback.model_copy(update={"created_at": _to_millis(feedback.created_at)})
         row = stored.model_dump(mode="python", exclude={"id"})
-        row["_id"] = stored.id
-        self._feedback.update_one({"_id": stored.id}, {"$setOnInsert": row}, upsert=True)
+        if stored.voter is None:
+            # An id over the content: the same rating sent twice is stored once.
+            self._feedback.update_one({"_id": stored.id}, {"$setOnInsert": row}, upsert=True)
+            return stored
+        # An id over (request, voter): the voter's latest rating replaces the earlier one. Two
+        # upserts racing on a new _id: one inserts, the other fails on the key and replaces.
+        try:
+            self._feedback.replace_one({"_id": stored.id}, row, upsert=True)
+        except DuplicateKeyError:
+            self._feedback.replace_one({"_id": stored.id}, row, upsert=True)
         return stored
 
     def feedback_for(self, request_id: str) -> list[Feedback]:

@@ -41,6 +41,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from twinops.infra.http_body import declared_length, read_bounded_body
 from twinops.monitoring.config import EventLimits
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
@@ -315,9 +316,9 @@ def create_app(detector: DriftDetector) -> FastAPI:
             )
         in_flight += 1
         try:
-            body = await _read_body(request, limits.max_bytes)
+            body = await read_bounded_body(request, limits.max_bytes)
             if body is None:
-                status, reply = detector.body_too_large(_declared_length(request))
+                status, reply = detector.body_too_large(declared_length(request))
             else:
                 status, reply = await run_in_threadpool(detector.handle, dict(request.headers), body)
         finally:
@@ -333,28 +334,6 @@ def create_app(detector: DriftDetector) -> FastAPI:
         return {"status": "ok", "reference": detector.reference_id, "spaces": sorted(detector.spaces)}
 
     return app
-
-
-def _declared_length(request: Request) -> int | None:
-    try:
-        return int(request.headers["content-length"])
-    except (KeyError, ValueError):
-        return None
-
-
-async def _read_body(request: Request, max_bytes: int) -> bytes | None:
-    """The body, or None as soon as it is known to pass ``max_bytes`` (by its Content-Length, or
-    while a chunked one streams in): a large event is never held whole."""
-    declared = _declared_length(request)
-    if declared is not None and declared > max_bytes:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_waiting_app(reason: str) -> FastAPI:

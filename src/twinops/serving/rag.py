@@ -5,7 +5,9 @@ in-process (the embedder must be the one that built the index), searches the chu
 Qdrant alias, reranks and generates through the other servers, and logs every answer to MongoDB.
 Any OpenAI client talks to the twin: the answer is the message, and the response carries
 ``sources``, ``timings_ms`` and ``request_id`` as extra top-level fields (the last stream chunk
-carries them when streaming). ``POST /feedback`` rates an answer by its request id.
+carries them when streaming). ``POST /feedback`` rates an answer by its request id: one vote per
+authenticated voter per answer (``serving.feedback``), strict types, bounded sizes, and the time
+of the server.
 
 V2 tensors: ``question`` (BYTES [1]) and optional ``author_id`` (BYTES [1]) in; ``answer``,
 ``request_id`` and ``sources`` (a JSON string) out, each BYTES [1].
@@ -26,10 +28,13 @@ from fastapi.responses import JSONResponse
 from kserve import InferRequest, Model
 from pydantic import ValidationError
 
-from twinops.domain.serving import Feedback
+from twinops.domain.documents import utcnow
+from twinops.domain.serving import Feedback, FeedbackRequest
 from twinops.errors import ConfigError, NotFound, TwinopsError
+from twinops.infra.http_body import read_bounded_body
 from twinops.serving import metrics
 from twinops.serving.engine import SamplingParams, TextDelta
+from twinops.serving.feedback import MAX_FEEDBACK_BODY_BYTES, FeedbackIdentity, Refusal
 from twinops.serving.protocol import v2
 from twinops.serving.protocol.errors import BadRequest
 from twinops.serving.protocol.openai import ChatCompletionRequest, ChatModel
@@ -61,8 +66,10 @@ class TwinRAG(Model, ChatModel):
         candidates: int = 12,
         expansions: int = 2,
         default_max_tokens: int = 128,
+        feedback_identity: FeedbackIdentity | None = None,
     ):
         super().__init__(name)
+        self.feedback_identity = feedback_identity or FeedbackIdentity()
         self.default_max_tokens = default_max_tokens
         self.pipeline_factory = pipeline_factory
         self.pipeline: RagPipeline | None = None
@@ -167,17 +174,24 @@ class TwinRAG(Model, ChatModel):
         return router
 
     async def feedback(self, request: Request):
+        voter = self.feedback_identity.voter(request)
+        if isinstance(voter, Refusal):
+            headers = {"WWW-Authenticate": "Bearer"} if voter.status == HTTPStatus.UNAUTHORIZED else None
+            return JSONResponse(status_code=voter.status, content={"error": voter.message}, headers=headers)
+        body = await read_bounded_body(request, MAX_FEEDBACK_BODY_BYTES)
+        if body is None:
+            return JSONResponse(
+                status_code=413, content={"error": f"the body passes {MAX_FEEDBACK_BODY_BYTES} bytes"}
+            )
         try:
-            body = await request.json()
-            feedback = Feedback.model_validate(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse(status_code=400, content={"error": "the body is not valid JSON"})
+            given = FeedbackRequest.model_validate_json(body)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             return JSONResponse(status_code=400, content={"error": f"{where}: {first.get('msg')}"})
         if self.request_log is None:
             return JSONResponse(status_code=503, content={"error": "this server keeps no request log"})
+        feedback = Feedback(**given.model_dump(), voter=voter, created_at=utcnow())
         try:
             stored = self.request_log.add_feedback(feedback)
         except NotFound as error:
@@ -287,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         candidates=args.candidates,
         expansions=args.expansions,
         default_max_tokens=args.max_tokens,
+        feedback_identity=FeedbackIdentity.from_settings(settings),
     )
     model.load()
     kserve_server.app.include_router(model.feedback_router())
