@@ -8,9 +8,8 @@ import pytest
 
 from twinops.domain import Category, Platform
 from twinops.errors import ConfigError
-from twinops.etl import EtlJob, SourceKind, run_etl
+from twinops.etl import SOURCE_KINDS, EtlJob, run_etl
 from twinops.etl.dispatch import detect_kind
-from twinops.etl.jobs import SourceSpec
 from twinops.etl.sources.base import SourceFailed
 from twinops.infra.documents import DocumentRepository
 from twinops.infra.mongo import connect
@@ -21,22 +20,24 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("source", "kind"),
     [
-        ("https://blog.example.org/posts/hello", SourceKind.WEB),
-        ("https://blog.example.org/sitemap.xml", SourceKind.SITEMAP),
-        ("https://blog.example.org/post-sitemap.xml", SourceKind.SITEMAP),
-        ("https://blog.example.org/feed", SourceKind.FEED),
-        ("https://ada.substack.com/feed", SourceKind.FEED),
-        ("https://medium.com/feed/@ada", SourceKind.WEB),  # answers with XML: expanded then
-        ("https://github.com/ada/platform-tools", SourceKind.GIT),
-        ("https://github.com/ada/platform-tools/blob/main/README.md", SourceKind.WEB),
-        ("https://git.example.org/ada/tools.git", SourceKind.GIT),
-        ("git@github.com:ada/tools.git", SourceKind.GIT),
-        ("ssh://git@example.org/ada/tools", SourceKind.GIT),
+        ("https://blog.example.org/posts/hello", "web"),
+        ("https://blog.example.org/sitemap.xml", "sitemap"),
+        ("https://blog.example.org/post-sitemap.xml", "sitemap"),
+        ("https://blog.example.org/feed", "feed"),
+        ("https://ada.substack.com/feed", "feed"),
+        ("https://medium.com/feed/@ada", "web"),  # answers with XML: expanded then
+        ("https://github.com/ada/platform-tools", "git"),
+        ("https://github.com/ada/platform-tools/blob/main/README.md", "web"),
+        ("https://git.example.org/ada/tools.git", "git"),
+        ("git@github.com:ada/tools.git", "git"),
+        ("ssh://git@example.org/ada/tools", "git"),
     ],
 )
-def test_dispatch_by_url(source: str, kind: SourceKind) -> None:
+def test_dispatch_by_url(source: str, kind: str) -> None:
     job = EtlJob.for_author("Ada", [source])
-    assert detect_kind(job.authors[0].sources[0], job) is kind
+    spec = job.authors[0].sources[0]
+    assert spec.kind == "auto"
+    assert spec.resolved(job).kind == kind
 
 
 def test_dispatch_by_file_type_and_bad_strings(tmp_path: Path) -> None:
@@ -46,13 +47,12 @@ def test_dispatch_by_file_type_and_bad_strings(tmp_path: Path) -> None:
     (tmp_path / "report.docx").write_bytes(b"PK")
     job = EtlJob.for_author("Ada", ["x"], base_dir=tmp_path)
 
-    def kind(source: str) -> SourceKind:
-        return detect_kind(SourceSpec(source=source), job)
+    def kind(source: str) -> str:
+        return detect_kind(source, job)
 
-    assert kind("notes") is SourceKind.FOLDER
-    assert kind(str(tmp_path / "export.zip")) is SourceKind.EXPORT
-    assert kind("post.md") is SourceKind.FOLDER
-    assert kind("notes") is SourceKind.FOLDER
+    assert kind("notes") == "folder"
+    assert kind(str(tmp_path / "export.zip")) == "export"
+    assert kind("post.md") == "folder"
     for bad, reason in {
         "report.docx": "unknown source kind",
         "mailto:ada@example.org": "unknown source kind",
@@ -104,6 +104,35 @@ def test_folder_source_reads_front_matter_titles_and_reports_bad_files(
     assert (stored["sub/b.md"].title, stored["sub/b.md"].content) == ("Heading Title", "Second body.")
     assert (stored["c.txt"].title, stored["c.txt"].category) == ("Short post title", Category.POSTS)
     assert stored["d.html"].title == "Html Post" and "queues and GPUs" in stored["d.html"].content
+
+
+def test_a_named_kind_is_used_as_is_and_keeps_its_options(tmp_path: Path) -> None:
+    # A feed URL that dispatch would call a web page: the config's kind wins.
+    job = EtlJob.for_author(
+        "Ada", [{"source": "https://blog.example.org/notes", "kind": "feed", "limit": 3}], base_dir=tmp_path
+    )
+    spec = job.authors[0].sources[0]
+    assert (spec.kind, spec.resolved(job).kind, spec.limit) == ("feed", "feed", 3)
+    assert job.model_validate(job.model_dump()) == job  # the CLI re-validates a dumped job
+    assert set(SOURCE_KINDS) == {"auto", "web", "feed", "sitemap", "git", "export", "folder"}
+
+
+def test_an_unknown_kind_is_one_config_error_naming_the_known_kinds(tmp_path: Path, home, capsys) -> None:
+    from twinops.cli import main
+
+    config = tmp_path / "etl.yaml"
+    config.write_text(
+        "authors:\n  - full_name: Ada\n    sources:\n      - source: https://a.org/x\n        kind: rss\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        EtlJob.from_yaml(config)
+    message = str(caught.value)
+    assert "\n" not in message and "'rss'" in message and "`authors.0.sources.0`" in message
+    assert all(f"'{kind}'" in message for kind in SOURCE_KINDS)
+    # Before anything is collected: no folder collector quietly reads https://a.org/x.
+    assert main(["etl", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'rss'" in err
 
 
 def test_yaml_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def _table(summary: EtlSummary) -> Table:
         table.add_row(
             result.author,
             result.source,
-            result.kind.value if result.kind else "?",
+            result.kind or "?",
             str(result.new),
             str(result.updated),
             str(result.unchanged),

@@ -7,18 +7,19 @@ from twinops.etl.jobs import (
     EtlJob,
     EtlSummary,
     FileLimits,
-    SourceKind,
     SourceResult,
 )
 from twinops.etl.runner import run_etl
+from twinops.etl.sources import SOURCE_KINDS, SourceSpec
 
 __all__ = [
+    "SOURCE_KINDS",
     "AuthorSources",
     "CrawlPolicy",
     "EtlJob",
     "EtlSummary",
     "FileLimits",
-    "SourceKind",
     "SourceResult",
+    "SourceSpec",
     "run_etl",
 ]

@@ -22,7 +22,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
-from twinops.etl.jobs import CrawlPolicy
+from twinops.etl.options import CrawlPolicy
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 # Answers worth another attempt: rate limited, or the server failed (4xx other than 429 are final).

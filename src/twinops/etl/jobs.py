@@ -10,72 +10,32 @@ A config lists authors and their sources, one source string per line::
           - source: https://example.org/feed.xml   # a source with its own options
             limit: 20
             since: 2024-01-01
+          - source: https://example.org/notes      # a kind forced instead of dispatched
+            kind: feed
+
+``kind`` is one of ``SOURCE_KINDS`` (default ``auto``); any other is a one-line config error.
 
 Relative local paths resolve against ``base_dir`` (default: the config file's folder).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    computed_field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
+from twinops.etl.options import CrawlPolicy, FileLimits, UtcDatetime
+from twinops.etl.sources import SourceSpec
 from twinops.infra.config_files import read_yaml_mapping, validate_config
 
-
-class SourceKind(StrEnum):
-    """What a source string points at; the dispatcher picks one."""
-
-    WEB = "web"
-    FEED = "feed"  # RSS or Atom
-    SITEMAP = "sitemap"
-    GIT = "git"
-    EXPORT = "export"  # Medium / LinkedIn / Substack .zip
-    FOLDER = "folder"
-
-
-def _as_utc(value: datetime | date | None) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-# A date or datetime from YAML or the CLI, always timezone-aware (naive values are taken as UTC).
-UtcDatetime = Annotated[
-    datetime | None,
-    BeforeValidator(lambda value: _as_utc(value) if isinstance(value, date) else value),
-    AfterValidator(_as_utc),
-]
+__all__ = ["AuthorSources", "CrawlPolicy", "EtlJob", "EtlSummary", "FileLimits", "SourceResult"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SourceSpec(_Model):
-    """One source string plus per-source options (all optional)."""
-
-    source: str = Field(min_length=1, description="URL, git URL, local path, or export .zip.")
-    kind: SourceKind | None = Field(None, description="Force a kind instead of dispatching on the string.")
-    limit: int | None = Field(None, ge=1, description="Feeds/sitemaps: at most this many articles.")
-    since: UtcDatetime = Field(None, description="Feeds/sitemaps: only articles published after.")
-    site_url: str | None = Field(
-        None, description="Substack exports: the publication URL, so posts get their real URLs."
-    )
 
 
 class AuthorSources(_Model):
@@ -85,35 +45,17 @@ class AuthorSources(_Model):
     @field_validator("sources", mode="before")
     @classmethod
     def _strings_are_sources(cls, value: Any) -> Any:
-        # A bare string is the common case in configs: ``- https://...``.
+        # A bare string is the common case in configs: ``- https://...``; with no kind, dispatch.
         if isinstance(value, list):
-            return [{"source": item} if isinstance(item, str) else item for item in value]
+            return [
+                {"source": item, "kind": "auto"}
+                if isinstance(item, str)
+                else {"kind": "auto", **item}
+                if isinstance(item, dict)
+                else item
+                for item in value
+            ]
         return value
-
-
-class CrawlPolicy(_Model):
-    """Politeness and robustness limits for HTTP fetching."""
-
-    user_agent: str = "twinops-etl/0.1 (+https://github.com/twinops/twinops)"
-    respect_robots: bool = True
-    timeout_s: float = Field(20.0, gt=0, description="Connect/read timeout per request.")
-    total_timeout_s: float = Field(60.0, gt=0, description="Wall budget per request incl. body.")
-    retries: int = Field(2, ge=0, description="Extra attempts on 5xx and timeouts only.")
-    backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each attempt.")
-    max_bytes: int = Field(5_000_000, gt=0, description="Size cap per document; larger ones fail.")
-    max_redirects: int = Field(5, ge=0)
-    concurrency: int = Field(16, ge=1, description="Requests in flight overall.")
-    per_host_concurrency: int = Field(4, ge=1, description="Requests in flight per host.")
-    per_host_rate: float = Field(8.0, gt=0, description="Requests per second per host.")
-
-
-class FileLimits(_Model):
-    """Caps for git repositories, export archives and local folders."""
-
-    max_file_bytes: int = Field(512_000, gt=0, description="Larger files are skipped.")
-    max_files: int = Field(2000, ge=1, description="At most this many documents per source.")
-    clone_timeout_s: float = Field(300.0, gt=0)
-    include_source_code: bool = Field(True, description="Git: also collect source files, not only docs.")
 
 
 class EtlJob(_Model):
@@ -162,7 +104,7 @@ class SourceResult(_Model):
 
     author: str
     source: str
-    kind: SourceKind | None = None
+    kind: str | None = Field(None, description="The kind the source turned out to be.")
     new: int = 0
     updated: int = 0
     unchanged: int = 0

@@ -1,7 +1,8 @@
 """``run_etl``: every source of every author, concurrently, into the warehouse, with a run record.
 
 One failing source never stops the others: each source runs in its own task and any failure
-becomes a one-line reason on its ``SourceResult``.
+becomes a one-line reason on its ``SourceResult``. Nor does a failing page: articles are extracted
+in worker processes (``twinops.etl.workers``), so a page that crashes its parser fails alone.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pymongo.errors import PyMongoError
 
 from twinops.domain import Author, RawDocument
 from twinops.domain.documents import utcnow
-from twinops.etl.dispatch import detect_kind
 from twinops.etl.http import Fetcher, FetchError
-from twinops.etl.jobs import EtlJob, EtlSummary, ItemStatus, SourceResult, SourceSpec
-from twinops.etl.sources import SourceContext, SourceFailed, run_source
-from twinops.etl.sources.base import MAX_RECORDED_ERRORS
+from twinops.etl.jobs import EtlJob, EtlSummary, ItemStatus, SourceResult
+from twinops.etl.sources import Source, SourceContext, SourceFailed
+from twinops.etl.sources.base import MAX_RECORDED_ERRORS, Extractor
+from twinops.etl.sources.extract import html_to_article
+from twinops.etl.workers import ExtractionPool
 from twinops.infra.crawl_runs import CrawlRunRepository
 from twinops.infra.documents import AuthorRepository, DocumentRepository
 from twinops.infra.mongo import connect
@@ -107,9 +109,10 @@ def _complete(result: SourceResult, context: SourceContext) -> bool:
 async def _run_one(
     author: Author,
     *,
-    spec: SourceSpec,
+    spec: Source,
     job: EtlJob,
     fetcher: Fetcher,
+    extract: Extractor,
     documents: DocumentRepository,
     run_id: str,
     on_progress: ProgressCallback | None,
@@ -117,10 +120,11 @@ async def _run_one(
     result = SourceResult(author=author.full_name, source=spec.source)
     started = time.perf_counter()
     sink = WarehouseSink(result, documents, run_id, on_progress)
-    context = SourceContext(author, spec, job, fetcher)
+    context = SourceContext(author, spec, job, fetcher, extract)
     try:
-        result.kind = detect_kind(spec, job)
-        await run_source(result.kind, context, sink)
+        context.spec = spec.resolved(job)
+        result.kind = context.spec.kind
+        await context.spec.collect(context, sink)
         if _complete(result, context):
             gone = documents.live_ids_from(spec.source, author_id=author.id) - sink.seen
             result.deleted = await asyncio.to_thread(documents.mark_deleted, gone, run_id)
@@ -139,23 +143,29 @@ async def _run_one(
 
 
 async def _run_all(
-    job: EtlJob, documents: DocumentRepository, run_id: str, on_progress: ProgressCallback | None
+    job: EtlJob,
+    documents: DocumentRepository,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+    extractor: Extractor,
 ) -> list[SourceResult]:
-    async with Fetcher(job.crawl) as fetcher:
-        tasks = [
-            _run_one(
-                Author(full_name=entry.full_name),
-                spec=spec,
-                job=job,
-                fetcher=fetcher,
-                documents=documents,
-                run_id=run_id,
-                on_progress=on_progress,
-            )
-            for entry in job.authors
-            for spec in entry.sources
-        ]
-        return list(await asyncio.gather(*tasks))
+    with ExtractionPool(extractor) as pool:
+        async with Fetcher(job.crawl) as fetcher:
+            tasks = [
+                _run_one(
+                    Author(full_name=entry.full_name),
+                    spec=spec,
+                    job=job,
+                    fetcher=fetcher,
+                    extract=pool.extract,
+                    documents=documents,
+                    run_id=run_id,
+                    on_progress=on_progress,
+                )
+                for entry in job.authors
+                for spec in entry.sources
+            ]
+            return list(await asyncio.gather(*tasks))
 
 
 def _run_coroutine(coroutine_factory: Callable[[], object]) -> list[SourceResult]:
@@ -180,20 +190,29 @@ def _run_coroutine(coroutine_factory: Callable[[], object]) -> list[SourceResult
     return box["value"]  # type: ignore[return-value]
 
 
-def run_etl(job: EtlJob, settings: Settings, *, on_progress: ProgressCallback | None = None) -> EtlSummary:
+def run_etl(
+    job: EtlJob,
+    settings: Settings,
+    *,
+    on_progress: ProgressCallback | None = None,
+    extractor: Extractor = html_to_article,
+) -> EtlSummary:
     """Collect every source of ``job`` into the warehouse and record the run in ``crawl_runs``.
 
     Raises ServiceUnavailable when MongoDB is unreachable (before anything is fetched); every
-    other problem is recorded per source in the returned summary.
+    other problem is recorded per source in the returned summary. ``extractor`` turns a page into
+    its article in the worker processes (a module-level function: the workers import it).
     """
     db = connect(settings)
     try:
-        return _run_with(db, job, on_progress)
+        return _run_with(db, job, on_progress, extractor)
     finally:
         db.client.close()  # the run owns its connection: no monitor threads left behind
 
 
-def _run_with(db: Database, job: EtlJob, on_progress: ProgressCallback | None) -> EtlSummary:
+def _run_with(
+    db: Database, job: EtlJob, on_progress: ProgressCallback | None, extractor: Extractor
+) -> EtlSummary:
     documents = DocumentRepository(db)
     runs = CrawlRunRepository(db)
     authors = AuthorRepository(db)
@@ -204,7 +223,7 @@ def _run_with(db: Database, job: EtlJob, on_progress: ProgressCallback | None) -
     run = runs.start(run_id, sources)
     results: list[SourceResult] = []
     try:
-        results = _run_coroutine(lambda: _run_all(job, documents, run_id, on_progress))
+        results = _run_coroutine(lambda: _run_all(job, documents, run_id, on_progress, extractor))
     finally:
         summary = EtlSummary(run_id=run_id, started_at=run.started_at, finished_at=utcnow(), sources=results)
         runs.finish(

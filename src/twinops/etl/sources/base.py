@@ -1,16 +1,27 @@
-"""What every source shares: its context, the sink it writes to, and whole-source failure."""
+"""What every source shares: its config entry (``Source``), its context, the sink it writes to, and
+whole-source failure.
+
+Each kind of source is one ``Source`` subclass with a ``kind`` literal and a ``collect`` method, in
+its own module; ``twinops.etl.sources.SourceSpec`` is the discriminated union of them all.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from twinops.domain import Author, RawDocument
+from twinops.etl.options import FileLimits, UtcDatetime
 
 if TYPE_CHECKING:
     from twinops.etl.http import Fetcher
-    from twinops.etl.jobs import EtlJob, SourceSpec
 
 MAX_RECORDED_ERRORS = 50
 
@@ -21,6 +32,31 @@ class SourceFailed(Exception):
 
 class ItemFailed(Exception):
     """One item of a source (a page, a file, a CSV) is unusable: one-line reason."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """An article taken out of a web page."""
+
+    title: str
+    content: str  # Markdown
+    published_at: datetime | None
+    page_author: str | None
+
+
+# Page (HTML) and its URL if it has one → its article; raises ItemFailed when it holds none. The
+# run's is ``ExtractionPool.extract`` (``twinops.etl.workers``), over ``extract.html_to_article``.
+Extractor = Callable[[str | bytes, str | None], Extracted]
+
+
+class JobOptions(Protocol):
+    """What a source reads of its job (``twinops.etl.jobs.EtlJob``)."""
+
+    limit: int | None
+    since: datetime | None
+    files: FileLimits
+
+    def resolve_path(self, source: str) -> Path: ...
 
 
 class Sink(Protocol):
@@ -59,12 +95,47 @@ class Batch:
             await sink.add(document)
 
 
+class Source(BaseModel):
+    """One source string plus per-source options (all optional); subclasses fix ``kind``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="What the source is; `auto` dispatches on the source string.")
+    source: str = Field(min_length=1, description="URL, git URL, local path, or export .zip.")
+    limit: int | None = Field(None, ge=1, description="Feeds/sitemaps: at most this many articles.")
+    since: UtcDatetime = Field(None, description="Feeds/sitemaps: only articles published after.")
+    site_url: str | None = Field(
+        None, description="Substack exports: the publication URL, so posts get their real URLs."
+    )
+
+    def resolved(self, job: JobOptions) -> Source:
+        """The source of a definite kind (only ``auto`` has to look at the string first)."""
+        return self
+
+    async def collect(self, ctx: SourceContext, sink: Sink) -> None:
+        """Collect the source into ``sink``; raises SourceFailed when the whole source is unusable."""
+        raise NotImplementedError
+
+
+class BatchSource(Source):
+    """A source read synchronously into a ``Batch`` (files, archives, repositories)."""
+
+    def read(self, ctx: SourceContext) -> Batch:
+        raise NotImplementedError
+
+    async def collect(self, ctx: SourceContext, sink: Sink) -> None:
+        # Blocking I/O and parsing: a worker thread keeps the crawl loop responsive.
+        batch = await asyncio.to_thread(self.read, ctx)
+        await batch.drain_into(sink)
+
+
 @dataclass
 class SourceContext:
     author: Author
-    spec: SourceSpec
-    job: EtlJob
+    spec: Source
+    job: JobOptions
     fetcher: Fetcher
+    extract: Extractor
 
     @property
     def limit(self) -> int | None:

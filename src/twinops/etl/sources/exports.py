@@ -7,13 +7,15 @@ import io
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-
-from lxml import html as lxml_html
+from typing import TYPE_CHECKING, Literal
 
 from twinops.domain import Author, Category, Platform, RawDocument
-from twinops.etl.jobs import FileLimits
-from twinops.etl.sources.base import Batch, ItemFailed, SourceContext, SourceFailed, local_identity
+from twinops.etl.sources.base import Batch, BatchSource, Extractor, ItemFailed, SourceFailed, local_identity
 from twinops.etl.sources.extract import decode_text, html_to_article, parse_date
+
+if TYPE_CHECKING:
+    from twinops.etl.options import FileLimits
+    from twinops.etl.sources.base import SourceContext
 
 MAX_CSV_BYTES = 50_000_000  # LinkedIn Shares.csv grows with years of posting
 LINKEDIN_SHARE_COLUMNS = ("Date", "ShareLink", "ShareCommentary")
@@ -40,6 +42,8 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 def _html_meta(page: bytes, xpath: str) -> str | None:
     """One microformat value (Medium marks posts up as h-entry) from an export page."""
+    from lxml import html as lxml_html  # lxml's default parser is per thread: safe here
+
     try:
         values = lxml_html.fromstring(page).xpath(xpath)
     except (ValueError, lxml_html.etree.ParserError):
@@ -48,9 +52,16 @@ def _html_meta(page: bytes, xpath: str) -> str | None:
 
 
 def _article(
-    page: bytes, identity: str, author: Author, platform: Platform, member: str, **extra: str | None
+    page: bytes,
+    identity: str,
+    author: Author,
+    platform: Platform,
+    member: str,
+    *,
+    extract: Extractor,
+    **extra: str | None,
 ) -> RawDocument:
-    extracted = html_to_article(page, identity if identity.startswith("http") else None)
+    extracted = extract(page, identity if identity.startswith("http") else None)
     return RawDocument(
         platform=platform,
         category=Category.ARTICLES,
@@ -64,7 +75,7 @@ def _article(
     )
 
 
-def _medium(archive: zipfile.ZipFile, author: Author, limits: FileLimits) -> Batch:
+def _medium(archive: zipfile.ZipFile, author: Author, limits: FileLimits, extract: Extractor) -> Batch:
     batch = Batch()
     for name, info in _members(archive).items():
         path = PurePosixPath(name)
@@ -80,7 +91,16 @@ def _medium(archive: zipfile.ZipFile, author: Author, limits: FileLimits) -> Bat
             published = _html_meta(page, "//time[contains(@class,'dt-published')]/@datetime")
             title = _html_meta(page, "//h1[contains(@class,'p-name')]//text()")
             batch.documents.append(
-                _article(page, identity, author, Platform.MEDIUM, name, title=title, published=published)
+                _article(
+                    page,
+                    identity,
+                    author,
+                    Platform.MEDIUM,
+                    name,
+                    extract=extract,
+                    title=title,
+                    published=published,
+                )
             )
         except ItemFailed as error:
             batch.failures.append((name, str(error)))
@@ -103,7 +123,7 @@ def _csv_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, required: tuple[s
         raise ItemFailed(f"{info.filename} is not valid CSV ({error})") from error
 
 
-def _linkedin(archive: zipfile.ZipFile, author: Author, limits: FileLimits) -> Batch:
+def _linkedin(archive: zipfile.ZipFile, author: Author, limits: FileLimits, extract: Extractor) -> Batch:
     batch = Batch()
     for name, info in _members(archive).items():
         path = PurePosixPath(name)
@@ -113,7 +133,8 @@ def _linkedin(archive: zipfile.ZipFile, author: Author, limits: FileLimits) -> B
             elif "articles" in (p.lower() for p in path.parts[:-1]) and path.suffix.lower() == ".html":
                 page = _read(archive, info, limits.max_file_bytes)
                 identity = local_identity("linkedin-export", author, "articles", path.name)
-                batch.documents.append(_article(page, identity, author, Platform.LINKEDIN, name))
+                document = _article(page, identity, author, Platform.LINKEDIN, name, extract=extract)
+                batch.documents.append(document)
         except ItemFailed as error:
             batch.failures.append((name, str(error)))
     return batch
@@ -146,7 +167,9 @@ def _linkedin_shares(archive: zipfile.ZipFile, info: zipfile.ZipInfo, author: Au
     return batch
 
 
-def _substack(archive: zipfile.ZipFile, author: Author, limits: FileLimits, site_url: str | None) -> Batch:
+def _substack(
+    archive: zipfile.ZipFile, author: Author, limits: FileLimits, site_url: str | None, extract: Extractor
+) -> Batch:
     members = _members(archive)
     listing = next(info for name, info in members.items() if PurePosixPath(name).name == "posts.csv")
     by_name = {PurePosixPath(name).name: info for name, info in members.items() if "posts/" in name}
@@ -177,6 +200,7 @@ def _substack(archive: zipfile.ZipFile, author: Author, limits: FileLimits, site
                 author,
                 Platform.SUBSTACK,
                 info.filename,
+                extract=extract,
                 title=row["title"].strip() or None,
                 published=row.get("post_date") or None,
                 subtitle=row.get("subtitle") or None,
@@ -187,7 +211,14 @@ def _substack(archive: zipfile.ZipFile, author: Author, limits: FileLimits, site
     return batch
 
 
-def read_export(path: Path, author: Author, limits: FileLimits, *, site_url: str | None = None) -> Batch:
+def read_export(
+    path: Path,
+    author: Author,
+    limits: FileLimits,
+    *,
+    site_url: str | None = None,
+    extract: Extractor = html_to_article,
+) -> Batch:
     """Detect which export ``path`` is and read it; SourceFailed when it is none of them."""
     try:
         archive = zipfile.ZipFile(path)
@@ -201,11 +232,11 @@ def read_export(path: Path, author: Author, limits: FileLimits, *, site_url: str
         basenames = {name.name.lower() for name in names}
         try:
             if "posts.csv" in basenames:
-                batch = _substack(archive, author, limits, site_url)
+                batch = _substack(archive, author, limits, site_url, extract)
             elif "shares.csv" in basenames or any("articles" in str(n.parent).lower() for n in names):
-                batch = _linkedin(archive, author, limits)
+                batch = _linkedin(archive, author, limits, extract)
             elif any(n.parent.name == "posts" and n.suffix.lower() == ".html" for n in names):
-                batch = _medium(archive, author, limits)
+                batch = _medium(archive, author, limits, extract)
             else:
                 raise SourceFailed(
                     f"{path.name} is not a Medium, LinkedIn or Substack export "
@@ -218,6 +249,11 @@ def read_export(path: Path, author: Author, limits: FileLimits, *, site_url: str
     return batch
 
 
-def collect_export(ctx: SourceContext) -> Batch:
-    path = ctx.job.resolve_path(ctx.spec.source.strip().removeprefix("file://"))
-    return read_export(path, ctx.author, ctx.job.files, site_url=ctx.spec.site_url)
+class ExportSource(BatchSource):
+    """A Medium, LinkedIn or Substack export .zip."""
+
+    kind: Literal["export"] = "export"
+
+    def read(self, ctx: SourceContext) -> Batch:
+        path = ctx.job.resolve_path(self.source.strip().removeprefix("file://"))
+        return read_export(path, ctx.author, ctx.job.files, site_url=self.site_url, extract=ctx.extract)

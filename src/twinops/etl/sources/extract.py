@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 
 import yaml
 
-from twinops.etl.sources.base import ItemFailed
+from twinops.etl.sources.base import Extracted, ItemFailed
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 # Below this an "article" is a navigation stub or an error page the extractor fell back on.
@@ -51,14 +50,6 @@ NOT_CONTENT_MARKERS: dict[str, tuple[str, ...]] = {
         "this page does not exist",
     ),
 }
-
-
-@dataclass(frozen=True)
-class Extracted:
-    title: str
-    content: str  # Markdown
-    published_at: datetime | None
-    page_author: str | None
 
 
 def decode_text(data: bytes, item: str) -> str:

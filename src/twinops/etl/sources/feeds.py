@@ -16,10 +16,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from twinops.etl.http import FetchError, FetchResult, RobotsDisallowed
-from twinops.etl.sources.base import ItemFailed, Sink, SourceContext, SourceFailed
-from twinops.etl.sources.web import HTML_TYPES, XML_TYPES, article_document, fetch_article
+from twinops.etl.sources.base import ItemFailed, Sink, Source, SourceContext, SourceFailed
+from twinops.etl.sources.web import HTML_TYPES, XML_TYPES, article_document, extract_article, fetch_article
 
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 LISTING_TYPES = (*XML_TYPES, *GZIP_TYPES, "text/plain", "text/html")  # servers label feeds loosely
@@ -161,8 +162,35 @@ async def collect_web(ctx: SourceContext, sink: Sink) -> None:
         await collect_listing(ctx, sink, result)
         return
     try:
-        document = await asyncio.to_thread(article_document, result.body, result.final_url, ctx.author)
+        extracted = await extract_article(ctx, result.body, result.final_url)
     except ItemFailed as error:
         sink.fail(url, str(error))
         return
-    await sink.add(document)
+    await sink.add(article_document(extracted, result.final_url, ctx.author))
+
+
+class WebSource(Source):
+    """Any http(s) page: its article, or the feed/sitemap it turns out to be."""
+
+    kind: Literal["web"] = "web"
+
+    async def collect(self, ctx: SourceContext, sink: Sink) -> None:
+        await collect_web(ctx, sink)
+
+
+class FeedSource(Source):
+    """An RSS or Atom feed: every entry's article (newest first, within ``limit`` and ``since``)."""
+
+    kind: Literal["feed"] = "feed"
+
+    async def collect(self, ctx: SourceContext, sink: Sink) -> None:
+        await collect_listing(ctx, sink)
+
+
+class SitemapSource(Source):
+    """A sitemap or sitemap index: every listed page's article."""
+
+    kind: Literal["sitemap"] = "sitemap"
+
+    async def collect(self, ctx: SourceContext, sink: Sink) -> None:
+        await collect_listing(ctx, sink)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from twinops.domain import Author, Category, Platform, RawDocument
-from twinops.etl.jobs import FileLimits
-from twinops.etl.sources.base import Batch, ItemFailed, SourceContext, SourceFailed, local_identity
+from twinops.etl.sources.base import Batch, BatchSource, Extractor, ItemFailed, SourceFailed, local_identity
 from twinops.etl.sources.extract import (
     decode_text,
     first_line_title,
@@ -16,6 +15,10 @@ from twinops.etl.sources.extract import (
     parse_date,
     split_front_matter,
 )
+
+if TYPE_CHECKING:
+    from twinops.etl.options import FileLimits
+    from twinops.etl.sources.base import SourceContext
 
 MARKDOWN = {".md", ".markdown"}
 TEXT = {".txt"}
@@ -40,11 +43,18 @@ def _scalar(value: Any) -> str | int | float | bool | None:
 
 
 def text_document(
-    text: str, suffix: str, identity: str, author: Author, *, relpath: str, platform: Platform
+    text: str,
+    suffix: str,
+    identity: str,
+    author: Author,
+    *,
+    relpath: str,
+    platform: Platform,
+    extract: Extractor = html_to_article,
 ) -> RawDocument:
     """A document from a text file's content; front matter (title, date, url, category) wins."""
     if suffix in HTML:
-        extracted = html_to_article(text)
+        extracted = extract(text, None)
         meta: dict[str, Any] = {}
         title, body, published = extracted.title, extracted.content, extracted.published_at
     else:
@@ -83,7 +93,9 @@ def _files(root: Path) -> list[Path]:
     )
 
 
-def read_folder(root: Path, author: Author, limits: FileLimits) -> Batch:
+def read_folder(
+    root: Path, author: Author, limits: FileLimits, extract: Extractor = html_to_article
+) -> Batch:
     if not root.exists():
         raise SourceFailed(f"{root} does not exist: fix the path")
     files = _files(root)
@@ -102,9 +114,10 @@ def read_folder(root: Path, author: Author, limits: FileLimits) -> Batch:
             text = decode_text(path.read_bytes(), relpath)
             folder_name = root.parent.name if root.is_file() else root.name
             identity = local_identity("local", author, folder_name, relpath)
+            suffix = path.suffix.lower()
             batch.documents.append(
                 text_document(
-                    text, path.suffix.lower(), identity, author, relpath=relpath, platform=Platform.LOCAL
+                    text, suffix, identity, author, relpath=relpath, platform=Platform.LOCAL, extract=extract
                 )
             )
         except ItemFailed as error:
@@ -114,6 +127,11 @@ def read_folder(root: Path, author: Author, limits: FileLimits) -> Batch:
     return batch
 
 
-def collect_folder(ctx: SourceContext) -> Batch:
-    source = ctx.spec.source.strip().removeprefix("file://")
-    return read_folder(ctx.job.resolve_path(source), ctx.author, ctx.job.files)
+class FolderSource(BatchSource):
+    """A local folder (or one file) of .md/.txt/.html writing."""
+
+    kind: Literal["folder"] = "folder"
+
+    def read(self, ctx: SourceContext) -> Batch:
+        path = ctx.job.resolve_path(self.source.strip().removeprefix("file://"))
+        return read_folder(path, ctx.author, ctx.job.files, ctx.extract)

@@ -6,11 +6,14 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
 from twinops.domain import Author, Category, Platform, RawDocument
-from twinops.etl.jobs import FileLimits
-from twinops.etl.sources.base import Batch, ItemFailed, SourceContext, SourceFailed
+from twinops.etl.sources.base import Batch, BatchSource, ItemFailed, SourceContext, SourceFailed
 from twinops.etl.sources.extract import decode_text
+
+if TYPE_CHECKING:
+    from twinops.etl.options import FileLimits
 
 DOC_SUFFIXES = {
     ".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text", ".adoc": "asciidoc",
@@ -149,6 +152,15 @@ def read_repository(checkout: Path, identity: str, author: Author, limits: FileL
     if not batch.documents and not batch.failures:
         raise SourceFailed(f"{identity} has no documentation or source files to collect")
     return batch
+
+
+class GitSource(BatchSource):
+    """A git repository, by URL (cloned shallow) or local path (read in place)."""
+
+    kind: Literal["git"] = "git"
+
+    def read(self, ctx: SourceContext) -> Batch:
+        return collect_git(ctx)
 
 
 def collect_git(ctx: SourceContext) -> Batch:

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 
 from twinops.domain import Author, Category, Platform, RawDocument
 from twinops.etl.http import FetchError, RobotsDisallowed
-from twinops.etl.sources.base import ItemFailed, Sink, SourceContext
-from twinops.etl.sources.extract import html_to_article
+from twinops.etl.sources.base import Extracted, ItemFailed, Sink, SourceContext
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 XML_TYPES = ("application/rss+xml", "application/atom+xml", "application/xml", "text/xml")
@@ -28,9 +27,17 @@ def platform_for(url: str) -> Platform:
     return Platform.WEB
 
 
-def article_document(html: str | bytes, url: str, author: Author, **metadata: str | None) -> RawDocument:
-    """A RawDocument from an article page; raises ItemFailed when it has no main text."""
-    extracted = html_to_article(html, url)
+async def extract_article(ctx: SourceContext, html: str | bytes, url: str) -> Extracted:
+    """The page's article; raises ItemFailed when it has none or its extraction crashed.
+
+    Extraction runs in the run's worker processes (lxml parsers must never be shared between
+    threads, and a page that crashes lxml must not take the run with it): this thread only waits.
+    """
+    return await asyncio.to_thread(ctx.extract, html, url)
+
+
+def article_document(extracted: Extracted, url: str, author: Author, **metadata: str | None) -> RawDocument:
+    """A RawDocument from an article extracted from the page at ``url``."""
     return RawDocument(
         platform=platform_for(url),
         category=Category.ARTICLES,
@@ -48,14 +55,11 @@ async def fetch_article(url: str, ctx: SourceContext, sink: Sink) -> None:
     """Fetch, extract and hand one article to the sink; failures are recorded, never raised."""
     try:
         result = await ctx.fetcher.get(url, accept=HTML_TYPES)
-        # Extraction is CPU work: off the event loop so other fetches keep flowing.
-        document = await asyncio.to_thread(
-            article_document, result.body, result.final_url, ctx.author, fetched_from=url
-        )
+        extracted = await extract_article(ctx, result.body, result.final_url)
     except RobotsDisallowed as error:
         sink.skip(url, str(error))
         return
     except (FetchError, ItemFailed) as error:
         sink.fail(url, str(error))
         return
-    await sink.add(document)
+    await sink.add(article_document(extracted, result.final_url, ctx.author, fetched_from=url))

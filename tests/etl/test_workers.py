@@ -1,0 +1,77 @@
+"""Extraction in worker processes: a page that kills its process fails alone, and the run goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from twinops.etl import EtlJob, run_etl
+from twinops.etl.sources.base import Extracted, ItemFailed
+from twinops.etl.sources.extract import html_to_article
+from twinops.etl.workers import ExtractionPool
+
+from .conftest import article_body, article_html
+
+CRASH_MARKER = "CRASH-THIS-PAGE"
+
+
+def extract_or_crash(html: str | bytes, url: str | None) -> Extracted:
+    """The real extractor, except that a page carrying the marker kills its process like lxml did.
+
+    Module level, so the spawned workers can import it.
+    """
+    text = html.decode() if isinstance(html, bytes) else html
+    if CRASH_MARKER in text:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return html_to_article(html, url)
+
+
+def _page(n: int, *, crash: bool = False) -> str:
+    body = article_body(n) + (f"\n\n{CRASH_MARKER}" if crash else "")
+    return article_html(f"Post {n}", body)
+
+
+def test_a_page_that_kills_its_worker_fails_alone_and_the_pool_goes_on() -> None:
+    with ExtractionPool(extract_or_crash, workers=2) as pool:
+        assert pool.extract(_page(1), "http://a.test/1").title == "Post 1"
+        with pytest.raises(ItemFailed, match=r"extraction crashed \(killed by SIGSEGV\)"):
+            pool.extract(_page(2, crash=True), "http://a.test/2")
+        # The dead worker was replaced: the next pages extract as before.
+        titles = [pool.extract(_page(n), f"http://a.test/{n}").title for n in (3, 4, 5)]
+        assert titles == ["Post 3", "Post 4", "Post 5"]
+
+
+def test_an_item_failure_in_a_worker_keeps_its_reason() -> None:
+    with ExtractionPool(workers=1) as pool:
+        with pytest.raises(ItemFailed, match=r"no main text found in http://a\.test/empty"):
+            pool.extract("<html><body><p>Too short.</p></body></html>", "http://a.test/empty")
+        assert pool.extract(_page(7), None).title == "Post 7"
+
+
+def test_a_crashing_page_fails_only_its_item_in_a_run(site, policy, mongo_settings) -> None:
+    site.set_article(2, article_body(2) + f"\n\n{CRASH_MARKER}")
+    job = EtlJob.for_author("Ada Quill", [site.url("/sitemap.xml")], crawl=policy.model_dump())
+    summary = run_etl(job, mongo_settings, extractor=extract_or_crash)
+    [result] = summary.sources
+    assert (result.status, result.new, result.failed) == ("ok", 2, 1)
+    [error] = result.errors
+    assert site.url("/articles/2.html") in error and "killed by SIGSEGV" in error
+
+
+def test_forty_pages_extracted_concurrently_ten_times_without_a_crash() -> None:
+    # As a crawl does: every page handed over from its own thread at once. In threads sharing
+    # trafilatura's lxml parser this aborted runs; each worker process parses one page at a time.
+    pages = {f"http://a.test/{n}": _page(n) for n in range(40)}
+
+    async def round_of_forty(pool: ExtractionPool) -> list[str]:
+        extracted = await asyncio.gather(
+            *(asyncio.to_thread(pool.extract, html, url) for url, html in pages.items())
+        )
+        return [article.title for article in extracted]
+
+    with ExtractionPool() as pool:
+        for _ in range(10):
+            assert asyncio.run(round_of_forty(pool)) == [f"Post {n}" for n in range(40)]
