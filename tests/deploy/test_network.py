@@ -97,6 +97,9 @@ def _pods(docs: list[dict], renders, namespace: str) -> tuple[list[Pod], list[Po
         Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, (53,)),
         Pod("ml-pipeline", "kubeflow", {"app": "ml-pipeline"}, (8888,)),
         Pod("apiserver", "", {}, (443, 6443), ip="172.18.0.2"),  # no pod: an address
+        # prod's MLflow stores, outside the cluster's pods: addresses too.
+        Pod("postgresql", "", {}, (5432,), ip="10.96.40.12"),
+        Pod("s3", "", {}, (443, 9000), ip="52.216.0.10"),
     ]
     return ours + outside, ours + [pod for pod in outside if pod.ports]
 
@@ -118,7 +121,7 @@ def reachability(docs: list[dict], renders) -> set[tuple[str, str, int]]:
     return table
 
 
-def _expected(reranker: bool, namespace_pods: set[str]) -> set[tuple[str, str, int]]:
+def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -> set[tuple[str, str, int]]:
     steps = {"pipeline-step", "pipeline-step@kubeflow"}
     scorers = {"twin-llm", *({"twin-reranker"} if reranker else set())}
     served = {
@@ -140,9 +143,15 @@ def _expected(reranker: bool, namespace_pods: set[str]) -> set[tuple[str, str, i
         ("kube-dns", 53): namespace_pods,
         ("prometheus", 9090): {"twinops-rollout", "pipeline-step"},
         ("ml-pipeline", 8888): {"pipeline-step"},
-        ("apiserver", 443): {"twinops-rollout", "pipeline-step"},
         ("apiserver", 6443): {"twinops-rollout", "pipeline-step"},
+        # The API server has no selector, so the rules that reach it (any address on 443 and 6443)
+        # reach any address on those ports: an S3 API on 443 too.
+        ("apiserver", 443): {"twinops-rollout", "pipeline-step"},
+        ("s3", 443): {"twinops-rollout", "pipeline-step"},
     }
+    if external_mlflow:  # prod: MLflow's PostgreSQL and S3 API (any address on their ports)
+        for target in [("postgresql", 5432), ("s3", 443), ("s3", 9000), ("apiserver", 443)]:
+            served.setdefault(target, set()).add("mlflow")
     for port in _PREDICTOR_PORTS:
         for predictor in scorers:
             served[(predictor, port)] = {"twin-rag", "twinops-rollout", "gateway", "prometheus", *steps}
@@ -154,7 +163,9 @@ def test_each_service_answers_its_users_only_and_each_pod_reaches_what_it_calls(
     table = reachability(docs, renders)
     workloads = {w.name for w in renders.workloads(docs)}
     in_namespace = workloads | {"pipeline-step", "trainjob-node", "stranger"}
-    expected = _expected("twin-reranker" in workloads, in_namespace)
+    mlflow = next(w for w in renders.workloads(docs) if w.name == "mlflow").containers[0]
+    external = "MLFLOW_BACKEND_STORE_URI" in {env["name"] for env in mlflow["env"]}
+    expected = _expected("twin-reranker" in workloads, external, in_namespace)
     assert sorted(table - expected) == [], "reachable but not expected"
     assert sorted(expected - table) == [], "expected but not reachable"
 

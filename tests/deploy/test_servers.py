@@ -1,7 +1,8 @@
 """The servers the manifests start, started here with the manifests' own command and arguments
 (container paths and ports mapped to a temporary folder and free ports, `$(VAR)` expanded as the
-kubelet expands it) and called the way in-cluster clients call them: MLflow with the Host header of
-the Service names, Redis from a non-loopback address as a pod IP would be."""
+kubelet expands it, the Secret's keys filled with stand-ins) and called the way in-cluster clients
+call them: MLflow with the Host header of the Service names and its accounts, Redis from a
+non-loopback address as a pod IP would be, and prod's MLflow on PostgreSQL and an S3 API."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,3 +307,131 @@ def test_redis_requires_its_password_from_pod_addresses(renders, tmp_path: Path)
         )  # fmt: skip
         assert ran.stdout.strip() == "PONG", ran.stdout + ran.stderr
     assert list(paths["/data"].glob("appendonly*")), "the append-only file is on the data volume"
+
+
+_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+_S3RVER = Path(__file__).resolve().parents[2] / ".tools" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+
+
+@contextmanager
+def _postgresql(folder: Path, port: int) -> Iterator[str]:
+    """A PostgreSQL cluster of its own (Debian's, as the postgres user: initdb refuses root) with a
+    database and a password user for MLflow; yields its URI, stops and removes it after."""
+    if not (_POSTGRES_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL 15 (Debian's postgresql) is not installed")
+    shutil.chown(folder, user="postgres")
+    data = folder / "data"
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    initdb = [str(_POSTGRES_BIN / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres"]
+    subprocess.run([*as_postgres, *initdb, f"--pwfile={_pwfile(folder)}"], check=True, capture_output=True)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    pg_ctl = [
+        str(_POSTGRES_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(folder / "postgres.log"),
+    ]
+    subprocess.run([*as_postgres, *pg_ctl, "-w", "start"], check=True, capture_output=True)
+    try:
+        admin = {**os.environ, "PGPASSWORD": "postgres-password"}
+        psql = [str(_POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c"]
+        subprocess.run([*psql, "CREATE USER mlflow PASSWORD 'mlflow-password'"], env=admin, check=True)
+        subprocess.run([*psql, "CREATE DATABASE mlflow OWNER mlflow"], env=admin, check=True)
+        yield f"postgresql://mlflow:mlflow-password@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_postgres, str(_POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True, check=False)  # fmt: skip
+
+
+def _pwfile(folder: Path) -> Path:
+    path = folder / "superuser-password"
+    path.write_text("postgres-password\n")
+    shutil.chown(path, user="postgres")
+    return path
+
+
+@pytest.mark.slow
+def test_prod_mlflow_keeps_runs_in_postgresql_and_artifacts_on_s3(renders, tmp_path: Path) -> None:
+    """prod's MLflow as its manifest starts it, on the PostgreSQL that Debian ships (a cluster of its
+    own, on a free port) and an S3 API (s3rver, from npm): a run's metric lands in PostgreSQL, its
+    artifact in the bucket, and the registry still refuses an unauthenticated write."""
+    if not _S3RVER.exists():
+        pytest.skip("s3rver is not fetched: run `make s3rver`")
+    docs = renders.kustomize("prod")
+    pod = _pod(docs, "Deployment", "mlflow")
+    container = pod["containers"][0]
+    namespace = _object(docs, "Deployment", "mlflow")["metadata"]["namespace"]
+    env_names = {item["name"]: item for item in container["env"]}
+    bucket = urlsplit(env_names["MLFLOW_ARTIFACTS_DESTINATION"]["value"])
+    assert bucket.scheme == "s3" and not any("sqlite" in arg for arg in container["args"])
+    assert {"MLFLOW_BACKEND_STORE_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env_names)
+
+    database_folder = Path(tempfile.mkdtemp(prefix="twinops-pg-"))  # the postgres user must reach it
+    s3_port, mlflow_port = free_port(), free_port()
+    with _postgresql(database_folder, free_port()) as database_uri:
+        (tmp_path / "s3").mkdir()
+        s3 = [str(_S3RVER), "-d", str(tmp_path / "s3"), "-a", "127.0.0.1", "-p", str(s3_port),
+              "--configure-bucket", bucket.hostname]  # fmt: skip
+        with _started(s3, {}, tmp_path, tmp_path / "s3rver.log") as s3rver:
+            paths = _mount_paths(pod, container, tmp_path, docs)
+            _localize_files(paths)
+            env = _kubelet_env(container, namespace)
+            env = {key: _expand(value, env) for key, value in env.items()}
+            env = {key: str(paths.get(value, value)) for key, value in env.items()}
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(paths["/etc/mlflow-auth"] / "basic_auth.ini")
+            secrets = {**_SECRET, "mlflow-backend-store-uri": database_uri,
+                       "s3-access-key-id": "S3RVER", "s3-secret-access-key": "S3RVER"}  # fmt: skip
+            for item in container["env"]:
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    env[item["name"]] = secrets[ref["key"]]
+            env["MLFLOW_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{s3_port}"  # the cluster's S3 API, here
+            command = _local_command(container, env, paths, {5000: mlflow_port})
+            command[0] = str(Path(sys.executable).with_name("mlflow"))
+            base = f"http://127.0.0.1:{mlflow_port}"
+            writer = (_SECRET["mlflow-admin-username"], _SECRET["mlflow-admin-password"])
+
+            def healthy() -> bool:
+                assert s3rver.poll() is None, (tmp_path / "s3rver.log").read_text()
+                try:
+                    return httpx.get(f"{base}/health", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            log = tmp_path / "mlflow.log"
+            with _started(command, env, tmp_path, log) as process:
+                _wait_for(healthy, process, log)
+                refused = httpx.post(
+                    f"{base}/api/2.0/mlflow/registered-models/create", json={"name": "x"}, timeout=10
+                )
+                assert refused.status_code == 401
+                script = (
+                    "import mlflow, pathlib\n"
+                    f"mlflow.set_tracking_uri('{base}')\n"
+                    "mlflow.set_experiment('prod-stores')\n"
+                    "with mlflow.start_run() as run:\n"
+                    "    mlflow.log_metric('golden_perplexity', 12.5)\n"
+                    "    pathlib.Path('report.txt').write_text('stored on S3')\n"
+                    "    mlflow.log_artifact('report.txt')\n"
+                    "print(run.info.run_id)\n"
+                )
+                client_env = {**os.environ, "MLFLOW_TRACKING_USERNAME": writer[0],
+                              "MLFLOW_TRACKING_PASSWORD": writer[1], "HOME": str(tmp_path)}  # fmt: skip
+                ran = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=client_env,
+                                     capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+                assert ran.returncode == 0, ran.stderr[-2000:] + log.read_text()[-2000:]
+                run_id = ran.stdout.strip().splitlines()[-1]
+            psql = [str(_POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(urlsplit(database_uri).port)]
+            select = f"SELECT value FROM metrics WHERE run_uuid = '{run_id}'"
+            as_mlflow = {**os.environ, "PGPASSWORD": "mlflow-password"}
+            query = subprocess.run(
+                [*psql, "-U", "mlflow", "-d", "mlflow", "-tAc", select],
+                env=as_mlflow, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert query.stdout.strip() == "12.5", "the run's metric is in PostgreSQL"
+        stored = list((tmp_path / "s3" / bucket.hostname).rglob("report.txt*"))
+        assert stored and run_id in str(stored[0]), "the artifact is in the S3 bucket"
+    shutil.rmtree(database_folder, ignore_errors=True)
