@@ -15,18 +15,21 @@ connection for minutes by default; ``resolve_model_uri`` and ``champion_or_none`
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` to small values for the
 duration of the call (unless the environment sets them), so a server start with MLflow down fails
 within seconds. The override is process-wide while it lasts: call these at start-up, not from
-request handlers running beside other MLflow calls.
+request handlers running beside other MLflow calls. Every registry write path (registration, the
+gate, the manual promotion, evidence and metrics) is decorated with ``fails_fast``: the same
+override, and an MLflow that does not answer ends it in one ``ServiceUnavailable`` line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +51,8 @@ MODELS_SCHEME = "models:/"
 
 # Retries and per-request seconds while resolving (see the module docstring).
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+P = ParamSpec("P")
+R = TypeVar("R")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:@(?P<alias>[\w.-]+)|/(?P<version>\d+))$")
 
 
@@ -85,10 +90,13 @@ def resource_missing(error: Exception) -> bool:
     return getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
 def _unavailable(error: Exception, what: str) -> ServiceUnavailable:
-    first_line = (str(error).splitlines() or [type(error).__name__])[0][:200]
     return ServiceUnavailable(
-        f"MLflow registry error while reading {what} ({first_line}): run `twinops services up` "
+        f"MLflow registry error while reading {what} ({_first_line(error)}): run `twinops services up` "
         "or fix TWINOPS_MLFLOW_TRACKING_URI",
         setting="TWINOPS_MLFLOW_TRACKING_URI",
     )
@@ -193,6 +201,47 @@ def fast_fail() -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
+
+
+def _failed_to_answer(error: Exception) -> bool:
+    """MLflow's HTTP client could not get an answer (refused, reset, timed out, 5xx after retries)."""
+    import requests
+
+    if isinstance(error, requests.RequestException):
+        return True
+    message = str(error)
+    return getattr(error, "error_code", "") in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") and (
+        message.startswith("API request to")
+    )
+
+
+def fails_fast(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a registry write path: its MLflow calls run under ``fast_fail``, and an MLflow that
+    does not answer ends it in one ``ServiceUnavailable`` line naming ``what``, within seconds
+    instead of minutes of retries. (What was written before the server went away stays written;
+    each write path says what it writes first.)"""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+            import requests
+            from mlflow.exceptions import MlflowException
+
+            with fast_fail():
+                try:
+                    return function(*args, **kwargs)
+                except (MlflowException, requests.RequestException) as error:
+                    if not _failed_to_answer(error):
+                        raise
+                    raise ServiceUnavailable(
+                        f"MLflow did not answer while {what} ({_first_line(error)}): run `twinops services "
+                        "up` or fix TWINOPS_MLFLOW_TRACKING_URI, then run the command again",
+                        setting="TWINOPS_MLFLOW_TRACKING_URI",
+                    ) from error
+
+        return wrapped
+
+    return decorate
 
 
 def _names_a_missing_object(error: Exception) -> bool:

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.config_files import read_yaml_mapping, validate_config
-from twinops.infra.registry import REJECTED_TAG
+from twinops.infra.registry import REJECTED_TAG, fails_fast
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
@@ -230,6 +230,7 @@ def read_evidence(mlflow_version: Any) -> GateEvidence | None:
         return None
 
 
+@fails_fast("recording the evaluation's evidence")
 def record_evidence(name: str, version: str, evidence: GateEvidence, settings: Settings) -> None:
     """Attach an evaluation's evidence to ``name`` ``version``, where ``nominate`` reads it."""
     mlflow_client = client(settings)
@@ -258,6 +259,7 @@ def _newest_version(mlflow_client: Any, name: str) -> str:
     return str(max(int(version.version) for version in found))
 
 
+@fails_fast("the gate nominated a challenger")
 def nominate(
     name: str,
     settings: Settings,
@@ -330,6 +332,7 @@ def nominate(
     return result
 
 
+@fails_fast("promoting by hand")
 def promote_by_hand(name: str, version: str, settings: Settings, *, reason: str) -> GateDecision:
     """The manual override: ``champion`` to ``version`` now, without a canary, recorded as such."""
     if not reason.strip():

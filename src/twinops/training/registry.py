@@ -25,6 +25,7 @@ from twinops.infra.registry import (
     MODEL_NAMES,
     RERANKER_MODEL,
     client,
+    fails_fast,
     list_versions,
     require_registered,
     resource_missing,
@@ -79,6 +80,7 @@ def _validate_dataset_ids(ids: list[str], settings: Settings) -> None:
         repository.get(version_id)  # NotFound names the id
 
 
+@fails_fast("registering the model")
 def register_model(
     name: str,
     model_dir: str | Path,
@@ -141,6 +143,7 @@ def register_result(result: TrainResult, settings: Settings, *, name: str | None
     )
 
 
+@fails_fast("recording the model's metrics")
 def record_metrics(name: str, version: str, metrics: Mapping[str, float], settings: Settings) -> ModelVersion:
     """Attach (evaluation) metrics to a model version, where the promotion gate reads them."""
     from mlflow.exceptions import MlflowException
