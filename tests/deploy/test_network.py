@@ -95,6 +95,8 @@ def _pods(docs: list[dict], renders, namespace: str) -> tuple[list[Pod], list[Po
         Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, (9090,)),
         Pod("other-namespace", "default", {"app": "web"}),
         Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, (53,)),
+        Pod("node-local-dns", "", {}, (53,), ip="169.254.20.10"),
+        Pod("istiod", "istio-system", {"app": "istiod"}, (15012,)),
         Pod("ml-pipeline", "kubeflow", {"app": "ml-pipeline"}, (8888,)),
         Pod("apiserver", "", {}, (443, 6443), ip="172.18.0.2"),  # no pod: an address
         # prod's MLflow stores, outside the cluster's pods: addresses too.
@@ -124,6 +126,8 @@ def reachability(docs: list[dict], renders) -> set[tuple[str, str, int]]:
 def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -> set[tuple[str, str, int]]:
     steps = {"pipeline-step", "pipeline-step@kubeflow"}
     scorers = {"twin-llm", *({"twin-reranker"} if reranker else set())}
+    # The predictors' front doors: whole namespaces (the gateways', Istio's, Prometheus').
+    front = {"gateway", "istiod", "prometheus"}
     served = {
         ("mongodb", 27017): {"twinops-drift", "twinops-rollout", "twin-rag", "trainjob-node", *steps},
         ("qdrant", 6333): {"twin-rag", *steps},
@@ -141,6 +145,8 @@ def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -
         ("trainjob-node", 29400): {"trainjob-node"},
         # Outside the namespace: what its pods may reach there.
         ("kube-dns", 53): namespace_pods,
+        ("node-local-dns", 53): namespace_pods,
+        ("istiod", 15012): namespace_pods,
         ("prometheus", 9090): {"twinops-rollout", "pipeline-step"},
         ("ml-pipeline", 8888): {"pipeline-step"},
         ("apiserver", 6443): {"twinops-rollout", "pipeline-step"},
@@ -154,8 +160,8 @@ def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -
             served.setdefault(target, set()).add("mlflow")
     for port in _PREDICTOR_PORTS:
         for predictor in scorers:
-            served[(predictor, port)] = {"twin-rag", "twinops-rollout", "gateway", "prometheus", *steps}
-        served[("twin-rag", port)] = {"gateway", "prometheus"}
+            served[(predictor, port)] = {"twin-rag", "twinops-rollout", *front, *steps}
+        served[("twin-rag", port)] = set(front)
     return {(source, target, port) for (target, port), sources in served.items() for source in sources}
 
 
@@ -175,7 +181,10 @@ def test_no_pod_but_the_writers_reaches_mlflow_and_none_the_stores_from_outside(
     its readers and writers, and a pod of another namespace reaches no store."""
     docs = renders.kustomize("dev")
     table = reachability(docs, renders)
-    assert not {row for row in table if row[0] in {"stranger", "other-namespace"} and row[1] != "kube-dns"}
+    infrastructure = {"kube-dns", "node-local-dns", "istiod"}
+    assert not {
+        row for row in table if row[0] in {"stranger", "other-namespace"} and row[1] not in infrastructure
+    }
     assert ("twin-rag", "mlflow", 5000) not in table
 
 
