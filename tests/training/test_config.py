@@ -8,10 +8,10 @@ import pytest
 
 from twinops.cli import main
 from twinops.errors import ConfigError
-from twinops.training import DPOJob, RerankerJob, SFTJob, load_gate
+from twinops.training import DAPTJob, DPOJob, RerankerJob, SFTJob, load_gate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "training"
-JOBS = {"sft": SFTJob, "dpo": DPOJob, "reranker": RerankerJob}
+JOBS = {"dapt": DAPTJob, "sft": SFTJob, "dpo": DPOJob, "reranker": RerankerJob}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -29,6 +29,13 @@ def test_shipped_configs_load(path: Path) -> None:
 def test_defaults_are_sized_for_two_cpu_cores() -> None:
     job = SFTJob()
     assert job.trainer.max_steps <= 10 and job.trainer.max_length <= 256 and job.model is None
+    # DAPT runs epochs over the author's text, with a ceiling; its local config is its defaults.
+    dapt = DAPTJob()
+    assert dapt.trainer.max_steps == -1 and 0 < dapt.trainer.step_cap <= 60
+    local = DAPTJob.from_yaml(CONFIGS / "local-dapt.yaml")
+    sizing = {"learning_rate", "num_train_epochs", "max_steps", "step_cap", "max_length"}
+    assert local.lora == dapt.lora
+    assert local.trainer.model_dump(include=sizing) == dapt.trainer.model_dump(include=sizing)
 
 
 def test_config_mistakes_are_one_line(tmp_path: Path) -> None:

@@ -161,6 +161,9 @@ def _quantize(
             group_size=job.group_size,
             desc_act=job.desc_act,
             sym=job.sym,
+            damp_percent=job.damp_percent,
+            # A module a `-:` rule matches is skipped: it keeps its float weights in the folder.
+            dynamic={f"-:{pattern}": {} for pattern in job.float_modules} or None,
             offload_to_disk_path=str(offload),
         )
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -30,6 +30,14 @@ class QuantizeJob(BaseModel):
     )
     desc_act: bool = Field(False, description="Act-order (slower kernels; off keeps vLLM's fast path).")
     sym: bool = Field(True, description="Symmetric quantization (what vLLM's Marlin kernels expect).")
+    damp_percent: float = Field(
+        0.05, gt=0, lt=1, description="Dampening added to the Hessian's diagonal (a fraction of its mean)."
+    )
+    float_modules: list[str] = Field(
+        default_factory=list,
+        description="Regexes of module names left in float (gptqmodel's dynamic `-:` rules), e.g. "
+        r"`model\.layers\.0\.mlp\.down_proj`; the embeddings and lm_head stay float anyway.",
+    )
     calibration_path: Path | None = Field(
         None,
         description="chunks.jsonl (features artifact), a features folder, a dataset folder with "

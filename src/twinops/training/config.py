@@ -98,7 +98,7 @@ class DAPTJob(_JobBase):
         description="Every linear layer by default: new vocabulary and phrasing live in the MLPs too.",
     )
     trainer: TrainerSpec = Field(
-        default_factory=lambda: TrainerSpec(learning_rate=3e-4, max_steps=-1, num_train_epochs=2, step_cap=60)
+        default_factory=lambda: TrainerSpec(learning_rate=3e-4, max_steps=-1, num_train_epochs=2, step_cap=40)
     )
 
 
