@@ -51,6 +51,8 @@ def test_user_questions_are_answered_by_the_closest_passage_or_dropped(
     for question, passage in ON_TOPIC.items():
         assert asked[question].startswith(passage), "answered by the author's own closest passage"
     assert OFF_TOPIC not in asked
+    sources = {row["source"] for row in _rows(with_queries) if row["prompt"][0]["content"] in ON_TOPIC}
+    assert sources == {"query"}, "a user's question is counted as such, not as a template's"
     assert with_queries.drops["instruction:query_unmatched"] == 1
     assert with_queries.versions["instruction"] != plain.versions["instruction"]
     assert not set(ON_TOPIC) & {row["prompt"][0]["content"] for row in _rows(plain)}

@@ -143,7 +143,15 @@ def build_datasets(
                 "author": job.author,
                 "prompts": ",".join(prompt.ref for prompt in prompts),
             },
-            metrics={f"rows_{kind}": float(count) for kind, count in summary.counts.items()},
+            metrics={
+                **{f"rows_{kind}": float(count) for kind, count in summary.counts.items()},
+                **{
+                    f"rows_{kind}_{source}": float(count)
+                    for kind, sources in summary.sources.items()
+                    for source, count in sources.items()
+                },
+                "generator_seconds": summary.generator_seconds,
+            },
         )
     return summary
 

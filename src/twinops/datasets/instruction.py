@@ -12,8 +12,8 @@ the passage by a template. Each row records its ``source``: ``generator``, ``tem
 ``query`` (a user's question, ``datasets.queries``). A generator instruction that fails is counted
 in ``drops`` as ``instruction:generator_<reason>`` and its row rebuilt from the template, so no chunk
 is lost to a weak generator; only a too-short answer drops a row (``instruction:answer_too_short``).
-Optional Self-Instruct augmentation adds a second generator request per chunk in the style of a
-seed task (dropped, not rebuilt, when it fails).
+Optional Self-Instruct augmentation adds a second request per chunk in the style of a seed task:
+the generator's when it passes the same checks, else the seed style filled with a key phrase.
 """
 
 from __future__ import annotations

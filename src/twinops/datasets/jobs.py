@@ -74,7 +74,7 @@ class DatasetJob(BaseModel):
         0.25,
         gt=0,
         lt=1,
-        description="Share of documents held out (by document): 77 golden questions on the demo.",
+        description="Share of documents held out (by document): 6 of the demo's 20.",
     )
     retrieval_probes: int = Field(
         4, ge=0, description="Keyword probes per chunk, besides its instruction: golden and reranker queries."

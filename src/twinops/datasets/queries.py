@@ -5,11 +5,11 @@ retraining trigger saves those texts as JSONL and starts the twin pipeline with
 ``dataset_options.queries`` naming that file (relative to TWINOPS_HOME, the volume the detector
 and the pipeline steps share). Each question is matched with the author's closest
 chunk of the corpus (cosine of the project's embeddings): when it is at least
-``min_query_similarity`` close, the pair (question, the passage trimmed as any answer is) is an
-instruction example of origin ``query``; a question nothing of the author's answers is dropped and
-counted (``instruction:query_unmatched``), since the twin has nothing of the author's to learn
-from for it. The examples then go through the same filters, golden split and decontamination as
-the back-translated ones.
+``min_query_similarity`` close, the pair (question, the passage cleaned and trimmed as any answer
+is) is an instruction example of origin and source ``query``; a question nothing of the author's
+answers is dropped and counted (``instruction:query_unmatched``), since the twin has nothing of
+the author's to learn from for it. The examples then go through the same filters, golden split
+and decontamination as the back-generated ones.
 
 The file holds one JSON string per line, or objects with a ``text`` or ``question`` string (what
 ``monitoring.retrain`` writes).
@@ -25,7 +25,7 @@ import numpy as np
 from twinops.datasets.corpus import Corpus
 from twinops.datasets.instruction import InstructionExample, filter_instructions
 from twinops.datasets.jobs import DatasetJob
-from twinops.datasets.text import trim_answer, words
+from twinops.datasets.text import clean_passage, trim_answer, words
 from twinops.errors import ConfigError
 from twinops.infra.config_files import jsonl_rows
 from twinops.settings import Settings
@@ -72,6 +72,8 @@ def query_instructions(
             drops["instruction:query_unmatched"] += 1
             continue
         chunk = usable[best]
-        answer = trim_answer(chunk.content, job.max_answer_chars)
-        candidates.append(InstructionExample(question, answer, chunk.document_id, chunk.id, QUERY_ORIGIN))
+        answer = trim_answer(clean_passage(chunk.content), job.max_answer_chars)
+        candidates.append(
+            InstructionExample(question, answer, chunk.document_id, chunk.id, QUERY_ORIGIN, QUERY_ORIGIN)
+        )
     return filter_instructions(candidates, job, drops)
