@@ -123,7 +123,10 @@ def reachability(docs: list[dict], renders) -> set[tuple[str, str, int]]:
     return table
 
 
-def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -> set[tuple[str, str, int]]:
+def _expected(
+    workloads: set[str], external_mlflow: bool, namespace_pods: set[str]
+) -> set[tuple[str, str, int]]:
+    reranker = "twin-reranker" in workloads
     steps = {"pipeline-step", "pipeline-step@kubeflow"}
     scorers = {"twin-llm", *({"twin-reranker"} if reranker else set())}
     # The predictors' front doors: whole namespaces (the gateways', Istio's, Prometheus').
@@ -155,6 +158,8 @@ def _expected(reranker: bool, external_mlflow: bool, namespace_pods: set[str]) -
         ("apiserver", 443): {"twinops-rollout", "pipeline-step"},
         ("s3", 443): {"twinops-rollout", "pipeline-step"},
     }
+    if "redis-replica" in workloads:  # prod: the standby replicates the primary
+        served[("redis", 6379)].add("redis-replica")
     if external_mlflow:  # prod: MLflow's PostgreSQL and S3 API (any address on their ports)
         for target in [("postgresql", 5432), ("s3", 443), ("s3", 9000), ("apiserver", 443)]:
             served.setdefault(target, set()).add("mlflow")
@@ -171,7 +176,7 @@ def test_each_service_answers_its_users_only_and_each_pod_reaches_what_it_calls(
     in_namespace = workloads | {"pipeline-step", "trainjob-node", "stranger"}
     mlflow = next(w for w in renders.workloads(docs) if w.name == "mlflow").containers[0]
     external = "MLFLOW_BACKEND_STORE_URI" in {env["name"] for env in mlflow["env"]}
-    expected = _expected("twin-reranker" in workloads, external, in_namespace)
+    expected = _expected(workloads, external, in_namespace)
     assert sorted(table - expected) == [], "reachable but not expected"
     assert sorted(expected - table) == [], "expected but not reachable"
 

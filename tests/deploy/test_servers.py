@@ -435,3 +435,57 @@ def test_prod_mlflow_keeps_runs_in_postgresql_and_artifacts_on_s3(renders, tmp_p
         stored = list((tmp_path / "s3" / bucket.hostname).rglob("report.txt*"))
         assert stored and run_id in str(stored[0]), "the artifact is in the S3 bucket"
     shutil.rmtree(database_folder, ignore_errors=True)
+
+
+def test_prods_redis_replica_follows_the_primary_with_the_password(renders, tmp_path: Path) -> None:
+    """prod's standby as its manifest starts it: it authenticates to the primary (--masterauth),
+    holds what the primary was written, refuses writes, and asks its own clients for the password."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (`make system-deps`)")
+    import redis
+
+    docs = renders.kustomize("prod")
+    password = _SECRET["redis-password"]
+    started = {}
+    for name in ("redis", "redis-replica"):
+        container = _pod(docs, "StatefulSet", name)["containers"][0]
+        folder = tmp_path / name
+        paths = {mount["mountPath"]: folder / mount["name"] for mount in container["volumeMounts"]}
+        for local in paths.values():
+            local.mkdir(parents=True)
+        port = free_port()
+        command = _local_command(container, _secret_env(container), paths, {6379: port})
+        if "--replicaof" in command:  # the Service `redis` is the primary: here, on its local port
+            at = command.index("--replicaof")
+            assert container["args"][container["args"].index("--replicaof") + 1] == "redis"
+            command[at + 1 : at + 3] = ["127.0.0.1", str(started["redis"][1])]
+        started[name] = (command, port, folder)
+
+    def answering(port: int):
+        def answers() -> bool:
+            try:
+                return redis.Redis(port=port, password=password, socket_timeout=1).ping()
+            except redis.RedisError:
+                return False
+
+        return answers
+
+    (primary_cmd, primary_port, primary_dir), (replica_cmd, replica_port, replica_dir) = started.values()
+    with _started(primary_cmd, {}, primary_dir, tmp_path / "primary.log") as primary:
+        _wait_for(answering(primary_port), primary, tmp_path / "primary.log", timeout=30)
+        redis.Redis(port=primary_port, password=password).set("twinops:feature", "1")
+        with _started(replica_cmd, {}, replica_dir, tmp_path / "replica.log") as replica:
+            _wait_for(answering(replica_port), replica, tmp_path / "replica.log", timeout=30)
+            standby = redis.Redis(port=replica_port, password=password, socket_timeout=5)
+
+            def synced() -> bool:
+                return (
+                    standby.info("replication")["master_link_status"] == "up"
+                    and standby.get("twinops:feature") == b"1"
+                )
+
+            _wait_for(synced, replica, tmp_path / "replica.log", timeout=60)
+            with pytest.raises(redis.ReadOnlyError):
+                standby.set("twinops:feature", "2")
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=replica_port, socket_timeout=5).get("twinops:feature")
