@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
-from twinops.services.process import pid_alive
 from twinops.settings import get_settings
 
 DEFAULT_RAG_URL = "http://127.0.0.1:8480/openai/v1"
@@ -94,14 +93,11 @@ def serve(
                 highlight=False,
                 markup=False,
             )
-        console.print("Ctrl-C stops them", markup=False)
+        console.print("Ctrl-C stops them; a server that dies is restarted", markup=False)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        try:
-            while not stopping and all(pid_alive(s.pid) for s in servers.servers.values()):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        with contextlib.suppress(KeyboardInterrupt):
+            servers.supervise(until=lambda: bool(stopping))
     err_console.print("servers stopped")
 
 

@@ -7,12 +7,20 @@ otherwise) and RAG wired to both over HTTP. ``start_llm_canary`` adds a second L
 weighted router (``twinops.serving.router``) in front of both: the local canary for ``twinops rollout``.
 With a canary, RAG calls the LLM through the router, so the canary's share of RAG traffic is the
 router's weight (as on a cluster, where RAG calls the InferenceService's own route).
+
+``supervise`` keeps them up as a Deployment would: a server that dies is started again with the
+same command and ports, after a delay that doubles with each restart in a row (``RESTART_DELAY``
+up to ``MAX_RESTART_DELAY``, back to the first once it has stayed up ``STABLE_SECONDS``), and the
+others are left running. Meanwhile RAG answers 503 in the OpenAI error shape for what needs the
+dead server, as it does when the LLM is a separate process.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,6 +39,11 @@ ROUTER_PORT = 8188
 HOST = "127.0.0.1"
 # Loading an LLM on two busy cores takes a while; a server that is still loading is not failing.
 READY_TIMEOUT = 300.0
+# Supervision (see the module docstring): seconds before the first restart, the most, and how long
+# a server must stay up before its next death counts as a first again.
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+STABLE_SECONDS = 120.0
 
 
 class LocalServer(BaseModel):
@@ -40,6 +53,8 @@ class LocalServer(BaseModel):
     http_port: int
     grpc_port: int
     log_file: str
+    command: list[str] = []  # what started it, to start it again
+    restarts: int = 0
 
     @property
     def url(self) -> str:
@@ -112,6 +127,7 @@ class LocalServers:
             http_port=http_port,
             grpc_port=http_port + 1,
             log_file=str(log_file),
+            command=command,
         )
         self.servers[label] = server
         self.on_event(f"starting {label} ({server.model_name}) on {server.url}")
@@ -168,6 +184,7 @@ class LocalServers:
             http_port=router_port,
             grpc_port=router_port,  # the router forwards HTTP only
             log_file=str(log_file),
+            command=command,
         )
         self.servers["router"] = router
         self.wait_ready(router)  # its /v2/.../ready is the stable server's, through the router
@@ -211,6 +228,52 @@ class LocalServers:
         self.wait_ready(self.start("rag", args=[*wiring, *rag_args]))
         return dict(self.servers)
 
+    def restart(self, label: str) -> LocalServer:
+        """Start ``label``'s server again with its command and ports (its log goes on, appended)."""
+        server = self.servers[label]
+        stop_pid(server.pid)  # what is left of its process group
+        ports = {server.http_port, server.grpc_port}
+        wait_until(lambda: not any(port_in_use(port) for port in ports), timeout=30)
+        pid = start_detached(
+            server.command, cwd=self.settings.home, log_file=Path(server.log_file), env=self._env()
+        )
+        restarted = server.model_copy(update={"pid": pid, "restarts": server.restarts + 1})
+        self.servers[label] = restarted
+        return restarted
+
+    def supervise(
+        self,
+        until: Callable[[], bool],
+        *,
+        first_delay: float = RESTART_DELAY,
+        max_delay: float = MAX_RESTART_DELAY,
+        stable_seconds: float = STABLE_SECONDS,
+        interval: float = 0.5,
+    ) -> None:
+        """Until ``until()``: restart each server that died, with backoff; leave the others alone."""
+        watches = {label: _Watch(delay=first_delay, up_since=time.monotonic()) for label in self.servers}
+        while not until():
+            now = time.monotonic()
+            for label, server in list(self.servers.items()):
+                watch = watches.setdefault(label, _Watch(delay=first_delay, up_since=now))
+                if pid_alive(server.pid):
+                    if now - watch.up_since >= stable_seconds:
+                        watch.delay = first_delay
+                    continue
+                if watch.due is None:
+                    watch.due = now + watch.delay
+                    last = tail(Path(server.log_file), 1)
+                    self.on_event(
+                        f"{label} exited ({last or 'no log'}); restarting in {watch.delay:g} s "
+                        f"(log: {server.log_file})"
+                    )
+                elif now >= watch.due:
+                    restarted = self.restart(label)
+                    self.on_event(f"restarted {label} on {restarted.url} (restart {restarted.restarts})")
+                    watch.due, watch.up_since = None, time.monotonic()
+                    watch.delay = min(watch.delay * 2, max_delay)
+            time.sleep(interval)
+
     def stop(self) -> None:
         for role, server in reversed(list(self.servers.items())):
             stop_pid(server.pid)
@@ -222,6 +285,15 @@ class LocalServers:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+@dataclass
+class _Watch:
+    """One supervised server: the delay before its next restart, when it is due, since when up."""
+
+    delay: float
+    up_since: float
+    due: float | None = None
 
 
 def ask_rag(
