@@ -64,3 +64,15 @@ def test_style_classifier_needs_enough_texts(eval_settings) -> None:
 
     with pytest.raises(ConfigError, match="style classifier needs"):
         StyleClassifier.fit(load_embedder(eval_settings), AUTHOR, AUTHOR)
+
+
+def test_style_classifier_weighs_a_few_base_answers_against_many_author_texts(
+    eval_settings, style_corpus
+) -> None:
+    """The dataset step's budget leaves far fewer base-model answers than author texts: unseen base
+    answers must still read as the base model's, not as the author's by sheer majority."""
+    author_texts, base_texts = style_corpus
+    many_author = [f"{text} (note {n})" for n in range(6) for text in author_texts]
+    classifier = StyleClassifier.fit(load_embedder(eval_settings), many_author, base_texts[:4])
+    unseen_base = classifier.author_probability(base_texts[4:])
+    assert sum(unseen_base) / len(unseen_base) < 0.5

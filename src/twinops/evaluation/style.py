@@ -2,7 +2,9 @@
 
 A logistic regression on MiniLM embeddings, trained on the preference set (chosen = the author's
 text, rejected = the base model's answer to the same prompt). A model's style score is the mean
-probability that its answers are the author's.
+probability that its answers are the author's. The classes are weighed by their sizes: every
+instruction row has its author's text, while the base model answered only as many as the dataset
+step's time budget allowed, and an unweighed fit would call nearly anything the author's.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ class StyleClassifier:
         train_x, test_x, train_y, test_y = train_test_split(
             features, labels, test_size=0.25, random_state=seed, stratify=labels
         )
-        classifier = LogisticRegression(max_iter=1000, C=4.0).fit(train_x, train_y)
+        classifier = LogisticRegression(max_iter=1000, C=4.0, class_weight="balanced").fit(train_x, train_y)
         accuracy = float(classifier.score(test_x, test_y))
         # Refit on everything: the held-out accuracy above is the honest estimate.
-        classifier = LogisticRegression(max_iter=1000, C=4.0).fit(features, labels)
+        classifier = LogisticRegression(max_iter=1000, C=4.0, class_weight="balanced").fit(features, labels)
         return cls(embedder, classifier, accuracy, len(texts))
 
     def author_probability(self, texts: list[str]) -> list[float]:
