@@ -12,7 +12,7 @@ from pathlib import Path
 from twinops.errors import ServiceUnavailable
 from twinops.infra.service_state import ServiceRecord, ServicesState
 from twinops.services import mlflow_server, mongodb, qdrant_server
-from twinops.services.process import pid_alive, stop_pid
+from twinops.services.process import holders_of, pid_alive, stop_pid
 from twinops.settings import Settings
 
 SERVICE_NAMES = ("mongodb", "qdrant", "mlflow")
@@ -41,6 +41,23 @@ def _alive(record: ServiceRecord | None, check: Callable[[str], bool]) -> bool:
     return bool(record and record.managed and pid_alive(record.pid) and check(record.uri))
 
 
+def _clear_remains(name: str, record: ServiceRecord | None, store: Path) -> None:
+    """Before a managed service starts again: stop what is left of its recorded process group (a
+    leader killed by PID leaves its workers serving), and refuse to start beside any other process
+    still working in its folder, since two servers on one sqlite file or WiredTiger folder corrupt
+    the store."""
+    if record is not None and record.managed and record.pid:
+        stop_pid(record.pid)
+    holders = holders_of(store.parent)
+    if holders:
+        pids = ", ".join(str(pid) for pid in holders)
+        raise ServiceUnavailable(
+            f"the embedded {name}'s store {store} is still held by PID {pids} (working in its folder), "
+            "which `services up` did not record: stop it, or leave the folder, and run `twinops "
+            "services up` again; a second server on the same store would corrupt it"
+        )
+
+
 class ServiceManager:
     """Starts, stops and reports the embedded services for one ``Settings``."""
 
@@ -67,6 +84,7 @@ class ServiceManager:
                 )
             state.services["mongodb"] = _external_record("mongodb", settings.mongodb_uri, True)
         elif not _alive(state.services.get("mongodb"), mongodb.ping):
+            _clear_remains("mongodb", state.services.get("mongodb"), mongodb.store(settings))
             state.services["mongodb"] = mongodb.start(settings)
             state.save(self._state_file)
 
@@ -91,6 +109,7 @@ class ServiceManager:
                 )
             state.services["mlflow"] = _external_record("mlflow", uri, True)
         elif not _alive(state.services.get("mlflow"), mlflow_server.healthy):
+            _clear_remains("mlflow", state.services.get("mlflow"), mlflow_server.store(settings))
             state.services["mlflow"] = mlflow_server.start(settings)
         state.save(self._state_file)
         return state.services

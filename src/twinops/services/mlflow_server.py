@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -17,6 +18,11 @@ def healthy(uri: str) -> bool:
         return httpx.get(f"{uri.rstrip('/')}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def store(settings: Settings) -> Path:
+    """The sqlite file the embedded server keeps runs and the registry in: one server at a time."""
+    return settings.services_dir / "mlflow" / "mlflow.db"
 
 
 def start(settings: Settings) -> ServiceRecord:
@@ -35,7 +41,7 @@ def start(settings: Settings) -> ServiceRecord:
         "--host", "127.0.0.1",
         "--port", str(port),
         "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--backend-store-uri", f"sqlite:///{store(settings)}",
         "--artifacts-destination", str(workdir / "artifacts"),
     ]  # fmt: skip
     pid = start_detached(command, cwd=workdir, log_file=log_file)

@@ -53,6 +53,11 @@ def find_server_binary(settings: Settings) -> str:
     )
 
 
+def store(settings: Settings) -> Path:
+    """The WiredTiger data folder of the embedded server: one server at a time."""
+    return settings.services_dir / "mongodb" / "data"
+
+
 def start(settings: Settings) -> ServiceRecord:
     binary = find_server_binary(settings)
     port = settings.mongodb_port or free_port()
@@ -68,7 +73,7 @@ def start(settings: Settings) -> ServiceRecord:
         binary,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--storage-path", str(workdir / "data"),
+        "--storage-path", str(store(settings)),
         "--log-level", "WARNING",
     ]  # fmt: skip
     pid = start_detached(command, cwd=workdir, log_file=log_file)

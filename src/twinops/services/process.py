@@ -83,23 +83,54 @@ def start_detached(
     return process.pid
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` (its leader, if alive, included)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
 def stop_pid(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM the process group started by ``start_detached``; SIGKILL what is left."""
-    if not pid_alive(pid):
+    """SIGTERM the process group started by ``start_detached``; SIGKILL what is left.
+
+    The whole group, even when its leader is already gone: a server killed by PID (by hand, or
+    the OOM killer) leaves its workers serving in the group, and they must not outlive ``down``.
+    """
+    if not group_members(pid):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            break
-        time.sleep(0.1)
-    else:
+    if not wait_until(lambda: not group_members(pid), timeout=timeout, interval=0.1):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+        wait_until(lambda: not group_members(pid), timeout=5, interval=0.1)
     # Reap it if it was our own child (tests start and stop in one process).
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def holders_of(workdir: Path) -> list[int]:
+    """Live processes working in a server's folder (``start_detached`` starts each server, and so
+    every worker it forks, with its folder as cwd) or naming it on their command line: the way to
+    find a server left on a store after its record was lost or its leader died."""
+    folder = str(workdir)
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cwd = process.cwd()
+            works_there = cwd == folder or cwd.startswith(folder + os.sep)
+            if works_there or any(folder in arg for arg in process.cmdline()):
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
