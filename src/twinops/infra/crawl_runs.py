@@ -2,15 +2,23 @@
 
 The change feed is a query on the warehouse's own bookkeeping (each current revision carries the
 run that wrote it and when), so it works on any MongoDB-compatible server, change streams or not.
+
+A run records the process that runs it (host, PID and the PID's start time). A process killed
+mid-run never finishes its record; the next ``start`` on the same host marks such a run ``failed``
+("abandoned"), so no run stays ``running`` for good. A run of another host (a pod) is left as it is:
+its process cannot be seen from here.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psutil
 from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
@@ -32,6 +40,30 @@ class CrawlRun(BaseModel):
     totals: dict[str, int] = Field(default_factory=dict)
     results: list[dict[str, Any]] = Field(default_factory=list, description="Per-source results.")
     errors: list[str] = Field(default_factory=list, description="`source: reason` for failed sources.")
+    host: str | None = Field(None, description="The host of the process running it.")
+    pid: int | None = Field(None, description="The PID of the process running it.")
+    pid_started: float | None = Field(
+        None, description="That process's start time (epoch seconds): a reused PID is another process."
+    )
+
+
+def _this_process() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": psutil.Process().create_time()}
+
+
+def _process_gone(run: CrawlRun) -> bool:
+    """Whether the process that ran ``run`` on this host has ended (False when it cannot be told)."""
+    if run.host != socket.gethostname() or run.pid is None:
+        return False
+    try:
+        process = psutil.Process(run.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return run.pid_started is not None and abs(process.create_time() - run.pid_started) > 1
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 class CrawlRunRepository:
@@ -40,9 +72,26 @@ class CrawlRunRepository:
         self._runs.create_index([("started_at", ASCENDING)])
 
     def start(self, run_id: str, sources: list[str], started_at: datetime | None = None) -> CrawlRun:
-        run = CrawlRun(run_id=run_id, started_at=started_at or utcnow(), sources=sources)
+        self.fail_abandoned()
+        run = CrawlRun(run_id=run_id, started_at=started_at or utcnow(), sources=sources, **_this_process())
         self._runs.insert_one({"_id": run_id, **run.model_dump(exclude={"run_id"})})
         return run
+
+    def fail_abandoned(self) -> list[str]:
+        """Mark ``failed`` every run still ``running`` whose process on this host has ended; return
+        their ids."""
+        abandoned = []
+        for row in self._runs.find({"status": "running"}):
+            run = CrawlRun(run_id=row.pop("_id"), **row)
+            if not _process_gone(run):
+                continue
+            reason = f"abandoned: process {run.pid} on {run.host} ended without finishing the run"
+            self._runs.update_one(
+                {"_id": run.run_id, "status": "running"},
+                {"$set": {"status": "failed", "finished_at": utcnow()}, "$push": {"errors": reason}},
+            )
+            abandoned.append(run.run_id)
+        return abandoned
 
     def finish(
         self,
