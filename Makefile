@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install lock run test lint format bench pipelines manifests images helm s3rver clean models services-down
+.PHONY: help install lock run test test-fast lint format bench pipelines manifests images helm s3rver clean models services-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -102,11 +102,16 @@ models: install ## Cache the bundled models under TWINOPS_HOME/models
 run: install ## Set up and run the whole local FTI loop
 	$(BIN)/twinops run
 
-test: install helm s3rver ## Set up and run the test suite
+test: install helm s3rver ## Set up and run the test suite (every test; prints the 15 slowest)
 	$(BIN)/twinops models pull
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 	# The alibi-detect detectors run in their own environment (numpy<2, transformers<5).
 	.venv-drift/bin/python -m pytest -q -p no:cacheprovider tests/monitoring/test_alibi_detectors.py
+
+# The inner loop, after every change: every test not marked `slow` (no models, servers, training or
+# pipeline compiles), under 3 minutes on 2 cores. A new test that takes seconds gets the marker.
+test-fast: $(VENV)/.installed .venv-mongo/.installed ## Run the fast tier (-m "not slow"), under 3 minutes
+	$(BIN)/python -m pytest -m "not slow" -q --durations=10
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

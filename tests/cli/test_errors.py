@@ -123,6 +123,7 @@ def test_unreachable_qdrant_server_is_one_line(home, monkeypatch) -> None:
 
 
 @pytest.mark.timeout(90)  # MLflow's default retries run past 120 s: a hang guard, not a timing claim
+@pytest.mark.slow
 def test_registry_list_against_unreachable_mlflow_fails(home, monkeypatch, capsys) -> None:
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)

@@ -14,6 +14,8 @@ from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.mongo import connect
 from twinops.settings import Settings, get_settings
 
+pytestmark = pytest.mark.slow  # generates with the tiny model
+
 EXTRACTIVE = DatasetJob(generator="extractive", log_to_mlflow=False)
 MESSAGE = [{"role": "user", "content": "x"}]
 

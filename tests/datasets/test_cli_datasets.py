@@ -10,6 +10,7 @@ from twinops.cli import main
 from twinops.settings import Settings
 
 
+@pytest.mark.slow
 def test_build_then_show(feature_run, dataset_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     feature_run()
     assert main(["datasets", "build", "--generator", "extractive", "--no-mlflow", "--json"]) == 0

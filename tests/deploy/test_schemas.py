@@ -33,6 +33,7 @@ def test_built_in_kinds_are_valid(docs: list[dict]) -> None:
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.slow
 def test_kserve_kinds_match_the_crds(renders, docs: list[dict]) -> None:
     if not renders.kserve_crds.is_dir():
         pytest.skip(f"KServe CRDs not found at {renders.kserve_crds}: KServe kinds not validated")

@@ -26,6 +26,8 @@ import pytest
 from twinops.pipelines.gpu import DEFAULT_PROFILE
 from twinops.services.process import free_port
 
+pytestmark = pytest.mark.slow  # real servers (redis, MLflow) as subprocesses
+
 OVERLAY = "dev"  # its namespace differs from the base's, so expansion of $(POD_NAMESPACE) shows
 
 

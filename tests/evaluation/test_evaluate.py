@@ -169,6 +169,7 @@ def test_evaluate_side_by_side(
     assert {"report/table.html", "report/table.md", "report/golden_perplexity.png"} <= artifacts
 
 
+@pytest.mark.slow
 def test_evaluate_says_what_it_skipped(
     eval_settings, tiny_llama: Path, golden_dir: Path, tmp_path: Path
 ) -> None:

@@ -64,6 +64,7 @@ def _untrained_twin_reranker(bundled_models_dir, folder):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_retrieval_ranks_the_same_lists_by_cosine_and_by_each_reranker(
     eval_settings, chunk_collection, bundled_models_dir, golden_triples, tmp_path
 ) -> None:

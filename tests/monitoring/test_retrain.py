@@ -101,6 +101,7 @@ def test_a_failing_runner_is_recorded_and_the_trigger_goes_on(tmp_path, clock):
     assert len(failed) == 1 and failed[0].error == "KFP API refused the run"
 
 
+@pytest.mark.slow
 def test_the_drifted_texts_reach_the_twin_pipeline_as_dataset_queries(settings, clock, monkeypatch):
     """`drift serve --retrain local`'s runner, up to the pipeline's door.
 

@@ -20,6 +20,8 @@ from twinops.cli import main
 from twinops.errors import ConfigError
 from twinops.pipelines.submit import KfpEndpoint, check_host, normalize_schedule, submit
 
+pytestmark = pytest.mark.slow  # each test compiles the KFP pipelines (seconds each)
+
 
 def _closed_port() -> int:
     with socket.socket() as sock:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from twinops.pipelines.params import FeatureParams, TrainingParams
 from twinops.pipelines.registry import get_pipeline
+
+pytestmark = pytest.mark.slow  # compiles the KFP pipelines
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_CONFIG = ROOT / "configs" / "run" / "local.yaml"

@@ -15,6 +15,7 @@ def test_names_are_forgiving_but_exact() -> None:
     assert canonical_name("twin-pipeline") == canonical_name("twin") == "twin_pipeline"
 
 
+@pytest.mark.slow
 def test_params_convert_to_declared_types() -> None:
     pipeline = get_pipeline("twin_pipeline")
     raw = {

@@ -12,6 +12,8 @@ from twinops.pipelines.gpu import DEFAULT_PROFILE
 from twinops.pipelines.images import ImageFamily, image
 from twinops.pipelines.registry import get_pipeline, pipeline_names
 
+pytestmark = pytest.mark.slow  # compiles the KFP pipelines and runs kfp.local
+
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_TASKS = {
     "feature_pipeline": {"ingest", "clean-and-gate", "chunk-embed-load", "feast-materialize"},

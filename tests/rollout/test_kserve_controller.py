@@ -321,6 +321,7 @@ def _run_with_crash(
 
 
 @pytest.mark.parametrize(("scenario", "outcome"), [(HEALTHY, "promoted"), (FAILING, "rolled_back")])
+@pytest.mark.slow
 def test_a_controller_killed_at_any_call_converges_after_a_restart(scenario, outcome) -> None:
     with running_cluster("dev", "kustomize") as cluster:
         _, _, total = _run_with_crash(cluster, scenario, None, "before")

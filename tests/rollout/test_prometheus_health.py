@@ -35,6 +35,8 @@ from twinops.rollout.health import (
 )
 from twinops.serving.router import BACKEND_HEADER, RouterConfig, create_app
 
+pytestmark = pytest.mark.slow  # a real Prometheus per test
+
 STANDARD, KNATIVE, ELSEWHERE = "twinops", "twinops-serverless", "elsewhere"
 STABLE, CANARY = "twin-llm-predictor", "twin-llm-v7-predictor"  # Standard mode's Deployments
 STABLE_REVISION, CANARY_REVISION = "twin-llm-predictor-00001", "twin-llm-predictor-00002"

@@ -18,6 +18,8 @@ from prometheus_client import REGISTRY
 
 from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
 
+pytestmark = pytest.mark.slow  # generates with the tiny model
+
 # Long enough that every request of a test reaches an idle engine before its first step.
 WINDOW_MS = 200.0
 

@@ -77,6 +77,7 @@ def router(backends) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_split_is_within_tolerance_of_the_configured_percent(router) -> None:
     answered = {"stable": 0, "canary": 0}
     mismatched = []

@@ -11,6 +11,8 @@ from twinops.cli import main
 from twinops.domain.versions import DatasetKind
 from twinops.training.gate import GateEvidence, record_evidence
 
+pytestmark = pytest.mark.slow  # trains through the CLI
+
 
 def test_train_sft_register_gate_promote_list(
     training_settings, make_dataset, tiny_llama: Path, capsys: pytest.CaptureFixture[str]

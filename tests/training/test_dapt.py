@@ -13,6 +13,8 @@ from twinops.training import DAPTJob, SFTJob, TrainerSpec, train_dapt, train_sft
 from twinops.training.dapt import MIN_BLOCK_TOKENS, latest_dapt_model, passages, text_blocks
 from twinops.training.runs import planned_steps
 
+pytestmark = pytest.mark.slow  # trains (DAPT, SFT) on the tiny model
+
 TINY = TrainerSpec(max_length=32, per_device_train_batch_size=2, device="cpu")
 
 

@@ -12,6 +12,8 @@ from twinops.errors import ConfigError, NotFound
 from twinops.training import DPOJob, SFTJob, TrainerSpec, merge_adapter, train_dpo, train_sft
 from twinops.training.sft import SFT_COLUMNS, build_sft_trainer
 
+pytestmark = pytest.mark.slow  # trains (SFT, DPO) on the tiny model
+
 TINY = TrainerSpec(max_steps=2, max_length=64, per_device_train_batch_size=2, device="cpu")
 
 

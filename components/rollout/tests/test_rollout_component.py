@@ -23,6 +23,8 @@ from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.pipelines.components import rollout
 from twinops.settings import get_settings
 
+pytestmark = pytest.mark.slow  # a real Prometheus and MLflow server
+
 NAMESPACE = "twinops-dev"
 
 
