@@ -250,11 +250,18 @@ def test_sft_starts_from_the_dapt_model_of_its_branch(compiled: dict[str, dict])
     start = local["sft"].inputs.artifacts["start_model"].task_output_artifact
     assert (start.producer_task, start.output_artifact_key) == ("dapt", "model")
     for name in TRAINING:
-        for task, _ in _walk(compiled[name]):
-            if task["taskInfo"]["name"] in {"sft", "sft-trainjob"}:
-                source = task["inputs"]["artifacts"]["start_model"]["taskOutputArtifact"]
-                follower = task["taskInfo"]["name"].endswith("-trainjob")
-                assert source["producerTask"] == ("dapt-trainjob" if follower else "dapt"), name
+        sources = {
+            task["taskInfo"]["name"]: task["inputs"]["artifacts"]["start_model"]["taskOutputArtifact"]
+            for task, _ in _walk(compiled[name])
+            if task["taskInfo"]["name"] in {"sft", "sft-trainjob"}
+        }
+        # Each branch's sft reads its own branch's dapt task (keys dapt, dapt-2, ...).
+        assert set(sources) == {"sft", "sft-trainjob"}, name
+        assert all(
+            s["producerTask"].startswith("dapt") and s["outputArtifactKey"] == "model"
+            for s in sources.values()
+        )
+        assert len({s["producerTask"] for s in sources.values()}) == 2, name
 
 
 def test_local_runs_train_without_the_branch() -> None:

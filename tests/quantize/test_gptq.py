@@ -100,8 +100,10 @@ def test_calibration_texts_from_features_and_datasets(tmp_path: Path) -> None:
         {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": text}]}
         for text in AUTHOR[:3]
     ]
-    (dataset / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
-    assert read_texts(dataset) == AUTHOR[:3]
+    (dataset / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows[:2]))
+    # The test split holds the held-out documents the evaluation scores: never calibrated on.
+    (dataset / "test.jsonl").write_text(json.dumps(rows[2]))
+    assert read_texts(dataset) == AUTHOR[:2]
     calibration, held_out = split_texts(AUTHOR, calibration=100, held_out=3, seed=0)
     assert len(held_out) == 3 and not set(calibration) & set(held_out)
     assert len(calibration) + len(held_out) == len(AUTHOR)

@@ -2,7 +2,10 @@
 
 Reads plain files only (no MongoDB, no Qdrant), so the same code runs in ``.venv-quantize`` and in
 a container: a features folder's ``chunks.jsonl`` (contract 2), an instruction dataset folder's
-``train.jsonl``/``test.jsonl`` (the assistant completions, contract 4), or a .txt/.jsonl of texts.
+``train.jsonl`` (the assistant completions, contract 4), or a .txt/.jsonl of texts.
+
+A dataset folder gives its train split only: its test split holds the golden (held-out) documents,
+which the evaluation measures the twin on, so GPTQ must not calibrate on them.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def read_texts(path: Path) -> list[str]:
     if not path.exists():
         raise NotFound(f"calibration source {path} does not exist: pass a features folder or chunks.jsonl")
     if path.is_dir():
-        candidates = [path / "chunks.jsonl", path / "train.jsonl", path / "test.jsonl"]
+        candidates = [path / "chunks.jsonl", path / "train.jsonl"]
         files = [candidate for candidate in candidates if candidate.exists()]
         if not files:
             raise NotFound(f"{path} holds no chunks.jsonl or train.jsonl: pass a features or dataset folder")

@@ -41,7 +41,7 @@ class QuantizeJob(BaseModel):
     calibration_path: Path | None = Field(
         None,
         description="chunks.jsonl (features artifact), a features folder, a dataset folder with "
-        "train.jsonl/test.jsonl, or a .txt/.jsonl of texts.",
+        "train.jsonl (its train split only), or a .txt/.jsonl of texts.",
     )
     calibration_texts: list[str] = Field(default_factory=list, description="Texts used instead of a path.")
     calibration_samples: int = Field(64, ge=1, description="Calibration texts drawn from the corpus.")
