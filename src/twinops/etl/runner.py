@@ -3,6 +3,11 @@
 One failing source never stops the others: each source runs in its own task and any failure
 becomes a one-line reason on its ``SourceResult``. Nor does a failing page: articles are extracted
 in worker processes (``twinops.etl.workers``), so a page that crashes its parser fails alone.
+
+A warehouse that stops answering does stop the run, at the first write that finds it gone: every
+later write would wait its server-selection timeout in vain, one document after another. The run
+then ends in one ``ServiceUnavailable`` line; its record, which cannot be written then, stays
+``running`` until the next run's start marks it failed.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from twinops.domain import Author, RawDocument
 from twinops.domain.documents import utcnow
+from twinops.errors import ServiceUnavailable
 from twinops.etl.http import Fetcher, FetchError
 from twinops.etl.jobs import EtlJob, EtlSummary, ItemStatus, SourceResult
 from twinops.etl.sources import Source, SourceContext, SourceFailed
@@ -28,7 +34,7 @@ from twinops.etl.sources.extract import html_to_article
 from twinops.etl.workers import ExtractionPool
 from twinops.infra.crawl_runs import CrawlRunRepository
 from twinops.infra.documents import AuthorRepository, DocumentRepository
-from twinops.infra.mongo import connect
+from twinops.infra.mongo import connect, unreachable
 from twinops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,8 @@ class WarehouseSink:
             outcome = await asyncio.to_thread(
                 self._documents.upsert, document, self._run_id, source=self.result.source
             )
+        except ConnectionFailure as error:  # the warehouse is gone, not this document's fault
+            raise unreachable(error, "the warehouse") from error
         except PyMongoError as error:
             self.fail(document.source_url, f"warehouse write failed ({type(error).__name__}: {error})")
             return
@@ -130,6 +138,8 @@ async def _run_one(
             result.deleted = await asyncio.to_thread(documents.mark_deleted, gone, run_id)
     except (SourceFailed, FetchError) as error:
         result.reason = str(error)
+    except ServiceUnavailable:  # the warehouse is gone: the run ends
+        raise
     except Exception as error:  # a bug in one source must not sink the run; keep it visible
         log.exception("source %s failed unexpectedly", spec.source)
         first_line = str(error).splitlines()[0] if str(error) else ""
@@ -222,17 +232,22 @@ def _run_with(
     sources = [f"{entry.full_name}: {spec.source}" for entry in job.authors for spec in entry.sources]
     run = runs.start(run_id, sources)
     results: list[SourceResult] = []
+    warehouse_gone = False
     try:
         results = _run_coroutine(lambda: _run_all(job, documents, run_id, on_progress, extractor))
+    except ServiceUnavailable:
+        warehouse_gone = True  # the record cannot be written now; the next run's start fails it
+        raise
     finally:
         summary = EtlSummary(run_id=run_id, started_at=run.started_at, finished_at=utcnow(), sources=results)
-        runs.finish(
-            run_id,
-            # "failed": the run crashed (no results) or every source failed.
-            status="failed" if not results or summary.all_failed else "finished",
-            totals=summary.totals,
-            results=[result.model_dump(mode="json") for result in results],
-            errors=[f"{r.source}: {r.reason}" for r in results if r.status == "failed"],
-            finished_at=summary.finished_at,
-        )
+        if not warehouse_gone:
+            runs.finish(
+                run_id,
+                # "failed": the run crashed (no results) or every source failed.
+                status="failed" if not results or summary.all_failed else "finished",
+                totals=summary.totals,
+                results=[result.model_dump(mode="json") for result in results],
+                errors=[f"{r.source}: {r.reason}" for r in results if r.status == "failed"],
+                finished_at=summary.finished_at,
+            )
     return summary

@@ -20,14 +20,22 @@ def database_name(uri: str, settings: Settings) -> str:
 def connect(settings: Settings, *, timeout_ms: int = 5000) -> Database:
     """A ``Database`` handle on the warehouse; fails with one line when it is unreachable."""
     uri = mongodb_uri(settings)
-    client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
+    # journal=True: a write is acknowledged once it is in the server's journal on disk (j:true). With
+    # the default (j:false) the embedded server acknowledged writes still in its log buffer, and a
+    # SIGKILL right after lost them (the issue's ETL probe: documents visible, then gone).
+    client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, journal=True)
     try:
         client.admin.command("ping")
     except PyMongoError as error:
         client.close()
-        raise ServiceUnavailable(
-            f"MongoDB at {uri} is unreachable ({type(error).__name__}): run `twinops services up` "
-            "or fix TWINOPS_MONGODB_URI",
-            setting="TWINOPS_MONGODB_URI",
-        ) from error
+        raise unreachable(error, f"MongoDB at {uri}") from error
     return client[database_name(uri, settings)]
+
+
+def unreachable(error: PyMongoError, what: str = "MongoDB") -> ServiceUnavailable:
+    """The one line for a warehouse that does not answer (``what``: which one, where)."""
+    return ServiceUnavailable(
+        f"{what} is unreachable ({type(error).__name__}): run `twinops services up` "
+        "or fix TWINOPS_MONGODB_URI",
+        setting="TWINOPS_MONGODB_URI",
+    )
