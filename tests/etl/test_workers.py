@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -16,16 +17,19 @@ from twinops.etl.workers import ExtractionPool
 from .conftest import article_body, article_html
 
 CRASH_MARKER = "CRASH-THIS-PAGE"
+HANG_MARKER = "HANG-ON-THIS-PAGE"
 
 
 def extract_or_crash(html: str | bytes, url: str | None) -> Extracted:
-    """The real extractor, except that a page carrying the marker kills its process like lxml did.
+    """The real extractor, except that a marked page kills its process (as lxml did) or hangs it.
 
     Module level, so the spawned workers can import it.
     """
     text = html.decode() if isinstance(html, bytes) else html
     if CRASH_MARKER in text:
         os.kill(os.getpid(), signal.SIGSEGV)
+    if HANG_MARKER in text:
+        time.sleep(60)
     return html_to_article(html, url)
 
 
@@ -42,6 +46,13 @@ def test_a_page_that_kills_its_worker_fails_alone_and_the_pool_goes_on() -> None
         # The dead worker was replaced: the next pages extract as before.
         titles = [pool.extract(_page(n), f"http://a.test/{n}").title for n in (3, 4, 5)]
         assert titles == ["Post 3", "Post 4", "Post 5"]
+
+
+def test_a_page_that_hangs_its_worker_fails_after_the_timeout_and_the_pool_goes_on() -> None:
+    with ExtractionPool(extract_or_crash, workers=1, timeout_s=1.0) as pool:
+        with pytest.raises(ItemFailed, match=r"extraction took longer than 1s"):
+            pool.extract(article_html("Stuck", article_body(8) + HANG_MARKER), "http://a.test/8")
+        assert pool.extract(_page(9), "http://a.test/9").title == "Post 9"
 
 
 def test_an_item_failure_in_a_worker_keeps_its_reason() -> None:

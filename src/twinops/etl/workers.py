@@ -25,6 +25,8 @@ from twinops.etl.sources.extract import html_to_article
 
 # A page that takes longer is pathological (or its worker hangs): it fails, its worker is replaced.
 EXTRACTION_TIMEOUT_S = 120.0
+# A worker's start (imports) does not count against a page: it has this long to say it is ready.
+WORKER_START_TIMEOUT_S = 120.0
 # Extraction is CPU work: more workers than cores only queue in the kernel instead of here.
 MAX_WORKERS = 4
 # Workers fork from a fresh single-threaded server that imported these once (never a fork of the
@@ -36,6 +38,7 @@ PRELOAD = ["twinops.etl.sources.extract", "trafilatura", "trafilatura.metadata"]
 def _serve(connection: Connection, extractor: Extractor) -> None:
     """A worker's loop: one page at a time until the pool sends None or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    connection.send("ready")
     while True:
         try:
             task = connection.recv()
@@ -125,9 +128,16 @@ class ExtractionPool:
         worker = _Worker(process, parent_end)
         with self._lock:
             self._workers.add(worker)
+        try:
+            ready = parent_end.poll(WORKER_START_TIMEOUT_S) and parent_end.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            reason = self._lose(worker, free_slot=False)  # the caller frees it
+            raise ItemFailed(f"an extraction worker did not start ({reason})")
         return worker
 
-    def _lose(self, worker: _Worker) -> str:
+    def _lose(self, worker: _Worker, *, free_slot: bool = True) -> str:
         """Stop a worker that died or hung, free its slot, and say what happened to it."""
         if worker.process.is_alive():
             worker.process.kill()
@@ -135,22 +145,34 @@ class ExtractionPool:
         worker.connection.close()
         with self._lock:
             self._workers.discard(worker)
-        self._slots.put(None)
+        if free_slot:
+            self._slots.put(None)
         return reason
+
+    def _handed_the_page(self, html: str | bytes, url: str | None) -> _Worker:
+        """A worker that has taken the page (one that died while idle is replaced, not blamed)."""
+        for _attempt in range(3):
+            worker = self._slots.get()
+            if worker is None:
+                try:
+                    worker = self._start()
+                except BaseException:
+                    self._slots.put(None)
+                    raise
+            try:
+                worker.connection.send((html, url))
+            except OSError:
+                self._lose(worker)
+                continue
+            return worker
+        raise ItemFailed("no extraction worker stayed up to take the page")
 
     def extract(self, html: str | bytes, url: str | None = None) -> Extracted:
         """The page's article, extracted in a worker; ItemFailed when it has none or crashed."""
         if self._closed:
             raise RuntimeError("the extraction pool is closed")
-        worker = self._slots.get()
-        if worker is None:
-            try:
-                worker = self._start()
-            except BaseException:
-                self._slots.put(None)
-                raise
+        worker = self._handed_the_page(html, url)
         try:
-            worker.connection.send((html, url))
             if not worker.connection.poll(self._timeout_s):
                 self._lose(worker)
                 raise ItemFailed(f"extraction took longer than {self._timeout_s:.0f}s")
