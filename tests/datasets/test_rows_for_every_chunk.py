@@ -151,3 +151,24 @@ def test_progress_events_carry_rows_rate_and_time_left(feature_run, dataset_sett
     # Each step reports its end.
     for step in steps:
         assert any(s == step and done == total for s, done, total, _ in events)
+
+
+@pytest.mark.slow
+def test_smollm2_within_a_budget_never_puts_a_remark_in_the_golden_set(
+    feature_run, dataset_settings: Settings, corpus_kit, bundled_models_dir: Path, monkeypatch
+) -> None:
+    """The real 135M generator, as `make run` uses it, for half a minute: whatever it writes, every
+    golden question is a question or a request, and every chunk still gives its rows."""
+    from twinops.settings import get_settings
+
+    monkeypatch.setenv("TWINOPS_BASE_MODEL", str(bundled_models_dir / "smollm2-135m-instruct"))
+    get_settings.cache_clear()
+    feature_run(corpus_kit.demo_documents(), index=False)
+    job = DatasetJob(generator="local", budget=30, reranker=False, log_to_mlflow=False)
+    summary = build_datasets(job, get_settings())
+    for row in _rows(summary, "golden", "test"):
+        if row["origin"] == "instruction":
+            assert _is_request(row["instruction"], row["reference"]), row["instruction"]
+    assert summary.split_sizes["instruction"]["train"] >= 10 * ROWS_BEFORE
+    asked = sum(v for k, v in summary.drops.items() if ":generator_" in k or k.endswith(":budget_spent"))
+    assert summary.generator_seconds > 0 and asked > 0
