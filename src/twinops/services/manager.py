@@ -41,6 +41,14 @@ def _alive(record: ServiceRecord | None, check: Callable[[str], bool]) -> bool:
     return bool(record and record.managed and pid_alive(record.pid) and check(record.uri))
 
 
+def _mongodb_serving(record: ServiceRecord | None) -> bool:
+    """Alive, answering, and not panicked (a panicked server answers ping, then fails everything)."""
+    if record is None or not _alive(record, mongodb.ping):
+        return False
+    problem = mongodb.trouble(record)
+    return problem is None or not problem.panicked
+
+
 def _clear_remains(name: str, record: ServiceRecord | None, store: Path) -> None:
     """Before a managed service starts again: stop what is left of its recorded process group (a
     leader killed by PID leaves its workers serving), and refuse to start beside any other process
@@ -56,6 +64,16 @@ def _clear_remains(name: str, record: ServiceRecord | None, store: Path) -> None
             "which `services up` did not record: stop it, or leave the folder, and run `twinops "
             "services up` again; a second server on the same store would corrupt it"
         )
+
+
+def _mongodb_status(record: ServiceRecord) -> ServiceRecord:
+    if not _alive(record, mongodb.ping):
+        gone = "exited" if not pid_alive(record.pid) else "not answering"
+        return record.model_copy(update={"running": False, "detail": f"{gone}: run `twinops services up`"})
+    problem = mongodb.trouble(record)
+    if problem is None:
+        return record.model_copy(update={"running": True})
+    return record.model_copy(update={"running": not problem.panicked, "detail": problem.reason})
 
 
 class ServiceManager:
@@ -83,7 +101,7 @@ class ServiceManager:
                     setting="TWINOPS_MONGODB_URI",
                 )
             state.services["mongodb"] = _external_record("mongodb", settings.mongodb_uri, True)
-        elif not _alive(state.services.get("mongodb"), mongodb.ping):
+        elif not _mongodb_serving(state.services.get("mongodb")):
             _clear_remains("mongodb", state.services.get("mongodb"), mongodb.store(settings))
             state.services["mongodb"] = mongodb.start(settings)
             state.save(self._state_file)
@@ -137,7 +155,7 @@ class ServiceManager:
         else:
             record = state.services.get("mongodb")
             report["mongodb"] = (
-                record.model_copy(update={"running": _alive(record, mongodb.ping)})
+                _mongodb_status(record)
                 if record
                 else ServiceRecord(name="mongodb", uri="", running=False, detail="not started")
             )

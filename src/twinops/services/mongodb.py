@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -21,6 +22,12 @@ from twinops.services.process import free_port, port_in_use, start_detached, tai
 from twinops.settings import Settings
 
 SERVER_EXECUTABLE = "secantusd-py"
+# Below this much free space on the store's disk WiredTiger cannot write its journal: name it.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+# What WiredTiger writes when it gives up (a panic: every later command fails until a restart) and
+# when the disk is full.
+PANIC_MARKER = "WT_PANIC"
+DISK_FULL_MARKER = "No space left on device"
 
 
 def ping(uri: str, timeout_ms: int = 2000) -> bool:
@@ -32,6 +39,38 @@ def ping(uri: str, timeout_ms: int = 2000) -> bool:
         return False
     finally:
         client.close()
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Why a live embedded server cannot (or soon cannot) serve."""
+
+    panicked: bool  # it answers ping and fails every other command until it is restarted
+    reason: str
+
+
+def trouble(record: ServiceRecord) -> Trouble | None:
+    """What is wrong with a live embedded server, or None: WiredTiger panicked (its log says so since
+    this start), or the disk holding its store is full."""
+    log_tail = ""
+    if record.log_file and Path(record.log_file).exists():
+        with Path(record.log_file).open("rb") as log:
+            log.seek(0, 2)
+            log.seek(max(0, log.tell() - 256 * 1024))
+            log_tail = log.read().decode("utf-8", "replace")
+    free = shutil.disk_usage(record.workdir).free if record.workdir else None
+    disk_full = DISK_FULL_MARKER in log_tail or (free is not None and free < MIN_FREE_BYTES)
+    disk = f"the disk holding {record.workdir} is full ({(free or 0) // 2**20} MB free)" if disk_full else ""
+    if PANIC_MARKER in log_tail:
+        return Trouble(
+            panicked=True,
+            reason=(
+                f"panicked: WiredTiger gave up{f' ({disk})' if disk else ''} and every command fails; "
+                + ("free space, then " if disk else "")
+                + "run `twinops services up` to restart it (it recovers from its journal)"
+            ),
+        )
+    return Trouble(panicked=False, reason=f"{disk}: free space before it panics") if disk else None
 
 
 def find_server_binary(settings: Settings) -> str:
@@ -69,6 +108,8 @@ def start(settings: Settings) -> ServiceRecord:
         )
     workdir = settings.services_dir / "mongodb"
     log_file = workdir / "server.log"
+    if log_file.exists():  # a new log per start: a panic of the last run is not this one's
+        log_file.replace(workdir / "server.log.1")
     command = [
         binary,
         "--host", "127.0.0.1",
