@@ -121,6 +121,43 @@ def test_the_home_volume_binds_on_the_default_class(docs: list[dict], overlay: s
         assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["spec"]["storageClassName"]
 
 
+def _mounts_home(workload) -> bool:
+    volumes = workload.pod.get("volumes", [])
+    return any(
+        v.get("persistentVolumeClaim", {}).get("claimName") == DEFAULT_PROFILE.home_pvc for v in volumes
+    )
+
+
+def test_on_a_read_write_once_volume_its_pods_share_a_node(renders, docs: list[dict], overlay: str) -> None:
+    """A ReadWriteOnce volume attaches to one node at a time: where twinops-home is ReadWriteOnce
+    on a cluster of several nodes (dev), every pod that mounts it is required beside the others;
+    on ReadWriteMany (prod) nothing ties them, so twin-llm stays free to go to the GPU pool. (local is
+    one node.)"""
+    claim = next(
+        d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "twinops-home"
+    )
+    mounting = [w for w in renders.workloads(docs) if _mounts_home(w)]
+    assert {"twinops-models", "twinops-drift", "twinops-rollout", "twin-llm", "twin-rag"} <= {
+        w.name for w in mounting
+    }
+    for workload in mounting:
+        terms = (
+            workload.pod.get("affinity", {})
+            .get("podAffinity", {})
+            .get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        )
+        together = [
+            t for t in terms
+            if t["topologyKey"] == "kubernetes.io/hostname"
+            and workload.labels.items() >= t["labelSelector"]["matchLabels"].items()
+        ]  # fmt: skip
+        if overlay == "dev":
+            assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+            assert together, f"{workload.name} may land on another node than the volume"
+        elif claim["spec"]["accessModes"] == ["ReadWriteMany"]:
+            assert not terms, f"{workload.name} is tied to a node for no reason"
+
+
 def _waits(workload) -> tuple[set[str], set[str]]:
     """(files, services) the workload's wait-for init container waits for."""
     files: set[str] = set()

@@ -73,3 +73,23 @@ into place (argument: root, bundled name). */}}
 {{- define "twinops.cachedModel" -}}
 {{- printf "%s/models/%s/config.json" (index . 0).Values.settings.TWINOPS_HOME (index . 1) -}}
 {{- end -}}
+
+
+{{/* On a ReadWriteOnce twinops-home (homePvc.colocate), the pods that mount it share a node: a
+label, and a required affinity to the pods that carry it. */}}
+{{- define "twinops.homeLabel" -}}
+{{- if .Values.homePvc.colocate }}
+twinops.io/home-volume: {{ .Values.homePvc.name }}
+{{- end }}
+{{- end -}}
+
+{{- define "twinops.homeAffinity" -}}
+{{- if .Values.homePvc.colocate }}
+affinity:
+  podAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector:
+          matchLabels: {twinops.io/home-volume: {{ .Values.homePvc.name }}}
+        topologyKey: kubernetes.io/hostname
+{{- end }}
+{{- end -}}
