@@ -22,7 +22,10 @@ from twinops.settings import Settings, get_settings
 DOCUMENTS = 30
 
 
-def test_a_warehouse_killed_mid_run_ends_the_run_in_one_line(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("kill_after", [1, 12])  # documents stored when the warehouse is killed
+def test_a_warehouse_killed_mid_run_ends_the_run_in_one_line(
+    tmp_path: Path, monkeypatch, kill_after: int
+) -> None:
     server = mongodb.start(Settings(home=tmp_path / "mongo-home"))
     monkeypatch.setenv("TWINOPS_MONGODB_URI", server.uri)
     get_settings.cache_clear()
@@ -33,7 +36,7 @@ def test_a_warehouse_killed_mid_run_ends_the_run_in_one_line(tmp_path: Path, mon
     seen: list[tuple[int, int]] = []  # (stored, failed) at each progress tick after the kill
 
     def kill_after_the_first_document(result, _done: bool) -> None:
-        if seen or result.new + result.updated >= 1:
+        if seen or result.new + result.updated >= kill_after:
             if not seen:
                 os.killpg(server.pid, signal.SIGKILL)  # as the operator did, 2 s into a run
             seen.append((result.new + result.updated, result.failed))
@@ -57,7 +60,7 @@ def test_a_warehouse_killed_mid_run_ends_the_run_in_one_line(tmp_path: Path, mon
         try:
             db = connect(Settings(mongodb_uri=restarted.uri, home=tmp_path / "home"))
             acknowledged = seen[0][0]
-            assert db["documents"].count_documents({}) >= acknowledged >= 1
+            assert db["documents"].count_documents({}) >= acknowledged >= kill_after
             assert [run.status for run in CrawlRunRepository(db).list()] == ["running"]
         finally:
             stop_pid(restarted.pid)
