@@ -66,10 +66,10 @@ def test_config_mistakes_are_one_line(tmp_path: Path) -> None:
 def test_a_bad_gate_file_is_one_line_and_exit_2(
     settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
 ) -> None:
-    """`twinops registry promote --gate FILE` reads the file (through the one config loader) first."""
+    """`twinops registry gate --gate FILE` reads the file (through the one config loader) first."""
     gate = tmp_path / "gate.yaml"
     gate.write_text(text)
-    assert main(["registry", "promote", "twin-llm", "--gate", str(gate)]) == 2
+    assert main(["registry", "gate", "twin-llm", "--gate", str(gate)]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and str(gate) in error
     assert len(error.splitlines()) == 1 and "Traceback" not in error

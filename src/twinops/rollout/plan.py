@@ -12,11 +12,10 @@ the KFP component, the pipeline and ``python -m twinops.rollout`` all read them.
 from __future__ import annotations
 
 import itertools
-import math
-import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinops.domain.progress import parse_duration
 from twinops.errors import ConfigError
 
 STEPS_FLAG = "--steps"
@@ -24,8 +23,6 @@ INTERVAL_FLAG = "--interval"
 APPROVE_FLAG = "--approve-at"
 DEFAULT_STEPS = "10,25,50,100"
 DEFAULT_INTERVAL = "5m"
-_INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -60,22 +57,11 @@ def check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def parse_interval(text: str) -> float:
-    """``"5m"`` → 300.0 seconds. Units ms, s, m, h, combinable (``1h30m``); a bare number is seconds."""
-    cleaned = text.strip().lower()
+    """``"5m"`` → 300.0 seconds (``domain.progress.parse_duration``); a bad value names the flag."""
     try:
-        seconds = float(cleaned)
-    except ValueError:
-        seconds = None
-    if seconds is None:
-        parts = _INTERVAL_PART.findall(cleaned)
-        if not parts or "".join(number + unit for number, unit in parts) != cleaned:
-            raise ConfigError(
-                f"{INTERVAL_FLAG} {text!r} does not parse: use a duration such as 30s, 5m, 1h or 1h30m"
-            )
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{INTERVAL_FLAG} {text!r} must be a duration of zero or more seconds")
-    return seconds
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"{INTERVAL_FLAG} {error}") from None
 
 
 def parse_intervals(text: str, steps: tuple[int, ...]) -> tuple[float, ...]:
