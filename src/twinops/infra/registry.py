@@ -51,6 +51,9 @@ MODELS_SCHEME = "models:/"
 
 # Retries and per-request seconds while resolving (see the module docstring).
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# A write path's requests may take longer than a read's on a busy machine (a registration beside a
+# training run): no retry either, but a slow answer is not taken for a dead server.
+WRITE_REQUEST_TIMEOUT = 30
 P = ParamSpec("P")
 R = TypeVar("R")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:@(?P<alias>[\w.-]+)|/(?P<version>\d+))$")
@@ -191,11 +194,17 @@ def list_versions(settings: Settings, names: tuple[str, ...] = MODEL_NAMES) -> l
 
 
 @contextlib.contextmanager
-def fast_fail() -> Iterator[None]:
-    """MLflow HTTP calls inside fail at once when the server is down, instead of retrying for minutes."""
-    added = [key for key in FAST_FAIL_ENV if key not in os.environ]
+def fast_fail(request_timeout: int | None = None) -> Iterator[None]:
+    """MLflow HTTP calls inside fail at once when the server is down, instead of retrying for minutes.
+
+    ``request_timeout``: seconds one request may take (default ``FAST_FAIL_ENV``'s); a refused
+    connection fails at once whatever it is."""
+    wanted = dict(FAST_FAIL_ENV)
+    if request_timeout is not None:
+        wanted["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(request_timeout)
+    added = [key for key in wanted if key not in os.environ]
     for key in added:
-        os.environ[key] = FAST_FAIL_ENV[key]
+        os.environ[key] = wanted[key]
     try:
         yield
     finally:
@@ -227,7 +236,7 @@ def fails_fast(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             import requests
             from mlflow.exceptions import MlflowException
 
-            with fast_fail():
+            with fast_fail(WRITE_REQUEST_TIMEOUT):
                 try:
                     return function(*args, **kwargs)
                 except (MlflowException, requests.RequestException) as error:
