@@ -126,6 +126,10 @@ def test_the_rollout_controller_patches_through_its_role(renders, docs: list[dic
     options = parse_args(container["command"][3:])
     assert options.isvc in kinds["InferenceService"]
     assert options.watch > 0, "a Deployment keeps looking for rollouts"
+    # The probes call the health endpoint the controller serves (its loop's heartbeat).
+    assert {"name": "http", "containerPort": options.health_port} in container["ports"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["TWINOPS_MONGODB_URI"]["valueFrom"]["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name
