@@ -21,6 +21,8 @@ from twinops.settings import Settings, get_settings
 
 DOCUMENTS = 30
 
+pytestmark = pytest.mark.slow  # a wire server started, killed and started again per case
+
 
 @pytest.mark.parametrize("kill_after", [1, 12])  # documents stored when the warehouse is killed
 def test_a_warehouse_killed_mid_run_ends_the_run_in_one_line(

@@ -18,6 +18,8 @@ from twinops.services.manager import ServiceManager
 from twinops.services.process import pid_alive, stop_pid
 from twinops.settings import Settings
 
+pytestmark = pytest.mark.slow  # a wire server per test
+
 WT_PANIC_LINE = (
     "[WT_VERB_DEFAULT][ERROR]: __posix_file_write, 412: /data/journal/WiredTigerLog.0000000003: "
     "handle-write: pwrite: failed to write 4096 bytes at offset 8192: No space left on device\n"

@@ -50,6 +50,7 @@ def test_stopping_a_server_whose_leader_was_killed_stops_its_workers(tmp_path: P
     assert group_members(leader) == []
 
 
+@pytest.mark.slow  # a real MLflow server, started twice
 def test_up_stops_the_remains_of_the_recorded_mlflow_and_refuses_a_stranger_on_its_store(
     settings: Settings, tmp_path: Path
 ) -> None:

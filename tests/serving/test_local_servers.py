@@ -38,6 +38,7 @@ def _supervising(servers: LocalServers, **options) -> tuple[threading.Event, thr
     return stop, thread
 
 
+@pytest.mark.slow  # two real embedder servers
 def test_a_dead_server_is_restarted_on_its_port_and_the_others_stay_up(
     tmp_path: Path, minilm_dir: Path
 ) -> None:
@@ -62,6 +63,7 @@ def test_a_dead_server_is_restarted_on_its_port_and_the_others_stay_up(
         assert any(e.startswith("embedder exited") and "restarting in 0.5 s" in e for e in events)
 
 
+@pytest.mark.slow  # a server process started five times
 def test_a_server_that_keeps_dying_is_restarted_with_a_doubling_delay(tmp_path: Path) -> None:
     events: list[str] = []
     with LocalServers(Settings(home=tmp_path / "home"), on_event=events.append) as servers:

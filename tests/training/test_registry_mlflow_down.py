@@ -23,7 +23,7 @@ from twinops.training import nominate, promote_by_hand, register_model
 from twinops.training.gate import GateEvidence, record_evidence
 from twinops.training.registry import LLM_MODEL, record_metrics
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]  # MLflow client calls and the wire server
 
 
 class DroppingServer:

@@ -209,8 +209,9 @@ def run_etl(
 ) -> EtlSummary:
     """Collect every source of ``job`` into the warehouse and record the run in ``crawl_runs``.
 
-    Raises ServiceUnavailable when MongoDB is unreachable (before anything is fetched); every
-    other problem is recorded per source in the returned summary. ``extractor`` turns a page into
+    Raises ServiceUnavailable when MongoDB is unreachable (before anything is fetched, or at the
+    first write that finds it gone); every other problem is recorded per source in the returned
+    summary. ``extractor`` turns a page into
     its article in the worker processes (a module-level function: the workers import it).
     """
     db = connect(settings)
