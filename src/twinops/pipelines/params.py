@@ -48,7 +48,7 @@ class TrainingParams(BaseModel):
     dapt_epochs: float = Field(2.0, description="DAPT passes over the author's training passages (blocks).")
     dapt_max_steps: int = Field(40, description="Ceiling on DAPT optimizer steps (-1: none).")
     sft_epochs: float = Field(1.0, description="SFT passes over the instruction rows.")
-    sft_max_steps: int = Field(40, description="Ceiling on SFT optimizer steps (-1: none).")
+    sft_max_steps: int = Field(30, description="Ceiling on SFT optimizer steps (-1: none).")
     dpo_epochs: float = Field(1.0, description="DPO passes over the preference rows.")
     dpo_max_steps: int = Field(12, description="Ceiling on DPO optimizer steps (-1: none).")
     reranker_max_steps: int = Field(10, description="Reranker optimizer steps (-1: full epochs).")
