@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.quantize.job import DEFAULT_GROUP_SIZE
 
 
 def quantize(
@@ -24,7 +25,7 @@ def quantize(
         typer.Option(
             "--group-size", help="Columns per scale; must divide every linear width (SmolLM2: 64 or 32)."
         ),
-    ] = 64,
+    ] = DEFAULT_GROUP_SIZE,
     calibration: Annotated[
         Path | None,
         typer.Option(

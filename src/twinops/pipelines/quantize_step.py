@@ -29,10 +29,11 @@ class _PathArtifact:
 def quantize_job_fields(
     pointer: dict, settings: Settings, bits: int, options: dict, calibration: Path | None
 ) -> dict:
+    from twinops.quantize.job import DEFAULT_GROUP_SIZE
     from twinops.quantize.runner import default_output_dir
 
     model_path = pointer_path(pointer, settings)
-    group_size = int(options.get("group_size", 64))
+    group_size = int(options.get("group_size", DEFAULT_GROUP_SIZE))
     fields: dict[str, Any] = {
         "model_path": str(model_path),
         "output_dir": str(default_output_dir(settings, model_path, bits, group_size)),

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from twinops.quantize.job import ERROR_PREFIX, RESULT_PREFIX
+from twinops.quantize.job import DEFAULT_GROUP_SIZE, ERROR_PREFIX, RESULT_PREFIX
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="Folder for the GPTQ model.")
     parser.add_argument("--bits", type=int, default=4, choices=(2, 3, 4, 8), help="Weight bits (default 4).")
     parser.add_argument(
-        "--group-size", type=int, default=64, help="Must divide every linear width (SmolLM2: 64 or 32)."
+        "--group-size",
+        type=int,
+        default=DEFAULT_GROUP_SIZE,
+        help=f"Must divide every linear width (SmolLM2: 64 or 32; default {DEFAULT_GROUP_SIZE}).",
     )
     parser.add_argument("--calibration", type=Path, help="features folder, chunks.jsonl or dataset folder.")
     parser.add_argument("--samples", type=int, default=64, help="Calibration texts (default 64).")

@@ -59,6 +59,12 @@ def _plain_source(model_path: Path, scratch: Path) -> Path:
     return scratch
 
 
+def float_patterns(job: QuantizeJob, source: Path) -> list[str]:
+    """``job.float_modules`` with ``{last}`` replaced by the model's last block index."""
+    blocks = json.loads((source / "config.json").read_text()).get("num_hidden_layers", 1)
+    return [pattern.replace("{last}", str(blocks - 1)) for pattern in job.float_modules]
+
+
 def _device() -> str:
     import torch
 
@@ -163,7 +169,7 @@ def _quantize(
             sym=job.sym,
             damp_percent=job.damp_percent,
             # A module a `-:` rule matches is skipped: it keeps its float weights in the folder.
-            dynamic={f"-:{pattern}": {} for pattern in job.float_modules} or None,
+            dynamic={f"-:{pattern}": {} for pattern in float_patterns(job, source)} or None,
             offload_to_disk_path=str(offload),
         )
         tokenizer = AutoTokenizer.from_pretrained(source)

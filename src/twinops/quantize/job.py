@@ -25,10 +25,16 @@ class QuantizeJob(BaseModel):
     output_dir: Path = Field(description="Where the GPTQ model is written (replaced whole on success).")
     bits: Literal[2, 3, 4, 8] = Field(4, description="Weight bits.")
     group_size: int = Field(
-        64,
-        description="Columns sharing one scale/zero; must divide every linear in-feature (-1 = per column).",
+        32,
+        description="Columns sharing one scale/zero; must divide every linear in-feature (-1 = per column). "
+        "32: on the demo twin (SmolLM2-135M) the served kernels' held-out perplexity ratio to the float "
+        "model fell from 1.095 (64) to 1.068, for 7% more bytes in the quantized layers.",
     )
-    desc_act: bool = Field(False, description="Act-order (slower kernels; off keeps vLLM's fast path).")
+    desc_act: bool = Field(
+        False,
+        description="Act-order. Off: gptqmodel 7.6's CPU kernel (TorchAtenLinear, what the LLM server "
+        "runs) cannot load an act-order checkpoint, and vLLM's fast path wants it off too.",
+    )
     sym: bool = Field(True, description="Symmetric quantization (what vLLM's Marlin kernels expect).")
     damp_percent: float = Field(
         0.05, gt=0, lt=1, description="Dampening added to the Hessian's diagonal (a fraction of its mean)."
@@ -36,7 +42,8 @@ class QuantizeJob(BaseModel):
     float_modules: list[str] = Field(
         default_factory=list,
         description="Regexes of module names left in float (gptqmodel's dynamic `-:` rules), e.g. "
-        r"`model\.layers\.0\.mlp\.down_proj`; the embeddings and lm_head stay float anyway.",
+        r"`model\.layers\.0\.`; `{last}` stands for the last block's index. The embeddings and "
+        "lm_head stay float anyway.",
     )
     calibration_path: Path | None = Field(
         None,
@@ -72,3 +79,7 @@ class QuantizeResult(BaseModel):
     loaded_with_transformers: bool = Field(
         description="The output was reloaded with AutoModelForCausalLM for the 'after' perplexity."
     )
+
+
+# The group size the CLI, the pipeline step and ``python -m twinops.quantize`` default to.
+DEFAULT_GROUP_SIZE: int = QuantizeJob.model_fields["group_size"].default
