@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -53,6 +54,33 @@ def test_a_page_that_hangs_its_worker_fails_after_the_timeout_and_the_pool_goes_
         with pytest.raises(ItemFailed, match=r"extraction took longer than 1s"):
             pool.extract(article_html("Stuck", article_body(8) + HANG_MARKER), "http://a.test/8")
         assert pool.extract(_page(9), "http://a.test/9").title == "Post 9"
+
+
+def test_closing_the_pool_releases_every_page_still_waiting_for_it() -> None:
+    # A run that ends (or is interrupted) must not leave threads waiting for a worker forever.
+    outcomes: dict[str, str] = {}
+
+    def extract(name: str, html: str) -> None:
+        try:
+            pool.extract(html, None)
+            outcomes[name] = "extracted"
+        except ItemFailed as error:
+            outcomes[name] = str(error)
+
+    pool = ExtractionPool(extract_or_crash, workers=1, timeout_s=60.0)
+    pool.extract(_page(10), None)  # the worker is up
+    busy = threading.Thread(target=extract, args=("busy", _page(11) + HANG_MARKER))
+    waiting = threading.Thread(target=extract, args=("waiting", _page(12)))
+    busy.start()
+    time.sleep(0.5)
+    waiting.start()
+    time.sleep(0.5)
+    pool.close()
+    busy.join(timeout=10)
+    waiting.join(timeout=10)
+    assert not busy.is_alive() and not waiting.is_alive()
+    assert outcomes["busy"].startswith("extraction crashed")
+    assert "closed" in outcomes["waiting"]
 
 
 def test_an_item_failure_in_a_worker_keeps_its_reason() -> None:

@@ -27,6 +27,8 @@ from twinops.etl.sources.extract import html_to_article
 EXTRACTION_TIMEOUT_S = 120.0
 # A worker's start (imports) does not count against a page: it has this long to say it is ready.
 WORKER_START_TIMEOUT_S = 120.0
+# How often a thread waiting for a busy pool looks whether it was closed meanwhile.
+SLOT_WAIT_S = 1.0
 # Extraction is CPU work: more workers than cores only queue in the kernel instead of here.
 MAX_WORKERS = 4
 # Workers fork from a fresh single-threaded server that imported these once (never a fork of the
@@ -149,10 +151,20 @@ class ExtractionPool:
             self._slots.put(None)
         return reason
 
+    def _next_slot(self) -> _Worker | None:
+        """An idle worker or a free slot, waiting while all are busy (but not past ``close``)."""
+        while True:
+            if self._closed:
+                raise ItemFailed("the run's extraction pool was closed before this page")
+            try:
+                return self._slots.get(timeout=SLOT_WAIT_S)
+            except queue.Empty:
+                continue
+
     def _handed_the_page(self, html: str | bytes, url: str | None) -> _Worker:
         """A worker that has taken the page (one that died while idle is replaced, not blamed)."""
         for _attempt in range(3):
-            worker = self._slots.get()
+            worker = self._next_slot()
             if worker is None:
                 try:
                     worker = self._start()
@@ -173,12 +185,15 @@ class ExtractionPool:
             raise RuntimeError("the extraction pool is closed")
         worker = self._handed_the_page(html, url)
         try:
-            if not worker.connection.poll(self._timeout_s):
-                self._lose(worker)
-                raise ItemFailed(f"extraction took longer than {self._timeout_s:.0f}s")
-            status, payload = worker.connection.recv()
+            answered = worker.connection.poll(self._timeout_s)
+            status, payload = worker.connection.recv() if answered else ("", None)
         except (EOFError, OSError) as error:
             raise ItemFailed(f"extraction crashed ({self._lose(worker)})") from error
+        except BaseException:
+            self._lose(worker)  # in an unknown state: never handed out again, its slot freed
+            raise
+        if not answered:
+            raise ItemFailed(f"extraction took longer than {self._timeout_s:.0f}s ({self._lose(worker)})")
         self._slots.put(worker)
         if status == "ok":
             return payload
