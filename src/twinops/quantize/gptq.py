@@ -59,12 +59,6 @@ def _plain_source(model_path: Path, scratch: Path) -> Path:
     return scratch
 
 
-def float_patterns(job: QuantizeJob, source: Path) -> list[str]:
-    """``job.float_modules`` with ``{last}`` replaced by the model's last block index."""
-    blocks = json.loads((source / "config.json").read_text()).get("num_hidden_layers", 1)
-    return [pattern.replace("{last}", str(blocks - 1)) for pattern in job.float_modules]
-
-
 def _device() -> str:
     import torch
 
@@ -168,8 +162,6 @@ def _quantize(
             desc_act=job.desc_act,
             sym=job.sym,
             damp_percent=job.damp_percent,
-            # A module a `-:` rule matches is skipped: it keeps its float weights in the folder.
-            dynamic={f"-:{pattern}": {} for pattern in float_patterns(job, source)} or None,
             offload_to_disk_path=str(offload),
         )
         tokenizer = AutoTokenizer.from_pretrained(source)
