@@ -2,7 +2,7 @@
 
 `evaluate` without --model scores the base model and the newest SFT, DPO and GPTQ runs (or the
 registry's champion and challenger) and says which; `quantize` takes the newest merged model;
-`registry promote` without a name takes every registered model that has a challenger.
+`registry gate` without a name judges the newest version of every registered model.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def test_without_runs_or_registry_evaluate_says_what_to_do(home, capsys) -> None
     assert "--model NAME=PATH" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_promote_without_a_name_and_nothing_registered_is_one_line(mlflow_settings, capsys) -> None:
-    assert main(["registry", "promote"]) == 2
+def test_gate_without_a_name_and_nothing_registered_is_one_line(mlflow_settings, capsys) -> None:
+    assert main(["registry", "gate"]) == 2
     err = capsys.readouterr().err
-    assert "no registered model has a challenger" in err and "Traceback" not in err
+    assert "no registered model to gate" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_promote_without_a_name_and_nothing_registered_is_one_line(mlflow_settin
 def test_the_steps_run_one_after_another_without_paths(
     home, embedded_mongodb, mlflow_settings, bundled_models_dir, tiny_llama, monkeypatch, capsys
 ) -> None:
-    """etl -> features -> datasets build -> train sft/dpo/reranker -> quantize -> evaluate -> promote.
+    """etl -> features -> datasets build -> train sft/dpo/reranker -> quantize -> evaluate -> gate.
 
     Real services and models throughout (the embedded MongoDB, Qdrant local mode, MLflow on sqlite,
     MiniLM, a tiny random Llama as the base model, GPTQ in .venv-quantize); steps kept short.
@@ -98,6 +98,6 @@ def test_the_steps_run_one_after_another_without_paths(
     (picked,) = [line for line in captured.err.splitlines() if line.startswith("evaluating base=")]
     assert all(f"{stage}=" in picked for stage in ("sft", "dpo", "gptq")), picked
 
-    assert main(["registry", "promote", "--json"]) == 0
+    assert main(["registry", "gate", "--json"]) == 0
     decisions = json.loads(capsys.readouterr().out)
     assert set(decisions) == {"twin-llm", "twin-reranker"}
