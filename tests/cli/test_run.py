@@ -26,6 +26,7 @@ def test_params_come_from_yaml_then_overrides(tmp_path) -> None:
         (["--config", "bad-ask.yaml"], "`ask` must be a question"),
     ],
 )
+@pytest.mark.slow
 def test_bad_run_input_is_one_line(home, capsys, monkeypatch, tmp_path, args, needle) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad-ask.yaml").write_text("author: Ada Quill\nask: [not, a, question]\n")

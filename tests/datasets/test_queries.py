@@ -32,6 +32,7 @@ def _rows(summary) -> list[dict]:
     return [row for split in instruction.values() for row in split]
 
 
+@pytest.mark.slow
 def test_user_questions_are_answered_by_the_closest_passage_or_dropped(
     feature_run, dataset_settings: Settings
 ) -> None:

@@ -135,6 +135,7 @@ def test_a_zero_budget_never_loads_the_model(
     assert set(summary.sources["instruction"]) == {"template"}
 
 
+@pytest.mark.slow
 def test_progress_events_carry_rows_rate_and_time_left(feature_run, dataset_settings: Settings) -> None:
     feature_run()
     events: list[tuple[str, int, int | None, str]] = []

@@ -47,6 +47,7 @@ def test_kserve_kinds_match_the_crds(renders, docs: list[dict]) -> None:
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.slow
 def test_the_crd_check_refuses_what_kserve_refuses(renders) -> None:
     """The check bites: a misspelt field and a wrong type in an InferenceService fail."""
     if not renders.kserve_crds.is_dir():

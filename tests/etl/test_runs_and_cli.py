@@ -103,6 +103,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, mongo_settings, capsys
     assert "not both" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_unreachable_warehouse_exits_2(tmp_path: Path, home, monkeypatch, capsys) -> None:
     from twinops.settings import get_settings
 

@@ -131,6 +131,7 @@ def test_champion_or_none(register, mlflow_settings, tmp_path) -> None:
     assert champion is not None and champion.model_dir == str(folder) and champion.version == "2"
 
 
+@pytest.mark.slow
 def test_unreachable_tracking_server_fails_at_once(settings, monkeypatch) -> None:
     """Nothing listens on the port: one ServiceUnavailable line naming the setting, not minutes of
     retries (MLflow's default) ending in a traceback."""

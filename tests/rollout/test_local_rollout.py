@@ -23,6 +23,8 @@ from twinops.rollout.runner import RolloutOptions, start_rollout
 from twinops.services.process import free_port
 from twinops.serving.router import RouterConfig, create_app
 
+pytestmark = pytest.mark.slow  # serves the bundled models locally and runs a canary
+
 GOLDEN = [
     ("What does Ada write about?", "Ada writes about compilers and type systems."),
     ("Which language does Ada prefer?", "Ada prefers OCaml for its type inference."),

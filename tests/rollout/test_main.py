@@ -26,6 +26,8 @@ from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.rollout.__main__ import main as controller_main
 from twinops.settings import get_settings
 
+pytestmark = pytest.mark.slow  # a real Prometheus and MLflow per test, and the controller process
+
 NAMESPACE = "twinops-dev"
 
 

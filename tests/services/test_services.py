@@ -73,6 +73,7 @@ def test_port_in_use_names_the_setting(settings: Settings, monkeypatch: pytest.M
             ServiceManager(get_settings()).up()
 
 
+@pytest.mark.slow
 def test_unreachable_external_mongodb_is_one_line(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -104,6 +104,7 @@ def test_split_is_within_tolerance_of_the_configured_percent(router) -> None:
     assert state["answered"] == answered
 
 
+@pytest.mark.slow
 def test_percent_zero_and_hundred_send_everything_one_way(router) -> None:
     with httpx.Client(base_url=router, timeout=10) as client:
         for percent, expected in ((0, "stable"), (100, "canary")):
