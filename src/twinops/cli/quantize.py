@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
-from twinops.quantize.job import DEFAULT_GROUP_SIZE
+from twinops.quantize.job import DEFAULT_GROUP_SIZE, DEFAULT_HELD_OUT
 
 
 def quantize(
@@ -37,7 +37,7 @@ def quantize(
     ] = 64,
     held_out: Annotated[
         int, typer.Option("--held-out", help="Author texts kept aside to measure perplexity.")
-    ] = 16,
+    ] = DEFAULT_HELD_OUT,
     output: Annotated[
         Path | None, typer.Option("--output", help="Output folder; default runs/gptq/<run>-w<bits>g<group>.")
     ] = None,

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from twinops.quantize.job import DEFAULT_GROUP_SIZE, ERROR_PREFIX, RESULT_PREFIX
+from twinops.quantize.job import DEFAULT_GROUP_SIZE, DEFAULT_HELD_OUT, ERROR_PREFIX, RESULT_PREFIX
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration", type=Path, help="features folder, chunks.jsonl or dataset folder.")
     parser.add_argument("--samples", type=int, default=64, help="Calibration texts (default 64).")
     parser.add_argument(
-        "--held-out", type=int, default=16, help="Held-out texts for perplexity (default 16)."
+        "--held-out",
+        type=int,
+        default=DEFAULT_HELD_OUT,
+        help=f"Held-out texts for perplexity (default {DEFAULT_HELD_OUT}).",
     )
     parser.add_argument("--max-seq-len", type=int, default=256, help="Tokens per text (default 256).")
     parser.add_argument("--desc-act", action="store_true", help="Act-order quantization (slower kernels).")

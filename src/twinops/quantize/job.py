@@ -21,7 +21,8 @@ class QuantizeJob(BaseModel):
 
     The defaults were chosen on the demo twin (SmolLM2-135M after DAPT, SFT and DPO), by the
     held-out golden perplexity of the folder on the GPTQ kernels as the server runs them, over the
-    float model's (57.0): group size 64 1.095, 32 1.068, with damping 0.01 1.057, asymmetric 1.051.
+    float model's (57.0): group size 64 1.095, 32 1.068, with damping 0.01 1.057, asymmetric 1.051,
+    calibrating on 34 of the 38 training passages instead of 29: 1.046.
 
     The embeddings and lm_head stay in float (gptqmodel quantizes only the blocks' linears). Keeping
     the first and last blocks in float too (gptqmodel's dynamic skip rules) was measured on the demo
@@ -65,7 +66,14 @@ class QuantizeJob(BaseModel):
     )
     calibration_texts: list[str] = Field(default_factory=list, description="Texts used instead of a path.")
     calibration_samples: int = Field(64, ge=1, description="Calibration texts drawn from the corpus.")
-    held_out_samples: int = Field(16, ge=1, description="Author texts kept aside for perplexity.")
+    held_out_samples: int = Field(
+        4,
+        ge=1,
+        description="Author texts kept aside for this step's own before/after perplexity (at most a "
+        "quarter of them). Few: every text kept aside is one GPTQ does not calibrate on, and on the demo "
+        "34 calibration texts instead of 29 took the twin from 1.051 to 1.046 of its float source on the "
+        "golden set, which the evaluation measures anyway.",
+    )
     max_seq_len: int = Field(256, ge=16, description="Tokens per calibration / perplexity text.")
     seed: int = 0
 
@@ -94,5 +102,6 @@ class QuantizeResult(BaseModel):
     )
 
 
-# The group size the CLI, the pipeline step and ``python -m twinops.quantize`` default to.
+# The defaults the CLI, the pipeline step and ``python -m twinops.quantize`` share.
 DEFAULT_GROUP_SIZE: int = QuantizeJob.model_fields["group_size"].default
+DEFAULT_HELD_OUT: int = QuantizeJob.model_fields["held_out_samples"].default
