@@ -1,6 +1,6 @@
 """register-and-gate: real MLflow (sqlite store) and warehouse. A twin that beats the base model
-becomes the first champion; one that does not beat the champion re-scored stays challenger; a
-reranker worse than cosine never takes champion."""
+is nominated (challenger), never champion: its release does that; one that does not beat the
+champion re-scored is not nominated; a reranker worse than cosine is not nominated (nor released)."""
 
 import json
 from pathlib import Path
@@ -26,7 +26,10 @@ def registry_settings(mongo_settings, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def _evidence(challenger: dict, reference: dict, name: str, version: str | None = None) -> dict:
+    # The paired interval the gate needs for a perplexity gain beyond noise, on the gain's side.
+    gain = challenger.get("golden_perplexity", 0.0) - reference.get("golden_perplexity", 0.0)
     return {
+        "improvement_ci": {"golden_perplexity": (gain - 1.0, gain + 1.0) if gain else (-1.0, 1.0)},
         "evaluation": "evaluation-run",
         "golden": "golden-1",
         "questions": 77,
@@ -86,12 +89,16 @@ def test_each_model_must_beat_what_the_same_evaluation_scored_beside_it(
     alias, metrics, report = _run(
         artifacts, "a", first, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
     )
-    assert alias == "champion" and metrics.metadata["twin-llm.promoted"] == 1.0
-    assert metrics.metadata["twin-reranker.promoted"] == 0.0 and "does not beat baseline 'cosine'" in report
+    assert alias == "challenger" and metrics.metadata["twin-llm.nominated"] == 1.0
+    assert metrics.metadata["twin-reranker.nominated"] == 0.0 and "does not beat baseline 'cosine'" in report
 
     from mlflow import MlflowClient
 
+    from twinops.training.gate import promote_by_hand
+
     client = MlflowClient(registry_settings[0].mlflow_tracking_uri)
+    assert "champion" not in client.get_registered_model("twin-llm").aliases  # only a release moves it
+    promote_by_hand("twin-llm", "1", registry_settings[0], reason="its canary passed")  # the release
     tags = client.get_model_version("twin-reranker", "1").tags
     assert tags["metric.golden_mrr"] == "0.09" and "gate.evidence" in tags  # its own metrics, recorded
 
@@ -103,15 +110,15 @@ def test_each_model_must_beat_what_the_same_evaluation_scored_beside_it(
     alias, metrics, report = _run(
         artifacts, "b", second, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
     )
-    assert alias == "challenger" and metrics.metadata["twin-llm.promoted"] == 0.0
+    assert alias == "none" and metrics.metadata["twin-llm.nominated"] == 0.0
     assert "golden_perplexity 33 vs 30" in report
 
     # Evidence against the base model no longer counts once a champion exists.
     alias, _, report = _run(artifacts, "c", first, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id)
-    assert alias == "challenger" and "'champion' is v1" in report
+    assert alias == "none" and "'champion' is v1" in report
 
-    # No evidence (the evaluation measured nothing for it): nothing is promoted.
+    # No evidence (the evaluation measured nothing for it): nothing is nominated.
     alias, _, report = _run(
         artifacts, "d", {"metrics": {}}, llm=tiny_llama, reranker=reranker, dataset_id=dataset_id
     )
-    assert alias == "challenger" and "no evaluation evidence" in report
+    assert alias == "none" and "no evaluation evidence" in report
