@@ -188,6 +188,22 @@ def register_challenger(tracking_uri: str, folder: Path):
     return client
 
 
+@contextmanager
+def release_cluster(tracking_uri: str, prometheus_url: str, tmp_path: Path, monkeypatch, *, account: str):
+    """What a release runs against: the dev render on the emulator answering as ``account``, reached
+    through a kubeconfig; twin-llm v1 nominated in MLflow; Prometheus configured. Yields (cluster,
+    MLflow client)."""
+    from twinops.settings import get_settings
+
+    client = register_challenger(tracking_uri, tmp_path / "twin-llm-v1")
+    with running_cluster("dev", "kustomize", account=account) as found:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus_url)
+        get_settings.cache_clear()
+        yield found, client
+
+
 def aliases(client) -> dict[str, str]:
     return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
 

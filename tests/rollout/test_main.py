@@ -13,18 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import (
-    aliases,
-    canary_traffic,
-    register_challenger,
-    running_cluster,
-    write_kubeconfig,
-)
+from tests.rollout.conftest import ROLLOUT_ACCOUNT, aliases, canary_traffic, release_cluster
 
 from twinops.cli import main as cli_main
 from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.rollout.__main__ import main as controller_main
-from twinops.settings import get_settings
 
 pytestmark = pytest.mark.slow  # a real Prometheus and MLflow per test, and the controller process
 
@@ -36,13 +29,10 @@ def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """The dev render on the emulator (answering as the rollout controller's account), twin-llm v1
     registered as challenger, Prometheus configured."""
     _, prometheus = mesh
-    client = register_challenger(mlflow_settings.mlflow_tracking_uri, tmp_path / "twin-llm-v1")
-    with running_cluster("dev", "kustomize") as found:
-        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
-        get_settings.cache_clear()
-        yield found, client
+    with release_cluster(
+        mlflow_settings.mlflow_tracking_uri, prometheus.url, tmp_path, monkeypatch, account=ROLLOUT_ACCOUNT
+    ) as found:
+        yield found
 
 
 def _traffic(mesh, *, failed: int) -> None:

@@ -14,14 +14,11 @@ from tests.rollout.conftest import (  # noqa: F401 - mesh is a fixture
     aliases,
     canary_traffic,
     mesh,
-    register_challenger,
-    running_cluster,
-    write_kubeconfig,
+    release_cluster,
 )
 
 from twinops.infra.registry import CHAMPION, REJECTED_TAG
 from twinops.pipelines.components import rollout
-from twinops.settings import get_settings
 
 pytestmark = pytest.mark.slow  # a real Prometheus and MLflow server
 
@@ -31,13 +28,10 @@ NAMESPACE = "twinops-dev"
 @pytest.fixture
 def cluster(mlflow_settings, mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     _, prometheus = mesh
-    client = register_challenger(mlflow_settings.mlflow_tracking_uri, tmp_path / "twin-llm-v1")
-    with running_cluster("dev", "kustomize", account="pipeline-runner") as found:
-        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", found.api.url)))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("TWINOPS_PROMETHEUS_URL", prometheus.url)
-        get_settings.cache_clear()
-        yield found, client
+    with release_cluster(
+        mlflow_settings.mlflow_tracking_uri, prometheus.url, tmp_path, monkeypatch, account="pipeline-runner"
+    ) as found:
+        yield found
 
 
 @pytest.mark.parametrize(("failed", "outcome"), [(0, "promoted"), (10, "rolled_back")])

@@ -9,16 +9,14 @@ import typer
 from rich.table import Table
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
-from twinops.rollout.plan import DEFAULT_INTERVAL, DEFAULT_STEPS, Thresholds
+from twinops.rollout.plan import DEFAULT_INTERVAL, DEFAULT_STEPS, HEALTH_MODES, Thresholds
 from twinops.settings import get_settings
 
 _DEFAULTS = Thresholds()
 
 
-class HealthSource(StrEnum):
-    auto = "auto"
-    prometheus = "prometheus"
-    probe = "probe"
+# The choices of --health, from the one definition (twinops.rollout.plan.HealthMode).
+HealthSource = StrEnum("HealthSource", {mode: mode for mode in HEALTH_MODES})
 
 
 app = typer.Typer(

@@ -12,20 +12,28 @@ from options for the CLI (``twinops rollout``), the KFP step and ``python -m twi
 
 from __future__ import annotations
 
-from twinops.rollout.controller import RolloutController
-from twinops.rollout.plan import Thresholds, parse_interval, parse_steps
-from twinops.rollout.runner import RolloutOptions, make_controller, start_rollout
-from twinops.rollout.state import Decision, Health, RolloutState
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Decision",
-    "Health",
-    "RolloutController",
-    "RolloutOptions",
-    "RolloutState",
-    "Thresholds",
-    "make_controller",
-    "parse_interval",
-    "parse_steps",
-    "start_rollout",
-]
+# Resolved on first use: the CLI imports ``rollout.plan``'s defaults at start-up, and the package
+# must not pull in the controller, its HTTP clients and the registry with them.
+_LAZY = {
+    "RolloutController": "twinops.rollout.controller",
+    "Thresholds": "twinops.rollout.plan",
+    "parse_interval": "twinops.rollout.plan",
+    "parse_steps": "twinops.rollout.plan",
+    "RolloutOptions": "twinops.rollout.runner",
+    "make_controller": "twinops.rollout.runner",
+    "start_rollout": "twinops.rollout.runner",
+    "Decision": "twinops.rollout.state",
+    "Health": "twinops.rollout.state",
+    "RolloutState": "twinops.rollout.state",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'twinops.rollout' has no attribute {name!r}")

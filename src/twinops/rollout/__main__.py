@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twinops.errors import NotFound, ServiceUnavailable, TwinopsError
-from twinops.rollout.plan import APPROVE_FLAG, DEFAULT_INTERVAL, DEFAULT_STEPS, Thresholds
+from twinops.rollout.plan import APPROVE_FLAG, DEFAULT_INTERVAL, DEFAULT_STEPS, HEALTH_MODES, Thresholds
 from twinops.rollout.runner import (
     DEFAULT_NAMESPACE,
     HEALTH_FLAG,
@@ -47,9 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(APPROVE_FLAG, type=int, default=None, help="Wait for `twinops rollout promote` here.")
     parser.add_argument("--golden", default="latest", help="Golden set; 'none' skips scoring.")
-    parser.add_argument(
-        HEALTH_FLAG, choices=("auto", "prometheus", "probe"), default="auto", help="Where health comes from."
-    )
+    parser.add_argument(HEALTH_FLAG, choices=HEALTH_MODES, default="auto", help="Where health comes from.")
     parser.add_argument("--watch", type=float, default=0.0, help="Seconds between looks for a rollout.")
     parser.add_argument("--health-port", type=int, default=0, help="Serve GET /healthz on this port (0: no).")
     return parser.parse_args(argv)

@@ -12,6 +12,7 @@ the KFP component, the pipeline and ``python -m twinops.rollout`` all read them.
 from __future__ import annotations
 
 import itertools
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,9 @@ INTERVAL_FLAG = "--interval"
 APPROVE_FLAG = "--approve-at"
 DEFAULT_STEPS = "10,25,50,100"
 DEFAULT_INTERVAL = "5m"
+# Where a canary's error rate and latency come from (RolloutOptions.health, --health).
+HealthMode = Literal["auto", "prometheus", "probe"]
+HEALTH_MODES: tuple[str, ...] = get_args(HealthMode)
 
 
 def parse_steps(text: str) -> tuple[int, ...]:

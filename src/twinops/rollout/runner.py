@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +33,7 @@ from twinops.rollout.health import (
     PrometheusHealth,
 )
 from twinops.rollout.models import pin_model_uri
-from twinops.rollout.plan import Thresholds, check_approve_at, parse_intervals, parse_steps
+from twinops.rollout.plan import HealthMode, Thresholds, check_approve_at, parse_intervals, parse_steps
 from twinops.rollout.scoring import GoldenScorer
 from twinops.rollout.state import RolloutState
 from twinops.settings import Settings
@@ -45,7 +44,6 @@ LOCAL_RELEASE_STEPS = "50,100"
 LOCAL_RELEASE_INTERVAL = "0s"
 LOCAL_RELEASE_GOLDEN = 4
 HEALTH_FLAG = "--health"
-HealthMode = Literal["auto", "prometheus", "probe"]
 
 
 class RolloutOptions(BaseModel):
