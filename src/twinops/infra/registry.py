@@ -134,6 +134,16 @@ def version_by_alias(mlflow_client: Any, name: str, alias: str, *, required: boo
         ) from error
 
 
+def spend_challenger(mlflow_client: Any, name: str, version: str) -> bool:
+    """Remove ``challenger`` when it names ``version``: a released or rejected version is no longer
+    a nominee. True when it did."""
+    aliases = mlflow_client.get_registered_model(name).aliases or {}
+    if str(aliases.get(CHALLENGER)) != str(version):
+        return False
+    mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+    return True
+
+
 def version_metrics(mlflow_version: Any, mlflow_client: Any) -> dict[str, float]:
     """``metric.*`` tags of the version, over the metrics of the run that produced it."""
     metrics: dict[str, float] = {}

@@ -15,7 +15,7 @@ restarted halfway through does it again safely.
 from __future__ import annotations
 
 from twinops.errors import ServiceUnavailable
-from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG, client, fast_fail
+from twinops.infra.registry import CHAMPION, REJECTED_TAG, client, fast_fail, spend_challenger
 from twinops.rollout.state import Decision, RolloutState
 from twinops.settings import Settings
 
@@ -115,8 +115,6 @@ class MlflowRecorder:
                     mlflow_client.set_model_version_tag(name, version, REJECTED_TAG, why[:5000])
                 else:
                     return
-                aliases = mlflow_client.get_registered_model(name).aliases or {}
-                if str(aliases.get(CHALLENGER)) == version:
-                    mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+                spend_challenger(mlflow_client, name, version)
             except MlflowException as error:
                 raise _unavailable(error) from error

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.config_files import read_yaml_mapping, validate_config
-from twinops.infra.registry import REJECTED_TAG, fails_fast
+from twinops.infra.registry import REJECTED_TAG, fails_fast, spend_challenger
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
@@ -346,10 +346,8 @@ def promote_by_hand(name: str, version: str, settings: Settings, *, reason: str)
     mlflow_client.set_model_version_tag(name, candidate.version, "champion.manual", why[:5000])
     mlflow_client.set_registered_model_tag(name, "last_release", f"v{candidate.version} {why}"[:5000])
     mlflow_client.set_registered_model_alias(name, CHAMPION, candidate.version)
+    spend_challenger(mlflow_client, name, candidate.version)
     challenger = version_by_alias(mlflow_client, name, CHALLENGER, required=False)
-    if challenger is not None and str(challenger.version) == str(candidate.version):
-        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
-        challenger = None
     previous = f"v{champion.version}" if champion is not None else f"no {CHAMPION!r}"
     return GateDecision(
         name=name,
