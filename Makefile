@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install lock run test test-fast lint format bench pipelines manifests images helm s3rver clean models services-down
+.PHONY: help install lock run test test-fast lint format docs bench pipelines manifests images helm s3rver clean models services-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt locks/core.txt requirements-g
 # alibi-detect (MMDDrift/LSDDDrift on PyTorch) pins numpy<2 and transformers<5, which the core
 # environment has outgrown: its own environment, for the online detector with the alibi backend
 # (`.venv-drift/bin/twinops drift serve --backend alibi`, images/drift). Its releases since 0.11.5
-# are under the Business Source License 1.1 (see the README before using it in production).
+# are under the Business Source License 1.1 (see docs/monitoring.md before using it in production).
 # Its pins are in locks/drift.in.
 .venv-drift/.installed: pyproject.toml constraints.txt locks/drift.txt
 	@test -x .venv-drift/bin/python || $(PYTHON) -m venv .venv-drift
@@ -120,6 +120,11 @@ lint: install ## ruff check + format check
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor fails
+# (tests/test_docs.py runs the same build). `$(BIN)/mkdocs serve` serves it while you write.
+docs: $(VENV)/.installed ## Build the documentation site into site/ (mkdocs --strict)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 bench: install ## Benchmarks: ratios against the raw libraries
 	@for b in bench/*/run.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

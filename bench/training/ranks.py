@@ -10,7 +10,7 @@ DDP with torch's own intra-op threads on one rank (``--threads`` changes it).
 Scaling efficiency = (steps/s on N ranks) / (steps/s on 1 rank) / N: 1.0 is linear (each rank does
 1/N of a step's work and the all-reduce costs nothing). On 2 CPU cores that other work also uses it
 moves with that load (the load average is printed with the result); the gloo all-reduce of the
-LoRA gradients is small. The README gives the figures to expect on GPUs.
+LoRA gradients is small. docs/benchmarks.md gives the figures to expect on GPUs.
 
     .venv/bin/python bench/training/ranks.py [--steps N] [--global-batch G] [--real]
 """

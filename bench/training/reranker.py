@@ -3,7 +3,7 @@
 On whatever corpus TWINOPS_HOME holds (after `twinops etl` and `twinops features`): builds the
 datasets (extractive questions: fast and deterministic), trains the reranker, then ranks every
 golden question's top-12 Qdrant candidates by cosine and by the reranker and prints hit@5 and MRR of
-both with 95% bootstrap intervals and the paired interval of the gain. The README's evidence table
+both with 95% bootstrap intervals and the paired interval of the gain. The evidence table of docs/training.md
 comes from this script on the demo corpus and on MLflow's own documentation (the .md files shipped
 in the mlflow wheel, a corpus nobody here wrote).
 

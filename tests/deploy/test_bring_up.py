@@ -92,21 +92,21 @@ def test_every_store_requires_authentication(renders, docs: list[dict]) -> None:
     } <= set(_env_from_secret(mlflow))
 
 
-def test_the_readme_creates_the_secret_in_each_environments_namespace(
+def test_the_cluster_guide_creates_the_secret_in_each_environments_namespace(
     renders, docs: list[dict], overlay: str
 ):
-    """The README's environment table names the namespace each overlay deploys to, and its Secret
-    command creates twinops-secrets in that namespace ($NS), before anything is applied."""
-    readme = (renders.root / "README.md").read_text()
+    """docs/cluster.md's environment table names the namespace each overlay deploys to, and its
+    Secret command creates twinops-secrets in that namespace ($NS), before anything is applied."""
+    guide = (renders.root / "docs" / "cluster.md").read_text()
     namespace = next(doc for doc in docs if doc["kind"] == "ConfigMap")["metadata"]["namespace"]
     row = re.search(
-        rf"^\| [^|]*\| `([a-z0-9-]+)` \| `kustomize/overlays/{re.escape(overlay)}` \|", readme, re.M
+        rf"^\| [^|]*\| `([a-z0-9-]+)` \| `kustomize/overlays/{re.escape(overlay)}` \|", guide, re.M
     )
-    assert row, f"the README's environment table has no row for {overlay}"
+    assert row, f"docs/cluster.md's environment table has no row for {overlay}"
     assert row[1] == namespace
-    command = re.search(r"kubectl (-n \$NS )?create secret generic twinops-secrets", readme)
+    command = re.search(r"kubectl (-n \$NS )?create secret generic twinops-secrets", guide)
     assert command and command[1], "the Secret is created in $NS, the environment's namespace"
-    assert readme.index("create secret generic twinops-secrets") < readme.index("kubectl apply -k")
+    assert guide.index("create secret generic twinops-secrets") < guide.index("kubectl apply -k")
 
 
 def test_the_home_volume_binds_on_the_default_class(docs: list[dict], overlay: str) -> None:

@@ -1,6 +1,6 @@
 """Everything a rendered object refers to exists: images (a Dockerfile here, or a pinned upstream tag
 that matches the library twinops talks to it with), ConfigMaps and their keys, Secret keys (the
-README's `kubectl create secret` lists them), PVCs, volumes, ports, ServiceAccounts, and the
+`kubectl create secret` in docs/cluster.md lists them), PVCs, volumes, ports, ServiceAccounts, and the
 in-cluster URLs of the settings."""
 
 from __future__ import annotations
@@ -77,30 +77,30 @@ def test_upstream_images_are_pinned_to_the_clients_versions(renders, docs: list[
     )
 
 
-def _readme_secret_command(renders) -> str:
-    readme = (renders.root / "README.md").read_text()
-    command = re.search(r"kubectl [^`]*create secret generic twinops-secrets[^`]*", readme)
-    assert command, "the README shows how to create the Secret twinops-secrets"
+def _guide_secret_command(renders) -> str:
+    guide = (renders.root / "docs" / "cluster.md").read_text()
+    command = re.search(r"kubectl [^`]*create secret generic twinops-secrets[^`]*", guide)
+    assert command, "docs/cluster.md shows how to create the Secret twinops-secrets"
     return command.group(0)
 
 
-def _readme_secret_keys(renders) -> set[str]:
-    return set(re.findall(r"--from-literal=([a-z0-9-]+)=", _readme_secret_command(renders)))
+def _guide_secret_keys(renders) -> set[str]:
+    return set(re.findall(r"--from-literal=([a-z0-9-]+)=", _guide_secret_command(renders)))
 
 
-def _readme_secret_values(renders) -> dict[str, str]:
-    """key -> the literal the README passes (quotes removed, shell variables left as written)."""
+def _guide_secret_values(renders) -> dict[str, str]:
+    """key -> the literal docs/cluster.md passes (quotes removed, shell variables left as written)."""
     return {
         key: value.strip("'\"")
-        for key, value in re.findall(r"--from-literal=([a-z0-9-]+)=(\S+)", _readme_secret_command(renders))
+        for key, value in re.findall(r"--from-literal=([a-z0-9-]+)=(\S+)", _guide_secret_command(renders))
     }
 
 
 def test_config_and_secret_references_exist(renders, docs: list[dict]) -> None:
     kinds = _kinds(docs)
     config_maps = kinds["ConfigMap"]
-    secret_keys = _readme_secret_keys(renders)
-    assert set(DEFAULT_PROFILE.secret_env) <= secret_keys, "the pipeline steps read keys the README omits"
+    secret_keys = _guide_secret_keys(renders)
+    assert set(DEFAULT_PROFILE.secret_env) <= secret_keys, "the pipeline steps read keys the guide omits"
     containers = [(w.name, c) for w in renders.workloads(docs) for c in w.containers]
     containers += [
         (d["metadata"]["name"], c)
@@ -145,8 +145,8 @@ def test_in_cluster_urls_name_services_and_ports(renders, docs: list[dict]) -> N
     kinds = _kinds(docs)
     data = kinds["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
     urls = {key: data[key] for key in ("TWINOPS_QDRANT_URL", "TWINOPS_MLFLOW_TRACKING_URI")}
-    # The Redis URL carries the password: the README's Secret holds it (key redis-url).
-    urls["redis-url"] = _readme_secret_values(renders)["redis-url"]
+    # The Redis URL carries the password: the Secret of docs/cluster.md holds it (key redis-url).
+    urls["redis-url"] = _guide_secret_values(renders)["redis-url"]
     for key, value in urls.items():
         url = urlsplit(value)
         service = kinds["Service"].get(url.hostname)

@@ -283,7 +283,7 @@ def test_redis_requires_its_password_from_pod_addresses(renders, tmp_path: Path)
     port = free_port()
     env = _secret_env(container)
     command = _local_command(container, env, paths, {container["ports"][0]["containerPort"]: port})
-    # The clients' URL, as the README's Secret builds it (redis-url), on this pod's address.
+    # The clients' URL, as the Secret of docs/cluster.md builds it (redis-url), on this pod's address.
     client_url = f"redis://:{_SECRET['redis-password']}@{address}:{port}/0"
 
     def answers() -> bool:

@@ -17,7 +17,7 @@ from twinops.pipelines.gpu import DEFAULT_PROFILE
 from twinops.pipelines.images import ImageFamily, image
 from twinops.pipelines.trainjob import TrainJobPlacement, render_trainjob
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TRAINING_DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 ARGS = ["--dataset", "instruction-abc123", "--max-steps", "200", "--json"]
 
 
@@ -86,10 +86,10 @@ def test_a_runtime_name_that_cannot_be_a_trainer_runtime_is_one_line() -> None:
     assert "Torch Distributed" in message and "runtime" in message and "\n" not in message
 
 
-def test_the_readme_shows_the_rendered_two_node_example() -> None:
-    """README's example (2 nodes x 1 GPU, the train image) is what the code renders today."""
-    block = re.search(r"<!-- trainjob-example -->\n```yaml\n(.*?)```", README.read_text(), re.DOTALL)
-    assert block, "README lost its TrainJob example"
+def test_the_training_doc_shows_the_rendered_two_node_example() -> None:
+    """docs/training.md's example (2 nodes x 1 GPU, the train image) is what the code renders today."""
+    block = re.search(r"<!-- trainjob-example -->\n```yaml\n(.*?)```", TRAINING_DOC.read_text(), re.DOTALL)
+    assert block, "docs/training.md lost its TrainJob example"
     rendered = render_trainjob(
         "sft",
         ["--dataset", "latest", "--max-steps", "200", "--json"],

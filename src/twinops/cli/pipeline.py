@@ -174,7 +174,7 @@ def submit_command(
 
     The run's namespace must hold the ConfigMap twinops-env, the PVC twinops-home (--pvc) and the
     Secret twinops-secrets (--secret): the chart or a kustomize overlay installed there creates the
-    first two (README, "On a cluster")."""
+    first two (docs/cluster.md)."""
     from twinops.pipelines.params import parse_pairs
     from twinops.pipelines.submit import submit
 

@@ -44,7 +44,7 @@ class TrainingParams(BaseModel):
     )
     max_chunks: int = Field(48, description="Datasets from at most this many chunks; 0 means every chunk.")
     # Training runs are sized by their data (epochs over the rows the dataset step made), with a
-    # ceiling on the steps so a larger corpus cannot stretch `make run`; see README "Training".
+    # ceiling on the steps so a larger corpus cannot stretch `make run`; see docs/training.md.
     dapt_epochs: float = Field(2.0, description="DAPT passes over the author's training passages (blocks).")
     dapt_max_steps: int = Field(40, description="Ceiling on DAPT optimizer steps (-1: none).")
     sft_epochs: float = Field(1.0, description="SFT passes over the instruction rows.")
