@@ -117,15 +117,16 @@ class MixedAdapterModel:
                     if part in ("A.weight", "B.weight"):
                         shapes.setdefault(module, {})[part[0]] = tuple(weights.get_slice(key).get_shape())
         except Exception as error:  # a truncated or foreign file: safetensors' own error says which
-            raise AdapterRefused(f"{label}: {adapter_dir / ADAPTER_WEIGHTS} cannot be read ({error})") from error
+            weights_file = adapter_dir / ADAPTER_WEIGHTS
+            raise AdapterRefused(f"{label}: {weights_file} cannot be read ({error})") from error
         if not shapes:
             raise AdapterRefused(f"{label}: {adapter_dir / ADAPTER_WEIGHTS} holds no LoRA weights")
         for module_name, pair in sorted(shapes.items()):
             layer = self._base_linear(module_name)
             if layer is None:
                 raise AdapterRefused(
-                    f"{label}: adapter layer {module_name} is not a linear layer of the base {self.base_dir}: "
-                    "train the adapter on the shared base"
+                    f"{label}: adapter layer {module_name} is not a linear layer of the base "
+                    f"{self.base_dir}: train the adapter on the shared base"
                 )
             a_shape, b_shape = pair.get("A"), pair.get("B")
             in_features, out_features = layer.weight.shape[1], layer.weight.shape[0]
@@ -134,7 +135,8 @@ class MixedAdapterModel:
                 raise AdapterRefused(
                     f"{label}: {module_name} needs LoRA A {[expected_rank, in_features]} and B "
                     f"{[out_features, expected_rank]} (rank {expected_rank} on this base), the file has "
-                    f"A {list(a_shape or [])} and B {list(b_shape or [])}: the adapter's rank or base is wrong"
+                    f"A {list(a_shape or [])} and B {list(b_shape or [])}: the adapter's rank or base is "
+                    "wrong"
                 )
 
     def _base_linear(self, module_name: str) -> Any:

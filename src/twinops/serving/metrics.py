@@ -10,7 +10,7 @@ The weighted router (``twinops.serving.router``) counts its answers per backend 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 TOKENS_GENERATED = Counter("twinops_llm_tokens_generated_total", "Completion tokens generated.", ["model"])
 TIME_TO_FIRST_TOKEN = Histogram(
@@ -24,6 +24,19 @@ BATCH_SIZE = Histogram(
     "Requests that got a token from one forward pass (continuous batching).",
     ["model"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+# Many twins on one base (``twinops.serving.twins``): each twin's champion adapter, followed live.
+ADAPTER_VERSION = Gauge(
+    "twinops_llm_adapter_version", "Registry version of the adapter a twin serves.", ["model"]
+)
+ADAPTER_SWITCH_SECONDS = Histogram(
+    "twinops_llm_adapter_switch_seconds",
+    "From seeing a twin's champion move to new requests running on its new adapter.",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ADAPTERS_REFUSED = Counter(
+    "twinops_llm_adapters_refused_total", "Champion adapters refused (the old one kept serving).", ["model"]
 )
 RERANK_PAIRS = Counter("twinops_rerank_pairs_total", "Query-document pairs scored.", ["model"])
 EMBEDDED_TEXTS = Counter("twinops_embedded_texts_total", "Texts embedded.", ["model"])
