@@ -58,7 +58,10 @@ class ModelVersion(BaseModel):
     name: str
     version: str
     source_uri: str
-    base_model: str
+    base_model: str = Field(description="With ``adapter_dir``: the shared base the adapter applies to.")
+    adapter_dir: str | None = Field(
+        None, description="The LoRA adapter on ``base_model`` that makes this twin (tag ``adapter_dir``)."
+    )
     dataset_version_ids: tuple[str, ...] = ()
     metrics: dict[str, float] = Field(default_factory=dict)
     aliases: tuple[str, ...] = ()

@@ -33,13 +33,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinops.domain.twins import DEFAULT_AUTHOR, is_twin_model_name, twin_model_name
 from twinops.domain.versions import ModelVersion
 from twinops.errors import ConfigError, ModelNotFound, NotFound, ServiceUnavailable
 from twinops.infra.endpoints import mlflow_tracking_uri
 from twinops.models.resolve import resolve_model
 from twinops.settings import Settings
 
-LLM_MODEL = "twin-llm"
+# The default author's twin (domain.twins): each other author's is twin_model_name(author).
+LLM_MODEL = twin_model_name(DEFAULT_AUTHOR)
 RERANKER_MODEL = "twin-reranker"
 MODEL_NAMES = (LLM_MODEL, RERANKER_MODEL)
 CHAMPION = "champion"
@@ -47,6 +49,14 @@ CHALLENGER = "challenger"
 # On a version whose canary was rolled back (the reasons as its value): never nominated again.
 REJECTED_TAG = "rejected"
 METRIC_TAG = "metric."
+# A twin's version points at its merged model (model_dir) and at its LoRA adapter on the shared base:
+# ADAPTER_TAG names the adapter folder, BASE_MODEL_TAG the base it applies to (what a multi-adapter
+# server loads once), ADAPTER_MERGES_TO the float model base + adapter equals (a GPTQ model_dir is
+# its quantization), and ADAPTER_MISSING_TAG why a version has no adapter on a base.
+ADAPTER_TAG = "adapter_dir"
+BASE_MODEL_TAG = "base_model"
+ADAPTER_MERGES_TO = "adapter_merges_to"
+ADAPTER_MISSING_TAG = "adapter_dir.missing"
 MODELS_SCHEME = "models:/"
 
 # Retries and per-request seconds while resolving (see the module docstring).
@@ -169,7 +179,8 @@ def to_model_version(mlflow_version: Any, mlflow_client: Any) -> ModelVersion:
         name=mlflow_version.name,
         version=str(mlflow_version.version),
         source_uri=tags.get("model_dir", mlflow_version.source),
-        base_model=tags.get("base_model", ""),
+        base_model=tags.get(BASE_MODEL_TAG, ""),
+        adapter_dir=tags.get(ADAPTER_TAG) or None,
         dataset_version_ids=ids,
         metrics=version_metrics(mlflow_version, mlflow_client),
         aliases=tuple(sorted(mlflow_version.aliases or ())),
@@ -201,6 +212,26 @@ def list_versions(settings: Settings, names: tuple[str, ...] = MODEL_NAMES) -> l
                 held = tuple(sorted(a for a, v in aliases.items() if str(v) == version.version))
                 versions.append(version.model_copy(update={"aliases": held}))
     return sorted(versions, key=lambda v: (v.name, -int(v.version)))
+
+
+def twin_names(settings: Settings) -> list[str]:
+    """The registered LLM twins (``twin-llm`` and every ``twin-llm-<author>``), sorted."""
+    from mlflow.exceptions import MlflowException
+
+    names: list[str] = []
+    with fast_fail():
+        mlflow_client, token = client(settings), None
+        while True:
+            try:
+                page = mlflow_client.search_registered_models(
+                    f"name LIKE '{twin_model_name(None)}%'", page_token=token
+                )
+            except MlflowException as error:
+                raise _unavailable(error, "the registered twins") from error
+            names += [model.name for model in page if is_twin_model_name(model.name)]
+            token = page.token
+            if not token:
+                return sorted(names)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from twinops.domain.versions import DatasetKind
 from twinops.errors import ConfigError
 from twinops.infra.tracking import experiment_name, log_dataset_input, log_json, log_metrics, tracked_run
 from twinops.settings import Settings
+from twinops.training.adapters import shared_adapter
 from twinops.training.callbacks import MlflowMetricsCallback, TrainerProgressCallback
 from twinops.training.config import DAPTJob, DPOJob, SFTJob
 from twinops.training.data import LoadedDataset, capped, load_dataset_version
@@ -133,6 +134,7 @@ def run_lora_stage(
                 )
             log_metrics(metrics)
             _save_adapter_and_merge(trainer, tokenizer, staging)
+            on_base = shared_adapter(start_model, staging / "adapter", staging, final_dir=final)
             result = _result(
                 job,
                 run_name,
@@ -142,6 +144,12 @@ def run_lora_stage(
                 metrics=metrics,
                 trainer=trainer,
                 run_id=run_id,
+            ).model_copy(
+                update={
+                    "shared_adapter_dir": on_base.adapter_dir,
+                    "shared_base": on_base.base_model,
+                    "shared_adapter_missing": on_base.missing,
+                }
             )
             (staging / "job.yaml").write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
             (staging / RESULT_FILE).write_text(result.model_dump_json(indent=2))
@@ -197,7 +205,8 @@ def _build(build_trainer, job, start_model, model, tokenizer, train, test, stagi
 
 
 def _save_adapter_and_merge(trainer: Any, tokenizer: Any, staging: Path) -> None:
-    """``adapter/`` (the LoRA weights + tokenizer) and ``merged/`` (a plain HF model folder)."""
+    """``adapter/`` (the LoRA weights + tokenizer) and ``merged/`` (a plain HF model folder); the
+    chain's adapter on the shared base (``adapter-on-base/``) follows in ``training.adapters``."""
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     adapter_dir = staging / "adapter"
     peft_model.save_pretrained(adapter_dir)

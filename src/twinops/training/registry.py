@@ -10,14 +10,19 @@ registration and evaluation adds more with ``record_metrics``. The promotion gat
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twinops.domain.twins import is_twin_model_name
 from twinops.domain.versions import ModelVersion
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.registry import (
+    ADAPTER_MERGES_TO,
+    ADAPTER_MISSING_TAG,
+    ADAPTER_TAG,
     CHALLENGER,
     CHAMPION,
     LLM_MODEL,
@@ -35,6 +40,7 @@ from twinops.infra.registry import (
 )
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
+from twinops.training.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, SHARED_ADAPTER_DIR, SharedAdapter
 from twinops.training.runs import TrainResult
 
 # The read side lives in twinops.infra.registry (serving reads it without importing training);
@@ -60,8 +66,11 @@ __all__ = [
 ]
 
 STAGE_MODEL = {"sft": LLM_MODEL, "dpo": LLM_MODEL, "reranker": RERANKER_MODEL}
+# The stages whose models are LLM twins: their versions point at an adapter on the base (or say why not).
+LORA_STAGES = ("dapt", "sft", "dpo")
 DESCRIPTIONS = {
-    LLM_MODEL: "The LLM Twin: base model + SFT + DPO (LoRA, merged). Alias champion serves.",
+    LLM_MODEL: "The LLM Twin: base model + DAPT + SFT + DPO (LoRA, merged; the adapter on the base "
+    "in tag adapter_dir). Alias champion serves.",
     RERANKER_MODEL: "Cross-encoder reranker fine-tuned from MiniLM on the author's retrieval pairs.",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,99}$")
@@ -92,17 +101,25 @@ def register_model(
     metrics: Mapping[str, float] | None = None,
     stage: str | None = None,
     alias: str | None = None,
+    adapter: SharedAdapter | None = None,
+    adapter_merges_to: str | Path | None = None,
 ) -> ModelVersion:
     """Register ``model_dir`` as a new version of ``name`` (and point ``alias`` at it, if given).
 
-    Everything is checked first (name, folder, dataset versions in the warehouse, the run), so
-    bad input raises one line and registers nothing.
+    ``adapter`` (an LLM twin's): its LoRA adapter on the shared base, tagged ``adapter_dir`` with
+    ``base_model`` its base, or why it has none (``adapter_dir.missing``); ``adapter_merges_to``:
+    the float model base + adapter equals, when ``model_dir`` is not that model (GPTQ). Everything
+    is checked first (name, folders, dataset versions in the warehouse, the run), so bad input
+    raises one line and registers nothing.
     """
     if not _NAME.match(name):
         raise ConfigError(f"model name {name!r} is not valid: use letters, digits, '-', '_' or '.'")
     folder = Path(model_dir).expanduser().resolve()
     if not (folder / "config.json").exists():
         raise NotFound(f"model folder {folder} has no config.json: pass the merged/ or reranker model folder")
+    adapter_tags = _adapter_tags(adapter, base_model, merges_to=adapter_merges_to or folder)
+    if adapter is not None and adapter.base_model:
+        base_model = adapter.base_model
     ids = list(dataset_version_ids)
     _validate_dataset_ids(ids, settings)
     mlflow_client = client(settings)
@@ -118,6 +135,7 @@ def register_model(
         "model_dir": str(folder),
         "base_model": base_model,
         **({"stage": stage} if stage else {}),
+        **adapter_tags,
         **{f"{METRIC_TAG}{key}": repr(float(value)) for key, value in (metrics or {}).items()},
     }
     _ensure_registered_model(mlflow_client, name)
@@ -130,7 +148,8 @@ def register_model(
 
 
 def register_result(result: TrainResult, settings: Settings, *, name: str | None = None) -> ModelVersion:
-    """Register a training run's model under its stage's name (sft/dpo → twin-llm)."""
+    """Register a training run's model under ``name`` (default its stage's: sft/dpo → twin-llm, the
+    default author's twin; ``twin_model_name(author)`` names another author's)."""
     return register_model(
         name or STAGE_MODEL[result.stage],
         result.model_dir,
@@ -140,7 +159,40 @@ def register_result(result: TrainResult, settings: Settings, *, name: str | None
         run_id=result.mlflow_run_id,
         metrics=result.metrics,
         stage=result.stage,
+        adapter=shared_adapter_of(result.model_dump()) if result.stage in LORA_STAGES else None,
     )
+
+
+def shared_adapter_of(fields: Mapping[str, Any]) -> SharedAdapter:
+    """The adapter on the shared base a training result (or a model pointer carrying its fields) names."""
+    return SharedAdapter(
+        base_model=fields.get("shared_base"),
+        adapter_dir=fields.get("shared_adapter_dir"),
+        missing=fields.get("shared_adapter_missing")
+        or (None if fields.get("shared_adapter_dir") else "the training run recorded no adapter on a base"),
+    )
+
+
+def _adapter_tags(adapter: SharedAdapter | None, base_model: str, *, merges_to: str | Path) -> dict[str, str]:
+    """The version's adapter tags; an adapter folder that is not one, or not on its base, is refused."""
+    if adapter is None:
+        return {}
+    if not adapter.adapter_dir or not adapter.base_model:
+        return {ADAPTER_MISSING_TAG: (adapter.missing or "no adapter on a base was given")[:4000]}
+    folder = Path(adapter.adapter_dir).expanduser().resolve()
+    config_file = folder / ADAPTER_CONFIG
+    if not config_file.exists() or not (folder / ADAPTER_WEIGHTS).exists():
+        raise NotFound(
+            f"adapter folder {folder} has no {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}: pass the run's "
+            f"{SHARED_ADAPTER_DIR}/ (or adapter/ when it started from the base)"
+        )
+    recorded = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if recorded != adapter.base_model:
+        raise ConfigError(
+            f"adapter {folder} applies to {recorded}, not to the base {adapter.base_model} it is registered "
+            "on: register the run's adapter-on-base/ with the base its adapter_config.json names"
+        )
+    return {ADAPTER_TAG: str(folder), ADAPTER_MERGES_TO: str(merges_to)}
 
 
 @fails_fast("recording the model's metrics")
@@ -167,7 +219,8 @@ def _ensure_registered_model(mlflow_client: Any, name: str) -> None:
     except MlflowException as error:
         if not resource_missing(error):
             raise
-        mlflow_client.create_registered_model(name, description=DESCRIPTIONS.get(name, ""))
+        twin = DESCRIPTIONS[LLM_MODEL] if is_twin_model_name(name) else ""
+        mlflow_client.create_registered_model(name, description=DESCRIPTIONS.get(name, twin))
 
 
 def _require_run(mlflow_client: Any, run_id: str) -> None:

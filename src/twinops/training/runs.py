@@ -33,8 +33,13 @@ class TrainResult(BaseModel):
     model_dir: str = Field(
         description="merged/ for sft and dpo (a plain HF folder), the CrossEncoder folder."
     )
-    adapter_dir: str | None = None
+    adapter_dir: str | None = Field(None, description="This stage's LoRA adapter, on ``base_model``.")
     base_model: str = Field(description="The resolved model the run started from.")
+    shared_adapter_dir: str | None = Field(
+        None, description="The whole chain's adapter on ``shared_base`` (training.adapters), else None."
+    )
+    shared_base: str | None = Field(None, description="The base model ``shared_adapter_dir`` applies to.")
+    shared_adapter_missing: str | None = Field(None, description="Why the run has no adapter on a base.")
     dataset_version_ids: list[str]
     metrics: dict[str, float] = Field(default_factory=dict)
     steps: int = 0

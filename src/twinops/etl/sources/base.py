@@ -8,7 +8,6 @@ its own module; ``twinops.etl.sources.SourceSpec`` is the discriminated union of
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinops.domain import Author, RawDocument
+from twinops.domain.text import slug
 from twinops.etl.options import FileLimits, UtcDatetime
 
 if TYPE_CHECKING:
@@ -144,10 +144,6 @@ class SourceContext:
     @property
     def since(self):
         return self.spec.since or self.job.since
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "item"
 
 
 def local_identity(scheme: str, author: Author, *parts: str) -> str:
