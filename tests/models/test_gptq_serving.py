@@ -1,4 +1,4 @@
-"""A GPTQ folder (real gptqmodel output) served from the core env: on GPTQ kernels, else its float copy."""
+"""A GPTQ folder (real gptqmodel output) served and scored in the core env: on its kernels, or not at all."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.quantize_env import quantize_env_or_skip
 
 from twinops.errors import ConfigError
-from twinops.models.gptq import GPTQ_TENSORS, kernels_unavailable_reason
+from twinops.models.gptq import GPTQ_TENSORS, kernels_unavailable_reason, load_gptq_as_float
 from twinops.models.loaders import load_generation_model
 from twinops.quantize.job import QuantizeJob
 from twinops.quantize.runner import run_in_quantize_env
@@ -40,17 +41,9 @@ def gptq_folder(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         held_out_samples=3,
         max_seq_len=64,
     )
-    try:
-        run_in_quantize_env(job, settings)
-    except Exception as error:  # the GPTQ environment is a separate make target
-        pytest.skip(f"cannot quantize without gptqmodel ({error}): `make .venv-quantize/.installed`")
+    quantize_env_or_skip(settings)
+    run_in_quantize_env(job, settings)  # with the environment present, a failure here is a failure
     return job.output_dir
-
-
-def _kernels_or_skip() -> None:
-    reason = kernels_unavailable_reason()
-    if reason:
-        pytest.skip(f"the core env's GPTQ kernel install step is absent: {reason}")
 
 
 def _prompt_ids(tokenizer):
@@ -61,12 +54,13 @@ def _prompt_ids(tokenizer):
 
 
 def test_gptq_folder_runs_on_int4_kernels(gptq_folder: Path) -> None:
-    _kernels_or_skip()
+    # The kernels are part of the core env's install (requirements-gptq-kernels.txt): no skip.
+    assert kernels_unavailable_reason() is None
     import torch
     from gptqmodel.nn_modules.qlinear import BaseQuantLinear
 
     loaded = load_generation_model(str(gptq_folder))
-    assert loaded.backend == "gptq-kernels" and loaded.note is None
+    assert loaded.backend == "gptq-kernels"
     assert loaded.tokenizer.pad_token is not None
     with torch.no_grad():
         loaded.model.generate(_prompt_ids(loaded.tokenizer), max_new_tokens=4, do_sample=False)
@@ -93,33 +87,74 @@ def test_kernels_generate_what_the_dequantized_copy_generates(gptq_folder: Path)
     allowed 0.05), and greedy tokens agree because this model's top-1/top-2 margins (>0.2 nats) are
     far wider than that. On SmolLM2-135M the margins are sometimes 0.03 nats, where greedy text
     legitimately parts after a few tokens, so the token check is made on the tiny model."""
-    _kernels_or_skip()
     import torch
 
     kernels = load_generation_model(str(gptq_folder))
-    exact = load_generation_model(str(gptq_folder), prefer_kernels=False)
-    assert exact.backend == "gptq-dequantized" and exact.note is None
-    prompt = _prompt_ids(exact.tokenizer)
+    exact_model, exact_tokenizer = load_gptq_as_float(gptq_folder)
+    prompt = _prompt_ids(exact_tokenizer)
     with torch.no_grad():
-        reference = exact.model.generate(prompt, max_new_tokens=8, do_sample=False)
+        reference = exact_model.generate(prompt, max_new_tokens=8, do_sample=False)
         generated = kernels.model.generate(prompt, max_new_tokens=8, do_sample=False)
-        exact_logprobs = torch.log_softmax(exact.model(reference).logits.float(), dim=-1)
+        exact_logprobs = torch.log_softmax(exact_model(reference).logits.float(), dim=-1)
         kernel_logprobs = torch.log_softmax(kernels.model(reference).logits.float(), dim=-1)
     assert generated[0, prompt.shape[1] :].tolist() == reference[0, prompt.shape[1] :].tolist()
     difference = (kernel_logprobs - exact_logprobs)[0, prompt.shape[1] - 1 :].abs().max().item()
     assert difference < 0.05
 
 
-def test_without_gptqmodel_the_float_copy_is_served_with_one_line(
+def test_without_gptqmodel_a_gptq_folder_is_refused_in_one_line(
     gptq_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No float copy in the GPTQ model's name: the load fails, naming the folder and the fix."""
     # An environment without gptqmodel (None in sys.modules makes it unimportable, as if absent).
     monkeypatch.setitem(sys.modules, "gptqmodel", None)
-    loaded = load_generation_model(str(gptq_folder))
-    assert loaded.backend == "gptq-dequantized"
-    assert loaded.note is not None and "\n" not in loaded.note
-    assert "gptqmodel" in loaded.note and "dequantized float32 copy" in loaded.note
-    assert str(gptq_folder) in loaded.note
+    with pytest.raises(ConfigError) as error:
+        load_generation_model(str(gptq_folder))
+    message = str(error.value)
+    assert "\n" not in message and str(gptq_folder) in message
+    assert "gptqmodel" in message and "make .venv/.installed" in message
+
+
+def test_kernels_that_refuse_the_folder_stop_the_server(
+    gptq_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM server does not start on a GPTQ folder its kernels cannot load (no silent float copy)."""
+    from transformers import AutoModelForCausalLM
+
+    from twinops.serving.llm import TwinLLM
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no kernel supports bits=4 group_size=32 on this CPU\nsecond line")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", refuse)
+    server = TwinLLM("twin-llm", str(gptq_folder))
+    with pytest.raises(ConfigError) as error:
+        server.load()
+    message = str(error.value)
+    assert "\n" not in message and str(gptq_folder) in message and "no kernel supports" in message
+    assert not server.ready and server.engine is None
+
+
+def test_evaluation_fails_when_kernels_and_float_copy_disagree(gptq_folder: Path) -> None:
+    """Kernel perplexity 10% off the float copy's: the evaluation step fails saying so, in one line;
+    the same values within 3% pass with one note."""
+    import math
+
+    from twinops.evaluation.evaluate import _gptq_agreement
+    from twinops.evaluation.job import EvaluationJob
+    from twinops.models.perplexity import log_perplexities
+
+    model, tokenizer = load_gptq_as_float(gptq_folder)
+    job = EvaluationJob.model_validate({"models": [{"name": "twin", "path": str(gptq_folder)}]})
+    float_values = log_perplexities(model, tokenizer, TEXTS[:4], max_length=job.max_length)
+    note = _gptq_agreement(str(gptq_folder), TEXTS[:4], float_values, job)
+    assert note.startswith("GPTQ kernels and the dequantized copy agree") and "0.00% apart" in note
+    off = [value + math.log(1.10) for value in float_values]
+    with pytest.raises(ConfigError) as error:
+        _gptq_agreement(str(gptq_folder), TEXTS[:4], off, job)
+    message = str(error.value)
+    assert "\n" not in message and str(gptq_folder) in message
+    assert "10.00% apart, tolerance 3%" in message and "twinops quantize" in message
 
 
 def _without_tensor(gptq_folder: Path, target: Path, suffix: str) -> Path:
@@ -155,6 +190,6 @@ def test_broken_gptq_folder_is_one_line(gptq_folder: Path, tmp_path: Path, damag
 
 def test_plain_folder_loads_as_float(tiny_llama: Path) -> None:
     loaded = load_generation_model(str(tiny_llama))
-    assert loaded.backend == "float" and loaded.note is None
+    assert loaded.backend == "float"
     assert not loaded.model.training
     assert loaded.tokenizer.pad_token is not None

@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.support.quantize_env import quantize_env_or_skip
 
 from twinops.cli import main
 from twinops.errors import ConfigError, NotFound
 from twinops.quantize.calibration import read_texts, split_texts
 from twinops.quantize.checks import check_group_size
 from twinops.quantize.job import QuantizeJob
-from twinops.quantize.runner import quantize_python, run_in_quantize_env
+from twinops.quantize.runner import run_in_quantize_env
 
 AUTHOR = [
     f"Post {i}: shipping an LLM twin means versioning every dataset, tracking each run in MLflow and "
@@ -42,13 +43,6 @@ def _gguf_converted_copy(tiny_llama: Path, target: Path) -> Path:
     config["quantization_config"] = {"quant_method": "gguf", "dequantize": False}
     (target / "config.json").write_text(json.dumps(config))
     return target
-
-
-def _gptq_env_or_skip(settings) -> Path:
-    try:
-        return quantize_python(settings)
-    except Exception as error:  # the env is a separate make target
-        pytest.skip(f".venv-quantize is absent ({error}); `make .venv-quantize/.installed` creates it")
 
 
 def test_group_size_must_divide_every_width(tiny_llama: Path) -> None:
@@ -117,7 +111,7 @@ def test_calibration_texts_from_features_and_datasets(tmp_path: Path) -> None:
 def test_gptq_tiny_llama_in_quantize_env(tiny_llama: Path, settings, tmp_path: Path) -> None:
     """Real gptqmodel on CPU in .venv-quantize; the output reloads with transformers there and, dequantized,
     in the core environment with the same logits."""
-    python = _gptq_env_or_skip(settings)
+    python = quantize_env_or_skip(settings)
     output = tmp_path / "gptq"
     job = QuantizeJob(
         model_path=_gguf_converted_copy(tiny_llama, tmp_path / "source"),

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from twinops.domain.stats import interval, paired_difference_interval, value
-from twinops.errors import TwinopsError
+from twinops.errors import ConfigError, TwinopsError
 from twinops.evaluation.data import GoldenRow, load_golden, load_preference_pairs
 from twinops.evaluation.job import EvaluationJob, EvaluationReport, ModelScores
 from twinops.evaluation.metrics import embedding_cosine, rouge_l
@@ -126,8 +126,6 @@ def _score_model(
     step(f"{name}: loading")
     loaded = load_for_evaluation(reference, device=job.device, dtype=job.dtype)
     scores = ModelScores(name=name, path=reference, backend=loaded.backend)
-    if loaded.note:
-        scores.notes.append(loaded.note)
     step(f"{name}: perplexity of {len(texts)} texts")
     per_question = {
         "golden_perplexity": log_perplexities(
@@ -163,7 +161,11 @@ def _score_model(
 
 
 def _gptq_agreement(reference: str, texts: list[str], kernel_values: list[float], job: EvaluationJob) -> str:
-    """One line: the kernels' perplexity against the dequantized float copy's, within tolerance or not."""
+    """One line for the report: the kernels' perplexity agrees with the dequantized float copy's.
+
+    Beyond ``job.gptq_tolerance`` the kernels do not compute the folder's weights, so the scores
+    would belong to neither model: the evaluation fails with one ``ConfigError`` line instead.
+    """
     from twinops.evaluation.generation import load_dequantized
     from twinops.models.perplexity import log_perplexities
 
@@ -174,11 +176,16 @@ def _gptq_agreement(reference: str, texts: list[str], kernel_values: list[float]
     kernels = value("golden_perplexity", kernel_values)
     dequantized = value("golden_perplexity", float_values)
     gap = abs(kernels - dequantized) / dequantized
-    verdict = "agree" if gap <= job.gptq_tolerance else "DISAGREE"
-    return (
-        f"GPTQ kernels and the dequantized copy {verdict}: perplexity {kernels:.4g} vs {dequantized:.4g} "
+    comparison = (
+        f"perplexity {kernels:.4g} on the kernels vs {dequantized:.4g} on the dequantized copy "
         f"({gap:.2%} apart, tolerance {job.gptq_tolerance:.0%})"
     )
+    if gap > job.gptq_tolerance:
+        raise ConfigError(
+            f"the GPTQ model {reference} does not compute its own weights on the GPTQ kernels: "
+            f"{comparison}; re-run `twinops quantize`, or check the gptqmodel install"
+        )
+    return f"GPTQ kernels and the dequantized copy agree: {comparison}"
 
 
 def _write_answers(path: Path, rows: list[GoldenRow], answers: list[str], per_question: dict) -> None:

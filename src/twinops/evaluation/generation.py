@@ -1,8 +1,9 @@
 """Load each model as it will be served and answer the golden questions with its chat template.
 
-A GPTQ folder runs on its own kernels (``twinops.models.loaders.load_generation_model``), so its
-perplexity and answers are the quantized model's; its dequantized float copy is loaded too, only to
-check that both agree on perplexity within the job's tolerance (the report says so either way).
+A GPTQ folder runs on its own kernels (``twinops.models.loaders.load_generation_model``), or the
+evaluation fails, so its perplexity and answers are the quantized model's; its dequantized float copy
+is loaded too, only to check that both agree on perplexity within the job's tolerance (beyond it the
+evaluation fails; within it the report notes the agreement).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ def load_for_evaluation(path: str, *, device: str = "auto", dtype: str = "float3
     """The model at ``path`` (resolved) on ``pick_device(device)``; float weights in ``dtype`` on CUDA."""
     import torch
 
-    loaded = load_generation_model(path, prefer_kernels=True)
+    loaded = load_generation_model(path)
     placed = pick_device(device)
     if placed != "cpu" and loaded.backend == "float":
         loaded.model.to(device=placed, dtype=getattr(torch, dtype))

@@ -68,7 +68,10 @@ class EvaluationJob(BaseModel):
     )
     batch_size: int = Field(4, ge=1, description="Questions answered per generate call.")
     gptq_tolerance: float = Field(
-        0.03, gt=0, description="Relative perplexity gap allowed between GPTQ kernels and the float copy."
+        0.03,
+        gt=0,
+        description="Relative perplexity gap allowed between GPTQ kernels and the float copy; beyond "
+        "it the evaluation fails (the kernels do not compute the folder's weights).",
     )
     output_dir: Path | None = Field(None, description="Default TWINOPS_HOME/reports/evaluation/<timestamp>.")
     track: bool = Field(True, description="Log one MLflow run per model (nested in a comparison run).")
@@ -121,8 +124,8 @@ class ModelScores(BaseModel):
         description="Per metric, the paired 95% bootstrap interval of that difference: both scored on "
         "the same held-out texts (perplexity) or questions, resampled together.",
     )
-    backend: str | None = Field(None, description="How it ran: float, gptq-kernels, gptq-dequantized.")
-    notes: list[str] = Field(default_factory=list, description="Checks and fallbacks, one line each.")
+    backend: str | None = Field(None, description="How it ran: float or gptq-kernels.")
+    notes: list[str] = Field(default_factory=list, description="Checks that passed, one line each.")
     seconds: float | None = Field(None, description="Wall time to load and score it.")
     mlflow_run_id: str | None = None
 

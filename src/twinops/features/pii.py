@@ -4,8 +4,10 @@ Detectors: emails, phone numbers (Google's ``phonenumbers`` matcher), IP address
 ``ipaddress``), credit cards (Luhn-checked), API keys/tokens (known provider formats, JWTs, private
 keys, ``key = value`` assignments). In vault mode each value becomes ``[TYPE_<hmac>]``: the token
 is an HMAC under a key kept in the ``pii_vault`` collection, so equal values get equal tokens on
-every run (no churn) and the mapping lives apart from the features; ``detokenize`` restores values
-on output only.
+every run (no churn) and the mapping lives apart from the features. ``PiiVault.detokenize`` gives the
+values back to whoever holds the database (an audit of a gate decision, a person asking for their
+data). No served output calls it: answers and their sources show the placeholders, because anyone
+who can ask the twin would otherwise read what the gate took out of its features.
 """
 
 from __future__ import annotations
@@ -202,18 +204,10 @@ class PiiVault:
         self._pending.clear()
         return new
 
-    def lookup(self, token: str) -> str | None:
-        row = self._collection.find_one({"_id": token})
-        return row["value"] if row else None
-
     def detokenize(self, text: str) -> str:
-        """``text`` with every known placeholder replaced by its original value (output only)."""
+        """``text`` with every known placeholder replaced by its original value (for the data's owner)."""
         tokens = {m.group(0) for m in _PLACEHOLDER.finditer(text)}
         if not tokens:
             return text
         values = {row["_id"]: row["value"] for row in self._collection.find({"_id": {"$in": sorted(tokens)}})}
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(0), m.group(0)), text)
-
-
-def detokenize(text: str, vault: PiiVault) -> str:
-    return vault.detokenize(text)

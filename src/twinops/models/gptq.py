@@ -169,19 +169,32 @@ def load_gptq_with_kernels(path: str | Path):
     """(model, tokenizer) for a GPTQ folder on gptqmodel's kernels, on CPU, warmed up.
 
     The weights stay int4; the model computes in bfloat16 (the dtype the CPU kernel runs in).
+    Whatever stops the kernels (a missing package, a folder they refuse) is one ``ConfigError`` line
+    naming the folder: there is no float fallback (``load_gptq_as_float`` is a check, not a server).
     """
+    folder = Path(path)
     reason = kernels_unavailable_reason()
     if reason:
-        raise ImportError(reason)
+        raise ConfigError(f"cannot run the GPTQ model {folder} on its kernels: {reason}")
     prepare_gptqmodel_env()
-    _import_gptqmodel_quietly()
+    try:
+        _import_gptqmodel_quietly()
+    except Exception as error:  # an install that imports badly is as unusable as a missing one
+        raise ConfigError(
+            f"cannot run the GPTQ model {folder}: gptqmodel fails to import ({error_line(error)}); "
+            "`make .venv/.installed` reinstalls it"
+        ) from error
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder = Path(path)
-    model, info = AutoModelForCausalLM.from_pretrained(
-        folder, device_map="cpu", dtype=torch.bfloat16, output_loading_info=True
-    )
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, device_map="cpu", dtype=torch.bfloat16, output_loading_info=True
+        )
+    except Exception as error:  # transformers/safetensors/gptqmodel each raise their own types
+        raise ConfigError(
+            f"the GPTQ kernels cannot load {folder} ({error_line(error)}): re-run `twinops quantize`"
+        ) from error
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     missing = [name for name in info.get("missing_keys", ()) if not (name == "lm_head.weight" and tied)]
     if missing or info.get("mismatched_keys"):

@@ -7,8 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from twinops.models.hf import error_line, load_tokenizer
-from twinops.models.resolve import embedder_path, llm_path
+from twinops.models.hf import load_tokenizer
+from twinops.models.resolve import embedder_path
 from twinops.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,31 +72,26 @@ def _flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def load_base_llm(settings: Settings, *, dtype: str = "float32"):
-    return load_causal_lm(llm_path(settings), dtype=dtype)
-
-
 @dataclass(frozen=True)
 class GenerationModel:
     """A causal LM ready to generate, and how it runs.
 
-    ``backend``: ``float`` (a plain model), ``gptq-kernels`` (int4 weights on gptqmodel's kernels) or
-    ``gptq-dequantized`` (the exact float copy of a GPTQ model). ``note``: one line for the server
-    to print at start when it serves something other than what was asked for, else None.
+    ``backend``: ``float`` (a plain model) or ``gptq-kernels`` (int4 weights on gptqmodel's kernels).
+    A GPTQ folder is never served or scored from its float copy: what is named GPTQ runs as GPTQ.
     """
 
     model: Any
     tokenizer: Any
-    backend: Literal["float", "gptq-kernels", "gptq-dequantized"]
-    note: str | None = None
+    backend: Literal["float", "gptq-kernels"]
 
 
-def load_generation_model(reference: str, *, prefer_kernels: bool = True) -> GenerationModel:
-    """Load a resolved folder or HF id for serving, in eval mode.
+def load_generation_model(reference: str) -> GenerationModel:
+    """Load a resolved folder or HF id for serving or scoring, in eval mode.
 
-    A GPTQ folder runs on the GPTQ kernels when they load (``prefer_kernels``); otherwise on its
-    dequantized float copy (same weights, more memory, slower), with ``note`` saying why. A
-    broken GPTQ folder raises one ``ConfigError`` line. Anything else goes through ``load_causal_lm``.
+    A GPTQ folder runs on the GPTQ kernels, or the load fails with one ``ConfigError`` line saying
+    why (kernels missing or refusing the folder, or the folder broken) and how to fix it. Its
+    dequantized float copy would compute a different model (float32 instead of the kernels' bf16,
+    more memory), so it is not a substitute. Anything else goes through ``load_causal_lm``.
     """
     from twinops.models import gptq
 
@@ -105,16 +100,5 @@ def load_generation_model(reference: str, *, prefer_kernels: bool = True) -> Gen
         model.eval()
         return GenerationModel(model=model, tokenizer=tokenizer, backend="float")
     _flush_denormals()
-    folder = Path(reference)
-    note = None
-    if prefer_kernels:
-        try:
-            model, tokenizer = gptq.load_gptq_with_kernels(folder)
-            return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-kernels")
-        except Exception as error:  # any kernel failure falls back; a broken folder fails below
-            note = (
-                f"GPTQ kernels could not be loaded for {folder} ({error_line(error)}); serving its exact "
-                "dequantized float32 copy instead (same weights in float32: more memory, slower)"
-            )
-    model, tokenizer = gptq.load_gptq_as_float(folder)
-    return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-dequantized", note=note)
+    model, tokenizer = gptq.load_gptq_with_kernels(Path(reference))
+    return GenerationModel(model=model, tokenizer=tokenizer, backend="gptq-kernels")

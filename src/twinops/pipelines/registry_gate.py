@@ -64,12 +64,13 @@ class RegistryGateSummary(BaseModel):
     reranker: RegisteredDecision | None = None
 
 
-def evaluation_plan(settings: Settings) -> EvaluationPlan:
-    """The current champions (None where a model has none yet)."""
+def evaluation_plan(settings: Settings, *, twin: str | None = None) -> EvaluationPlan:
+    """The current champions of ``twin`` (default twin-llm) and of the reranker (None where a model
+    has none yet)."""
     from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL, champion_or_none
 
     plan = EvaluationPlan()
-    for name, field in ((LLM_MODEL, "llm_champion"), (RERANKER_MODEL, "reranker_champion")):
+    for name, field in ((twin or LLM_MODEL, "llm_champion"), (RERANKER_MODEL, "reranker_champion")):
         found = champion_or_none(name, settings, setting=f"{name}@champion")
         if found is not None and found.version is not None:
             setattr(plan, field, ChampionRef(version=found.version, path=found.model_dir))
@@ -110,8 +111,9 @@ def _evidence(
     )
 
 
-def gate_evidence(report: Any, plan: EvaluationPlan) -> dict[str, Any]:
-    """``{registered name: GateEvidence}`` for twin-llm and twin-reranker, where the report allows."""
+def gate_evidence(report: Any, plan: EvaluationPlan, *, twin: str | None = None) -> dict[str, Any]:
+    """``{registered name: GateEvidence}`` for ``twin`` (default twin-llm) and twin-reranker, where
+    the report allows."""
     from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL
 
     evidence: dict[str, Any] = {}
@@ -126,7 +128,7 @@ def gate_evidence(report: Any, plan: EvaluationPlan) -> dict[str, Any]:
         metrics=llm_metrics,
     )
     if llm is not None:
-        evidence[LLM_MODEL] = llm
+        evidence[twin or LLM_MODEL] = llm
     ranker_metrics = sorted({m for s in report.retrieval for m in s.metrics})
     champion = plan.reranker_champion
     ranker = _evidence(
@@ -158,6 +160,7 @@ def _register_and_nominate(
     settings: Settings,
     gate: Any,
     release: bool = False,
+    adapter: Any = None,
 ) -> RegisteredDecision:
     from twinops.training.gate import GateEvidence, nominate, promote_by_hand, record_evidence
     from twinops.training.registry import register_model
@@ -171,6 +174,9 @@ def _register_and_nominate(
         run_id=pointer.get("mlflow_run_id"),
         metrics=metrics,
         stage=pointer.get("stage"),
+        adapter=adapter,
+        # A GPTQ twin's adapter makes the float model it was quantized from.
+        adapter_merges_to=pointer.get("source_model"),
     )
     proof = GateEvidence.model_validate(evidence) if evidence else None
     if proof is not None:
@@ -201,14 +207,17 @@ def register_and_nominate(
     *,
     reranker: dict | None = None,
     reranker_folder: Path | None = None,
+    twin: str | None = None,
     gate: dict | None = None,
 ) -> RegistryGateSummary:
     """Register both models (training + their own evaluation metrics) and gate each on its evidence;
-    the nominated reranker is released at once (it has no canary)."""
+    the nominated reranker is released at once (it has no canary). The LLM registers as ``twin``
+    (default twin-llm), with its adapter on the shared base the pointer names."""
     from twinops.training.gate import parse_gate
-    from twinops.training.registry import LLM_MODEL, RERANKER_MODEL
+    from twinops.training.registry import LLM_MODEL, RERANKER_MODEL, shared_adapter_of
 
-    llm_gate = parse_gate(gate, LLM_MODEL, "the pipeline's `gate` parameter") if gate else None
+    twin = twin or LLM_MODEL
+    llm_gate = parse_gate(gate, twin, "the pipeline's `gate` parameter") if gate else None
     evidence = evaluation.get("evidence") or {}
     own = evaluation.get("metrics") or {}
     summary = RegistryGateSummary(
@@ -216,9 +225,10 @@ def register_and_nominate(
             LLM_MODEL,
             llm,
             llm_folder,
-            metrics={**_numbers(llm.get("metrics")), **_numbers(own.get(LLM_MODEL))},
-            evidence=evidence.get(LLM_MODEL),
+            metrics={**_numbers(llm.get("metrics")), **_numbers(own.get(twin))},
+            evidence=evidence.get(twin),
             settings=settings,
+            adapter=shared_adapter_of(llm),
             gate=llm_gate,
         )
     )

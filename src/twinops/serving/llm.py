@@ -2,9 +2,9 @@
 
 ``python -m twinops.serving.llm --model_name twin-llm [--model_dir DIR | --model_uri URI]`` serves
 ``twin-llm@champion`` by default (the base model when the registry has none). GPTQ folders run on
-GPTQ kernels where they load; otherwise the server says so in one line at start and serves the
-exact dequantized weights. Concurrent requests are batched continuously (``engine``): a request
-joins the running batch at the next decoding step.
+GPTQ kernels; when the kernels cannot load one, the server does not start and says why in one line
+(it never serves the float copy in the GPTQ model's name). Concurrent requests are batched
+continuously (``engine``): a request joins the running batch at the next decoding step.
 
 V2 tensors: input ``text_input`` (BYTES, [-1], one prompt per element, the chat template applied
 as a single user turn), output ``text_output`` (BYTES, [-1]). Request parameters ``max_tokens``
@@ -22,10 +22,12 @@ from typing import Any
 
 from kserve import InferRequest, Model
 
-from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
+from twinops.serving.engine import GenerationEngine
 from twinops.serving.protocol import v2
 from twinops.serving.protocol.errors import BadRequest
-from twinops.serving.protocol.openai import ChatCompletionRequest, ChatModel
+from twinops.serving.protocol.openai.models import ChatModel
+from twinops.serving.protocol.openai.types import ChatCompletionRequest
+from twinops.serving.protocol.types import SamplingParams, TextDelta
 
 log = logging.getLogger("twinops.serving")
 
@@ -66,8 +68,6 @@ class TwinLLM(Model, ChatModel):
         from twinops.models.loaders import load_generation_model
 
         loaded = load_generation_model(self.model_dir)
-        if loaded.note:
-            print(f"{self.name}: {loaded.note}", file=sys.stderr)
         loaded.model.eval()
         self.backend = loaded.backend
         config = loaded.model.config

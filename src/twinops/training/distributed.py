@@ -56,11 +56,6 @@ def torchrun_command(nproc: int, twinops_args: list[str]) -> list[str]:
     ]
 
 
-def under_torchrun() -> bool:
-    """True inside a process that torchrun (or a TrainJob's torch runtime) started."""
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def process_state() -> Any:
     """accelerate's view of the ranks. Without a GPU it must be told so (``cpu=True``), or it ignores
     torchrun's environment and every rank believes it is the only one; the Trainer later sets up
