@@ -101,6 +101,17 @@ def test_a_failing_runner_is_recorded_and_the_trigger_goes_on(tmp_path, clock):
     assert len(failed) == 1 and failed[0].error == "KFP API refused the run"
 
 
+DRIFTED_TEXTS = ["Comment fonctionnent les index ?", "Qu'as-tu écrit sur Qdrant ?"]
+
+
+def _outcomes_of_one_drift(runner, settings, clock) -> list[tuple[str, str | None]]:
+    """One drift event of ``DRIFTED_TEXTS`` through a trigger with ``runner``: its records' outcomes."""
+    trigger = RetrainTrigger(runner, cooldown=timedelta(hours=6), folder=settings.home / "drift", clock=clock)
+    trigger.on_drift(DRIFT, reference_id="drift-1", texts=DRIFTED_TEXTS)
+    trigger.wait()
+    return [(record.outcome, record.run) for record in trigger.records()]
+
+
 @pytest.mark.slow
 def test_the_drifted_texts_reach_the_twin_pipeline_as_dataset_queries(settings, clock, monkeypatch):
     """`drift serve --retrain local`'s runner, up to the pipeline's door.
@@ -126,18 +137,50 @@ def test_the_drifted_texts_reach_the_twin_pipeline_as_dataset_queries(settings, 
         local, "run_local", lambda name, raw, _settings: started.append({"name": name, **raw}) or finished
     )
     runner = _runner(Retrain.local, pipeline="twin", params_file=params_file, kfp_host=None)
-    trigger = RetrainTrigger(runner, cooldown=timedelta(hours=6), folder=settings.home / "drift", clock=clock)
-    texts = ["Comment fonctionnent les index ?", "Qu'as-tu écrit sur Qdrant ?"]
-    trigger.on_drift(DRIFT, reference_id="drift-1", texts=texts)
-    trigger.wait()
-
-    assert [(r.outcome, r.run) for r in trigger.records()] == [("started", None), ("submitted", "/runs/1")]
+    assert _outcomes_of_one_drift(runner, settings, clock) == [("started", None), ("submitted", "/runs/1")]
     assert [run.pop("name") for run in started] == ["twin_pipeline"]
     options = json.loads(started[0]["dataset_options"])
     assert options["generator"] == "extractive", "the run config's own options are kept"
     assert not Path(options["queries"]).is_absolute(), "relative to TWINOPS_HOME, the shared volume"
     job = DatasetJob.model_validate(coerce(get_pipeline("twin_pipeline"), started[0])["dataset_options"])
-    assert read_queries(settings.home / job.queries) == texts
+    assert read_queries(settings.home / job.queries) == DRIFTED_TEXTS
+
+
+@pytest.mark.slow
+def test_drift_retrain_kfp_submits_the_twin_pipeline_to_kfp(settings, clock, monkeypatch, kfp_api):
+    """`drift serve --retrain kfp`'s runner through ``pipelines.submit`` to ``kfp.Client``: the
+    stand-in binds every call to the real kfp 2.17 signature (no KFP API server here), so what the
+    detector submits is what kfp would accept; the drifted texts ride in the run's parameters."""
+
+    from tests.support.kfp_client import RecordingClient
+
+    from twinops.cli.drift import Retrain, _runner
+    from twinops.datasets.jobs import DatasetJob
+    from twinops.datasets.queries import read_queries
+
+    host = kfp_api(multi_user=False)
+    monkeypatch.setattr("kfp.Client", RecordingClient)
+    params_file = settings.home.parent / "run.yaml"
+    params_file.write_text('dataset_options: {"generator": "extractive"}\n')
+    runner = _runner(Retrain.kfp, pipeline="twin", params_file=params_file, kfp_host=host)
+    assert _outcomes_of_one_drift(runner, settings, clock) == [("started", None), ("submitted", "r-1")]
+    uploaded = RecordingClient.call("upload_pipeline")
+    assert Path(uploaded["pipeline_package_path"]).name == "twin_pipeline.yaml"
+    run = RecordingClient.call("run_pipeline")
+    assert run["version_id"] == "v-1" and run["experiment_id"] == "e-1"
+    options = run["params"]["dataset_options"]  # coerced to the pipeline's type, as kfp sends it
+    assert options["generator"] == "extractive", "the run config's own options are kept"
+    assert not Path(options["queries"]).is_absolute(), "relative to TWINOPS_HOME, the shared volume"
+    job = DatasetJob.model_validate(options)
+    assert read_queries(settings.home / job.queries) == DRIFTED_TEXTS
+
+
+def test_drift_retrain_kfp_without_a_host_is_refused_up_front(settings):
+    from twinops.cli.drift import Retrain, _runner
+    from twinops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--retrain kfp needs --kfp-host"):
+        _runner(Retrain.kfp, pipeline="twin", params_file=None, kfp_host=None)
 
 
 def test_a_pipeline_that_builds_no_datasets_is_refused_up_front(settings):

@@ -1,6 +1,7 @@
 """Pipeline tests compile with the default image names, whatever the caller's environment says."""
 
 import pytest
+from tests.support.kfp_client import kfp_api  # noqa: F401 - the recording kfp.Client's fixture
 
 
 @pytest.fixture(autouse=True)

@@ -3,18 +3,15 @@
 There is no Kubeflow Pipelines API server here: the unreachable-host case uses a real closed port
 on 127.0.0.1, the health check a real HTTP server, and the happy path records the calls on a
 stand-in for ``kfp.Client`` that binds each call to the real client's signature (nothing real can
-answer the KFP API on this machine).
+answer the KFP API on this machine; ``tests.support.kfp_client``).
 """
 
-import inspect
 import json
 import socket
-import typing
 from pathlib import Path
-from types import SimpleNamespace
 
-import kfp
 import pytest
+from tests.support.kfp_client import RecordingClient
 
 from twinops.cli import main
 from twinops.errors import ConfigError
@@ -93,74 +90,6 @@ def test_compile_and_list(home, capsys, tmp_path: Path, monkeypatch) -> None:
     assert catalog["twin_pipeline"]["sft_max_steps"]["type"] == "Integer"
 
 
-# The real client, kept before any test replaces kfp.Client with the stand-in below.
-_KFP_CLIENT = kfp.Client
-
-
-def _uploaded(args: tuple, kwargs: dict) -> SimpleNamespace:
-    package = Path(kwargs.get("pipeline_package_path", args[0] if args else ""))
-    return SimpleNamespace(pipeline_id="p-1", head=package.read_text()[:19])
-
-
-_ANSWERS = {
-    "get_pipeline_id": None,
-    "upload_pipeline": _uploaded,
-    "upload_pipeline_version": SimpleNamespace(pipeline_version_id="v-1"),
-    "create_experiment": SimpleNamespace(experiment_id="e-1"),
-    "run_pipeline": SimpleNamespace(run_id="r-1"),
-    "create_recurring_run": SimpleNamespace(recurring_run_id="rr-1"),
-}
-
-
-class _RecordingClient:
-    """Stands in for kfp.Client (no KFP API server here): every call is bound to the signature of
-    the real kfp 2.17 method of that name, so a misspelt or missing argument fails as it would
-    against kfp, then recorded with its arguments by name, and answered with ids."""
-
-    calls: typing.ClassVar[list[tuple[str, dict]]] = []
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._record("__init__", args, kwargs)
-
-    def _record(self, method: str, args: tuple, kwargs: dict) -> None:
-        bound = inspect.signature(getattr(_KFP_CLIENT, method)).bind(self, *args, **kwargs)
-        self.calls.append((method, {k: v for k, v in bound.arguments.items() if k != "self"}))
-
-    def __getattr__(self, method: str):
-        if method not in _ANSWERS:
-            raise AttributeError(method)
-
-        def call(*args, **kwargs):
-            self._record(method, args, kwargs)
-            answer = _ANSWERS[method]
-            return answer(args, kwargs) if callable(answer) else answer
-
-        return call
-
-    @classmethod
-    def call(cls, method: str) -> dict:
-        (arguments,) = [arguments for name, arguments in cls.calls if name == method]
-        return arguments
-
-
-@pytest.fixture
-def kfp_api(monkeypatch):
-    """A KFP API answers at the host (multi-user or standalone, as the test sets); the client is
-    the recording stand-in; no kubeconfig unless the test writes one."""
-
-    def answering(multi_user: bool | None = None) -> str:
-        monkeypatch.setattr(
-            "twinops.pipelines.submit.check_host",
-            lambda host: KfpEndpoint(url=host.rstrip("/"), multi_user=multi_user),
-        )
-        return "http://kfp.example:8080/"
-
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
-    monkeypatch.delenv("TWINOPS_NAMESPACE", raising=False)
-    _RecordingClient.calls = []
-    return answering
-
-
 @pytest.fixture
 def kfp_host(kfp_api) -> str:
     return kfp_api(multi_user=False)
@@ -172,10 +101,10 @@ def test_submit_uploads_a_version_and_runs(home, kfp_host) -> None:
         kfp_host,
         raw_params={"sft_max_steps": "3"},
         experiment="nightly",
-        client_factory=_RecordingClient,
+        client_factory=RecordingClient,
     )
     assert (result.pipeline_id, result.version_id, result.run_id) == ("p-1", "v-1", "r-1")
-    names = [call[0] for call in _RecordingClient.calls]
+    names = [call[0] for call in RecordingClient.calls]
     assert names == [
         "__init__",
         "get_pipeline_id",
@@ -184,35 +113,35 @@ def test_submit_uploads_a_version_and_runs(home, kfp_host) -> None:
         "create_experiment",
         "run_pipeline",
     ]
-    run = _RecordingClient.call("run_pipeline")
+    run = RecordingClient.call("run_pipeline")
     assert run["params"] == {"sft_max_steps": 3} and run["version_id"] == "v-1"
-    uploaded = Path(_RecordingClient.call("upload_pipeline")["pipeline_package_path"])
+    uploaded = Path(RecordingClient.call("upload_pipeline")["pipeline_package_path"])
     assert uploaded.name == "twin_pipeline.yaml"
     # Standalone KFP takes no namespace: its runs stay in its own.
-    assert _RecordingClient.call("create_experiment") == {"name": "nightly", "namespace": None}
+    assert RecordingClient.call("create_experiment") == {"name": "nightly", "namespace": None}
     assert result.namespace is None
 
 
 def test_submit_with_schedule_creates_a_recurring_run(home, kfp_host) -> None:
     result = submit(
-        "training", kfp_host, schedule="0 3 * * *", secret="my-secrets", client_factory=_RecordingClient
+        "training", kfp_host, schedule="0 3 * * *", secret="my-secrets", client_factory=RecordingClient
     )
     assert result.recurring_run_id == "rr-1" and result.schedule == "0 0 3 * * *"
-    assert _RecordingClient.call("create_recurring_run")["cron_expression"] == "0 0 3 * * *"
+    assert RecordingClient.call("create_recurring_run")["cron_expression"] == "0 0 3 * * *"
 
 
 def test_the_stand_in_refuses_what_kfp_refuses() -> None:
     """The signature check bites: an argument kfp.Client's method does not take fails."""
     with pytest.raises(TypeError):
-        _RecordingClient().create_experiment("nightly", profile="team-a")
+        RecordingClient().create_experiment("nightly", profile="team-a")
 
 
 def test_multi_user_runs_go_to_the_namespace_given(home, kfp_api) -> None:
-    result = submit("feature", kfp_api(multi_user=True), namespace="team-a", client_factory=_RecordingClient)
-    assert _RecordingClient.call("create_experiment")["namespace"] == "team-a"
+    result = submit("feature", kfp_api(multi_user=True), namespace="team-a", client_factory=RecordingClient)
+    assert RecordingClient.call("create_experiment")["namespace"] == "team-a"
     assert result.namespace == "team-a"
     # The client's own namespace is KFP's installation (kubeflow), not the user's: left alone.
-    assert "namespace" not in _RecordingClient.call("__init__")
+    assert "namespace" not in RecordingClient.call("__init__")
 
 
 def _kubeconfig(path: Path, namespace: str | None) -> Path:
@@ -237,11 +166,11 @@ def test_the_namespace_defaults_to_twinops_namespace_then_the_kubeconfig(
 ) -> None:
     host = kfp_api(multi_user=True)
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", "from-kubeconfig")))
-    assert submit("feature", host, client_factory=_RecordingClient).namespace == "from-kubeconfig"
-    configured = submit("feature", host, configured_namespace="from-env", client_factory=_RecordingClient)
+    assert submit("feature", host, client_factory=RecordingClient).namespace == "from-kubeconfig"
+    configured = submit("feature", host, configured_namespace="from-env", client_factory=RecordingClient)
     assert configured.namespace == "from-env"
     given = submit(
-        "feature", host, namespace="given", configured_namespace="from-env", client_factory=_RecordingClient
+        "feature", host, namespace="given", configured_namespace="from-env", client_factory=RecordingClient
     )
     assert given.namespace == "given"
 
@@ -250,24 +179,24 @@ def test_multi_user_without_a_namespace_is_one_line(home, kfp_api, tmp_path: Pat
     host = kfp_api(multi_user=True)
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", None)))
     with pytest.raises(ConfigError, match="multi-user: pass --namespace"):
-        submit("feature", host, client_factory=_RecordingClient)
-    assert not _RecordingClient.calls, "nothing is uploaded"
+        submit("feature", host, client_factory=RecordingClient)
+    assert not RecordingClient.calls, "nothing is uploaded"
 
 
 def test_a_namespace_for_standalone_kfp_is_refused(home, kfp_host) -> None:
     with pytest.raises(ConfigError, match=r"standalone .* takes no --namespace"):
-        submit("feature", kfp_host, namespace="team-a", client_factory=_RecordingClient)
+        submit("feature", kfp_host, namespace="team-a", client_factory=RecordingClient)
 
 
 def test_the_cli_passes_twinops_namespace(home, kfp_api, monkeypatch, capsys) -> None:
     host = kfp_api(multi_user=True)
-    monkeypatch.setattr("kfp.Client", _RecordingClient)
+    monkeypatch.setattr("kfp.Client", RecordingClient)
     monkeypatch.setenv("TWINOPS_NAMESPACE", "team-b")
     from twinops.settings import get_settings
 
     get_settings.cache_clear()
     assert main(["pipeline", "submit", "feature", "--host", host]) == 0
-    assert _RecordingClient.call("create_experiment")["namespace"] == "team-b"
+    assert RecordingClient.call("create_experiment")["namespace"] == "team-b"
     assert "in namespace team-b" in " ".join(capsys.readouterr().out.split())  # the console wraps
 
 
@@ -307,7 +236,7 @@ def test_an_api_refusal_is_one_line(home, kfp_host) -> None:
 
     from twinops.errors import ServiceUnavailable
 
-    class _Refusing(_RecordingClient):
+    class _Refusing(RecordingClient):
         def create_experiment(self, *args, **kwargs):
             raise ApiException(status=403, reason="Forbidden\n")
 

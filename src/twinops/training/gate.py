@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from twinops.domain.twins import LLM_TWIN_PREFIX, is_twin_model_name
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.config_files import read_yaml_mapping, validate_config
 from twinops.infra.registry import REJECTED_TAG, fails_fast, spend_challenger
@@ -139,6 +140,8 @@ def load_gate(path: str | Path | None, name: str) -> GateConfig:
     if name not in raw:
         raise ConfigError(f"gate config {path} has no entry for {name!r}: add `{name}: {{rules: [...]}}`")
     return parse_gate(raw[name], name, str(path))
+    if name not in raw and is_twin_model_name(name) and LLM_TWIN_PREFIX in raw:
+        return parse_gate(raw[LLM_TWIN_PREFIX], name, f"{path} (its {LLM_TWIN_PREFIX} entry)")
 
 
 def check_rule(
