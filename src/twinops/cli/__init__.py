@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -24,6 +25,7 @@ from twinops.cli import (
     train,
 )
 from twinops.cli.common import err_console, json_stdout_only
+from twinops.cli.help_text import reflow_help
 from twinops.domain.progress import noticing_to
 from twinops.errors import TwinopsError
 from twinops.settings import get_settings
@@ -108,6 +110,13 @@ def _check_environment(args: list[str]) -> None:
     ensure_home(get_settings())
 
 
+@functools.cache
+def _command() -> typer.core.TyperGroup:
+    """The click command tree of ``app``, built once, its help reflowed: typer's rich help keeps the
+    source's line breaks, and without them it wraps at the terminal's width."""
+    return reflow_help(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-fixable errors and usage errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             noticing_to(lambda message: err_console.print(message, highlight=False, soft_wrap=True)),
         ):
             _check_environment(args)
-            returned = app(args=args, prog_name="twinops", standalone_mode=False)
+            returned = _command()(args=args, prog_name="twinops", standalone_mode=False)
     except TwinopsError as error:
         if debug:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -136,4 +137,4 @@ def etl(
         )
 
 
-etl.__doc__ = f"{etl.__doc__}\n{EXAMPLES}"
+etl.__doc__ = f"{inspect.cleandoc(etl.__doc__ or '')}\n\n{EXAMPLES.strip()}"
