@@ -155,6 +155,20 @@ def test_no_module_imports_itself_round_a_loop() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
+def test_protocol_code_imports_no_model_code() -> None:
+    """House: protocol apart from engine. ``serving.protocol`` owns the wire and the small types a
+    model yields; models and the engine import it, never the other way round."""
+    protocol = "twinops.serving.protocol"
+    problems = [
+        f"{module} imports {target} ({where})"
+        for module, target, where in imports(SOURCE)
+        if module.startswith(protocol)
+        and part(target) == "serving"
+        and not (target == protocol or target.startswith(f"{protocol}."))
+    ]
+    assert not problems, "move the type into serving.protocol:\n" + "\n".join(problems)
+
+
 @pytest.fixture
 def toy(tmp_path: Path) -> Path:
     """A small twinops tree in the right shape: cli -> training -> infra -> errors."""

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from twinops.serving.engine import GenerationEngine, SamplingParams, TextDelta
+from twinops.serving.engine import GenerationEngine
+from twinops.serving.protocol.types import SamplingParams, TextDelta
 
 pytestmark = pytest.mark.slow  # generates with the tiny model
 

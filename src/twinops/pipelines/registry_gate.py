@@ -207,8 +207,8 @@ def register_and_nominate(
     *,
     reranker: dict | None = None,
     reranker_folder: Path | None = None,
-    twin: str | None = None,
     gate: dict | None = None,
+    twin: str | None = None,
 ) -> RegistryGateSummary:
     """Register both models (training + their own evaluation metrics) and gate each on its evidence;
     the nominated reranker is released at once (it has no canary). The LLM registers as ``twin``
@@ -222,14 +222,14 @@ def register_and_nominate(
     own = evaluation.get("metrics") or {}
     summary = RegistryGateSummary(
         llm=_register_and_nominate(
-            LLM_MODEL,
+            twin,
             llm,
             llm_folder,
             metrics={**_numbers(llm.get("metrics")), **_numbers(own.get(twin))},
             evidence=evidence.get(twin),
             settings=settings,
-            adapter=shared_adapter_of(llm),
             gate=llm_gate,
+            adapter=shared_adapter_of(llm),
         )
     )
     if reranker is not None and reranker_folder is not None:

@@ -13,6 +13,11 @@ requests run on two schedulers, each with its own KV cache of ``kv_cache_tokens`
 the mode's first request: sampling is a per-scheduler switch in transformers, and a greedy
 request sampled at top-k 1 would pay a vocabulary sort per token. Sampled requests share their
 scheduler whatever their temperature and top-p, which apply per request.
+
+With ``adapters`` (a ``MixedAdapterModel``: many twins' LoRA adapters on one base), each request
+names the adapter it runs on, fixed when it arrives, and requests of different adapters share the
+same steps: each step runs its tokens through their requests' adapters (``routing``). Prefix
+sharing of the KV cache is off then: a prompt's keys under one adapter are not its keys under another.
 """
 
 from __future__ import annotations
@@ -27,38 +32,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from twinops.serving import metrics
+from twinops.serving.adapters import BASE_ADAPTER, MixedAdapterModel
+from twinops.serving.protocol.types import SamplingParams, TextDelta
 
 log = logging.getLogger("twinops.serving")
 _DONE = object()
 # Tokens per page of the paged KV cache: small pages waste little on short answers and let
 # requests with a common prompt prefix (the chat template, the RAG instructions) share more.
 KV_PAGE_TOKENS = 64
-
-
-class SamplingParams(BaseModel):
-    """What one request asks of the decoder."""
-
-    max_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: tuple[str, ...] = ()
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-class TextDelta(BaseModel):
-    """A piece of one request's answer; the last one carries ``finish_reason`` and token counts."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    extra: dict[str, Any] = Field(default_factory=dict, description="Top-level response extensions.")
 
 
 class EngineFailed(RuntimeError):
@@ -106,6 +88,7 @@ class GenerationEngine:
         batch_window_ms: float = 10.0,
         kv_cache_tokens: int = 4096,
         max_batch_tokens: int = 512,
+        adapters: MixedAdapterModel | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -120,6 +103,9 @@ class GenerationEngine:
         self._waiting: list[_Request] = []  # held for the window of an idle engine
         self._flush: asyncio.Handle | None = None
         self._ids = itertools.count()
+        self.adapters = adapters
+        # request id -> adapter, from arrival until the engine is done with it (the stepping thread reads it).
+        self._adapter_of: dict[str, str] = {}
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -147,28 +133,62 @@ class GenerationEngine:
         else:
             # Neither may be neutral (1.0): transformers then builds no processor for per-request values.
             config.update(do_sample=True, temperature=0.7, top_p=0.95, top_k=None)
+        # With adapters, a step must see the batch it runs (no double buffering), and a prefix's
+        # keys are not shared across requests (they differ by adapter).
+        mixed = {"allow_block_sharing": False, "use_async_batching": False} if self.adapters else {}
         options = ContinuousBatchingConfig(
             page_size=KV_PAGE_TOKENS,
             num_blocks=math.ceil(self.kv_cache_tokens / KV_PAGE_TOKENS),
             max_batch_tokens=self.max_batch_tokens,
             max_requests_per_batch=self.max_batch_size,
             per_request_processors=not greedy,
+            **mixed,
         )
         manager = self.model.init_continuous_batching(
             generation_config=config, continuous_batching_config=options
         )
         manager.output_router = _counting_router(self._observe_batch)
+        if self.adapters is not None:
+            self._route_steps(manager)
         manager.start()
         self._managers[greedy] = manager
         return manager
+
+    def _route_steps(self, manager: Any) -> None:
+        """Every step of ``manager`` runs each scheduled request's tokens through its own adapter."""
+        adapters, adapter_of = self.adapters, self._adapter_of
+        assert adapters is not None
+        step = manager._generation_step
+
+        def routed_step() -> None:
+            names: list[str] = []
+            for scheduled in manager.batch_processor.inputs_and_outputs.requests_in_batch:
+                adapter = adapter_of.get(scheduled.state.request_id, BASE_ADAPTER)
+                names.extend([adapter] * scheduled.query_length)
+            with adapters.routing(names):
+                step()
+
+        manager._generation_step = routed_step
+
+    def adapter_in_use(self, adapter: str) -> bool:
+        """Whether a request that has not finished runs on ``adapter``."""
+        return adapter in list(self._adapter_of.values())  # a copy: the event loop adds and removes
 
     def _observe_batch(self, requests: int) -> None:
         metrics.BATCH_SIZE.labels(model=self.model_name).observe(requests)
 
     # --- submission -------------------------------------------------------------------------
-    async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TextDelta]:
-        """Text deltas for one prompt; the last delta has ``finish_reason`` and the token counts."""
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None
+    ) -> AsyncIterator[TextDelta]:
+        """Text deltas for one prompt; the last delta has ``finish_reason`` and the token counts.
+
+        ``adapter``: which of ``adapters`` answers (None: the base)."""
         request = _Request(f"{self.model_name}-{next(self._ids)}", list(prompt_ids), params)
+        if self.adapters is not None:
+            self._adapter_of[request.request_id] = adapter or BASE_ADAPTER
+        elif adapter is not None:
+            raise EngineFailed(f"{self.model_name} serves no adapters; {adapter!r} was asked for")
         self._waiting.append(request)
         if self._flush is None:
             # An idle engine waits for company; a busy one takes the request at its next step.
@@ -186,11 +206,13 @@ class GenerationEngine:
             if not request.finished:  # the client went away: it stops costing tokens
                 self._release(request)
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> TextDelta:
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None
+    ) -> TextDelta:
         """The whole answer as one delta."""
         pieces: list[str] = []
         last = TextDelta()
-        async for delta in self.stream(prompt_ids, params):
+        async for delta in self.stream(prompt_ids, params, adapter=adapter):
             pieces.append(delta.text)
             last = delta
         return last.model_copy(update={"text": "".join(pieces)})
@@ -220,6 +242,7 @@ class GenerationEngine:
                     raise EngineFailed("the server is shutting down: retry on another replica")
             except Exception as error:  # this request fails; the others and the server go on
                 request.finished = True
+                self._adapter_of.pop(request.request_id, None)
                 failure = error if isinstance(error, EngineFailed) else EngineFailed(str(error))
                 request.queue.put_nowait(failure)
                 continue
@@ -237,6 +260,7 @@ class GenerationEngine:
         for request in waiting:  # never submitted: nothing else would ever answer them
             if not request.finished:
                 request.finished = True
+                self._adapter_of.pop(request.request_id, None)
                 request.queue.put_nowait(
                     EngineFailed("the server is shutting down: retry on another replica")
                 )
@@ -299,6 +323,8 @@ class GenerationEngine:
     def _release(self, request: _Request) -> None:
         """The request is done here; if the scheduler still runs it, it is cancelled."""
         request.finished = True
+        # A step already scheduled may still carry it: its tokens then run on the base, and are dropped.
+        self._adapter_of.pop(request.request_id, None)
         if self._active.pop(request.request_id, None) is None:
             return
         manager = self._managers.get(request.params.greedy)

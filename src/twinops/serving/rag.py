@@ -33,11 +33,12 @@ from twinops.domain.serving import Feedback, FeedbackRequest
 from twinops.errors import ConfigError, NotFound, TwinopsError
 from twinops.infra.http_body import read_bounded_body
 from twinops.serving import metrics
-from twinops.serving.engine import SamplingParams, TextDelta
 from twinops.serving.feedback import MAX_FEEDBACK_BODY_BYTES, FeedbackIdentity, Refusal
 from twinops.serving.protocol import v2
 from twinops.serving.protocol.errors import BadRequest
-from twinops.serving.protocol.openai import ChatCompletionRequest, ChatModel
+from twinops.serving.protocol.openai.models import ChatModel
+from twinops.serving.protocol.openai.types import ChatCompletionRequest
+from twinops.serving.protocol.types import SamplingParams, TextDelta
 from twinops.serving.rag_pipeline import RagAnswer, RagPipeline
 
 log = logging.getLogger("twinops.serving")

@@ -1,10 +1,10 @@
 """Start a twinops model on kserve's ModelServer: KServe's runtime flags, plus the project's own.
 
-Every runtime module (``python -m twinops.serving.llm`` and its siblings) builds its parser here,
-so they all take kserve's flags (``--model_name``, ``--http_port``, ``--grpc_port``, ``--workers``,
-``--enable_docs_url``, ...) and the same ``--host``, ``--model_dir`` and ``--model_uri``. The OpenAI
-routes are mounted on the same FastAPI app that serves V1 and V2, and kserve's gRPC server answers
-V2 over gRPC from the same models.
+Every runtime module (``python -m twinops.serving.llm`` and its siblings, each holding its model
+class and its ``main()``) builds its parser here, so they all take kserve's flags (``--model_name``,
+``--http_port``, ``--grpc_port``, ``--workers``, ``--enable_docs_url``, ...) and the same
+``--host``, ``--model_dir`` and ``--model_uri``. The OpenAI routes are mounted on the same FastAPI
+app that serves V1 and V2, and kserve's gRPC server answers V2 over gRPC from the same models.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def serve(models: list, args: argparse.Namespace, *, openai_models: list | None 
     from kserve import ModelServer
     from kserve import model_server as kserve_server
 
-    from twinops.serving.protocol.openai import register_openai_routes
+    from twinops.serving.protocol.openai.endpoints import register_openai_routes
     from twinops.serving.protocol.v2 import DataPlane
 
     register_openai_routes(kserve_server.app, openai_models if openai_models is not None else models)

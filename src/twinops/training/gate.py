@@ -133,15 +133,17 @@ def parse_gate(raw: Any, name: str, where: str) -> GateConfig:
 def load_gate(path: str | Path | None, name: str) -> GateConfig:
     """The gate for ``name`` from a YAML mapping ``{model name: {rules: [...], require: all}}``.
 
-    ``path`` None: the project's gates (``GATES_FILE``).
+    ``path`` None: the project's gates (``GATES_FILE``). An author's twin (``twin-llm-<author>``)
+    without an entry of its own takes ``twin-llm``'s rules: every twin is held to the same bar
+    unless the file says otherwise.
     """
     path = Path(path) if path is not None else GATES_FILE
     raw = read_yaml_mapping(path, what="gate config", shape="a mapping of model names to gates")
+    if name not in raw and is_twin_model_name(name) and LLM_TWIN_PREFIX in raw:
+        return parse_gate(raw[LLM_TWIN_PREFIX], name, f"{path} (its {LLM_TWIN_PREFIX} entry)")
     if name not in raw:
         raise ConfigError(f"gate config {path} has no entry for {name!r}: add `{name}: {{rules: [...]}}`")
     return parse_gate(raw[name], name, str(path))
-    if name not in raw and is_twin_model_name(name) and LLM_TWIN_PREFIX in raw:
-        return parse_gate(raw[LLM_TWIN_PREFIX], name, f"{path} (its {LLM_TWIN_PREFIX} entry)")
 
 
 def check_rule(

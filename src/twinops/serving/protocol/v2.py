@@ -18,8 +18,8 @@ from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane as KServeDataPlane
 from pydantic import BaseModel, ValidationError
 
-from twinops.serving.engine import SamplingParams
 from twinops.serving.protocol.errors import BadRequest
+from twinops.serving.protocol.types import SamplingParams
 
 
 class TensorSpec(BaseModel):
