@@ -50,11 +50,13 @@ def fit_reference(
     embedder=None,
     backend: Backend = "evidently",
     db=None,
+    twin: str | None = None,
 ) -> tuple[DriftReference, dict[str, SpaceDetectors]]:
-    """Resolve, embed, fit and save the reference ``reference``; return it with its detectors."""
+    """Resolve, embed, fit and save the reference ``reference`` (a version of ``twin``, default
+    twin-llm); return it with its detectors."""
     from twinops.features.embedding import open_embedder
 
-    data = resolve_reference(settings, reference, db=db)
+    data = resolve_reference(settings, reference, db=db, twin=twin)
     embedder = embedder or open_embedder(settings)
     fitted = open_reference(settings, data, embedder, config)
     return fitted, fit_detectors(fitted, config, batch_size=config.batch_size, backend=backend)

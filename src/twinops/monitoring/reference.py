@@ -202,27 +202,32 @@ def reference_from_datasets(
     )
 
 
-def _model_version(settings: Settings, version: str | None):
-    """twin-llm ``version`` (its champion when None) as a ModelVersion; None when there is no champion.
+def _model_version(settings: Settings, version: str | None, twin: str | None = None):
+    """``twin``'s (default twin-llm's) ``version`` (its champion when None) as a ModelVersion; None when
+    there is no champion.
 
     An unreachable MLflow is ``ServiceUnavailable`` (``list_versions``), never "no champion".
     """
     from twinops.infra.registry import CHAMPION, LLM_MODEL, list_versions
 
-    versions = list_versions(settings, (LLM_MODEL,))
+    twin = twin or LLM_MODEL
+    versions = list_versions(settings, (twin,))
     if version is None:
         return next((v for v in versions if CHAMPION in v.aliases), None)
     found = next((v for v in versions if v.version == version), None)
     if found is None:
         raise NotFound(
-            f"{LLM_MODEL} has no version {version}: pass one of "
+            f"{twin} has no version {version}: pass one of "
             f"{', '.join(v.version for v in versions) or '(none registered)'} or latest to --reference"
         )
     return found
 
 
-def resolve_reference(settings: Settings, reference: str, *, db=None) -> ReferenceData:
-    """``latest``, a twin-llm version number or a dataset version id → the reference texts."""
+def resolve_reference(
+    settings: Settings, reference: str, *, db=None, twin: str | None = None
+) -> ReferenceData:
+    """``latest``, a version number of ``twin`` (default twin-llm) or a dataset version id → the
+    reference texts; each author's twin has its own."""
     from twinops.infra.dataset_versions import DatasetVersionRepository
     from twinops.infra.mongo import connect
 
@@ -233,7 +238,7 @@ def resolve_reference(settings: Settings, reference: str, *, db=None) -> Referen
         )
     db = db if db is not None else connect(settings)
     if reference == LATEST or reference.isdigit():
-        model = _model_version(settings, None if reference == LATEST else reference)
+        model = _model_version(settings, None if reference == LATEST else reference, twin)
         if model is not None:
             label = f"{model.name} v{model.version}" + (" [champion]" if reference == LATEST else "")
             return reference_from_datasets(

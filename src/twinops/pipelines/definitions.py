@@ -224,6 +224,7 @@ def training_steps(
             preference=datasets.outputs["preference"],
             reranker_model=reranker.outputs["model"],
             max_questions=eval_max_questions,
+            author=author,
         ),
         "evaluate",
         cache=True,
@@ -234,13 +235,16 @@ def training_steps(
             evaluation=evaluation.outputs["evaluation"],
             reranker_model=reranker.outputs["model"],
             gate=gate,
+            author=author,
         ),
         "register-and-gate",
         cache=False,
     )
     # The registered version's drift detectors, saved beside it (the online detector reads them).
     build.place(
-        c.fit_drift_reference(registered=registered.outputs["metrics"]), "fit-drift-reference", cache=False
+        c.fit_drift_reference(registered=registered.outputs["metrics"], author=author),
+        "fit-drift-reference",
+        cache=False,
     )
     return registered
 

@@ -16,6 +16,9 @@ from typing import Any
 from twinops.pipelines.artifacts import POINTER_SCHEMA, pointer_path, summary_dict
 from twinops.settings import Settings, get_settings
 
+# The TrainResult fields naming the twin's adapter on the shared base (training.adapters).
+SHARED_ADAPTER_FIELDS = ("shared_adapter_dir", "shared_base", "shared_adapter_missing")
+
 
 class _PathArtifact:
     """The minimal artifact shape ``write_pointer`` needs, for a container's output path."""
@@ -49,8 +52,9 @@ def pointer_for_result(result: Any, upstream: dict) -> dict:
     data = summary_dict(result)
     info = {key: value for key, value in data.items() if not isinstance(value, dict | list)}
     info.pop("output_dir", None)
-    # What the registry needs travels on: lineage, base model, the training run and its metrics.
-    for key in ("dataset_version_ids", "base_model", "mlflow_run_id", "metrics"):
+    # What the registry needs travels on: lineage, base model, the training run and its metrics, and
+    # the twin's adapter on the shared base (it makes the float model this one quantizes).
+    for key in ("dataset_version_ids", "base_model", "mlflow_run_id", "metrics", *SHARED_ADAPTER_FIELDS):
         if key in upstream:
             info[key] = upstream[key]
     info["stage"] = "gptq"

@@ -24,11 +24,13 @@ def evaluate(
     base_model: str = "",
     compare: bool = True,
     options: dict = {},
+    author: str = "",
 ) -> float:
     """Evaluate the twin, its reranker and the champions they must beat, on the same golden set.
 
     Scores the quantized twin (on its GPTQ kernels) beside the base model and the current
-    ``twin-llm`` champion re-scored (with ``compare``, the SFT and DPO models too), and ranks every
+    champion of the author's twin (``twin-llm``, or ``twin-llm-<author>``) re-scored (with
+    ``compare``, the SFT and DPO models too), and ranks every
     golden question's top-k Qdrant candidates by cosine, by the new reranker (``challenger``) and by
     the ``twin-reranker`` champion. Every metric carries a 95% bootstrap interval. The gate reads
     each model's own evidence from here: the twin against the champion (or the base model when there
@@ -52,6 +54,8 @@ def evaluate(
         compare: Score SFT and DPO beside the twin too (the base model and the champion always are).
         options: Extra ``EvaluationJob`` fields as a mapping (max_new_tokens, judge, retrieval_k,
             device, dtype, batch_size: GPU settings come from here).
+        author: The author whose twin this is (empty: the default author's, ``twin-llm``); its
+            registered name keys the metrics and the evidence.
         evaluation: JSON with ``metrics`` (each registered model's own ``golden_*`` metrics),
             ``evidence`` (per registered model, the gate's comparison) and the full ``report``.
         metrics: The twin's and the reranker's metrics with their interval bounds.
@@ -64,11 +68,12 @@ def evaluate(
     import math
     from pathlib import Path
 
+    from twinops.domain.twins import twin_model_name
     from twinops.errors import TwinopsError
     from twinops.evaluation.evaluate import evaluate as run_evaluation
     from twinops.evaluation.job import EvaluationJob, ModelSpec
     from twinops.evaluation.tracking import logged_metrics
-    from twinops.infra.registry import LLM_MODEL, RERANKER_MODEL
+    from twinops.infra.registry import RERANKER_MODEL
     from twinops.pipelines import artifacts
     from twinops.pipelines.jobs import validate_job
     from twinops.pipelines.registry_gate import (
@@ -81,6 +86,7 @@ def evaluate(
     )
 
     settings = artifacts.component_settings()
+    twin = twin_model_name(author)
 
     def spec(name: str, artifact) -> ModelSpec:
         path = artifacts.pointer_path(artifacts.read_pointer(artifact), settings)
@@ -100,7 +106,7 @@ def evaluate(
     }
     job = validate_job(EvaluationJob, fields)  # a bad option fails here, before any service is asked
     # The champions are re-scored in this same run: the gate compares like with like.
-    plan = evaluation_plan(settings)
+    plan = evaluation_plan(settings, twin=twin)
     if plan.llm_champion is not None:
         job.models.insert(1, ModelSpec(name=CHAMPION_COLUMN, path=plan.llm_champion.path))
     if plan.reranker_champion is not None:
@@ -109,10 +115,11 @@ def evaluate(
     result = run_evaluation(job, settings, step=lambda stage: print(f"evaluating: {stage}", flush=True))
     twin_scores = next(scored for scored in result.models if scored.name == TWIN)
     ranker_scores = next((scored for scored in result.retrieval if scored.name == CHALLENGER_RANKER), None)
-    own = {LLM_MODEL: dict(twin_scores.metrics)}
+    own = {twin: dict(twin_scores.metrics)}
     if ranker_scores is not None:
         own[RERANKER_MODEL] = dict(ranker_scores.metrics)
-    evidence = {name: proof.model_dump(mode="json") for name, proof in gate_evidence(result, plan).items()}
+    proofs = gate_evidence(result, plan, twin=twin)
+    evidence = {name: proof.model_dump(mode="json") for name, proof in proofs.items()}
     payload = {"metrics": own, "evidence": evidence, "report": artifacts.summary_dict(result)}
     Path(evaluation.path).parent.mkdir(parents=True, exist_ok=True)
     Path(evaluation.path).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
@@ -124,7 +131,7 @@ def evaluate(
             "skipped": result.skipped,
         }
     )
-    scalars = {f"{LLM_MODEL}.{key}": value for key, value in logged_metrics(twin_scores).items()}
+    scalars = {f"{twin}.{key}": value for key, value in logged_metrics(twin_scores).items()}
     if ranker_scores is not None:
         scalars.update({f"{RERANKER_MODEL}.{k}": v for k, v in logged_metrics(ranker_scores).items()})
     artifacts.log_metrics(metrics, scalars)

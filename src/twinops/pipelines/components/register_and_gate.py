@@ -17,12 +17,16 @@ def register_and_gate(
     metrics: Output[Metrics],
     report: Output[Markdown],
     gate: dict = {},
+    author: str = "",
 ) -> str:
     """Register the twin and the reranker in MLflow; nominate each (``challenger``) only if it earns it.
 
     Calls ``twinops.training.registry.register_model`` and ``twinops.training.gate.nominate``: the
-    twin becomes a new version of ``twin-llm`` and the reranker of ``twin-reranker``, tagged with
-    its dataset versions, its training metrics and its own evaluation metrics (``golden_*``:
+    twin becomes a new version of the author's twin (``twin-llm`` for the default author,
+    ``twin-llm-<author>`` for another: ``twinops.domain.twins``), pointing at its merged model and
+    at its LoRA adapter on the shared base (tags ``adapter_dir``, ``base_model``), and the reranker
+    of ``twin-reranker``, each tagged with its dataset versions, its training metrics and its own
+    evaluation metrics (``golden_*``:
     perplexity and style for the twin, hit@5 and MRR for the reranker). Each takes ``challenger``
     only when it beats, in the evaluate step's same run, the champion re-scored, or the baseline
     when there is none (the base model; cosine-only retrieval). Missing metrics nominate nothing.
@@ -34,17 +38,19 @@ def register_and_gate(
         model: Pointer to the model to register (the quantized twin).
         evaluation: The evaluation JSON written by ``evaluate`` (metrics and gate evidence).
         reranker_model: Pointer to the reranker from ``train_reranker``.
-        gate: A ``twin-llm`` gate replacing the project's (``{"rules": [{"metric": ...,
+        gate: A twin gate replacing the project's (``{"rules": [{"metric": ...,
             "direction": "lower"}]}``); empty means the project's gate.
+        author: The author whose twin this is (empty: the default author's, ``twin-llm``).
         metrics: The gate decisions (1 = nominated) and the registered versions.
         report: Registered versions, aliases and why each gate passed or held.
 
     Returns:
-        The alias the twin-llm version holds after the gate (``challenger``, or ``none``).
+        The alias the twin's version holds after the gate (``challenger``, or ``none``).
     """
     import json
     from pathlib import Path
 
+    from twinops.domain.twins import twin_model_name
     from twinops.pipelines import artifacts
     from twinops.pipelines.registry_gate import register_and_nominate
 
@@ -60,6 +66,7 @@ def register_and_gate(
         reranker=ranker,
         reranker_folder=artifacts.pointer_path(ranker, settings),
         gate=dict(gate) or None,
+        twin=twin_model_name(author),
     )
     rows = {}
     for decision in (summary.llm, summary.reranker):
