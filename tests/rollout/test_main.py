@@ -17,8 +17,9 @@ import pytest
 from tests.rollout.conftest import ROLLOUT_ACCOUNT, aliases, canary_traffic, release_cluster
 
 from twinops.cli import main as cli_main
-from twinops.infra.registry import CHAMPION, REJECTED_TAG
+from twinops.infra.registry import CHAMPION, REJECTED_TAG, RELEASED_BY_TAG, RELEASED_TAG, ReleasePath
 from twinops.rollout.__main__ import main as controller_main
+from twinops.training.gate import MANUAL_TAG
 
 pytestmark = pytest.mark.slow  # a real Prometheus and MLflow per test, and the controller process
 
@@ -71,6 +72,9 @@ def test_detached_start_is_driven_to_promotion_by_the_controller_process(cluster
     spec = kube.isvc()["spec"]
     assert "--model_uri=models:/twin-llm/1" in spec["predictor"]["model"]["args"] and "canary" not in spec
     assert aliases(client) == {CHAMPION: "1"}  # the release wrote champion; challenger is spent
+    released = client.get_model_version("twin-llm", "1").tags
+    assert released[RELEASED_BY_TAG] == ReleasePath.CANARY and MANUAL_TAG not in released
+    assert "rollout on twinops-dev/twin-llm" in released[RELEASED_TAG]
     assert cli_main(["rollout", "status", "--isvc", "twin-llm", "-n", NAMESPACE, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [d["action"] for d in status["decisions"]] == ["start", "step_up", "promote"]
@@ -124,7 +128,8 @@ def test_watching_waits_for_a_service_that_does_not_exist_yet_and_says_so(
         # time.sleep is patched process-wide: MLflow's and the mesh's threads sleep too, and must
         # neither be counted nor stopped (a count past 3 from them once left the loop spinning).
         if threading.current_thread() is not threading.main_thread():
-            return real_sleep(seconds)
+            real_sleep(seconds)
+            return
         naps.append(seconds)
         if len(naps) >= 3:
             raise StopWatching

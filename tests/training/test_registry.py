@@ -16,7 +16,7 @@ import pytest
 
 from twinops.domain.versions import DatasetKind
 from twinops.errors import NotFound
-from twinops.infra.registry import REJECTED_TAG
+from twinops.infra.registry import LAST_RELEASE_TAG, REJECTED_TAG, RELEASED_BY_TAG, ReleasePath
 from twinops.training import (
     GateConfig,
     MetricRule,
@@ -26,7 +26,13 @@ from twinops.training import (
     promote_by_hand,
     register_model,
 )
-from twinops.training.gate import GATES_FILE, GateEvidence, record_evidence
+from twinops.training.gate import (
+    GATES_FILE,
+    MANUAL_TAG,
+    GateEvidence,
+    record_evidence,
+    release_without_canary,
+)
 from twinops.training.registry import CHALLENGER, CHAMPION, LLM_MODEL, RERANKER_MODEL
 
 
@@ -262,7 +268,23 @@ def test_a_manual_promotion_is_recorded_as_such(training_settings, make_dataset,
         promote_by_hand(LLM_MODEL, "1", training_settings, reason=" ")
     result = promote_by_hand(LLM_MODEL, "1", training_settings, reason="hotfix approved by Ada")
     assert result.champion_version == "1" and "by hand" in result.reason
-    assert "hotfix approved by Ada" in client.get_model_version(LLM_MODEL, "1").tags["champion.manual"]
+    tags = client.get_model_version(LLM_MODEL, "1").tags
+    assert "hotfix approved by Ada" in tags[MANUAL_TAG] and tags[RELEASED_BY_TAG] == ReleasePath.MANUAL
+    assert client.get_registered_model(LLM_MODEL).aliases == {CHAMPION: 1}
+
+
+def test_a_model_without_a_canary_is_released_by_its_gate_never_as_a_manual_override(
+    training_settings, make_dataset, tiny_llama: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(training_settings.mlflow_tracking_uri)
+    _register(training_settings, tiny_llama, make_dataset(DatasetKind.PREFERENCE).id, 12.0)
+    result = release_without_canary(LLM_MODEL, "1", training_settings, reason="no canary for it")
+    assert result.champion_version == "1" and "without a canary" in result.reason
+    tags = client.get_model_version(LLM_MODEL, "1").tags
+    assert tags[RELEASED_BY_TAG] == ReleasePath.NO_CANARY and MANUAL_TAG not in tags
+    assert client.get_registered_model(LLM_MODEL).tags[LAST_RELEASE_TAG].startswith("v1 (no-canary)")
     with pytest.raises(NotFound, match="has no version 9"):
         promote_by_hand(LLM_MODEL, "9", training_settings, reason="typo")
 

@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -152,6 +153,32 @@ def spend_challenger(mlflow_client: Any, name: str, version: str) -> bool:
         return False
     mlflow_client.delete_registered_model_alias(name, CHALLENGER)
     return True
+
+
+class ReleasePath(StrEnum):
+    """How a version became ``champion``: the one thing a reader of its history needs to trust it."""
+
+    CANARY = "canary"  # the rollout's promote, after its canary passed
+    NO_CANARY = "no-canary"  # a model with no canary (the reranker), released by its gate
+    MANUAL = "manual"  # `twinops registry promote`: a person decided, with a reason
+
+
+RELEASED_TAG = "released"  # why (one line), on the version
+RELEASED_BY_TAG = "released.by"  # a ReleasePath, on the version
+LAST_RELEASE_TAG = "last_release"  # "vN <why>", on the registered model
+
+
+def record_release(mlflow_client: Any, name: str, version: str, *, path: ReleasePath, why: str) -> None:
+    """Make ``version`` the champion and say how and why, the same way on every release path.
+
+    The tags go first and the alias last, so a crash in between leaves a version that says it was
+    released while ``champion`` still names the old one: running the release again converges."""
+    version = str(version)
+    mlflow_client.set_model_version_tag(name, version, RELEASED_TAG, why[:5000])
+    mlflow_client.set_model_version_tag(name, version, RELEASED_BY_TAG, path.value)
+    mlflow_client.set_registered_model_tag(name, LAST_RELEASE_TAG, f"v{version} ({path.value}) {why}"[:5000])
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    spend_challenger(mlflow_client, name, version)
 
 
 def version_metrics(mlflow_version: Any, mlflow_client: Any) -> dict[str, float]:

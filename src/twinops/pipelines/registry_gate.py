@@ -162,7 +162,7 @@ def _register_and_nominate(
     release: bool = False,
     adapter: Any = None,
 ) -> RegisteredDecision:
-    from twinops.training.gate import GateEvidence, nominate, promote_by_hand, record_evidence
+    from twinops.training.gate import GateEvidence, nominate, record_evidence, release_without_canary
     from twinops.training.registry import register_model
 
     version = register_model(
@@ -185,9 +185,8 @@ def _register_and_nominate(
     alias = "challenger" if decision.nominated else None
     reason = decision.reason
     if decision.nominated and release:
-        promote_by_hand(
-            name, version.version, settings, reason="no canary for this model: the gate releases it"
-        )
+        why = f"{name} has no canary: its gate releases it"
+        release_without_canary(name, version.version, settings, reason=why)
         alias, reason = "champion", f"{reason}; released (no canary for {name})"
     return RegisteredDecision(
         name=name,

@@ -15,7 +15,14 @@ restarted halfway through does it again safely.
 from __future__ import annotations
 
 from twinops.errors import ServiceUnavailable
-from twinops.infra.registry import CHAMPION, REJECTED_TAG, client, fast_fail, spend_challenger
+from twinops.infra.registry import (
+    REJECTED_TAG,
+    ReleasePath,
+    client,
+    fast_fail,
+    record_release,
+    spend_challenger,
+)
 from twinops.rollout.state import Decision, RolloutState
 from twinops.settings import Settings
 
@@ -109,12 +116,9 @@ class MlflowRecorder:
             mlflow_client = client(self.settings)
             try:
                 if state.phase == "promoted":
-                    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
-                    mlflow_client.set_model_version_tag(name, version, "released", why[:5000])
+                    record_release(mlflow_client, name, version, path=ReleasePath.CANARY, why=why)
                 elif state.phase == "rolled_back":
                     mlflow_client.set_model_version_tag(name, version, REJECTED_TAG, why[:5000])
-                else:
-                    return
-                spend_challenger(mlflow_client, name, version)
+                    spend_challenger(mlflow_client, name, version)
             except MlflowException as error:
                 raise _unavailable(error) from error

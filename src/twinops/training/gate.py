@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from twinops.domain.twins import LLM_TWIN_PREFIX, is_twin_model_name
 from twinops.errors import ConfigError, NotFound
 from twinops.infra.config_files import read_yaml_mapping, validate_config
-from twinops.infra.registry import REJECTED_TAG, fails_fast, spend_challenger
+from twinops.infra.registry import REJECTED_TAG, ReleasePath, fails_fast, record_release
 from twinops.infra.tracking import ensure_experiment
 from twinops.settings import Settings
 from twinops.training.registry import (
@@ -55,6 +55,7 @@ from twinops.training.registry import (
 )
 
 GATES_FILE = Path(__file__).with_name("gates.yaml")
+MANUAL_TAG = "champion.manual"  # on a version a person promoted, with their reason
 EVIDENCE_TAG = "gate.evidence"
 
 
@@ -342,16 +343,29 @@ def promote_by_hand(name: str, version: str, settings: Settings, *, reason: str)
     """The manual override: ``champion`` to ``version`` now, without a canary, recorded as such."""
     if not reason.strip():
         raise ConfigError("a manual promotion needs a reason: pass --reason")
+    return _release(name, version, settings, path=ReleasePath.MANUAL, reason=reason)
+
+
+@fails_fast("releasing without a canary")
+def release_without_canary(name: str, version: str, settings: Settings, *, reason: str) -> GateDecision:
+    """A nominated model that has no canary (the reranker: no traffic split for it) is released by its
+    gate at once, recorded as ``released.by: no-canary``, never as a person's override."""
+    return _release(name, version, settings, path=ReleasePath.NO_CANARY, reason=reason)
+
+
+def _release(name: str, version: str, settings: Settings, *, path: ReleasePath, reason: str) -> GateDecision:
     mlflow_client = client(settings)
     require_registered(mlflow_client, name)
     candidate = _model_version(mlflow_client, name, str(version))
     champion = version_by_alias(mlflow_client, name, CHAMPION, required=False)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    why = f"promoted by hand at {stamp} (no canary): {reason}"
-    mlflow_client.set_model_version_tag(name, candidate.version, "champion.manual", why[:5000])
-    mlflow_client.set_registered_model_tag(name, "last_release", f"v{candidate.version} {why}"[:5000])
-    mlflow_client.set_registered_model_alias(name, CHAMPION, candidate.version)
-    spend_challenger(mlflow_client, name, candidate.version)
+    if path is ReleasePath.MANUAL:
+        why = f"promoted by hand at {stamp} (no canary): {reason}"
+        # The override's own marker, which `twinops registry list` and audits look for.
+        mlflow_client.set_model_version_tag(name, candidate.version, MANUAL_TAG, why[:5000])
+    else:
+        why = f"released at {stamp} without a canary: {reason}"
+    record_release(mlflow_client, name, candidate.version, path=path, why=why)
     challenger = version_by_alias(mlflow_client, name, CHALLENGER, required=False)
     previous = f"v{champion.version}" if champion is not None else f"no {CHAMPION!r}"
     return GateDecision(
