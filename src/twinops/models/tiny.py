@@ -32,3 +32,36 @@ def build_tiny_llama(tokenizer_source: str | Path, target: Path, *, seed: int = 
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def build_random_lora(
+    base_dir: str | Path, target: Path, *, seed: int, rank: int = 4, target_modules: tuple[str, ...] = ()
+) -> Path:
+    """Save a LoRA adapter on ``base_dir`` with random (non-zero) weights, as a trained one is saved.
+
+    A fresh LoRA's B is zero, so it would answer exactly as the base; random A and B make each
+    seed's adapter answer differently, which is what serving many adapters needs to show.
+    ``target_modules``: default q_proj, v_proj and down_proj.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if (target / "adapter_config.json").exists():
+        return target
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=list(target_modules or ("q_proj", "v_proj", "down_proj")),
+        init_lora_weights=False,
+    )
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                # Unit gain per factor: each adapter moves every layer's output by about its own size.
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
+    peft_model.save_pretrained(target)
+    return target

@@ -95,12 +95,14 @@ class MixedAdapterModel:
                 f"{label}: {adapter_dir} uses DoRA or trains whole modules, which mixed-adapter batches "
                 "cannot serve: train a plain LoRA adapter"
             )
-        recorded = base_model or str(config.get("base_model_name_or_path") or "")
-        if not same_base(recorded, self.base_dir):
-            raise AdapterRefused(
-                f"{label}: adapter {adapter_dir} was trained on {recorded or 'an unnamed base'}, but this "
-                f"server's base is {self.base_dir}: train the adapter on the shared base"
-            )
+        # The registry's word (``base_model``) and the adapter's own record must both name this base.
+        records = [r for r in (base_model, str(config.get("base_model_name_or_path") or "")) if r]
+        for recorded in records or [""]:
+            if not same_base(recorded, self.base_dir):
+                raise AdapterRefused(
+                    f"{label}: adapter {adapter_dir} was trained on {recorded or 'an unnamed base'}, but "
+                    f"this server's base is {self.base_dir}: train the adapter on the shared base"
+                )
         self._check_shapes(adapter_dir, config, label)
         return config
 
