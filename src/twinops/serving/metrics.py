@@ -38,6 +38,11 @@ ADAPTER_SWITCH_SECONDS = Histogram(
 ADAPTERS_REFUSED = Counter(
     "twinops_llm_adapters_refused_total", "Champion adapters refused (the old one kept serving).", ["model"]
 )
+REQUESTS_SHED = Counter(
+    "twinops_requests_shed_total",
+    "Requests refused before the app read them (413 body too large, 429 too many in flight).",
+    ["server", "reason"],
+)
 RERANK_PAIRS = Counter("twinops_rerank_pairs_total", "Query-document pairs scored.", ["model"])
 EMBEDDED_TEXTS = Counter("twinops_embedded_texts_total", "Texts embedded.", ["model"])
 RAG_STAGE_SECONDS = Histogram(

@@ -36,7 +36,26 @@ def build_parser(prog: str, description: str, *, model_name: str) -> argparse.Ar
         default=DEFAULT_HOST,
         help="Address the REST server binds (twinops serve uses 127.0.0.1).",
     )
+    add_request_limits(parser)
     return parser
+
+
+def add_request_limits(parser: argparse.ArgumentParser) -> None:
+    """``--max_body_bytes`` and ``--max_in_flight``: what one client can make the server hold."""
+    from twinops.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
+
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="A larger request body is refused with 413.",
+    )
+    parser.add_argument(
+        "--max_in_flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help="Requests answered at once; one more is refused with 429 and Retry-After.",
+    )
 
 
 def add_model_source(parser: argparse.ArgumentParser, *, what: str, registry_name: str | None) -> None:
@@ -104,6 +123,7 @@ def serve(models: list, args: argparse.Namespace, *, openai_models: list | None 
 
     register_openai_routes(kserve_server.app, openai_models if openai_models is not None else models)
     kserve_server.app.add_exception_handler(RequestValidationError, _unreadable_body)
+    limit_requests(kserve_server.app, args, server=args.model_name)
 
     class _Server(ModelServer):
         def __init__(self, **kwargs) -> None:
@@ -123,6 +143,17 @@ def serve(models: list, args: argparse.Namespace, *, openai_models: list | None 
         enable_grpc=args.enable_grpc,
         enable_docs_url=args.enable_docs_url,
     ).start(models)
+
+
+def limit_requests(app, args: argparse.Namespace, *, server: str) -> None:
+    """Wrap ``app`` in the body-size and in-flight limits its flags set (twinops.serving.limits)."""
+    from twinops.serving.limits import RequestLimits
+
+    if args.max_body_bytes < 1 or args.max_in_flight < 1:
+        raise ConfigError("--max_body_bytes and --max_in_flight must be at least 1")
+    app.add_middleware(
+        RequestLimits, max_body_bytes=args.max_body_bytes, max_in_flight=args.max_in_flight, server=server
+    )
 
 
 def run_main(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
