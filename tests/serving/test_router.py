@@ -139,7 +139,7 @@ def test_promote_makes_the_canary_the_stable_backend(router, backends) -> None:
     with httpx.Client(base_url=router, timeout=10) as client:
         state = client.post("/router/config", json={"promote": True}).json()
         seen = {client.get("/openai/v1/models").json()["backend"] for _ in range(20)}
-    assert state == {"stable": backends["canary"], "canary": None, "canary_percent": 0}
+    assert state == {"stable": backends["canary"], "canary": None, "canary_percent": 0, "canary_model": None}
     assert seen == {"canary"}
 
 

@@ -66,6 +66,12 @@ class LocalRouterTarget:
                 f"the local router at {self.router_url} has no canary backend: start it with "
                 "`twinops serve llm --canary-dir DIR`"
             )
+        scoped = router.get("canary_model")
+        if scoped and scoped != self.model_name:
+            raise ConfigError(
+                f"the local router's canary is {scoped}'s, not {self.model_name}'s: roll out {scoped} "
+                f"(--model-name {scoped}), or restart the canary for {self.model_name}"
+            )
         existing = self.load()
         if existing is not None and not existing.finished:
             raise ConfigError(
@@ -92,17 +98,25 @@ class LocalRouterTarget:
 
     @staticmethod
     def router_config(state: RolloutState) -> dict[str, Any]:
-        """The router's whole configuration for ``state``: promoted, the canary is the stable."""
-        stable, canary = state.previous_predictor.get("stable"), state.previous_predictor.get("canary")
+        """The router's whole configuration for ``state``. Promoted: a whole-server canary becomes
+        the stable; one twin's canary (``canary_model``) is dropped and the stable server, which
+        follows that twin's champion, keeps serving every twin."""
+        previous = state.previous_predictor
+        stable, canary, model = previous.get("stable"), previous.get("canary"), previous.get("canary_model")
         if state.phase == "promoted":
-            return {"stable": canary, "canary": None, "canary_percent": 0}
-        return {"stable": stable, "canary": canary, "canary_percent": state.percent}
+            return {
+                "stable": stable if model else canary,
+                "canary": None,
+                "canary_percent": 0,
+                "canary_model": None,
+            }
+        return {"stable": stable, "canary": canary, "canary_percent": state.percent, "canary_model": model}
 
     def reconcile(self, state: RolloutState) -> None:
         self._request("POST", "/router/config", self.router_config(state))
 
     def begin(self, state: RolloutState, router: dict[str, Any]) -> RolloutState:
-        previous = {key: router.get(key) for key in ("stable", "canary", "canary_percent")}
+        previous = {key: router.get(key) for key in ("stable", "canary", "canary_percent", "canary_model")}
         state = state.model_copy(update={"previous_predictor": previous})
         self._save(state)
         self.reconcile(state)

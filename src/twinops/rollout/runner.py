@@ -213,17 +213,26 @@ def release_challenger(
     golden: str = "latest",
     golden_limit: int = LOCAL_RELEASE_GOLDEN,
     on_event: Callable[[str], None] | None = None,
+    twin: str = LLM_MODEL,
 ) -> LocalRelease:
-    """The gate's nominee (``twin-llm@challenger``, served as the router's canary) through a short
-    canary: scored on the golden set and probed at each step; promoted, it takes ``champion`` and
-    the router's stable slot; rolled back, it is tagged rejected and the stable keeps serving."""
+    """The gate's nominee of ``twin`` (``twin-llm@challenger`` by default, served as the router's
+    canary) through a short canary: scored on the golden set and probed at each step; promoted, it
+    takes ``champion`` (and the router's stable slot, unless the canary is one twin's of a
+    many-twin server: then the stable server follows the alias); rolled back, it is tagged rejected
+    and the stable keeps serving. Each twin has its own rollout (state file, lock, aliases), so
+    releasing one leaves every other twin's alias and traffic as they were."""
     options = RolloutOptions(
-        isvc=LLM_MODEL, router=router_url, golden=golden, golden_limit=golden_limit, golden_max_tokens=32
+        isvc=twin,
+        model_name=twin,
+        router=router_url,
+        golden=golden,
+        golden_limit=golden_limit,
+        golden_max_tokens=32,
     )
     state = start_rollout(
         options,
         settings,
-        model_uri=f"{MODELS_SCHEME}{LLM_MODEL}@{CHALLENGER}",
+        model_uri=f"{MODELS_SCHEME}{twin}@{CHALLENGER}",
         steps=steps,
         interval=interval,
         on_event=on_event,
