@@ -64,8 +64,8 @@ def _free_port_pair() -> int:
     raise RuntimeError("no two adjacent free ports on 127.0.0.1")
 
 
-def start_server(servers: LocalServers, role: str, *args: str) -> LocalServer:
-    server = servers.start(role, port=_free_port_pair(), args=list(args))
+def start_server(servers: LocalServers, role: str, *args: str, model_name: str | None = None) -> LocalServer:
+    server = servers.start(role, port=_free_port_pair(), args=list(args), model_name=model_name)
     servers.wait_ready(server)
     return server
 
@@ -111,3 +111,54 @@ def scrape(server: LocalServer) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 def metric(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture(scope="session")
+def twin_adapters_dir(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LoRA adapters on the tiny base (seeds 1-3), one of rank 8, one on another base of its shape."""
+    from twinops.models.tiny import build_random_lora, build_tiny_llama
+
+    root = tmp_path_factory.mktemp("adapters")
+    for seed in (1, 2, 3):
+        build_random_lora(tiny_llama, root / f"seed{seed}", seed=seed)
+    build_random_lora(tiny_llama, root / "rank8", seed=4, rank=8)
+    other_base = build_tiny_llama(tiny_llama, root / "other-base", seed=7)
+    build_random_lora(other_base, root / "other-base-adapter", seed=5)
+    return root
+
+
+def register_twin(settings, twin: str, adapter_dir: Path, base: Path, *, champion: bool = True) -> str:
+    """A new version of ``twin`` whose adapter is ``adapter_dir`` on ``base``; champion unless told."""
+    from twinops.infra.registry import CHAMPION, client
+
+    mlflow_client = client(settings)
+    if not mlflow_client.search_registered_models(filter_string=f"name = '{twin}'"):
+        mlflow_client.create_registered_model(twin)
+    tags = {"model_dir": str(adapter_dir), "adapter_dir": str(adapter_dir), "base_model": str(base)}
+    version = mlflow_client.create_model_version(twin, source=str(adapter_dir), tags=tags).version
+    if champion:
+        mlflow_client.set_registered_model_alias(twin, CHAMPION, version)
+    return str(version)
+
+
+def greedy_alone(base: Path, adapter_dir: Path | None, prompt: str, tokens: int) -> str:
+    """The greedy completion of ``prompt`` by ``base`` with this one adapter (PEFT's own model,
+    outside any server), cut at EOS as a server cuts it."""
+    import torch
+    from peft import PeftModel
+
+    from twinops.models.loaders import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(base))
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    model.eval()
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([ids]), max_new_tokens=tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    answer = out[0, len(ids) :].tolist()
+    if tokenizer.eos_token_id in answer:
+        answer = answer[: answer.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(answer, skip_special_tokens=True)

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.serving.conftest import greedy_alone, register_twin
 
 from twinops.errors import NotFound
-from twinops.infra.registry import CHAMPION, client
-from twinops.models.tiny import build_random_lora, build_tiny_llama
+from twinops.infra.registry import client
 from twinops.serving.adapters import BASE_ADAPTER, AdapterRefused, MixedAdapterModel
 from twinops.serving.engine import GenerationEngine
 from twinops.serving.protocol.types import SamplingParams
@@ -25,18 +25,6 @@ from twinops.serving.twins import TwinAdapters, twin_names
 ADA, BO = "twin-llm-ada", "twin-llm-bo"
 PROMPT = "Tell me about the sea and the"
 ANSWER_TOKENS = 12
-
-
-@pytest.fixture(scope="module")
-def adapters_dir(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Adapters on the tiny base (seeds 1-3), one of rank 8, and one on another base of the same shape."""
-    root = tmp_path_factory.mktemp("adapters")
-    for seed in (1, 2, 3):
-        build_random_lora(tiny_llama, root / f"seed{seed}", seed=seed)
-    build_random_lora(tiny_llama, root / "rank8", seed=4, rank=8)
-    other_base = build_tiny_llama(tiny_llama, root / "other-base", seed=7)
-    build_random_lora(other_base, root / "other-base-adapter", seed=5)
-    return root
 
 
 @pytest.fixture
@@ -62,34 +50,8 @@ def _ids(tokenizer) -> list[int]:
     return list(tokenizer(PROMPT, add_special_tokens=False)["input_ids"])
 
 
-def _alone(
-    tiny_llama: Path, adapter_dir: Path | None, prompt: list[int], tokens: int = ANSWER_TOKENS
-) -> list[int]:
-    """Greedy tokens of the base with this one adapter (PEFT's own model), outside any server."""
-    import torch
-    from peft import PeftModel
-
-    from twinops.models.loaders import load_causal_lm
-
-    model, tokenizer = load_causal_lm(str(tiny_llama))
-    if adapter_dir is not None:
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
-    model.eval()
-    with torch.inference_mode():
-        out = model.generate(
-            torch.tensor([prompt]),
-            max_new_tokens=tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return out[0, len(prompt) :].tolist()
-
-
-def _text(tokenizer, tokens: list[int]) -> str:
-    eos = tokenizer.eos_token_id
-    return tokenizer.decode(
-        tokens[: tokens.index(eos)] if eos in tokens else tokens, skip_special_tokens=True
-    )
+def _alone(tiny_llama: Path, adapter_dir: Path | None, tokens: int = ANSWER_TOKENS) -> str:
+    return greedy_alone(tiny_llama, adapter_dir, PROMPT, tokens)
 
 
 def _ask(engine: GenerationEngine, prompt: list[int], adapters: list[str | None]) -> list[str]:
@@ -110,25 +72,25 @@ def _ask(engine: GenerationEngine, prompt: list[int], adapters: list[str | None]
 
 # --- refusals ---------------------------------------------------------------------------------
 def test_a_bad_adapter_is_refused_in_one_line_and_loads_nothing(
-    mixed: MixedAdapterModel, adapters_dir: Path, tmp_path: Path
+    mixed: MixedAdapterModel, twin_adapters_dir: Path, tmp_path: Path
 ) -> None:
-    mixed.load("good", adapters_dir / "seed1", label="good")
+    mixed.load("good", twin_adapters_dir / "seed1", label="good")
     wrong_rank = tmp_path / "wrong-rank"
     wrong_rank.mkdir()
-    for file in (adapters_dir / "rank8").iterdir():
+    for file in (twin_adapters_dir / "rank8").iterdir():
         (wrong_rank / file.name).write_bytes(file.read_bytes())
     config = json.loads((wrong_rank / "adapter_config.json").read_text())
     (wrong_rank / "adapter_config.json").write_text(json.dumps({**config, "r": 4}))
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
     (no_weights / "adapter_config.json").write_text(
-        (adapters_dir / "seed2" / "adapter_config.json").read_text()
+        (twin_adapters_dir / "seed2" / "adapter_config.json").read_text()
     )
 
     cases = {
         "missing folder": (tmp_path / "nowhere", "does not exist"),
         "missing weights": (no_weights, "has no adapter_model.safetensors"),
-        "wrong base": (adapters_dir / "other-base-adapter", "was trained on"),
+        "wrong base": (twin_adapters_dir / "other-base-adapter", "was trained on"),
         "wrong rank": (wrong_rank, "rank 4"),
     }
     for case, (folder, says) in cases.items():
@@ -143,15 +105,15 @@ def test_a_bad_adapter_is_refused_in_one_line_and_loads_nothing(
 # --- mixed batches ----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_twins_in_one_batch_answer_as_their_adapters_alone(
-    mixed: MixedAdapterModel, tokenizer, adapters_dir: Path, tiny_llama: Path
+    mixed: MixedAdapterModel, tokenizer, twin_adapters_dir: Path, tiny_llama: Path
 ) -> None:
-    mixed.load("ada", adapters_dir / "seed1", label="ada")
-    mixed.load("bo", adapters_dir / "seed2", label="bo")
+    mixed.load("ada", twin_adapters_dir / "seed1", label="ada")
+    mixed.load("bo", twin_adapters_dir / "seed2", label="bo")
     prompt = _ids(tokenizer)
     expected = {
-        "ada": _text(tokenizer, _alone(tiny_llama, adapters_dir / "seed1", prompt)),
-        "bo": _text(tokenizer, _alone(tiny_llama, adapters_dir / "seed2", prompt)),
-        None: _text(tokenizer, _alone(tiny_llama, None, prompt)),
+        "ada": _alone(tiny_llama, twin_adapters_dir / "seed1"),
+        "bo": _alone(tiny_llama, twin_adapters_dir / "seed2"),
+        None: _alone(tiny_llama, None),
     }
     assert len(set(expected.values())) == 3  # the adapters make different twins
 
@@ -166,25 +128,14 @@ def test_twins_in_one_batch_answer_as_their_adapters_alone(
 
 
 # --- following the registry -------------------------------------------------------------------
-def _register(settings, twin: str, adapter_dir: Path, base: Path, *, champion: bool = True) -> str:
-    mlflow_client = client(settings)
-    if not mlflow_client.search_registered_models(filter_string=f"name = '{twin}'"):
-        mlflow_client.create_registered_model(twin)
-    tags = {"model_dir": str(adapter_dir), "adapter_dir": str(adapter_dir), "base_model": str(base)}
-    version = mlflow_client.create_model_version(twin, source=str(adapter_dir), tags=tags).version
-    if champion:
-        mlflow_client.set_registered_model_alias(twin, CHAMPION, version)
-    return str(version)
-
-
 def test_twins_all_names_the_twins_with_a_champion(
-    mlflow_settings, adapters_dir: Path, tiny_llama: Path
+    mlflow_settings, twin_adapters_dir: Path, tiny_llama: Path
 ) -> None:
     with pytest.raises(NotFound, match="no LLM twin"):
         twin_names("all", mlflow_settings)
-    _register(mlflow_settings, BO, adapters_dir / "seed2", tiny_llama)
-    _register(mlflow_settings, ADA, adapters_dir / "seed1", tiny_llama)
-    _register(mlflow_settings, "twin-llm-cy", adapters_dir / "seed3", tiny_llama, champion=False)
+    register_twin(mlflow_settings, BO, twin_adapters_dir / "seed2", tiny_llama)
+    register_twin(mlflow_settings, ADA, twin_adapters_dir / "seed1", tiny_llama)
+    register_twin(mlflow_settings, "twin-llm-cy", twin_adapters_dir / "seed3", tiny_llama, champion=False)
     client(mlflow_settings).create_registered_model("twin-reranker")
     assert twin_names("all", mlflow_settings) == [ADA, BO]
     assert twin_names("Ada, twin-llm-bo", mlflow_settings) == [ADA, BO]
@@ -192,16 +143,16 @@ def test_twins_all_names_the_twins_with_a_champion(
 
 @pytest.mark.slow
 def test_a_moved_champion_serves_new_requests_and_leaves_the_other_twin_alone(
-    mlflow_settings, mixed: MixedAdapterModel, tokenizer, adapters_dir: Path, tiny_llama: Path
+    mlflow_settings, mixed: MixedAdapterModel, tokenizer, twin_adapters_dir: Path, tiny_llama: Path
 ) -> None:
-    _register(mlflow_settings, ADA, adapters_dir / "seed1", tiny_llama)
-    _register(mlflow_settings, BO, adapters_dir / "seed2", tiny_llama)
+    register_twin(mlflow_settings, ADA, twin_adapters_dir / "seed1", tiny_llama)
+    register_twin(mlflow_settings, BO, twin_adapters_dir / "seed2", tiny_llama)
     engine = _engine(mixed, tokenizer, "twins-follow")
     twins = TwinAdapters(mixed, mlflow_settings, [ADA, BO], in_use=engine.adapter_in_use, poll_seconds=0)
     twins.load_champions()
     prompt = _ids(tokenizer)
     long_params = SamplingParams(max_tokens=200)
-    bo_v1_long = _text(tokenizer, _alone(tiny_llama, adapters_dir / "seed2", prompt, tokens=200))
+    bo_v1_long = _alone(tiny_llama, twin_adapters_dir / "seed2", tokens=200)
 
     async def run() -> dict[str, object]:
         results: dict[str, object] = {}
@@ -216,12 +167,17 @@ def test_a_moved_champion_serves_new_requests_and_leaves_the_other_twin_alone(
             running = engine.stream(prompt, long_params, adapter=twins.adapter_for(BO))
             first = await anext(running)
             results["in_use_at_switch"] = engine.adapter_in_use(twins.adapter_for(BO))
-            _register(mlflow_settings, BO, adapters_dir / "seed3", tiny_llama)
+            register_twin(mlflow_settings, BO, twin_adapters_dir / "seed3", tiny_llama)
             results["events"] = twins.refresh()
             results["after"] = await asyncio.gather(ask(ADA), ask(BO))
             results["running"] = first.text + "".join([d.text async for d in running])
             # A bad adapter as v3: refused, v2 keeps answering.
-            _register(mlflow_settings, BO, adapters_dir / "other-base-adapter", adapters_dir / "other-base")
+            register_twin(
+                mlflow_settings,
+                BO,
+                twin_adapters_dir / "other-base-adapter",
+                twin_adapters_dir / "other-base",
+            )
             results["refused"] = twins.refresh()
             results["after_refusal"] = await asyncio.gather(ask(ADA), ask(BO))
             await asyncio.sleep(1.2)
@@ -232,7 +188,7 @@ def test_a_moved_champion_serves_new_requests_and_leaves_the_other_twin_alone(
             await engine.close()
 
     results = asyncio.run(run())
-    expected_bo_v2 = _text(tokenizer, _alone(tiny_llama, adapters_dir / "seed3", prompt))
+    expected_bo_v2 = _alone(tiny_llama, twin_adapters_dir / "seed3")
     ada_before, bo_before = results["before"]
     ada_after, bo_after = results["after"]
     assert results["in_use_at_switch"]

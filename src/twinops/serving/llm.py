@@ -6,6 +6,13 @@ GPTQ kernels; when the kernels cannot load one, the server does not start and sa
 (it never serves the float copy in the GPTQ model's name). Concurrent requests are batched
 continuously (``engine``): a request joins the running batch at the next decoding step.
 
+``--twins all`` (or ``--twins ada,twin-llm-bo``) serves many twins from one base: the base
+(``--model_dir``/``--model_uri``, default ``TWINOPS_BASE_MODEL``) is loaded once, answering as
+``--base_name``, and each twin's champion LoRA adapter beside it, answering as the twin's registered
+name (``twin-llm-<author>``; ``/openai/v1/models`` lists them). Requests for different twins share the
+same decoding steps (``serving.adapters``), and each twin follows its champion in the registry every
+``--poll_seconds``: a new champion serves new requests without a restart (``serving.twins``).
+
 V2 tensors: input ``text_input`` (BYTES, [-1], one prompt per element, the chat template applied
 as a single user turn), output ``text_output`` (BYTES, [-1]). Request parameters ``max_tokens``
 and ``temperature`` apply to every prompt of the request. V1: ``{"instances": ["prompt", ...]}``
@@ -22,6 +29,8 @@ from typing import Any
 
 from kserve import InferRequest, Model
 
+from twinops.errors import ConfigError
+from twinops.serving.adapters import MixedAdapterModel
 from twinops.serving.engine import GenerationEngine
 from twinops.serving.protocol import v2
 from twinops.serving.protocol.errors import BadRequest
@@ -50,6 +59,7 @@ class TwinLLM(Model, ChatModel):
         kv_cache_tokens: int = 4096,
         max_tokens_limit: int = 512,
         default_max_tokens: int = 128,
+        mixed_adapters: bool = False,
     ):
         super().__init__(name)
         self.model_dir = model_dir
@@ -63,6 +73,9 @@ class TwinLLM(Model, ChatModel):
         self.engine: GenerationEngine | None = None
         self.backend = ""
         self.context_length = 0
+        # With mixed_adapters, the base of many twins: their LoRA adapters load into ``mixed``.
+        self.mixed_adapters = mixed_adapters
+        self.mixed: MixedAdapterModel | None = None
 
     def load(self) -> bool:
         from twinops.models.loaders import load_generation_model
@@ -74,6 +87,14 @@ class TwinLLM(Model, ChatModel):
         self.context_length = int(
             getattr(config, "max_position_embeddings", 0) or loaded.tokenizer.model_max_length
         )
+        if self.mixed_adapters:
+            if loaded.backend != "float":
+                raise ConfigError(
+                    f"{self.model_dir} is a {loaded.backend} model: LoRA adapters of many twins apply to a "
+                    "float base; pass the float base model with --model_dir",
+                    setting="--model_dir",
+                )
+            self.mixed = MixedAdapterModel(loaded.model, self.model_dir)
         self.engine = GenerationEngine(
             loaded.model,
             loaded.tokenizer,
@@ -81,9 +102,14 @@ class TwinLLM(Model, ChatModel):
             max_batch_size=self.max_batch_size,
             batch_window_ms=self.batch_window_ms,
             kv_cache_tokens=self.kv_cache_tokens,
+            adapters=self.mixed,
         )
         self.ready = True
         return self.ready
+
+    def adapter(self) -> str | None:
+        """The adapter this model's next request runs on (None: the model itself)."""
+        return None
 
     def stop_engine(self) -> None:
         # kserve calls this when the server stops: the scheduler's loop is a thread that would hold the exit.
@@ -139,7 +165,7 @@ class TwinLLM(Model, ChatModel):
     ) -> AsyncIterator[TextDelta]:
         self.check(prompt_ids, params, param=param)
         assert self.engine is not None
-        async for delta in self.engine.stream(prompt_ids, params):
+        async for delta in self.engine.stream(prompt_ids, params, adapter=self.adapter()):
             yield delta
 
     # --- OpenAI -------------------------------------------------------------------------------
@@ -164,7 +190,7 @@ class TwinLLM(Model, ChatModel):
             ids = self.chat_ids([{"role": "user", "content": prompt}])
             self.check(ids, params)
             assert self.engine is not None
-            return (await self.engine.generate(ids, params)).text
+            return (await self.engine.generate(ids, params, adapter=self.adapter())).text
 
         return list(await asyncio.gather(*(one(p, s) for p, s in prompts)))
 
@@ -184,6 +210,36 @@ class TwinLLM(Model, ChatModel):
             else:
                 raise BadRequest('each instance is a prompt string or {"prompt": "...", "max_tokens": N}')
         return {"predictions": await self._answer_all(prompts)}
+
+
+class TwinOnBase(TwinLLM):
+    """One twin of a many-twin server: the base's engine, the twin's champion adapter."""
+
+    def __init__(self, name: str, base: TwinLLM, twins: Any):
+        super().__init__(
+            name,
+            base.model_dir,
+            label=name,
+            max_batch_size=base.max_batch_size,
+            batch_window_ms=base.batch_window_ms,
+            kv_cache_tokens=base.kv_cache_tokens,
+            max_tokens_limit=base.max_tokens_limit,
+            default_max_tokens=base.default_max_tokens,
+        )
+        self.base = base
+        self.twins = twins  # a serving.twins.TwinAdapters
+
+    def load(self) -> bool:
+        self.engine, self.backend, self.context_length = self.base.engine, "lora", self.base.context_length
+        self.ready = True
+        return self.ready
+
+    def adapter(self) -> str | None:
+        return self.twins.adapter_for(self.name)  # read once per request: a switch applies to the next
+
+    def stop_engine(self) -> None:
+        self.twins.stop()  # the base stops the shared engine
+        Model.stop_engine(self)
 
 
 def build_llm(args, settings) -> TwinLLM:
@@ -210,6 +266,49 @@ def build_llm(args, settings) -> TwinLLM:
     )
 
 
+def build_twins(args, settings) -> list[TwinLLM]:
+    """The base (``--model_dir``/``--model_uri`` or ``TWINOPS_BASE_MODEL``) loaded once as
+    ``--base_name``, and a model per twin of ``--twins`` on its champion adapter; loaded and
+    following the registry. A twin that cannot serve stops the start with one line."""
+    from twinops.models.resolve import resolve_model
+    from twinops.serving.server import load_model
+    from twinops.serving.sources import resolve_source
+    from twinops.serving.twins import TwinAdapters, twin_names
+
+    names = twin_names(args.twins, settings)
+    if args.base_name in names:
+        raise ConfigError(
+            f"--base_name {args.base_name!r} is also a twin's name: pick another name for the base",
+            setting="--base_name",
+        )
+    fallback = {"fallback": settings.base_model, "fallback_setting": "TWINOPS_BASE_MODEL"}
+    source = resolve_source(args, settings, registry_name=None, **fallback)
+    assert source is not None  # the base model is always a fallback
+    base = TwinLLM(
+        args.base_name,
+        resolve_model(source.model_dir, settings, setting="--model_dir"),
+        label=f"{source.label} (the base of {', '.join(names)})",
+        max_batch_size=args.max_batch_size,
+        batch_window_ms=args.batch_window_ms,
+        kv_cache_tokens=args.kv_cache_tokens,
+        max_tokens_limit=args.max_tokens_limit,
+        mixed_adapters=True,
+    )
+    load_model(base, what="causal LM")
+    assert base.mixed is not None and base.engine is not None
+    twins = TwinAdapters(
+        base.mixed, settings, names, in_use=base.engine.adapter_in_use, poll_seconds=args.poll_seconds
+    )
+    twins.load_champions()
+    models: list[TwinLLM] = [base]
+    for name in names:
+        twin = TwinOnBase(name, base, twins)
+        twin.load()
+        models.append(twin)
+    twins.follow()
+    return models
+
+
 def add_engine_flags(parser) -> None:
     parser.add_argument(
         "--max_batch_size", type=int, default=8, help="Most requests decoding together (continuous batching)."
@@ -230,6 +329,26 @@ def add_engine_flags(parser) -> None:
     parser.add_argument("--max_tokens_limit", type=int, default=512, help="Largest max_tokens accepted.")
 
 
+def add_twin_flags(parser) -> None:
+    from twinops.serving.twins import BASE_NAME, DEFAULT_POLL_SECONDS
+
+    parser.add_argument(
+        "--twins",
+        default=None,
+        help="Serve many twins on one base: `all` (every LLM twin with a champion) or a comma list of twin "
+        "names or authors; each answers by its registered name (twin-llm-<author>).",
+    )
+    parser.add_argument(
+        "--base_name", default=BASE_NAME, help="With --twins: the name the base (no adapter) answers as."
+    )
+    parser.add_argument(
+        "--poll_seconds",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        help="With --twins: how often each twin's champion is read from the registry (0: never).",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from twinops.serving.server import add_model_source, build_parser, load_model, parse_args, serve
     from twinops.settings import get_settings
@@ -241,7 +360,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     add_model_source(parser, what="causal LM (HF folder, GPTQ included)", registry_name=LLM_REGISTRY_NAME)
     add_engine_flags(parser)
+    add_twin_flags(parser)
     args = parse_args(parser, argv)
+    if args.twins is not None:
+        models = build_twins(args, get_settings())
+        for model in models:
+            log.info("serving %s as %s", model.label, model.name)
+        serve(models, args)
+        return
     model = build_llm(args, get_settings())
     load_model(model, what="causal LM")
     log.info("serving %s as %s (%s)", model.label, model.name, model.backend)

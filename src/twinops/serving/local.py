@@ -89,9 +89,18 @@ class LocalServers:
         return {"TWINOPS_HOME": str(self.settings.home)}
 
     def start(
-        self, role: str, *, port: int | None = None, args: Sequence[str] = (), label: str | None = None
+        self,
+        role: str,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        label: str | None = None,
+        model_name: str | None = None,
     ) -> LocalServer:
-        """Start one server; ``label`` (default: the role) names it and its log, for two of a role."""
+        """Start one server; ``label`` (default: the role) names it and its log, for two of a role.
+
+        ``model_name``: the model its readiness is asked of, when not the role's (an LLM server of
+        many twins is ready when its base is)."""
         label = label or role
         if role not in ROLES:
             raise ConfigError(f"unknown server {role!r}: choose one of {', '.join(ROLES)}")
@@ -122,7 +131,7 @@ class LocalServers:
         pid = start_detached(command, cwd=self.settings.home, log_file=log_file, env=self._env())
         server = LocalServer(
             role=role,
-            model_name=MODEL_NAMES[role],
+            model_name=model_name or MODEL_NAMES[role],
             pid=pid,
             http_port=http_port,
             grpc_port=http_port + 1,

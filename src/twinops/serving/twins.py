@@ -40,6 +40,8 @@ from twinops.settings import Settings
 log = logging.getLogger("twinops.serving")
 
 ALL_TWINS = "all"
+# The name the base model (no adapter) answers as on a server of twins (``--base_name``).
+BASE_NAME = "base"
 # A champion moved is serving within this plus the adapter's load time (the goal: 5 s).
 DEFAULT_POLL_SECONDS = 2.0
 # A replaced adapter is freed only after this long unused: a request that picked it just before
