@@ -91,7 +91,8 @@ def _pods(docs: list[dict], renders, namespace: str) -> tuple[list[Pod], list[Po
         Pod("pipeline-step@kubeflow", "kubeflow", step),
         Pod("trainjob-node", namespace, {"jobset.sigs.k8s.io/jobset-name": "twin-sft"}, (29400,)),
         Pod("stranger", namespace, {"app": "debug"}),
-        Pod("gateway", "istio-system", {"app": "istio-ingressgateway"}),
+        # The ingress gateway: where twin-rag calls twin-llm's route (Istio 80/8080, Envoy Gateway 10080).
+        Pod("gateway", "istio-system", {"app": "istio-ingressgateway"}, (80, 8080, 10080)),
         Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, (9090,)),
         Pod("other-namespace", "default", {"app": "web"}),
         Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, (53,)),
@@ -153,6 +154,10 @@ def _expected(
         ("prometheus", 9090): {"twinops-rollout", "pipeline-step"},
         ("ml-pipeline", 8888): {"pipeline-step"},
         ("apiserver", 6443): {"twinops-rollout", "pipeline-step"},
+        # twin-rag reaches twin-llm through its route at the gateway, where the canary split is.
+        ("gateway", 80): {"twin-rag"},
+        ("gateway", 8080): {"twin-rag"},
+        ("gateway", 10080): {"twin-rag"},
         # The API server has no selector, so the rules that reach it (any address on 443 and 6443)
         # reach any address on those ports: an S3 API on 443 too.
         ("apiserver", 443): {"twinops-rollout", "pipeline-step"},

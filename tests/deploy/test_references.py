@@ -5,6 +5,7 @@ in-cluster URLs of the settings."""
 
 from __future__ import annotations
 
+import json
 import re
 from importlib.metadata import version
 from urllib.parse import urlsplit
@@ -133,11 +134,14 @@ def test_no_credential_is_written_into_a_manifest(renders, docs: list[dict]) -> 
 
 
 def test_configmap_settings_are_settings(docs: list[dict]) -> None:
-    """Every TWINOPS_* key in the ConfigMap is a field twinops reads (a typo would be ignored)."""
+    """Every key in the ConfigMap is read: a TWINOPS_* field, a library's variable, or a value the
+    manifests expand into a container's command or args as $(KEY) (a typo would be ignored)."""
     data = _kinds(docs)["ConfigMap"][DEFAULT_PROFILE.config_map]["data"]
     fields = {f"TWINOPS_{name.upper()}" for name in Settings.model_fields}
-    unknown = {key for key in data if key not in fields and key not in _LIBRARY_ENV}
+    expanded = set(re.findall(r"\$\(([A-Z0-9_]+)\)", json.dumps(docs)))
+    unknown = {key for key in data if key not in fields | _LIBRARY_ENV | expanded}
     assert not unknown, f"not settings: {sorted(unknown)}"
+    assert {"KSERVE_INGRESS_GATEWAY_URL", "KSERVE_INGRESS_DOMAIN"} <= expanded  # twin-rag's LLM route
     assert Settings(**{k.removeprefix("TWINOPS_").lower(): v for k, v in data.items() if k in fields})
 
 
@@ -152,10 +156,21 @@ def test_in_cluster_urls_name_services_and_ports(renders, docs: list[dict]) -> N
         service = kinds["Service"].get(url.hostname)
         assert service, f"{key}: no Service {url.hostname}"
         assert url.port in {port["port"] for port in service["spec"]["ports"]}, key
-    rag_args = kinds["InferenceService"]["twin-rag"]["spec"]["predictor"]["model"]["args"]
-    for arg in rag_args:
-        host = urlsplit(arg.split("=", 1)[1]).hostname.split(".")[0]
-        assert host.removesuffix("-predictor") in kinds["InferenceService"], arg
+    rag = kinds["InferenceService"]["twin-rag"]
+    namespace = rag["metadata"]["namespace"]
+    expand = {**data, "POD_NAMESPACE": namespace}
+    rag_args = dict(
+        re.sub(r"\$\(([A-Z0-9_]+)\)", lambda m: expand[m[1]], arg).removeprefix("--").split("=", 1)
+        for arg in rag["spec"]["predictor"]["model"]["args"]
+    )
+    # twin-llm through the gateway at its route's host (KServe's domainTemplate {name}-{namespace}.
+    # {ingressDomain}), where the canary split is; the reranker (no canary) at its predictor.
+    assert rag_args["llm_url"] == f"{data['KSERVE_INGRESS_GATEWAY_URL']}/openai/v1"
+    assert rag_args["llm_host"] == f"twin-llm-{namespace}.{data['KSERVE_INGRESS_DOMAIN']}"
+    assert "twin-llm" in kinds["InferenceService"]
+    if "reranker_url" in rag_args:
+        host = urlsplit(rag_args["reranker_url"]).hostname.split(".")[0]
+        assert host.removesuffix("-predictor") in kinds["InferenceService"], rag_args
 
 
 def test_volumes_and_claims_exist(renders, docs: list[dict]) -> None:

@@ -26,6 +26,8 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict]] = []
         self.replies: dict[str, tuple[int, object]] = {}
+        # Set: answer only these Host headers, as an ingress gateway answers only its routes' hosts.
+        self.hosts: set[str] | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +38,8 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append((self.path, body))
                 status, reply = server.replies.get(self.path, (404, {"error": "no such route"}))
+                if server.hosts is not None and self.headers["Host"] not in server.hosts:
+                    status, reply = 404, {"error": f"no route for host {self.headers['Host']}"}
                 data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -68,9 +72,9 @@ def _rerank(url: str, documents: list[str], top_n: int = 2):
     return asyncio.run(run())
 
 
-def _chat(url: str):
+def _chat(url: str, host: str | None = None):
     async def run():
-        async with ChatClient(url, "twin-llm") as client:
+        async with ChatClient(url, "twin-llm", host=host) as client:
             return await client.chat([{"role": "user", "content": "hi"}], 16, 0.0)
 
     return asyncio.run(run())
@@ -112,6 +116,22 @@ def test_chat_returns_the_text_and_generated_tokens(server: ScriptedServer) -> N
     assert _chat(server.url) == ("Hello.", 2, None)  # no router in front: no backend header
     _, body = server.requests[-1]
     assert body["model"] == "twin-llm" and body["max_tokens"] == 16 and body["messages"][0]["content"] == "hi"
+
+
+def test_through_an_ingress_gateway_the_chat_names_the_inference_services_host(
+    server: ScriptedServer,
+) -> None:
+    """On a cluster RAG calls the LLM's InferenceService route at the gateway (where KServe's
+    HTTPRoute splits stable and canary), which answers only the route's host."""
+    route = "twin-llm-twinops-dev.example.com"
+    server.hosts = {route}
+    server.replies["/openai/v1/chat/completions"] = (
+        200,
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."}}], "usage": {}},
+    )
+    with pytest.raises(ServiceUnavailable, match=r"answered 404: no route for host 127\.0\.0\.1"):
+        _chat(server.url)
+    assert _chat(server.url, host=route).text == "Hi."
 
 
 def test_an_error_answer_is_one_line_with_the_servers_message(server: ScriptedServer) -> None:

@@ -77,11 +77,19 @@ class _JsonClient:
     role = "server"
 
     def __init__(
-        self, base_url: str, *, setting: str, api_key: str | None = None, timeout: float = 60.0
+        self,
+        base_url: str,
+        *,
+        setting: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        host: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.setting = setting
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if host:  # through an ingress gateway: the route it picks (and splits) is the Host's
+            headers["Host"] = host
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,10 +178,11 @@ class ChatClient(_JsonClient):
         setting: str = LLM_URL_FLAG,
         api_key: str | None = None,
         timeout: float = 120.0,
+        host: str | None = None,
     ) -> None:
-        super().__init__(base_url, setting=setting, api_key=api_key, timeout=timeout)
+        super().__init__(base_url, setting=setting, api_key=api_key, timeout=timeout, host=host)
         self.model = model
-        self.name = f"{model} @ {self.base_url}"
+        self.name = f"{model} @ {host or self.base_url}"
 
     async def chat(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> ChatReply:
         body = {
