@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from twinops.cli.common import JSON_HELP, console, err_console, print_json
+from twinops.errors import ConfigError
 from twinops.settings import get_settings
 
 DEFAULT_RAG_URL = "http://127.0.0.1:8480/openai/v1"
@@ -59,6 +60,14 @@ def serve(
     canary_percent: Annotated[
         int, typer.Option("--canary-percent", min=0, max=100, help="With --canary-dir: its traffic share.")
     ] = 0,
+    twins: Annotated[
+        str | None,
+        typer.Option(
+            "--twins",
+            help="With `llm`: many twins on one base, `all` or a comma list of twins (each answers by its "
+            "name, twin-llm-<author>, on its champion adapter; --model-dir names the base).",
+        ),
+    ] = None,
 ) -> None:
     """Start model servers on 127.0.0.1 and keep them up until Ctrl-C.
 
@@ -68,11 +77,15 @@ def serve(
     (RAG ranks by cosine otherwise) and RAG wired to both. `llm --canary-dir DIR` also serves DIR
     and puts a weighted router on :8188 in front of both (`twinops rollout start --router`); with
     `all`, RAG calls the LLM through that router, so the canary takes its share of RAG traffic.
+    `llm --twins all` serves every twin with a champion from one base, each on its LoRA adapter,
+    and switches a twin to its new champion's adapter without a restart.
     """
     from twinops.serving.local import LocalServers
 
     settings = get_settings()
     source = ["--model_dir", str(model_dir)] if model_dir else []
+    if twins is not None and (role != Role.llm or canary_dir is not None):
+        raise ConfigError("--twins goes with `twinops serve llm` (without --canary-dir)", setting="--twins")
     with LocalServers(settings, on_event=lambda m: err_console.print(m, highlight=False)) as servers:
         if role == Role.all:
             servers.start_all(
@@ -81,6 +94,11 @@ def serve(
                 canary_dir=canary_dir,
                 canary_percent=canary_percent,
             )
+        elif twins is not None:
+            from twinops.serving.twins import BASE_NAME
+
+            server = servers.start("llm", port=port, args=[*source, "--twins", twins], model_name=BASE_NAME)
+            servers.wait_ready(server)
         elif role == Role.llm and canary_dir is not None:
             servers.start_llm_canary(llm_args=source, canary_dir=canary_dir, canary_percent=canary_percent)
         else:
