@@ -19,27 +19,42 @@ from twinops.settings import Settings
 Backend = Literal["evidently", "alibi", "both"]
 
 
+def batch_size_for(space_reference, batch_size: int) -> int:
+    """The batch size a space's detectors are calibrated for: at most half its reference, so a
+    calibration batch and a tested batch can both be drawn from it."""
+    return min(batch_size, len(space_reference.reduced) // 2)
+
+
+def space_detectors(
+    reference: DriftReference, space: str, config: DriftConfig, *, batch_size: int, backend: Backend
+) -> SpaceDetectors:
+    """The detectors of one space for batches of ``batch_size``: evidently's (calibrated once and
+    saved), alibi's (fitted once and saved), or both. The one place a space's detectors are assembled,
+    for the online detector, ``drift fit`` and the batch report alike."""
+    from twinops.monitoring.alibi import alibi_detectors
+
+    space_reference = reference.space(space)
+    if backend == "alibi":
+        detectors = SpaceDetectors(reference=space_reference, detectors=[])
+    else:
+        detectors = reference.detectors(space, batch_size_for(space_reference, batch_size), config)
+    if backend in ("alibi", "both"):
+        detectors.detectors += alibi_detectors(reference.folder / "spaces" / space, space_reference, config)
+    return detectors
+
+
 def fit_detectors(
     reference: DriftReference, config: DriftConfig, *, batch_size: int, backend: Backend = "evidently"
 ) -> dict[str, SpaceDetectors]:
     """Every space's detectors for batches of ``batch_size`` (saved calibrations are reused)."""
-    from twinops.monitoring.alibi import alibi_detectors, require_alibi
+    from twinops.monitoring.alibi import require_alibi
 
     if backend != "evidently":
-        require_alibi()
-    fitted: dict[str, SpaceDetectors] = {}
-    for space, space_reference in reference.spaces.items():
-        if backend == "alibi":
-            detectors = SpaceDetectors(reference=space_reference, detectors=[])
-        else:
-            size = min(batch_size, len(space_reference.reduced) // 2)
-            detectors = reference.detectors(space, size, config)
-        if backend in ("alibi", "both"):
-            detectors.detectors += alibi_detectors(
-                reference.folder / "spaces" / space, space_reference, config
-            )
-        fitted[space] = detectors
-    return fitted
+        require_alibi()  # before any space is fitted
+    return {
+        space: space_detectors(reference, space, config, batch_size=batch_size, backend=backend)
+        for space in reference.spaces
+    }
 
 
 def fit_reference(

@@ -36,6 +36,7 @@ from twinops.monitoring.features import (
     request_frame,
     text_frame,
 )
+from twinops.monitoring.fit import batch_size_for, space_detectors
 from twinops.monitoring.reference import DriftReference, reference_documents, reference_from_datasets
 from twinops.settings import Settings
 
@@ -139,19 +140,15 @@ def embedding_drift(
     The detectors are calibrated for one batch size drawn from the reference, so at most half the
     reference is tested (a random subset of the current texts when there are more).
     """
-    from twinops.monitoring.alibi import alibi_available, alibi_detectors
+    from twinops.monitoring.alibi import alibi_available
 
+    backend = "both" if alibi_available() else "evidently"
     found = []
     for space, vectors in current.items():
         if space not in reference.spaces or len(vectors) < 2:
             continue
-        space_reference = reference.spaces[space]
-        size = min(len(vectors), len(space_reference.reduced) // 2)
-        detectors = reference.detectors(space, size, config)
-        if alibi_available():
-            detectors.detectors += alibi_detectors(
-                reference.folder / "spaces" / space, space_reference, config
-            )
+        size = batch_size_for(reference.spaces[space], len(vectors))
+        detectors = space_detectors(reference, space, config, batch_size=size, backend=backend)
         tested = _subsample(vectors, size, config.seed)
         found.append(
             SpaceDrift(
