@@ -127,7 +127,7 @@ docs: $(VENV)/.installed ## Build the documentation site into site/ (mkdocs --st
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 bench: install ## Benchmarks: ratios against the raw libraries
-	@for b in bench/*/run.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*/run.py bench/serving/twins.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 pipelines: install ## Compile the KFP pipelines into pipelines/compiled/ (and component READMEs)
 	$(BIN)/twinops pipeline compile

@@ -35,13 +35,20 @@ def build_tiny_llama(tokenizer_source: str | Path, target: Path, *, seed: int = 
 
 
 def build_random_lora(
-    base_dir: str | Path, target: Path, *, seed: int, rank: int = 4, target_modules: tuple[str, ...] = ()
+    base_dir: str | Path,
+    target: Path,
+    *,
+    seed: int,
+    rank: int = 4,
+    target_modules: tuple[str, ...] = (),
+    gain: float = 1.0,
 ) -> Path:
     """Save a LoRA adapter on ``base_dir`` with random (non-zero) weights, as a trained one is saved.
 
     A fresh LoRA's B is zero, so it would answer exactly as the base; random A and B make each
     seed's adapter answer differently, which is what serving many adapters needs to show.
-    ``target_modules``: default q_proj, v_proj and down_proj.
+    ``target_modules``: default q_proj, v_proj and down_proj. ``gain``: how far each factor moves
+    its layer's output, relative to the output's own size (1: a different model; 0.05: a nudge).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -61,7 +68,7 @@ def build_random_lora(
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_" in name:
-                # Unit gain per factor: each adapter moves every layer's output by about its own size.
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
+                scale = gain / parameter.shape[1] ** 0.5  # ~gain x the input's size per factor
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
     peft_model.save_pretrained(target)
     return target
