@@ -4,21 +4,23 @@
   ``.venv-drift``, of alibi-detect's MMD/LSDD, for a reference of 1k and of 10k embeddings (384-d,
   reduced to 32): the fit (calibration draws) and one 32-row batch, with the 10k/1k ratio;
 - events per second through the online detector (``POST /`` CloudEvents over HTTP on 127.0.0.1,
-  one event per row, carrying its embedding so no model runs) against the raw detector call on the
-  same batches (``SpaceDetectors.predict``), as a ratio: what CloudEvents parsing, batching and HTTP
-  add to the test itself (about 6 ms per event on 127.0.0.1).
+  one event per row, carrying its embedding so no model runs; the detector in a process of its own,
+  as in a cluster) against the raw detector call on the same batches (``SpaceDetectors.predict``),
+  alternating over rounds, as ratios: what CloudEvents parsing, batching and HTTP add to the test
+  itself, posting one delivery at a time and ``--in-flight`` at a time (the loggers of several
+  predictors post at once).
 
 The embeddings are synthetic (unit vectors around a few topic centres), so the figures measure cost,
 not quality; the quality figures are in tests/monitoring.
 
-    .venv/bin/python bench/drift/run.py [--quick]      (.venv-drift/bin/python adds alibi-detect)
+    .venv/bin/python bench/drift/run.py [--quick] [--rounds N] [--in-flight N] [--throughput-only]
+    (.venv-drift/bin/python adds alibi-detect)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 
 import numpy as np
@@ -76,33 +78,35 @@ def scaling(sizes: list[int], draws: int) -> dict:
     return figures
 
 
-def throughput(batches: int) -> dict:
-    import httpx
+def _space(config: DriftConfig) -> SpaceDetectors:
+    reference = SpaceReference.fit("queries", embeddings(1000, seed=1), config)
+    return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
+
+
+THROUGHPUT_CONFIG = {"batch_size": BATCH, "calibration_draws": 20, "evidently_methods": ("mmd", "distance")}
+
+
+def _serve_detector(port: int) -> None:
+    """The online detector on 127.0.0.1:port, in a process of its own as in a cluster (the loggers
+    that post to it are other processes): the bench's client does not compete with it for the GIL.
+    A plain process, not a multiprocessing child: joblib (sklearn's pairwise distances) runs its
+    parallel loops serially inside a multiprocessing child, which the raw side would not."""
     import uvicorn
+
+    detector = DriftDetector(
+        {"queries": _space(DriftConfig(**THROUGHPUT_CONFIG))},
+        lambda texts: np.zeros((0, DIMENSION)),
+        batch_size=BATCH,
+        reference_id="bench",
+    )
+    uvicorn.run(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _events(rows: np.ndarray) -> list[tuple[dict, bytes]]:
+    """One binary-mode CloudEvent per row, carrying its embedding (V2 FP32), as the logger posts."""
     from cloudevents.conversion import to_binary
     from cloudevents.http import CloudEvent
 
-    config = DriftConfig(batch_size=BATCH, calibration_draws=20, evidently_methods=("mmd", "distance"))
-    reference = SpaceReference.fit("queries", embeddings(1000, seed=1), config)
-    space = SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
-    rows = embeddings(BATCH * batches, seed=2)
-
-    started = time.perf_counter()
-    for start in range(0, len(rows), BATCH):
-        space.predict(rows[start : start + BATCH])
-    raw = len(rows) / (time.perf_counter() - started)
-
-    detector = DriftDetector(
-        {"queries": space}, lambda texts: np.zeros((0, DIMENSION)), batch_size=BATCH, reference_id="bench"
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     bodies = []
     for index, row in enumerate(rows):
         data = {
@@ -113,26 +117,98 @@ def throughput(batches: int) -> dict:
         event = CloudEvent(
             {"type": "org.kubeflow.serving.inference.request", "source": "bench", "id": str(index)}, data
         )
-        bodies.append(to_binary(event))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-        started = time.perf_counter()
-        for headers, body in bodies:
-            client.post("/", headers=dict(headers), content=body).raise_for_status()
-        served = len(rows) / (time.perf_counter() - started)
-    server.should_exit = True
-    thread.join(timeout=10)
-    figures = {"raw_events_per_second": round(raw, 1), "service_events_per_second": round(served, 1)}
-    figures["ratio"] = round(served / raw, 2)
-    print(f"online detector {served:.0f} events/s vs raw detector {raw:.0f} rows/s: ratio {figures['ratio']}")
-    return figures
+        headers, body = to_binary(event)
+        bodies.append((dict(headers), body))
+    return bodies
+
+
+def _post_all(url: str, bodies: list[tuple[dict, bytes]], in_flight: int) -> float:
+    """Events per second posting ``bodies`` with ``in_flight`` deliveries at a time."""
+    import asyncio
+
+    import httpx
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(in_flight)
+        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=in_flight)) as client:
+
+            async def post(headers: dict, body: bytes) -> None:
+                async with gate:
+                    (await client.post("/", headers=headers, content=body)).raise_for_status()
+
+            await asyncio.gather(*(post(headers, body) for headers, body in bodies))
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return len(bodies) / (time.perf_counter() - started)
+
+
+def throughput(batches: int, rounds: int, in_flight: int) -> dict:
+    """The online detector's events/s against the raw ``SpaceDetectors.predict`` on the same rows,
+    alternating over ``rounds`` (median of each), one delivery at a time and ``in_flight`` at a time."""
+    import statistics
+    import subprocess
+    import sys
+
+    import httpx
+
+    space = _space(DriftConfig(**THROUGHPUT_CONFIG))
+    rows = embeddings(BATCH * batches, seed=2)
+    bodies = _events(rows)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the drift detector did not start") from None
+            time.sleep(0.2)
+    figures: dict[str, list[float]] = {"raw": [], "one_at_a_time": [], "concurrent": []}
+    try:
+        _post_all(url, bodies[: BATCH * 2], in_flight)  # warm-up: connections, first batches
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for start in range(0, len(rows), BATCH):
+                space.predict(rows[start : start + BATCH])
+            figures["raw"].append(len(rows) / (time.perf_counter() - started))
+            figures["one_at_a_time"].append(_post_all(url, bodies, 1))
+            figures["concurrent"].append(_post_all(url, bodies, in_flight))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    median = {name: statistics.median(values) for name, values in figures.items()}
+    result = {f"{name}_events_per_second": round(value, 1) for name, value in median.items()}
+    result["ratio_one_at_a_time"] = round(median["one_at_a_time"] / median["raw"], 2)
+    result["ratio_concurrent"] = round(median["concurrent"] / median["raw"], 2)
+    result["in_flight"] = in_flight
+    print(
+        f"online detector: {median['one_at_a_time']:.0f} events/s one at a time, "
+        f"{median['concurrent']:.0f} with {in_flight} in flight; raw detector {median['raw']:.0f} rows/s; "
+        f"ratios {result['ratio_one_at_a_time']} and {result['ratio_concurrent']} (median of {rounds} rounds)"
+    )
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer calibration draws and batches.")
+    parser.add_argument("--rounds", type=int, default=3, help="Throughput rounds (median of each side).")
+    parser.add_argument("--in-flight", type=int, default=8, help="Concurrent deliveries, as loggers post.")
+    parser.add_argument("--throughput-only", action="store_true", help="Skip the reference scaling.")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server side
     args = parser.parse_args()
+    if args.serve:
+        _serve_detector(args.serve)
+        return
     # The throughput first: the 10k reference's kernels leave the process large and slow.
-    throughput_figures = throughput(5 if args.quick else 20)
+    throughput_figures = throughput(5 if args.quick else 20, args.rounds, args.in_flight)
+    if args.throughput_only:
+        print(json.dumps(throughput_figures, indent=2))
+        return
     results = {
         "throughput": throughput_figures,
         "scaling": scaling([1000, 10000], 10 if args.quick else 30),

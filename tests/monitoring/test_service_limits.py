@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -123,7 +125,10 @@ def test_fewer_than_a_batch_ever_waits_however_many_texts_an_event_carries(read_
     assert read_metric(url, "twinops_drift_batches_total", space="queries") == len(test.batches)
 
 
-def test_past_max_waiting_a_delivery_is_shed_with_a_counted_429_and_retry_after(read_metric, serve_app):
+@contextmanager
+def _testing_a_batch(serve_app, limits: EventLimits) -> Iterator[tuple[str, RecordingTest, list]]:
+    """A served detector whose first batch is held in the embedder for the duration of the block:
+    yields its URL, the recording test, and a list that holds the first delivery's response after."""
     entered, release = threading.Event(), threading.Event()
 
     def slow_embed(texts: list[str]) -> np.ndarray:
@@ -131,7 +136,7 @@ def test_past_max_waiting_a_delivery_is_shed_with_a_counted_429_and_retry_after(
         release.wait(timeout=60)
         return _embed(texts)
 
-    detector, _test = _detector(EventLimits(max_waiting=1, retry_after_seconds=7), embed=slow_embed)
+    detector, test = _detector(limits, embed=slow_embed)
     url = serve_app(create_app(detector))
     headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
     first: list[httpx.Response] = []
@@ -140,11 +145,18 @@ def test_past_max_waiting_a_delivery_is_shed_with_a_counted_429_and_retry_after(
     )
     sender.start()
     try:
-        assert entered.wait(timeout=30)  # the first delivery holds the detector
-        shed = httpx.post(url + "/", headers=headers, content=body)
+        assert entered.wait(timeout=30), "the first batch never reached the embedder"
+        yield url, test, first
     finally:
         release.set()
         sender.join(timeout=60)
+
+
+def test_past_max_waiting_a_delivery_is_shed_with_a_counted_429_and_retry_after(read_metric, serve_app):
+    headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
+    limits = EventLimits(max_waiting=1, retry_after_seconds=7)
+    with _testing_a_batch(serve_app, limits) as (url, _test, first):  # the first delivery holds it
+        shed = httpx.post(url + "/", headers=headers, content=body)
     assert shed.status_code == 429 and shed.headers["retry-after"] == "7"
     assert shed.json()["error"] == "overloaded"
     assert first[0].status_code == 200 and first[0].json()["data"] is not None
@@ -172,3 +184,15 @@ def test_an_all_nan_embedding_is_a_400_naming_the_field(read_metric, serve_app):
     assert reply.json()["detail"].startswith("data[0].embedding holds NaN")
     assert read_metric(url, "twinops_drift_events_rejected_total", reason="non_finite_embedding") == 1.0
     assert test.batches == []
+
+
+def test_deliveries_are_answered_while_a_batch_is_being_tested(serve_app):
+    """Testing a batch (embedding, the detectors) does not hold up the next deliveries: the loggers
+    keep posting, and a delivery that fills no batch is answered at once."""
+    headers, body = _event({"instances": ["one more question"]})
+    with _testing_a_batch(serve_app, EventLimits()) as (url, test, first):
+        reply = httpx.post(url + "/", headers=headers, content=body, timeout=10)
+        assert reply.status_code == 200 and reply.json()["meta"]["pending"] == 1
+        assert test.batches == []  # the first batch is still being tested
+    assert first[0].status_code == 200 and first[0].json()["data"]["is_drift"] == 0
+    assert test.batches == [BATCH]

@@ -49,6 +49,7 @@ from twinops.monitoring.retrain import RetrainTrigger
 
 DRIFT_EVENT_TYPE = "org.twinops.drift"
 DRIFT_EVENT_SOURCE = "twinops-drift"
+INLINE_PARSE_BYTES = 64 * 1024  # bodies up to this size are parsed on the event loop
 logger = logging.getLogger(__name__)
 
 
@@ -114,6 +115,14 @@ class _Pending:
         return len(self.texts)
 
 
+@dataclass(frozen=True)
+class FilledBatches:
+    """The batches a delivery filled, taken off their queue, to be tested."""
+
+    space: str
+    batches: list[_Pending]
+
+
 class DriftDetector:
     """Batches events per space and runs the space's detectors on each full batch."""
 
@@ -147,25 +156,44 @@ class DriftDetector:
         self.limits = limits or EventLimits()
         self.metrics = DriftMetrics()
         self._pending = {space: _Pending() for space in spaces}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the queues: held only to queue and take batches
+        # Batches are tested one at a time per space, outside ``_lock``: while one is tested, other
+        # deliveries are parsed and queued (the detectors' numpy work and the parsing overlap). A
+        # plain lock, taken by the thread that tests: whoever holds it is running, so the worker
+        # threads waiting for it can never starve it (a turn handed out on the event loop could).
+        self._testing = {space: threading.Lock() for space in spaces}
 
     # --- events --------------------------------------------------------------------------------
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         """One HTTP delivery → (status, reply body)."""
+        received = self.receive(headers, body)
+        return received if isinstance(received, tuple) else self.test(received)
+
+    def receive(self, headers: dict[str, str], body: bytes) -> tuple[int, dict] | FilledBatches:
+        """Admit and queue one delivery: its reply when no batch filled (or it was refused), else the
+        batches it filled, for ``test``. Cheap (parsing and a short lock), so the app runs it on the
+        event loop for small bodies and hands only full batches to a worker thread."""
         event = self._admit(headers, body)
         if not isinstance(event, LoggedEvent):
             return event
-        detectors = self.spaces[event.space]
-        self.metrics.events.labels(space=event.space).inc()
+        space = event.space
+        self.metrics.events.labels(space=space).inc()
         with self._lock:
             batches = self._enqueue(event)
-            pending = len(self._pending[event.space])
-            self.metrics.pending.labels(space=event.space).set(pending)
+            pending = len(self._pending[space])
+            self.metrics.pending.labels(space=space).set(pending)
             if not batches:
                 return 200, {"data": None, "meta": {"pending": pending, "batch_size": self.batch_size}}
-            tested = [self._test(detectors, batch) for batch in batches]
+        return FilledBatches(space, batches)
+
+    def test(self, filled: FilledBatches) -> tuple[int, dict]:
+        """Run the space's detectors on the filled batches and act on the verdicts; the reply
+        carries the last one."""
+        space = filled.space
+        with self._testing[space]:
+            tested = [self._test(self.spaces[space], batch) for batch in filled.batches]
         for results, texts in tested:
-            reply = self._reply(event.space, results)
+            reply = self._reply(space, results)
             self._emit(reply, results, texts)
         return 200, reply
 
@@ -320,7 +348,17 @@ def create_app(detector: DriftDetector) -> FastAPI:
             if body is None:
                 status, reply = detector.body_too_large(declared_length(request))
             else:
-                status, reply = await run_in_threadpool(detector.handle, dict(request.headers), body)
+                headers = dict(request.headers)
+                # A logger's event (one request or response) parses in well under a millisecond: on
+                # the loop, without two thread switches per event. A large one parses in a thread.
+                if len(body) <= INLINE_PARSE_BYTES:
+                    received = detector.receive(headers, body)
+                else:
+                    received = await run_in_threadpool(detector.receive, headers, body)
+                if isinstance(received, FilledBatches):
+                    status, reply = await run_in_threadpool(detector.test, received)
+                else:
+                    status, reply = received
         finally:
             in_flight -= 1
         return JSONResponse(reply, status_code=status)
