@@ -70,6 +70,10 @@ class ChatCompletionRequest(GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     author_id: str | None = Field(None, description="twinops extension: whose documents ground the answer.")
+    twin: str | None = Field(
+        None,
+        description="twinops extension: the twin (twin-llm-<author>) that answers from its author's texts.",
+    )
 
     def sampling(self, default_max_tokens: int) -> SamplingParams:
         params = super().sampling(default_max_tokens)
