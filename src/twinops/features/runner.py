@@ -24,13 +24,14 @@ def run_features(
     job: FeatureJob, settings: Settings, *, on_progress: ProgressCallback | None = None
 ) -> FeatureRunSummary:
     """Turn the warehouse into features (contract 2): Qdrant points, Feast tables, a DatasetVersion."""
-    from twinops.infra.mongo import connect
+    from twinops.infra.mongo import connect, warehouse_errors
     from twinops.infra.qdrant import open_qdrant
 
     started = time.perf_counter()
     db = connect(settings)
     embedder = open_embedder(settings)
-    # One Qdrant handle for the whole run: local mode locks its folder to one client.
+    # One Qdrant handle for the whole run: local mode locks its folder to one client. The run's
+    # watermark is written last, so a run the warehouse's death ends is redone by the next one.
     with open_qdrant(settings) as client:
         live = VectorStore(client).alias_target(CHUNKS_ALIAS)
         gate = clean_and_gate(job, settings, db=db, live_collection=live, on_progress=on_progress)
@@ -41,6 +42,7 @@ def run_features(
     if job.materialize_feast and (
         summary.wrote_anything or summary.alias_switched or not feast_state.exists()
     ):
-        materialize(settings, db=db)
+        with warehouse_errors():
+            materialize(settings, db=db)
         summary = summary.model_copy(update={"feast_materialized": True})
     return summary.model_copy(update={"seconds": round(time.perf_counter() - started, 3)})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from twinops.errors import ServiceUnavailable
@@ -39,3 +42,13 @@ def unreachable(error: PyMongoError, what: str = "MongoDB") -> ServiceUnavailabl
         "or fix TWINOPS_MONGODB_URI",
         setting="TWINOPS_MONGODB_URI",
     )
+
+
+@contextmanager
+def warehouse_errors(what: str = "the warehouse") -> Iterator[None]:
+    """A warehouse that stops answering mid-step ends the step in one line (``unreachable``), not in
+    pymongo's traceback after its server-selection timeout; other errors pass unchanged."""
+    try:
+        yield
+    except ConnectionFailure as error:
+        raise unreachable(error, what) from error
