@@ -44,6 +44,34 @@ class _Frozen(BaseModel):
         return drop_computed_fields(cls, data)
 
 
+class DocumentOrigin(BaseModel):
+    """Which warehouse document a record is about, whose writing it is and where it came from.
+
+    Every record after collection carries these fields (the gate's decision, the cleaned document,
+    its chunks, the feature state): they are declared here once, and one stage's record is built
+    from the last one's with ``DocumentOrigin.fields_of(record)``.
+    """
+
+    document_id: str
+    author_id: str
+    author_name: str
+    platform: Platform
+    source_url: str
+
+    @classmethod
+    def fields_of(cls, record: Any) -> dict[str, Any]:
+        """This class's fields as ``record`` holds them (any object with those attributes)."""
+        return {name: getattr(record, name) for name in cls.model_fields}
+
+
+class WritingOrigin(DocumentOrigin):
+    """``DocumentOrigin`` plus what kind of writing it is and when it was published: what the cleaned
+    document and each of its chunks carry from the raw document."""
+
+    category: Category
+    published_at: datetime | None = None
+
+
 class Author(_Frozen):
     """A person whose writing the twin learns."""
 
@@ -79,20 +107,18 @@ class RawDocument(_Frozen):
     def id(self) -> str:
         return stable_uuid("document", self.platform.value, self.source_url)
 
+    @property
+    def document_id(self) -> str:
+        """``id`` under the name the later stages give it (``DocumentOrigin``)."""
+        return self.id
 
-class CleanedDocument(_Frozen):
+
+class CleanedDocument(_Frozen, WritingOrigin):
     """A document after cleaning and quality gates, ready for chunking."""
 
-    document_id: str
-    author_id: str
-    author_name: str
-    platform: Platform
-    category: Category
-    source_url: str
     title: str = ""
     content: str
     language: str | None = None
-    published_at: datetime | None = None
     source_content_hash: str
 
     @computed_field  # type: ignore[prop-decorator]
@@ -101,20 +127,13 @@ class CleanedDocument(_Frozen):
         return content_hash(self.title, self.content)
 
 
-class Chunk(_Frozen):
+class Chunk(_Frozen, WritingOrigin):
     """A token-bounded piece of a cleaned document. Its id is deterministic."""
 
-    document_id: str
-    author_id: str
-    author_name: str
-    platform: Platform
-    category: Category
-    source_url: str
     chunk_index: int = Field(ge=0)
     content: str
     token_count: int = Field(ge=0)
     document_content_hash: str
-    published_at: datetime | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from twinops.domain.documents import Category, Chunk, CleanedDocument
+from twinops.domain.documents import Category, Chunk, CleanedDocument, WritingOrigin
 from twinops.errors import ConfigError
 from twinops.features.cleaning import split_code_fences
 from twinops.features.jobs import ChunkerConfig
@@ -197,17 +197,11 @@ class Chunker:
         counts = self.tokens.counts(texts)
         return [
             Chunk(
-                document_id=document.document_id,
-                author_id=document.author_id,
-                author_name=document.author_name,
-                platform=document.platform,
-                category=document.category,
-                source_url=document.source_url,
+                **WritingOrigin.fields_of(document),
                 chunk_index=index,
                 content=text,
                 token_count=tokens,
                 document_content_hash=document.content_hash,
-                published_at=document.published_at,
             )
             for index, (text, tokens) in enumerate(zip(texts, counts, strict=True))
         ]

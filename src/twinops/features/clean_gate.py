@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pymongo.database import Database
 
-from twinops.domain.documents import Author, CleanedDocument, RawDocument
+from twinops.domain.documents import Author, CleanedDocument, DocumentOrigin, RawDocument, WritingOrigin
 from twinops.domain.progress import ProgressCallback
 from twinops.domain.versions import DatasetKind
 from twinops.errors import NotFound
@@ -28,6 +28,7 @@ from twinops.features.state import ALL_AUTHORS, FeatureStateRepository
 from twinops.features.vector_store import CHUNKS_ALIAS, collection_name
 from twinops.infra.dataset_versions import DatasetVersionRepository
 from twinops.infra.documents import AuthorRepository, DocumentRepository
+from twinops.infra.mongo import warehouse_errors
 from twinops.settings import Settings
 
 # Default of ``live_collection``: ask Qdrant (None is a real answer: no alias yet).
@@ -81,15 +82,7 @@ def _redact(text: str, config: GateConfig, vault: PiiVault | None) -> tuple[str,
 
 
 def _decision(raw: RawDocument, **fields) -> DocumentDecision:
-    return DocumentDecision(
-        document_id=raw.id,
-        author_id=raw.author_id,
-        author_name=raw.author_name,
-        source_url=raw.source_url,
-        platform=raw.platform.value,
-        source_content_hash=raw.content_hash,
-        **fields,
-    )
+    return DocumentDecision(**DocumentOrigin.fields_of(raw), source_content_hash=raw.content_hash, **fields)
 
 
 def gate_document(
@@ -128,16 +121,10 @@ def gate_document(
     if failure:
         return rejected(failure, pii=pii)
     cleaned = CleanedDocument(
-        document_id=raw.id,
-        author_id=raw.author_id,
-        author_name=raw.author_name,
-        platform=raw.platform,
-        category=raw.category,
-        source_url=raw.source_url,
+        **WritingOrigin.fields_of(raw),
         title=title,
         content=content,
         language=language,
-        published_at=raw.published_at,
         source_content_hash=raw.content_hash,
     )
     return _decision(
@@ -145,6 +132,7 @@ def gate_document(
     )
 
 
+@warehouse_errors()  # a warehouse gone mid-stage: one line, and the next run redoes it
 def clean_and_gate(
     job: FeatureJob,
     settings: Settings,

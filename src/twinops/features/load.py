@@ -21,10 +21,11 @@ from twinops.features.artifact import build_version, gate_report, write_artifact
 from twinops.features.chunking import Chunker
 from twinops.features.embedding import Embedder, embed_chunks, open_embedder
 from twinops.features.jobs import FeatureJob
-from twinops.features.results import FeatureRunSummary, GateResult
+from twinops.features.results import FeatureRunSummary, GateOutcome, GateResult
 from twinops.features.state import ALL_AUTHORS, DocumentState, FeatureStateRepository, RunState
 from twinops.features.vector_store import CollectionTarget, VectorStore, document_payload
 from twinops.infra.dataset_versions import DatasetVersionRepository
+from twinops.infra.mongo import warehouse_errors
 from twinops.settings import Settings
 
 
@@ -33,21 +34,10 @@ def _state_rows(gate: GateResult, chunks: dict[str, list[Chunk]]) -> list[Docume
     for decision in gate.decisions:
         rows.append(
             DocumentState(
-                document_id=decision.document_id,
-                author_id=decision.author_id,
-                author_name=decision.author_name,
-                source_url=decision.source_url,
-                platform=decision.platform,
-                source_content_hash=decision.source_content_hash,
+                **GateOutcome.fields_of(decision),
                 fingerprint=gate.fingerprint,
                 status="kept" if decision.kept else "rejected",
-                reason=decision.reason,
-                detail=decision.detail,
-                cleaned=decision.cleaned,
                 chunks=chunks.get(decision.document_id, []),
-                exact_hash=decision.exact_hash,
-                minhash=decision.minhash,
-                pii=decision.pii,
             )
         )
     return rows
@@ -111,6 +101,7 @@ def _load_qdrant(
     return upserted, deleted
 
 
+@warehouse_errors()  # a warehouse gone mid-stage: one line, and the next run redoes it
 def chunk_embed_load(
     job: FeatureJob,
     settings: Settings,

@@ -8,21 +8,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from twinops.domain.documents import CleanedDocument
+from twinops.domain.documents import CleanedDocument, DocumentOrigin
 
 
-class DocumentDecision(BaseModel):
-    """The clean-and-gate outcome for one warehouse document."""
+class GateOutcome(DocumentOrigin):
+    """What the gate found about one warehouse document: in the decision a run hands on, and in the
+    feature state that remembers it (``features.state.DocumentState``)."""
 
     model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
 
-    document_id: str
-    author_id: str
-    author_name: str
-    source_url: str
-    platform: str
     source_content_hash: str
-    kept: bool
     reason: str | None = None
     detail: str = ""
     cleaned: CleanedDocument | None = None
@@ -37,6 +32,12 @@ class DocumentDecision(BaseModel):
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k != "content_hash"}
         return value
+
+
+class DocumentDecision(GateOutcome):
+    """The clean-and-gate outcome for one warehouse document."""
+
+    kept: bool
 
 
 class GateCounts(BaseModel):

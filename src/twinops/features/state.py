@@ -18,29 +18,19 @@ from pydantic import BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.database import Database
 
-from twinops.domain.documents import Chunk, CleanedDocument, utcnow
+from twinops.domain.documents import Chunk, utcnow
+from twinops.features.results import GateOutcome
 
 ALL_AUTHORS = "*"
 
 
-class DocumentState(BaseModel):
-    """The feature pipeline's record of one warehouse document."""
+class DocumentState(GateOutcome):
+    """The feature pipeline's record of one warehouse document: the gate's outcome, the config that
+    produced it, and the chunks of a kept document."""
 
-    document_id: str
-    author_id: str
-    author_name: str
-    source_url: str
-    platform: str
-    source_content_hash: str
     fingerprint: str
     status: Literal["kept", "rejected"]
-    reason: str | None = None
-    detail: str = ""
-    cleaned: CleanedDocument | None = None
     chunks: list[Chunk] = Field(default_factory=list)
-    exact_hash: str | None = None
-    minhash: bytes | None = None
-    pii: dict[str, int] = Field(default_factory=dict)
     processed_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from datetime import datetime
 
 from pydantic import BaseModel
 
-from twinops.domain.documents import Category, Chunk, CleanedDocument, EmbeddedChunk, Platform
+from twinops.domain.documents import Chunk, CleanedDocument, EmbeddedChunk, WritingOrigin
 from twinops.errors import ConfigError, NotFound
 
 CHUNKS_ALIAS = "twin_chunks"
@@ -27,18 +26,11 @@ class DimensionMismatch(ConfigError):
     """An embedder's vectors do not fit a collection's vector size."""
 
 
-class ScoredChunk(BaseModel):
+class ScoredChunk(WritingOrigin):
     """A search hit: the chunk's payload plus its cosine score."""
 
     score: float
     chunk_id: str
-    document_id: str
-    author_id: str
-    author_name: str
-    category: Category
-    platform: Platform
-    source_url: str
-    published_at: datetime | None = None
     content_hash: str
     chunk_index: int
     content: str
@@ -48,17 +40,11 @@ class ScoredChunk(BaseModel):
 
     def to_chunk(self) -> Chunk:
         return Chunk(
-            document_id=self.document_id,
-            author_id=self.author_id,
-            author_name=self.author_name,
-            platform=self.platform,
-            category=self.category,
-            source_url=self.source_url,
+            **WritingOrigin.fields_of(self),
             chunk_index=self.chunk_index,
             content=self.content,
             token_count=self.token_count,
             document_content_hash=self.content_hash,
-            published_at=self.published_at,
         )
 
 

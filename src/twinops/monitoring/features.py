@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 from pydantic import BaseModel, Field
 
-from twinops.domain.documents import CleanedDocument
+from twinops.domain.documents import CleanedDocument, DocumentOrigin
 from twinops.domain.serving import RagRequestRecord
 
 DOCUMENT_NUMERICAL = ("length_words", "length_chars", "age_days", "freshness")
@@ -45,11 +45,7 @@ def document_frame(documents: list[CleanedDocument], now: datetime):
 
     rows = [
         DocumentState(
-            document_id=doc.document_id,
-            author_id=doc.author_id,
-            author_name=doc.author_name,
-            source_url=doc.source_url,
-            platform=doc.platform.value,
+            **DocumentOrigin.fields_of(doc),
             source_content_hash=doc.source_content_hash,
             fingerprint="",
             status="kept",
