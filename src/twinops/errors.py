@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 
 class TwinopsError(Exception):
     """A problem with input, settings or the environment that the user can fix.
@@ -41,3 +43,35 @@ class NotFound(TwinopsError):
 
 class JobFailed(TwinopsError):
     """Work handed to the cluster (a Kubeflow TrainJob) failed; the message carries the job's reason."""
+
+
+class FieldProblem(NamedTuple):
+    """The first thing pydantic found wrong with some input, as the parts of one line.
+
+    Every boundary that validates input (settings, config files, job options, request bodies)
+    turns a ``ValidationError`` into one line through ``first_problem``, each in its own words
+    around the same parts.
+    """
+
+    where: str  # the dotted location (``trainer.max_steps``); empty at the top level
+    message: str  # pydantic's complaint, without its ``Value error, `` prefix
+    value: Any  # what was given there
+    kind: str  # pydantic's error type (``missing``, ``int_parsing``, ``json_invalid``, ...)
+    others: int  # how many more problems the input has
+
+    def line(self, *, top: str = "") -> str:
+        """``where: message`` (``top`` names the location when the problem is the whole input)."""
+        where = self.where or top
+        return f"{where}: {self.message}" if where else self.message
+
+
+def first_problem(error: Any, *, skip: tuple[str, ...] = ()) -> FieldProblem:
+    """The first problem of a pydantic ``ValidationError`` (or FastAPI's ``RequestValidationError``);
+    location parts in ``skip`` (FastAPI's ``body`` root) are left out of ``where``."""
+    problems = error.errors()
+    first = problems[0] if problems else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in skip)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return FieldProblem(
+        where, message, first.get("input"), str(first.get("type", "")), max(len(problems) - 1, 0)
+    )

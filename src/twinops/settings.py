@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from twinops.errors import ConfigError
+from twinops.errors import ConfigError, first_problem
 
 BUNDLED_LLM = "bundled:smollm2-135m-instruct"
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
@@ -142,11 +142,10 @@ def get_settings() -> Settings:
 
 def settings_error(error: ValidationError) -> ConfigError:
     """One line for the first invalid setting: its variable, the value given, and why."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "?"
-    variable = f"{Settings.model_config['env_prefix']}{field}".upper()
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    problem = first_problem(error)
+    variable = f"{Settings.model_config['env_prefix']}{problem.where or '?'}".upper()
+    more = f" (and {problem.others} more)" if problem.others else ""
     return ConfigError(
-        f"{variable}={first.get('input')!r} is not valid: {first['msg']}{more}; fix or unset it",
+        f"{variable}={problem.value!r} is not valid: {problem.message}{more}; fix or unset it",
         setting=variable,
     )

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import assert_one_line_exit_2
 
 from twinops.cli import main
 from twinops.errors import ConfigError, ServiceUnavailable
@@ -27,14 +28,6 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _one_line_exit_2(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err
 
 
 @pytest.mark.parametrize(
@@ -50,7 +43,7 @@ def _one_line_exit_2(code: int, err: str, *needles: str) -> None:
 def test_usage_errors_are_one_line(home, capsys, args: list[str], needle: str) -> None:
     code = main(args)
     err = capsys.readouterr().err
-    _one_line_exit_2(code, err, needle, "--help")
+    assert_one_line_exit_2(code, err, needle, "--help")
 
 
 def test_usage_error_from_the_console_script(home: Path) -> None:
@@ -62,14 +55,14 @@ def test_usage_error_from_the_console_script(home: Path) -> None:
         check=False,
         env={**os.environ, "TWINOPS_HOME": str(home)},
     )
-    _one_line_exit_2(result.returncode, result.stderr, "--no-such-option")
+    assert_one_line_exit_2(result.returncode, result.stderr, "--no-such-option")
 
 
 def test_bad_environment_value_names_the_variable(home, monkeypatch, capsys) -> None:
     monkeypatch.setenv("TWINOPS_MONGODB_PORT", "abc")
     get_settings.cache_clear()
     code = main(["services", "status"])
-    _one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_MONGODB_PORT", "'abc'")
+    assert_one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_MONGODB_PORT", "'abc'")
     with pytest.raises(ConfigError, match="TWINOPS_MONGODB_PORT"):
         get_settings()
 
@@ -86,7 +79,7 @@ def test_home_under_a_file_is_one_line(tmp_path, home, monkeypatch, capsys) -> N
     monkeypatch.setenv("TWINOPS_HOME", str(blocker / "home"))
     get_settings.cache_clear()
     code = main(["services", "status"])
-    _one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_HOME", str(blocker / "home"))
+    assert_one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_HOME", str(blocker / "home"))
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes anywhere")
@@ -96,7 +89,7 @@ def test_read_only_home_is_one_line(tmp_path, home, monkeypatch, capsys) -> None
     monkeypatch.setenv("TWINOPS_HOME", str(locked))
     get_settings.cache_clear()
     code = main(["services", "status"])
-    _one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_HOME")
+    assert_one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_HOME")
 
 
 def test_unwritable_home_writes_nothing(tmp_path, home, monkeypatch) -> None:
@@ -131,7 +124,7 @@ def test_registry_list_against_unreachable_mlflow_fails(home, monkeypatch, capsy
     get_settings.cache_clear()
     code = main(["registry", "list"])
     captured = capsys.readouterr()
-    _one_line_exit_2(code, captured.err, "TWINOPS_MLFLOW_TRACKING_URI")
+    assert_one_line_exit_2(code, captured.err, "TWINOPS_MLFLOW_TRACKING_URI")
     assert "no registered model versions" not in captured.out
 
 
@@ -174,7 +167,7 @@ def test_services_up_refuses_an_unreachable_qdrant(home, monkeypatch, capsys, em
     monkeypatch.setenv("TWINOPS_QDRANT_URL", f"http://127.0.0.1:{_closed_port()}")
     get_settings.cache_clear()
     code = main(["services", "up"])
-    _one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_QDRANT_URL")
+    assert_one_line_exit_2(code, capsys.readouterr().err, "TWINOPS_QDRANT_URL")
 
 
 def test_a_commands_exit_code_reaches_the_shell(home, tmp_path, capsys) -> None:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.cli.evaluate import default_models
@@ -51,9 +52,7 @@ def test_default_models_are_the_base_and_the_newest_finished_runs(settings) -> N
 def test_without_runs_or_registry_evaluate_says_what_to_do(home, capsys) -> None:
     with pytest.raises(NotFound, match="twinops train sft"):
         default_models(get_settings())
-    assert main(["evaluate"]) == 2
-    err = capsys.readouterr().err
-    assert "--model NAME=PATH" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    one_line_error(main, ["evaluate"], capsys, "--model NAME=PATH")
 
 
 def test_gate_without_a_name_and_nothing_registered_is_one_line(mlflow_settings, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.settings import Settings
@@ -42,8 +43,12 @@ def test_errors_are_one_line(dataset_settings: Settings, capsys: pytest.CaptureF
     assert "twinops features" in err and "Traceback" not in err
     assert main(["datasets", "build", "--generator", "gpt9", "--no-mlflow"]) == 2
     assert "generator" in capsys.readouterr().err
-    assert main(["datasets", "build", "--budget", "a while", "--no-mlflow"]) == 2
-    err = capsys.readouterr().err
-    assert "--budget" in err and "not a duration" in err and len(err.strip().splitlines()) == 1
+    one_line_error(
+        main,
+        ["datasets", "build", "--budget", "a while", "--no-mlflow"],
+        capsys,
+        "--budget",
+        "not a duration",
+    )
     assert main(["datasets", "show", "instruction-0000"]) == 2
     assert "does not exist" in capsys.readouterr().err

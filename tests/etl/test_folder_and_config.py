@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.domain import Category, Platform
 from twinops.errors import ConfigError
@@ -130,9 +131,7 @@ def test_an_unknown_kind_is_one_config_error_naming_the_known_kinds(tmp_path: Pa
     assert "\n" not in message and "'rss'" in message and "`authors.0.sources.0`" in message
     assert all(f"'{kind}'" in message for kind in SOURCE_KINDS)
     # Before anything is collected: no folder collector quietly reads https://a.org/x.
-    assert main(["etl", "--config", str(config)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "'rss'" in err
+    one_line_error(main, ["etl", "--config", str(config)], capsys, "'rss'")
 
 
 def test_yaml_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.settings import get_settings
@@ -33,11 +34,7 @@ def test_an_unknown_bundled_name_is_one_line(home, tiny_llama: Path, monkeypatch
     monkeypatch.setenv("TWINOPS_BASE_MODEL", str(tiny_llama))
     monkeypatch.setenv("TWINOPS_EMBEDDING_MODEL", "bundled:no-such-model")
     get_settings.cache_clear()
-    assert main(["models", "path"]) == 2
-    err = capsys.readouterr().err
-    assert (
-        "TWINOPS_EMBEDDING_MODEL" in err and "all-minilm-l6-v2" in err and len(err.strip().splitlines()) == 1
-    )
+    one_line_error(main, ["models", "path"], capsys, "TWINOPS_EMBEDDING_MODEL", "all-minilm-l6-v2")
 
 
 @pytest.mark.slow

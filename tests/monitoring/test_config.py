@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.errors import ConfigError
@@ -39,10 +40,9 @@ def test_a_bad_drift_config_is_one_line_and_exit_2(
     with pytest.raises(ConfigError, match="drift config"):
         load_drift_config(path)
     # `drift report` reads the config before it opens anything.
-    assert main(["drift", "report", "--current", "requests", "--config", str(path)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert message in error and str(path) in error
-    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    one_line_error(
+        main, ["drift", "report", "--current", "requests", "--config", str(path)], capsys, message, str(path)
+    )
 
 
 def test_a_bad_option_names_itself(tmp_path: Path) -> None:

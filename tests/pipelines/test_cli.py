@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.kfp_client import RecordingClient
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.errors import ConfigError
@@ -26,50 +27,44 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def _one_line_error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
-
-
 def test_unknown_pipeline(home, capsys) -> None:
-    err = _one_line_error(capsys, ["pipeline", "run-local", "no_such_pipeline"])
+    err = one_line_error(main, ["pipeline", "run-local", "no_such_pipeline"], capsys)
     assert "no_such_pipeline" in err and "twin_pipeline" in err
 
 
 def test_unknown_parameter(home, capsys) -> None:
-    err = _one_line_error(capsys, ["pipeline", "run-local", "feature", "--param", "colour=blue"])
+    err = one_line_error(main, ["pipeline", "run-local", "feature", "--param", "colour=blue"], capsys)
     assert "colour" in err and "author" in err
 
 
 def test_parameter_of_the_wrong_type(home, capsys) -> None:
-    err = _one_line_error(capsys, ["pipeline", "run-local", "training", "-p", "sft_max_steps=many"])
+    err = one_line_error(main, ["pipeline", "run-local", "training", "-p", "sft_max_steps=many"], capsys)
     assert "sft_max_steps" in err and "integer" in err
 
 
 def test_parameter_without_equals(home, capsys) -> None:
-    assert "key=value" in _one_line_error(capsys, ["pipeline", "run-local", "twin", "-p", "author"])
+    assert "key=value" in one_line_error(main, ["pipeline", "run-local", "twin", "-p", "author"], capsys)
 
 
 def test_unreachable_host(home, capsys) -> None:
     host = f"http://127.0.0.1:{_closed_port()}"
-    err = _one_line_error(capsys, ["pipeline", "submit", "twin_pipeline", "--host", host])
+    err = one_line_error(main, ["pipeline", "submit", "twin_pipeline", "--host", host], capsys)
     assert host in err and "does not answer" in err
 
 
 @pytest.mark.parametrize("secret", ["", "Not_A_Name"])
 def test_missing_or_bad_secret_name(home, capsys, secret: str) -> None:
-    err = _one_line_error(
-        capsys, ["pipeline", "submit", "twin", "--host", "http://127.0.0.1:1", "--secret", secret]
+    err = one_line_error(
+        main, ["pipeline", "submit", "twin", "--host", "http://127.0.0.1:1", "--secret", secret], capsys
     )
     assert "--secret" in err
 
 
 def test_bad_schedule(home, capsys) -> None:
-    err = _one_line_error(
-        capsys, ["pipeline", "submit", "twin", "--host", "http://127.0.0.1:1", "--schedule", "every day"]
+    err = one_line_error(
+        main,
+        ["pipeline", "submit", "twin", "--host", "http://127.0.0.1:1", "--schedule", "every day"],
+        capsys,
     )
     assert "--schedule" in err
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.rollout.conftest import running_cluster, write_kubeconfig
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 
@@ -55,11 +56,7 @@ def _start(*extra: str, isvc: str = "twin-llm") -> list[str]:
 def test_bad_input_is_one_line_exit_2_and_patches_nothing(
     kube, mlflow_settings, capsys, extra, message
 ) -> None:
-    code = main(_start(*extra))
-    err = capsys.readouterr().err
-    assert code == 2
-    assert message in " ".join(err.split())
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    one_line_error(main, _start(*extra), capsys, message)
     assert kube.isvc_writes() == []
 
 

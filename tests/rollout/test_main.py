@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.rollout.conftest import ROLLOUT_ACCOUNT, aliases, canary_traffic, release_cluster
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main as cli_main
 from twinops.infra.registry import CHAMPION, REJECTED_TAG, RELEASED_BY_TAG, RELEASED_TAG, ReleasePath
@@ -107,9 +108,9 @@ def test_the_controller_process_with_nothing_to_do_exits_cleanly(cluster) -> Non
 
 
 def test_the_controller_process_reports_a_missing_service_in_one_line(cluster, capsys) -> None:
-    assert controller_main(["--isvc", "nope", "--namespace", NAMESPACE, "--golden", "none"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: InferenceService {NAMESPACE}/nope does not exist") and err.count("\n") == 1
+    argv = ["--isvc", "nope", "--namespace", NAMESPACE, "--golden", "none"]
+    line = one_line_error(controller_main, argv, capsys)
+    assert line.startswith(f"error: InferenceService {NAMESPACE}/nope does not exist")
 
 
 def test_watching_waits_for_a_service_that_does_not_exist_yet_and_says_so(

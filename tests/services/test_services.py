@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.errors import ServiceUnavailable
@@ -81,11 +82,7 @@ def test_unreachable_external_mongodb_is_one_line(
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     monkeypatch.setenv("TWINOPS_MONGODB_URI", f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300")
-    assert main(["services", "up"]) == 2
-    err = capsys.readouterr().err
-    assert "TWINOPS_MONGODB_URI" in err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    one_line_error(main, ["services", "up"], capsys, "TWINOPS_MONGODB_URI")
 
 
 def test_clients_need_services_up_first(settings: Settings) -> None:

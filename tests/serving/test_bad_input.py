@@ -23,6 +23,7 @@ import pytest
 from kserve import InferInput, InferRequest
 from kserve.inference_client import InferenceGRPCClient
 from tests.serving.conftest import LLM_MAX_TOKENS_LIMIT, grpc_address
+from tests.support.one_line import assert_one_line_exit_2
 
 from twinops.serving.local import LocalServer
 
@@ -493,9 +494,4 @@ def test_runtime_refuses_bad_flags_in_one_line(
         cwd=tmp_path,
         check=False,
     )
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for word in words:
-        assert word in lines[0]
+    assert_one_line_exit_2(done.returncode, done.stderr, *words)

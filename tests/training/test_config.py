@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.errors import ConfigError
@@ -69,7 +70,4 @@ def test_a_bad_gate_file_is_one_line_and_exit_2(
     """`twinops registry gate --gate FILE` reads the file (through the one config loader) first."""
     gate = tmp_path / "gate.yaml"
     gate.write_text(text)
-    assert main(["registry", "gate", "twin-llm", "--gate", str(gate)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert message in error and str(gate) in error
-    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    one_line_error(main, ["registry", "gate", "twin-llm", "--gate", str(gate)], capsys, message, str(gate))

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from tests.support.one_line import one_line_error
 
 from twinops.cli import main
 from twinops.domain.versions import DatasetKind
@@ -104,7 +105,6 @@ def test_registering_a_model_with_mlflow_down_is_one_line_after_one_attempt(
 
 
 def test_registry_promote_says_mlflow_is_down_in_one_line_exit_2(mlflow_down, capsys):
-    assert main(["registry", "promote", LLM_MODEL, "--version", "1", "--reason", "hotfix"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "TWINOPS_MLFLOW_TRACKING_URI" in error and len(error.splitlines()) == 1
+    argv = ["registry", "promote", LLM_MODEL, "--version", "1", "--reason", "hotfix"]
+    one_line_error(main, argv, capsys, "TWINOPS_MLFLOW_TRACKING_URI")
     assert mlflow_down.attempts == 1

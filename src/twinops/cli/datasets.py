@@ -70,7 +70,7 @@ def build(
     from pydantic import ValidationError
 
     from twinops.datasets import DatasetJob, build_datasets
-    from twinops.errors import ConfigError
+    from twinops.errors import ConfigError, first_problem
 
     job = DatasetJob.from_yaml(job_file) if job_file else DatasetJob()
     overrides = {
@@ -86,9 +86,9 @@ def build(
     try:
         job = DatasetJob.model_validate({**job.model_dump(), **updates})
     except ValidationError as error:
-        first = error.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "job"
-        raise ConfigError(f"invalid {option}: {first['msg']}") from error
+        problem = first_problem(error)
+        option = "--" + problem.where.split(".")[0].replace("_", "-") if problem.where else "job"
+        raise ConfigError(f"invalid {option}: {problem.message}") from error
 
     with ExitStack() as stack:
         # Bars on a terminal; plain lines every few seconds when stderr goes to a file or a pipe.

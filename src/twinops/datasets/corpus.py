@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from twinops.domain import Author, Chunk, CleanedDocument, DatasetKind, DatasetVersion
-from twinops.errors import ConfigError, NotFound, TwinopsError
+from twinops.errors import ConfigError, NotFound, TwinopsError, first_problem
 from twinops.infra.dataset_versions import DatasetVersionRepository
 
 RUN_FEATURES_FIRST = "run `twinops features` first"
@@ -48,9 +48,10 @@ def _read_jsonl(path: Path, model: type, *, required: bool) -> list:
                     data.pop(computed, None)
                 rows.append(model.model_validate(data))
             except (ValidationError, ValueError, AttributeError) as error:
+                why = first_problem(error).line() if isinstance(error, ValidationError) else str(error)
                 raise ConfigError(
                     f"{path} line {number} is not a valid {model.__name__}: re-run `twinops features` "
-                    f"({str(error).splitlines()[0]})"
+                    f"({why.splitlines()[0]})"
                 ) from error
     return rows
 

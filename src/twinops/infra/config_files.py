@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from twinops.errors import ConfigError
+from twinops.errors import ConfigError, first_problem
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -46,10 +46,11 @@ def validate_config(
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = first_problem(error)
         source = f"{what} {path}" if path is not None else what
-        raise ConfigError(f"{source} is invalid: `{where}` {first['msg']}; fix that entry") from error
+        raise ConfigError(
+            f"{source} is invalid: `{problem.where or '(top level)'}` {problem.message}; fix that entry"
+        ) from error
 
 
 def load_config(model: type[ModelT], path: Path | str, *, what: str) -> ModelT:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twinops.errors import ConfigError
+from twinops.errors import ConfigError, first_problem
 
 
 def validate_job(job_class: type, fields: dict[str, Any]) -> Any:
@@ -20,10 +20,10 @@ def validate_job(job_class: type, fields: dict[str, Any]) -> Any:
     try:
         return job_class.model_validate(fields)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(job)"
+        problem = first_problem(error)
         raise ConfigError(
-            f"{job_class.__name__} option `{where}` {first['msg'].lower()}: fix the component options"
+            f"{job_class.__name__} option `{problem.where or '(job)'}` {problem.message.lower()}: "
+            "fix the component options"
         ) from error
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from twinops.errors import ConfigError, JobFailed, ServiceUnavailable
+from twinops.errors import ConfigError, JobFailed, ServiceUnavailable, first_problem
 from twinops.pipelines.gpu import DEFAULT_PROFILE, ClusterProfile
 from twinops.pipelines.trainjob import TrainJobPlacement, trainjob_request
 from twinops.settings import Settings
@@ -62,11 +62,11 @@ def placement_for(train_on: str, trainjob: dict[str, Any], settings: Settings) -
     try:
         return TrainJobPlacement.model_validate({"runtime": settings.trainjob_runtime, **dict(trainjob)})
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(placement)"
-        message = first["msg"].removeprefix("Value error, ")
+        problem = first_problem(error)
+        message = problem.message
         raise ConfigError(
-            f"trainjob `{where}` {message[0].lower()}{message[1:]}: fix the pipeline parameter trainjob "
+            f"trainjob `{problem.where or '(placement)'}` {message[0].lower()}{message[1:]}: fix the "
+            "pipeline parameter trainjob "
             "(fields num_nodes, gpus_per_node, runtime)"
         ) from None
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     from pydantic import ValidationError
 
-    from twinops.errors import TwinopsError
+    from twinops.errors import TwinopsError, first_problem
 
     try:
         from twinops.quantize.gptq import quantize
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         result = quantize(_job(args))
     except (TwinopsError, ValidationError) as error:
         if isinstance(error, ValidationError):
-            first = error.errors()[0]
-            message = f"invalid quantize job: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            message = f"invalid quantize job: {first_problem(error).line()}"
         else:
             message = str(error).splitlines()[0]
         result_stream.write(ERROR_PREFIX + json.dumps({"message": message}) + "\n")

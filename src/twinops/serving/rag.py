@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from twinops.domain.documents import utcnow
 from twinops.domain.serving import Feedback, FeedbackRequest
 from twinops.domain.twins import twin_model_name
-from twinops.errors import ConfigError, NotFound, TwinopsError
+from twinops.errors import ConfigError, NotFound, TwinopsError, first_problem
 from twinops.infra.http_body import read_bounded_body
 from twinops.serving import metrics
 from twinops.serving.feedback import MAX_FEEDBACK_BODY_BYTES, FeedbackIdentity, Refusal
@@ -201,9 +201,7 @@ class TwinRAG(Model, ChatModel):
         try:
             given = FeedbackRequest.model_validate_json(body)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-            return JSONResponse(status_code=400, content={"error": f"{where}: {first.get('msg')}"})
+            return JSONResponse(status_code=400, content={"error": first_problem(error).line(top="body")})
         if self.request_log is None:
             return JSONResponse(status_code=503, content={"error": "this server keeps no request log"})
         feedback = Feedback(**given.model_dump(), voter=voter, created_at=utcnow())

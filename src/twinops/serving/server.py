@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from fastapi.exceptions import RequestValidationError
 
-from twinops.errors import ConfigError, ModelNotFound, TwinopsError
+from twinops.errors import ConfigError, ModelNotFound, TwinopsError, first_problem
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - in a pod the server must answer on the pod's address
 
@@ -104,13 +104,11 @@ async def _unreadable_body(request, error):
     400 ``{"error": "..."}`` (the OpenAI routes parse their own bodies and never get here)."""
     from fastapi.responses import JSONResponse
 
-    first = (error.errors() or [{}])[0]
-    message = first.get("msg", "the request body could not be read")
     # Name the field ("inputs: Field required"), not just the complaint; "body" is FastAPI's root.
-    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    if where and first.get("type") != "json_invalid":  # a JSON error's loc is a character offset
-        message = f"{where}: {message}"
-    return JSONResponse(status_code=400, content={"error": f"{message}: send a valid JSON body"})
+    problem = first_problem(error, skip=("body",))
+    if problem.kind == "json_invalid":  # a JSON error's location is a character offset
+        problem = problem._replace(where="")
+    return JSONResponse(status_code=400, content={"error": f"{problem.line()}: send a valid JSON body"})
 
 
 def serve(models: list, args: argparse.Namespace, *, openai_models: list | None = None) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from twinops.datasets.generators.base import Generated, Generator, ProgressCallback
 from twinops.datasets.prompts import PromptTemplate
-from twinops.errors import ConfigError
+from twinops.errors import ConfigError, first_problem
 from twinops.infra.llm_client import CompletionFailed, Endpoint, chat_client, complete_json
 from twinops.settings import Settings
 
@@ -27,11 +27,11 @@ def _output_model(prompt: PromptTemplate) -> type[BaseModel]:
 
 
 def parse_output(content: str, model: type[BaseModel], field: str) -> str:
-    """The ``field`` of a JSON reply; raises ValueError (with pydantic's first line) when invalid."""
+    """The ``field`` of a JSON reply; raises ValueError (with pydantic's first problem) when invalid."""
     try:
         return str(getattr(model.model_validate_json(content.strip()), field)).strip()
     except ValidationError as error:
-        raise ValueError(str(error).splitlines()[0]) from error
+        raise ValueError(first_problem(error).line()) from error
 
 
 class OpenAIGenerator(Generator):

@@ -18,6 +18,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane as KServeDataPlane
 from pydantic import BaseModel, ValidationError
 
+from twinops.errors import first_problem
 from twinops.serving.protocol.errors import BadRequest
 from twinops.serving.protocol.types import SamplingParams
 
@@ -153,9 +154,7 @@ def sampling_params(
     try:
         return SamplingParams(**values)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        raise BadRequest(f"bad generation parameter {where}: {first['msg']}") from error
+        raise BadRequest(f"bad generation parameter {first_problem(error).line()}") from error
 
 
 def v1_instances(payload: Any) -> list:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from twinops.errors import first_problem
 from twinops.serving.protocol.errors import BadRequest
 from twinops.serving.protocol.openai.dataplane import OPENAI_PREFIX, Generation, OpenAIDataPlane
 from twinops.serving.protocol.openai.errors import OpenAIRoute, error_body, openai_error
@@ -35,13 +36,6 @@ HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Parsed = TypeVar("Parsed", bound=BaseModel)
 
 
-def _validation_message(error: ValidationError) -> tuple[str, str | None]:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    message = first.get("msg", "invalid value").removeprefix("Value error, ")
-    return (f"{where}: {message}" if where else message), (where or None)
-
-
 async def parse(request: Request, kind: type[Parsed]) -> Parsed:
     """The body as ``kind``, or a ``BadRequest`` naming the first thing wrong with it."""
     try:
@@ -53,8 +47,8 @@ async def parse(request: Request, kind: type[Parsed]) -> Parsed:
     try:
         return kind.model_validate(body)
     except ValidationError as error:
-        message, param = _validation_message(error)
-        raise BadRequest(message, param=param) from None
+        problem = first_problem(error)
+        raise BadRequest(problem.line(), param=problem.where or None) from None
 
 
 class OpenAIRoutes:
