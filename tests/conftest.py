@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -81,7 +82,9 @@ def mongo_settings(
     request: pytest.FixtureRequest,
 ) -> Settings:
     """Settings pointing at the session's wire server, with a database of this test's own."""
-    database = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
+    # The node id's hash keeps apart same-named tests of different modules (a database outlives a test).
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    database = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40] + "_" + digest
     monkeypatch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
     monkeypatch.setenv("TWINOPS_MONGODB_DATABASE", database)
     get_settings.cache_clear()
@@ -108,3 +111,47 @@ def mlflow_settings(
     monkeypatch.setenv("TWINOPS_MLFLOW_TRACKING_URI", f"sqlite:///{database}")
     get_settings.cache_clear()
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> Iterator[str]:
+    """A real ``mlflow server`` over REST, started as ``make run`` and ``twinops services up`` start it
+    (``services.mlflow_server``: sqlite store, proxied artifacts), once per session (a start takes
+    up to a minute on a busy 2-core machine); its URI."""
+    from twinops.services import mlflow_server as embedded
+    from twinops.services.process import stop_pid
+
+    server_settings = Settings(home=tmp_path_factory.mktemp("mlflow-server"))
+    store = embedded.store(server_settings)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(mlflow_template_db, store)  # already migrated
+    record = embedded.start(server_settings)
+    yield record.uri
+    stop_pid(record.pid)
+
+
+def _forget_everything(uri: str) -> None:
+    """The server as new to the next test: registered models deleted (MLflow deletes them for good),
+    experiments renamed out of the way and deleted (a deleted experiment would still hold its name)."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    for model in client.search_registered_models():
+        client.delete_registered_model(model.name)
+    for experiment in client.search_experiments():
+        if experiment.experiment_id != "0":  # Default cannot be deleted
+            client.rename_experiment(experiment.experiment_id, f"{experiment.name}.{uuid.uuid4().hex[:8]}")
+            client.delete_experiment(experiment.experiment_id)
+
+
+@pytest.fixture
+def mlflow_server_settings(
+    home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Settings whose MLflow is the session's ``mlflow server``, emptied for this test."""
+    _forget_everything(mlflow_server)
+    monkeypatch.setenv("TWINOPS_MLFLOW_TRACKING_URI", mlflow_server)
+    get_settings.cache_clear()
+    yield get_settings()
