@@ -1,11 +1,12 @@
 """The twinops ServingRuntime as the local overlay runs it: the container KServe builds (the runtime's
 command and args, {{.Name}} filled in, the InferenceService's command and args merged on), started
 here with the ConfigMap's settings, and probed and called the way the kubelet and twin-rag do
-(twin-rag sends the Host of the `<name>-predictor` Service). Loads the bundled models: slow."""
+(twin-rag calls the ingress gateway with twin-llm's route as the Host). Loads the bundled models: slow."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +96,13 @@ def test_twin_llm_as_the_local_overlay_runs_it(renders, bundled_models_dir: Path
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert _probe(container, probe, port) == 200, probe
         rag = next(d for d in renders.kustomize("local") if d["metadata"]["name"] == "twin-rag")
-        llm_url = next(a for a in rag["spec"]["predictor"]["model"]["args"] if a.startswith("--llm_url="))
-        url = urlsplit(llm_url.split("=", 1)[1].replace("$(POD_NAMESPACE)", isvc["metadata"]["namespace"]))
+        # twin-rag's flags as the kubelet expands them: $(NAME) from the ConfigMap and the pod's namespace.
+        values = {**settings, "POD_NAMESPACE": isvc["metadata"]["namespace"]}
+        flags = dict(
+            re.sub(r"\$\(([A-Z0-9_]+)\)", lambda m: values[m[1]], arg).removeprefix("--").split("=", 1)
+            for arg in rag["spec"]["predictor"]["model"]["args"]
+        )
+        url = urlsplit(flags["llm_url"])._replace(netloc=flags["llm_host"])  # the gateway routes by Host
         messages = [{"role": "user", "content": "What should a team version first in an LLM project?"}]
         answer = httpx.post(
             f"http://127.0.0.1:{port}{url.path}/chat/completions",
