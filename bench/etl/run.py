@@ -5,8 +5,9 @@
    The server adds a fixed per-response latency (``--latency-ms``, default 20 ms) because a
    crawler's concurrency pays off against network round trips, which a loopback server lacks.
 2. Crawl the same pages end to end with ``run_etl`` (sitemap → fetch → trafilatura → MongoDB).
-3. Upsert N documents through ``DocumentRepository`` (new, then unchanged) vs raw pymongo
-   ``replace_one(upsert=True)`` of the same rows.
+3. Upsert N documents through ``DocumentRepository`` (new, then unchanged) vs raw pymongo doing
+   the same work on a collection with the same indexes: one at a time (``upsert`` vs
+   ``replace_one(upsert=True)``) and in the ETL sink's batches (``upsert_many`` vs ``bulk_write``).
 
     .venv/bin/python bench/etl/run.py [--quick] [--pages N] [--latency-ms MS]
 """
@@ -135,25 +136,55 @@ def documents(count: int, version: str) -> list[RawDocument]:
     ]
 
 
-def upserts(settings: Settings, count: int) -> dict[str, float]:
-    db = connect(settings)
-    repo = DocumentRepository(db)
-    docs = documents(count, "v1")
-    started = time.perf_counter()
-    for doc in docs:
-        repo.upsert(doc, "bench")
-    new_rate = count / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for doc in docs:
-        repo.upsert(doc, "bench")
-    unchanged_rate = count / (time.perf_counter() - started)
-    raw = db["raw_upserts"]
-    rows = [{"_id": doc.id, **doc.model_dump(mode="python")} for doc in docs]
-    started = time.perf_counter()
-    for row in rows:
-        raw.replace_one({"_id": row["_id"]}, row, upsert=True)
-    raw_rate = count / (time.perf_counter() - started)
-    return {"new": new_rate, "unchanged": unchanged_rate, "raw": raw_rate}
+def upserts(settings: Settings, count: int, rounds: int) -> dict[str, float]:
+    """Warehouse writes per second against raw pymongo doing the same work, median of ``rounds``
+    alternating rounds, each on fresh collections with the warehouse's indexes (the raw side too):
+    one document at a time (``upsert`` vs ``replace_one(upsert=True)``), and in batches of
+    ``WRITE_BATCH`` as the ETL's sink writes concurrent documents (``upsert_many`` vs one unordered
+    ``bulk_write`` of ``ReplaceOne``s)."""
+    import statistics
+
+    from pymongo import ReplaceOne
+
+    from twinops.etl.runner import WRITE_BATCH
+
+    client = connect(settings).client
+    figures: dict[str, list[float]] = {}
+
+    def timed(name: str, write, items: list) -> None:
+        started = time.perf_counter()
+        write(items)
+        figures.setdefault(name, []).append(len(items) / (time.perf_counter() - started))
+
+    def batches(items: list) -> list[list]:
+        return [items[start : start + WRITE_BATCH] for start in range(0, len(items), WRITE_BATCH)]
+
+    def indexed(name: str):
+        DocumentRepository(client[name])  # creates the warehouse's indexes
+        return client[name]["documents"]
+
+    def run_round(index: int) -> None:
+        docs = documents(count, f"v{index}")
+        rows = [{"_id": doc.id, **doc.model_dump(mode="python")} for doc in docs]
+        one, many = (DocumentRepository(client[f"bench-{side}-{index}"]) for side in ("one", "many"))
+        raw_one, raw_many = (indexed(f"bench-raw-{side}-{index}") for side in ("one", "many"))
+        timed("new", lambda ds: [one.upsert(d, "bench") for d in ds], docs)
+        timed("raw", lambda rs: [raw_one.replace_one({"_id": r["_id"]}, r, upsert=True) for r in rs], rows)
+        timed("unchanged", lambda ds: [one.upsert(d, "bench") for d in ds], docs)
+        timed("new_batched", lambda ds: [many.upsert_many(b, "bench") for b in batches(ds)], docs)
+        timed(
+            "raw_batched",
+            lambda rs: [
+                raw_many.bulk_write([ReplaceOne({"_id": r["_id"]}, r, upsert=True) for r in b], ordered=False)
+                for b in batches(rs)
+            ],
+            rows,
+        )
+        timed("unchanged_batched", lambda ds: [many.upsert_many(b, "bench") for b in batches(ds)], docs)
+
+    for index in range(rounds):
+        run_round(index)
+    return {name: statistics.median(values) for name, values in figures.items()}
 
 
 def main() -> int:
@@ -161,6 +192,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 pages instead of 1,000.")
     parser.add_argument("--pages", type=int, default=None)
     parser.add_argument("--latency-ms", type=float, default=20.0, help="Server delay per page.")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating upsert rounds (median of each).")
+    parser.add_argument("--part", choices=("all", "fetch", "upserts"), default="all", help="What to measure.")
     args = parser.parse_args()
     pages = args.pages or (200 if args.quick else 1000)
 
@@ -174,26 +207,36 @@ def main() -> int:
         try:
             settings = Settings(home=Path(tmp) / "home", mongodb_uri=record.uri, mongodb_database="bench")
             urls = server.urls(pages)
-            concurrent = fetch_concurrent(urls, policy)
-            sequential = fetch_one_by_one(urls)
-            job = EtlJob.for_author("Bench Author", [f"{server.base}/sitemap.xml"], crawl=policy.model_dump())
-            started = time.perf_counter()
-            summary = run_etl(job, settings)
-            crawl_rate = summary.totals["new"] / (time.perf_counter() - started)
-            writes = upserts(settings, min(pages, 500))
+            if args.part in ("all", "fetch"):
+                concurrent = fetch_concurrent(urls, policy)
+                sequential = fetch_one_by_one(urls)
+                print(f"pages: {pages}, simulated latency {args.latency_ms:.0f} ms/page, 127.0.0.1 server")
+                print(f"fetch concurrent (twinops Fetcher):   {concurrent:8.1f} docs/s")
+                print(f"fetch one by one (httpx.Client):      {sequential:8.1f} docs/s")
+                print(f"  ratio concurrent / one-by-one:      {concurrent / sequential:8.2f}x")
+            if args.part == "all":
+                sitemap = f"{server.base}/sitemap.xml"
+                job = EtlJob.for_author("Bench Author", [sitemap], crawl=policy.model_dump())
+                started = time.perf_counter()
+                summary = run_etl(job, settings)
+                crawl_rate = summary.totals["new"] / (time.perf_counter() - started)
+                new = summary.totals["new"]
+                print(f"end-to-end run_etl (fetch+extract+db): {crawl_rate:7.1f} docs/s ({new} new)")
+            if args.part == "fetch":
+                return 0
+            writes = upserts(settings, min(pages, 500), args.rounds)
         finally:
             stop_pid(record.pid)
             server.close()
 
-    print(f"pages: {pages}, simulated latency {args.latency_ms:.0f} ms/page, 127.0.0.1 server")
-    print(f"fetch concurrent (twinops Fetcher):   {concurrent:8.1f} docs/s")
-    print(f"fetch one by one (httpx.Client):      {sequential:8.1f} docs/s")
-    print(f"  ratio concurrent / one-by-one:      {concurrent / sequential:8.2f}x")
-    print(f"end-to-end run_etl (fetch+extract+db): {crawl_rate:7.1f} docs/s ({summary.totals['new']} new)")
     print(f"warehouse upserts, new:               {writes['new']:8.1f} /s")
     print(f"warehouse upserts, unchanged:         {writes['unchanged']:8.1f} /s")
     print(f"raw pymongo replace_one(upsert):      {writes['raw']:8.1f} /s")
     print(f"  ratio new upserts / raw pymongo:    {writes['new'] / writes['raw']:8.2f}x")
+    print(f"warehouse upsert_many, new:           {writes['new_batched']:8.1f} /s")
+    print(f"warehouse upsert_many, unchanged:     {writes['unchanged_batched']:8.1f} /s")
+    print(f"raw pymongo bulk_write(ReplaceOne):   {writes['raw_batched']:8.1f} /s")
+    print(f"  ratio upsert_many / raw bulk_write: {writes['new_batched'] / writes['raw_batched']:8.2f}x")
     return 0
 
 

@@ -43,3 +43,50 @@ def test_changed_since(mongo_settings) -> None:
     assert list(repo.changed_since(marker)) == []
     repo.upsert(_doc("two"))
     assert [s.document.content for s in repo.changed_since(marker)] == ["two"]
+
+
+def _post(n: int, content: str) -> RawDocument:
+    return _doc(content).model_copy(update={"source_url": f"https://example.org/post-{n}"})
+
+
+def test_upsert_many_decides_each_document_as_upsert_does(mongo_settings) -> None:
+    """Batches of new, unchanged, changed, re-sourced and revived documents (and one twice) end with
+    the outcomes and the stored rows that upserting them one by one gives."""
+    db = connect(mongo_settings)
+    one_by_one, batched = DocumentRepository(db), DocumentRepository(db.client[f"{db.name}-batched"])
+    before = [_post(n, f"first text {n}") for n in range(5)]
+    for repo in (one_by_one, batched):
+        repo.upsert_many(before, "run-1", source="feed-a")
+        repo.mark_deleted({before[3].id}, "run-1")
+    mixed = [before[0], _post(1, "second text 1"), before[3], _post(7, "a new post")]
+    twice = [_post(8, "another new post"), _post(8, "another new post, edited")]
+    expected = [one_by_one.upsert(d, "run-2", source="feed-a") for d in mixed + twice]
+    expected.append(one_by_one.upsert(before[2], "run-2", source="feed-b"))
+
+    outcomes = batched.upsert_many(mixed, "run-2", source="feed-a")
+    outcomes += batched.upsert_many(twice, "run-2", source="feed-a")
+    outcomes += batched.upsert_many([before[2]], "run-2", source="feed-b")
+    assert (
+        outcomes
+        == expected
+        == [
+            UpsertOutcome.UNCHANGED,
+            UpsertOutcome.UPDATED,  # changed
+            UpsertOutcome.UPDATED,  # revived
+            UpsertOutcome.NEW,
+            UpsertOutcome.NEW,
+            UpsertOutcome.UPDATED,  # the second of the same document
+            UpsertOutcome.UNCHANGED,  # re-sourced
+        ]
+    )
+
+    def rows(repo: DocumentRepository) -> list[tuple]:
+        stored = repo.changed_since()
+        return sorted((s.document.id, s.document.content_hash, s.revision, s.crawl_run_id) for s in stored)
+
+    def history(repo: DocumentRepository) -> list[tuple]:
+        return [(r["revision"], r["content_hash"]) for d in before for r in repo.revisions(d.id)]
+
+    assert rows(batched) == rows(one_by_one) and len(rows(batched)) == 7
+    assert history(batched) == history(one_by_one) == [(1, before[1].content_hash)]
+    assert batched.live_ids_from("feed-b", author_id=before[2].author_id) == {before[2].id}

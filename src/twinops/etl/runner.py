@@ -33,7 +33,7 @@ from twinops.etl.sources.base import MAX_RECORDED_ERRORS, Extractor
 from twinops.etl.sources.extract import html_to_article
 from twinops.etl.workers import ExtractionPool
 from twinops.infra.crawl_runs import CrawlRunRepository
-from twinops.infra.documents import AuthorRepository, DocumentRepository
+from twinops.infra.documents import AuthorRepository, DocumentRepository, UpsertOutcome
 from twinops.infra.mongo import connect, unreachable
 from twinops.settings import Settings
 
@@ -48,8 +48,17 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"etl-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+# The most documents one warehouse write takes (``DocumentRepository.upsert_many``).
+WRITE_BATCH = 64
+
+
 class WarehouseSink:
-    """Upserts each document whole (one atomic MongoDB write) and counts outcomes per source."""
+    """Upserts each document whole (one atomic MongoDB write) and counts outcomes per source.
+
+    Writes are group commits: while one batch is written (in a worker thread), the documents the
+    concurrent fetches deliver queue up and go together in the next, in one read and one insert
+    (one journal wait) instead of two round trips each. A document alone is written at once.
+    """
 
     def __init__(
         self,
@@ -63,6 +72,8 @@ class WarehouseSink:
         self._run_id = run_id
         self._on_progress = on_progress
         self.seen: set[str] = set()  # every document the source still has, changed or not
+        self._queued: list[tuple[RawDocument, asyncio.Future[UpsertOutcome]]] = []
+        self._writing = False
 
     def _record(self, item: str, reason: str) -> None:
         if len(self.result.errors) < MAX_RECORDED_ERRORS:
@@ -73,11 +84,22 @@ class WarehouseSink:
             self._on_progress(self.result, False)
 
     async def add(self, document: RawDocument) -> None:
+        await self.add_many([document])
+
+    async def add_many(self, documents: list[RawDocument]) -> None:
+        """Write the documents (in batches of ``WRITE_BATCH``) and count each one's outcome; the
+        warehouse gone ends it at the first document that finds it so, as ``add`` does."""
+        loop = asyncio.get_running_loop()
+        queued = [(document, loop.create_future()) for document in documents]
+        self._queued += queued
+        if not self._writing:  # else the write in progress takes them in its next batches
+            await self._write_queued()
+        for document, future in queued:
+            await self._settle(document, future)
+
+    async def _settle(self, document: RawDocument, future: asyncio.Future[UpsertOutcome]) -> None:
         try:
-            # pymongo blocks: a worker thread keeps fetches flowing meanwhile.
-            outcome = await asyncio.to_thread(
-                self._documents.upsert, document, self._run_id, source=self.result.source
-            )
+            outcome = await future
         except ConnectionFailure as error:  # the warehouse is gone, not this document's fault
             raise unreachable(error, "the warehouse") from error
         except PyMongoError as error:
@@ -86,6 +108,51 @@ class WarehouseSink:
         self.seen.add(document.id)
         self.result.count(ItemStatus(outcome.value))
         self._tick()
+
+    async def _write_queued(self) -> None:
+        """Write what is queued, batch after batch, until nothing is; each document's future gets
+        its outcome or its error."""
+        self._writing = True
+        batch: list[tuple[RawDocument, asyncio.Future[UpsertOutcome]]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:WRITE_BATCH], self._queued[WRITE_BATCH:]
+                for (_, future), outcome in zip(batch, await self._write(batch), strict=True):
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+                batch = []
+        finally:
+            self._writing = False
+            for _, future in batch + self._queued:  # cancelled mid-write: nobody writes them now
+                future.cancel()
+            self._queued = []
+
+    async def _write(
+        self, batch: list[tuple[RawDocument, asyncio.Future[UpsertOutcome]]]
+    ) -> list[UpsertOutcome | PyMongoError]:
+        documents = [document for document, _ in batch]
+        # pymongo blocks: a worker thread keeps fetches flowing meanwhile.
+        try:
+            return await asyncio.to_thread(
+                self._documents.upsert_many, documents, self._run_id, source=self.result.source
+            )
+        except ConnectionFailure as error:  # the warehouse is gone: every document of the batch fails
+            return [error] * len(batch)
+        except PyMongoError as error:
+            if len(batch) == 1:
+                return [error]
+        # One document's error must not fail the others: each alone, with its own outcome or error.
+        return [await self._write_one(document) for document in documents]
+
+    async def _write_one(self, document: RawDocument) -> UpsertOutcome | PyMongoError:
+        try:
+            return await asyncio.to_thread(
+                self._documents.upsert, document, self._run_id, source=self.result.source
+            )
+        except PyMongoError as error:
+            return error
 
     def fail(self, item: str, reason: str) -> None:
         self.result.count(ItemStatus.FAILED)
@@ -134,8 +201,11 @@ async def _run_one(
         result.kind = context.spec.kind
         await context.spec.collect(context, sink)
         if _complete(result, context):
-            gone = documents.live_ids_from(spec.source, author_id=author.id) - sink.seen
-            result.deleted = await asyncio.to_thread(documents.mark_deleted, gone, run_id)
+            try:
+                gone = documents.live_ids_from(spec.source, author_id=author.id) - sink.seen
+                result.deleted = await asyncio.to_thread(documents.mark_deleted, gone, run_id)
+            except ConnectionFailure as error:  # gone after the last write: the run ends all the same
+                raise unreachable(error, "the warehouse") from error
     except (SourceFailed, FetchError) as error:
         result.reason = str(error)
     except ServiceUnavailable:  # the warehouse is gone: the run ends

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 from pymongo import ASCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from twinops.domain.documents import Author, RawDocument, utcnow
 
@@ -38,6 +38,9 @@ def _row(document: RawDocument, revision: int, run_id: str | None, source: str |
     row.update(_id=document.id, revision=revision, updated_at=utcnow(), crawl_run_id=run_id, source=source)
     return row
 
+
+# What ``upsert`` reads to decide between new, unchanged and changed.
+_DECIDING_FIELDS = {"content_hash": 1, "revision": 1, "deleted_at": 1, "source": 1}
 
 # Documents marked deleted (gone from their source) stay as rows, with ``deleted_at``; every read
 # below asks for live ones. ``None`` also matches rows written before the field existed.
@@ -90,7 +93,9 @@ class DocumentRepository:
         ``source`` is the configured source that produced it (what ``mark_gone`` compares against).
         A document marked deleted that comes back is live again (``UPDATED``).
         """
-        current = self._documents.find_one({"_id": document.id})
+        # Only what decides new / unchanged / changed: an unchanged document (most of a re-crawl)
+        # costs one small read, not its whole text over the wire; a changed one reads it in full.
+        current = self._documents.find_one({"_id": document.id}, _DECIDING_FIELDS)
         if current is None:
             try:
                 self._documents.insert_one(_row(document, 1, run_id, source))
@@ -107,7 +112,9 @@ class DocumentRepository:
                     changes["$unset"] = {"deleted_at": ""}
                 self._documents.update_one({"_id": document.id}, changes)
             return UpsertOutcome.UPDATED if revived else UpsertOutcome.UNCHANGED
-        previous = dict(current)
+        previous = self._documents.find_one({"_id": document.id, "revision": current["revision"]})
+        if previous is None:  # a concurrent writer replaced it meanwhile: compare against that one
+            return self.upsert(document, run_id, source=source)
         previous["document_id"] = previous.pop("_id")
         previous["_id"] = f"{document.id}:{current['revision']}"
         previous["superseded_at"] = utcnow()
@@ -118,6 +125,50 @@ class DocumentRepository:
             _row(document, current["revision"] + 1, run_id, source or current.get("source")),
         )
         return UpsertOutcome.UPDATED
+
+    def upsert_many(
+        self, documents: list[RawDocument], run_id: str | None = None, *, source: str | None = None
+    ) -> list[UpsertOutcome]:
+        """``upsert`` of each document, in as few round trips as their outcomes allow.
+
+        One read decides for all of them and one unordered ``insert_many`` writes the new ones (one
+        journal wait for the lot instead of one each); an unchanged one writes nothing. The rest (a
+        changed, revived or re-sourced document, a new one a concurrent writer inserted meanwhile,
+        or one whose insert failed) goes through ``upsert``, which raises that document's error.
+        """
+        ids = [document.id for document in documents]
+        if len(set(ids)) != len(ids):  # the same document twice: in order, one at a time
+            return [self.upsert(document, run_id, source=source) for document in documents]
+        current = {row["_id"]: row for row in self._documents.find({"_id": {"$in": ids}}, _DECIDING_FIELDS)}
+        outcomes: list[UpsertOutcome | None] = [None] * len(documents)
+        new = []
+        for index, document in enumerate(documents):
+            row = current.get(document.id)
+            if row is None:
+                new.append(index)
+            elif (
+                row["content_hash"] == document.content_hash
+                and row.get("deleted_at") is None
+                and (not source or row.get("source") == source)
+            ):
+                outcomes[index] = UpsertOutcome.UNCHANGED
+        if new:
+            failed: set[int] = set()
+            try:
+                self._documents.insert_many(
+                    [_row(documents[index], 1, run_id, source) for index in new], ordered=False
+                )
+            except BulkWriteError as error:
+                if error.details.get("writeConcernErrors"):  # written, but not as durably as asked
+                    raise
+                failed = {new[failure["index"]] for failure in error.details.get("writeErrors", [])}
+            for index in new:
+                if index not in failed:
+                    outcomes[index] = UpsertOutcome.NEW
+        return [
+            outcome if outcome is not None else self.upsert(document, run_id, source=source)
+            for document, outcome in zip(documents, outcomes, strict=True)
+        ]
 
     def live_ids_from(self, source: str, *, author_id: str) -> set[str]:
         """Ids of the live documents ``source`` produced for the author."""

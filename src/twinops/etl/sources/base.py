@@ -64,6 +64,8 @@ class Sink(Protocol):
 
     async def add(self, document: RawDocument) -> None: ...
 
+    async def add_many(self, documents: list[RawDocument]) -> None: ...
+
     def fail(self, item: str, reason: str) -> None: ...
 
     def skip(self, item: str, reason: str | None = None) -> None: ...
@@ -91,8 +93,7 @@ class Batch:
             sink.fail(item, reason)
         for item, reason in self.skipped:
             sink.skip(item, reason)
-        for document in self.documents:
-            await sink.add(document)
+        await sink.add_many(self.documents)  # together: the sink writes them in batches
 
 
 class Source(BaseModel):
