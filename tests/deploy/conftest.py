@@ -32,6 +32,7 @@ ENVIRONMENTS: dict[str, tuple[str, list[str]]] = {
         "twinops",
         ["-f", str(CHART / "values-prod.yaml"), "--set", "serving.llm.runtime=huggingface"],
     ),
+    "prod-lora": ("twinops", ["-f", str(CHART / "values-prod.yaml"), "--set", "serving.lora.enabled=true"]),
 }
 
 Doc = dict[str, Any]
