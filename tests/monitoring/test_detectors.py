@@ -17,9 +17,9 @@ from twinops.monitoring.detectors import (
 
 pytestmark = pytest.mark.slow  # the bundled MiniLM embeds the generated questions
 
-REPEATS = 30
-# p_val 0.05 is aimed at; 0.2 (6 of 30) leaves room for overlapping draws from a 120-text pool.
-FPR_BOUND = 0.2
+# Same-distribution batches measured for the false positive rate: enough that its 95% interval is
+# a few points wide (0 of 200 gives [0, 0.018]).
+FPR_BATCHES = 200
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +50,30 @@ def test_a_planted_shift_is_detected(fitted, drift_vectors, drift_config, shift)
     assert all(count >= 3 for count in flagged.values()), flagged
 
 
-def test_the_same_distribution_is_flagged_at_about_the_configured_rate(fitted, drift_vectors, drift_config):
-    """False positive rate over repeated same-distribution batches (held out from the reference)."""
+def test_the_false_positive_rate_is_at_most_p_val(fitted, drift_vectors, drift_config):
+    """Same-distribution batches (held out from the reference) drift at no more than the configured
+    ``p_val``: the Clopper-Pearson 95% interval of each detector's measured rate must reach down to
+    ``p_val`` or below (a detector that alarms more often than configured, beyond noise, fails).
+    The calibration is conservative here (docs/monitoring.md states the measured rates: 0 of 200).
+    The batches are drawn from one 120-text pool, so they share texts and the interval, which assumes
+    independent batches, is if anything too narrow: it can only fail more often."""
+    from scipy.stats import binomtest
+
     flagged: dict[str, int] = {}
-    for seed in range(REPEATS):
+    for seed in range(FPR_BATCHES):
         for result in fitted.predict(_batch(drift_vectors["same"], drift_config.batch_size, seed=100 + seed)):
             flagged[result.detector] = flagged.get(result.detector, 0) + int(result.is_drift)
-    rates = {name: count / REPEATS for name, count in flagged.items()}
-    print(f"false positive rate at p_val={drift_config.p_val} over {REPEATS} batches: {rates}")
-    assert all(rate <= FPR_BOUND for rate in rates.values()), rates
+    intervals = {
+        name: binomtest(count, FPR_BATCHES).proportion_ci(confidence_level=0.95, method="exact")
+        for name, count in flagged.items()
+    }
+    report = {
+        name: f"{flagged[name] / FPR_BATCHES:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+        for name, ci in intervals.items()
+    }
+    print(f"false positive rate at p_val={drift_config.p_val} over {FPR_BATCHES} batches: {report}")
+    assert set(flagged) == {f"evidently-{m}" for m in drift_config.evidently_methods}
+    assert all(ci.low <= drift_config.p_val for ci in intervals.values()), report
 
 
 def test_wrong_dimension_is_refused_with_the_reference_dimension(fitted):
