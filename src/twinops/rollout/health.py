@@ -200,25 +200,37 @@ class ProbeHealth:
         self.timeout = timeout
 
     def read(self, canary: CanaryEndpoint, window_seconds: float) -> Health:
-        endpoint = f"{canary.url.rstrip('/')}/openai/v1/chat/completions"
-        body = {
-            "model": canary.model,
-            "messages": [{"role": "user", "content": PROBE_PROMPT}],
-            "max_tokens": self.max_tokens,
-            "temperature": 0,
-        }
+        from twinops.infra.llm_client import (
+            ChatRefused,
+            CompletionFailed,
+            Endpoint,
+            chat_client,
+            chat_completion,
+        )
+
+        endpoint = Endpoint(
+            url=f"{canary.url.rstrip('/')}/openai/v1",
+            model=canary.model,
+            url_setting="the canary's URL",
+            model_setting="the canary's model name",
+            key_setting="the canary's URL",
+        )
+        # No retries: a failed request is what the probe measures.
+        client = chat_client(endpoint, timeout=self.timeout, max_retries=0)
+        messages = [{"role": "user", "content": PROBE_PROMPT}]
         failures, latencies = 0, []
-        with httpx.Client(timeout=self.timeout) as client:
-            for _ in range(self.requests):
-                started = time.perf_counter()
-                try:
-                    response = client.post(endpoint, json=body)
-                except httpx.HTTPError:
-                    failures += 1
-                    continue
+        for _ in range(self.requests):
+            started = time.perf_counter()
+            try:
+                chat_completion(client, endpoint, messages, max_tokens=self.max_tokens, temperature=0)
+            except ChatRefused as refused:  # a 4xx is the probe's fault, a 5xx the canary's
                 latencies.append(time.perf_counter() - started)
-                if response.status_code >= 500:
-                    failures += 1
+                failures += refused.status >= 500
+                continue
+            except (ServiceUnavailable, ConfigError, CompletionFailed):  # unreachable, 404, timeout
+                failures += 1
+                continue
+            latencies.append(time.perf_counter() - started)
         return Health(
             error_rate=failures / self.requests if self.requests else None,
             p95_latency_s=p95(latencies),

@@ -309,28 +309,29 @@ def ask_rag(
     url: str, question: str, *, author_id: str | None = None, max_tokens: int = 128, timeout: float = 300.0
 ) -> dict:
     """One question to a RAG server's chat route: ``{answer, sources, timings_ms, request_id, ...}``."""
-    body = {
-        "model": MODEL_NAMES["rag"],
-        "messages": [{"role": "user", "content": question}],
-        "max_tokens": max_tokens,
-        **({"author_id": author_id} if author_id else {}),
-    }
-    endpoint = f"{url.rstrip('/')}/chat/completions"
+    from twinops.infra.llm_client import ChatRefused, CompletionFailed, Endpoint, chat_client, chat_completion
+
+    endpoint = Endpoint(
+        url=url,
+        model=MODEL_NAMES["rag"],
+        url_setting="--url",  # `twinops ask`'s flag
+        model_setting="--url",
+        key_setting="--url",
+    )
     try:
-        response = httpx.post(endpoint, json=body, timeout=timeout)
-    except httpx.HTTPError as error:
-        raise ServiceUnavailable(
-            f"the RAG server at {url} is unreachable ({type(error).__name__}): start it with "
-            "`twinops serve all`, or pass --url"
-        ) from error
-    try:
-        reply = response.json()
-    except ValueError:
-        reply = {}
-    if response.status_code >= 400:
-        message = (reply.get("error") or {}).get("message") if isinstance(reply, dict) else None
-        kind = ConfigError if response.status_code < 500 else ServiceUnavailable
-        raise kind(f"the RAG server answered {response.status_code}: {message or response.text[:200]}")
-    answer = reply["choices"][0]["message"]["content"]
+        completion = chat_completion(
+            chat_client(endpoint, timeout=timeout, max_retries=0),
+            endpoint,
+            [{"role": "user", "content": question}],
+            max_tokens=max_tokens,
+            **({"extra_body": {"author_id": author_id}} if author_id else {}),
+        )
+    except ChatRefused as refused:
+        kind = ConfigError if refused.status < 500 else ServiceUnavailable
+        raise kind(f"the RAG server answered {refused.status}: {refused.message}") from refused
+    except CompletionFailed as failed:
+        raise ServiceUnavailable(f"the RAG server at {url} did not answer within {timeout:g} s") from failed
+    reply = completion.model_dump(mode="json")
+    answer = completion.choices[0].message.content or ""
     extra = {key: value for key, value in reply.items() if key not in {"choices", "object", "created"}}
     return {"answer": answer, **extra}
