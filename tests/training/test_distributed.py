@@ -100,13 +100,19 @@ def test_dpo_on_two_ranks_through_the_cli(
     tiny_llama: Path,
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """`twinops train dpo --nproc 2` starts torchrun itself; the ranks inherit the settings."""
+    """`twinops train dpo --nproc 2` starts torchrun itself; the ranks inherit the settings, and
+    every rank logs to the configured tracking store or not at all: nothing appears in the working
+    directory (a rank logging on MLflow's defaults leaves an mlflow.db there, with a stray run)."""
     import mlflow
 
     # An earlier test's MLflow run context (mlflow's env vars) must not reach the ranks' own store.
     for variable in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(variable, raising=False)
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
 
     make_dataset(DatasetKind.PREFERENCE, train=8, test=4)
     args = ["train", "dpo", "--nproc", "2", "--model", str(tiny_llama), "--max-steps", "2", "--json"]
@@ -122,6 +128,7 @@ def test_dpo_on_two_ranks_through_the_cli(
     assert [run.info.run_id for run in client.search_runs([experiment.experiment_id])] == [
         result["mlflow_run_id"]
     ]
+    assert sorted(path.name for path in workdir.iterdir()) == []
 
 
 def test_the_cli_starts_ranks_through_torchrun() -> None:
