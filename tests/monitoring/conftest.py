@@ -26,7 +26,6 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from tests.support.kfp_client import kfp_api  # noqa: F401 - the recording kfp.Client's fixture
 
 from twinops.domain.documents import Category, CleanedDocument, Platform
 from twinops.domain.versions import DatasetKind, DatasetVersion

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.support.kfp_client import kfp_api  # noqa: F401 - the recording kfp.Client's fixture
 
 from twinops.monitoring.detectors import DriftResult
 from twinops.monitoring.retrain import RetrainRequest, RetrainTrigger
@@ -147,7 +148,7 @@ def test_the_drifted_texts_reach_the_twin_pipeline_as_dataset_queries(settings, 
 
 
 @pytest.mark.slow
-def test_drift_retrain_kfp_submits_the_twin_pipeline_to_kfp(settings, clock, monkeypatch, kfp_api):
+def test_drift_retrain_kfp_submits_the_twin_pipeline_to_kfp(settings, clock, monkeypatch, kfp_api):  # noqa: F811 - the imported fixture
     """`drift serve --retrain kfp`'s runner through ``pipelines.submit`` to ``kfp.Client``: the
     stand-in binds every call to the real kfp 2.17 signature (no KFP API server here), so what the
     detector submits is what kfp would accept; the drifted texts ride in the run's parameters."""
