@@ -102,6 +102,22 @@ def test_key_figures_read_a_listed_figure_from_any_output_artifact(tmp_path: Pat
     )
 
 
+def test_key_figures_name_the_authors_twin_whatever_its_name(tmp_path: Path) -> None:
+    """Another author's twin registers as twin-llm-<author>: its figures are the step's key figures too."""
+    metrics = {
+        "twin-llm-mlflow-authors.golden_perplexity": 62.16,
+        "twin-llm-mlflow-authors.golden_style_score": 0.36,
+        "twin-reranker.golden_mrr": 0.7011,
+        "twin-reranker.golden_hit_at_5": 0.6957,
+    }
+    _executor_output(tmp_path, "evaluate", metrics)
+    output = tmp_path / "twin-pipeline-2026-12-02" / "evaluate" / "executor_output.json"
+    assert key_figures("evaluate", output) == (
+        "twin-llm-mlflow-authors.golden_perplexity 62.16, twin-reranker.golden_mrr 0.7011, "
+        "twin-reranker.golden_hit_at_5 0.6957"
+    )
+
+
 def test_echo_copies_the_whole_stream_as_it_arrives(tmp_path: Path) -> None:
     """--verbose: every line, kfp's frame included, reaches the terminal too."""
     import io

@@ -17,6 +17,7 @@ before the run, so each task can open it in turn.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import math
@@ -62,8 +63,9 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "quantize-local": ("perplexity_ratio", "linear_size_ratio"),
     "quantize": ("perplexity_ratio", "linear_size_ratio"),
     "train-reranker": ("train_loss", "val_mrr"),
-    "evaluate": ("twin-llm.golden_perplexity", "twin-reranker.golden_mrr", "twin-reranker.golden_hit_at_5"),
-    "register-and-gate": ("twin-llm.version", "twin-llm.nominated", "twin-reranker.nominated"),
+    # twin-llm*: the author's twin, whatever its name (twin-llm, twin-llm-<author>).
+    "evaluate": ("twin-llm*.golden_perplexity", "twin-reranker.golden_mrr", "twin-reranker.golden_hit_at_5"),
+    "register-and-gate": ("twin-llm*.version", "twin-llm*.nominated", "twin-reranker.nominated"),
     "fit-drift-reference": (OUTPUT,),
 }
 FALLBACK_FIGURES = 3
@@ -132,7 +134,11 @@ def key_figures(step: str, executor_output: Path) -> str:
     returned = executed.get("parameterValues", {}).get(OUTPUT)
     if isinstance(returned, str):
         found[OUTPUT] = returned
-    chosen = {name: found[name] for name in KEY_FIGURES.get(step, ()) if name in found}
+    chosen = {
+        name: found[name]
+        for pattern in KEY_FIGURES.get(step, ())
+        for name in sorted(fnmatch.filter(found, pattern))
+    }
     if not chosen:
         chosen = {name: metrics[name] for name in sorted(metrics)[:FALLBACK_FIGURES]}
     return ", ".join(
