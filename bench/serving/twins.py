@@ -24,6 +24,7 @@ cores shared with a test suite make them noise.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import statistics
@@ -168,6 +169,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="Fewer tokens and rounds (a smoke run).")
     options = parser.parse_args()
+    # A library imported on the way turns the root logger to INFO; httpx would then log every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     max_tokens = 16 if options.quick else 48
     rounds = 1 if options.quick else 3
     with tempfile.TemporaryDirectory() as tmp:
