@@ -6,7 +6,7 @@ The whole loop itself is what `make run` executes; the pipeline tests run its tw
 import pytest
 
 from twinops.cli import main
-from twinops.cli.run import _load_params
+from twinops.cli.run import _load_params, _not_served
 
 
 def test_params_come_from_yaml_then_overrides(tmp_path) -> None:
@@ -34,3 +34,11 @@ def test_bad_run_input_is_one_line(home, capsys, monkeypatch, tmp_path, args, ne
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (home / "services.json").exists(), "nothing was started"
+
+
+def test_only_the_default_authors_twin_is_released_and_served_at_the_end() -> None:
+    """Another author's twin (twin-llm-<author>) is not served as if it were twin-llm's: the run
+    says so instead of printing the default twin's release."""
+    assert _not_served(None) is None and _not_served("Ada Quill") is None
+    note = _not_served("MLflow Authors")
+    assert note is not None and "twin-llm-mlflow-authors" in note and note.startswith("not served")

@@ -93,19 +93,39 @@ def run(
         "models": {model.name: str(model.path) for model in models},
         "pipeline": result.model_dump(mode="json"),
     }
-    release, reply = _release_and_ask(settings, question) if serve and question else (None, None)
+    not_served = _not_served(params.get("author"))
+    release, reply = (
+        _release_and_ask(settings, question) if serve and question and not not_served else (None, None)
+    )
     if as_json:
-        print_json({**summary, "release": release, "answer": reply})
+        print_json({**summary, "release": release, "answer": reply, "not_served": not_served})
         return
     print_run_summary(result)
     console.print(f"{'TWINOPS_HOME:':<20}{settings.home}", markup=False, highlight=False)
     console.print("stop the services with `twinops services down`", markup=False)
 
+    if serve and not_served:
+        console.print(not_served, markup=False, highlight=False)
     if release is not None:
         _print_release(release)
     if reply is not None:
         console.rule(f"the twin answers: {question}")
         print_answer(reply)
+
+
+def _not_served(author: str | None) -> str | None:
+    """Why the run's twin is not released and served at the end, or None when it is: the local
+    release and the servers `twinops run` starts are the default author's (twin-llm)."""
+    from twinops.domain.twins import twin_model_name
+    from twinops.infra.registry import LLM_MODEL
+
+    twin = twin_model_name(author)
+    if twin == LLM_MODEL:
+        return None
+    return (
+        f"not served: `twinops run` releases and serves the default author's twin ({LLM_MODEL}) at "
+        f"the end; {twin} is registered with the gate's decision above"
+    )
 
 
 def _release_and_ask(settings, question: str):
