@@ -9,7 +9,6 @@ real servers in test_local_servers.py)."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,13 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.serving.conftest import start_server
-from tests.serving.test_rag_server import ADA, GRACE, TEXTS, _chunk, _index
+from tests.serving.test_rag_server import planted_rag_env
 
-from twinops.infra.documents import AuthorRepository
-from twinops.infra.mongo import connect
 from twinops.services.process import free_port
 from twinops.serving.local import LocalServers
-from twinops.settings import Settings, get_settings
+from twinops.settings import Settings
 
 pytestmark = pytest.mark.slow  # a RAG process over MiniLM, Qdrant and MongoDB
 
@@ -68,22 +65,8 @@ class ChatStandIn:
 
 @pytest.fixture
 def outage_env(tmp_path: Path, embedded_mongodb: str, minilm_dir: Path) -> Iterator[Settings]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key in list(os.environ):
-            if key.startswith("TWINOPS_"):
-                patch.delenv(key)
-        patch.setenv("TWINOPS_HOME", str(tmp_path / "home"))
-        patch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
-        patch.setenv("TWINOPS_MONGODB_DATABASE", "t_rag_outage")
-        patch.setenv("TWINOPS_EMBEDDING_MODEL", str(minilm_dir))
-        get_settings.cache_clear()
-        settings = get_settings()
-        authors = AuthorRepository(connect(settings))
-        authors.upsert(ADA)
-        authors.upsert(GRACE)
-        _index(settings, [_chunk(k, a, t) for k, (a, t) in TEXTS.items()])
+    with planted_rag_env(tmp_path / "home", "t_rag_outage", embedded_mongodb, minilm_dir) as settings:
         yield settings
-        get_settings.cache_clear()
 
 
 def _ask(url: str) -> httpx.Response:

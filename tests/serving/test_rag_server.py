@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -70,21 +71,25 @@ def _index(settings: Settings, chunks: list[Chunk]) -> None:
         store.switch_aliases(target)
 
 
-@pytest.fixture(scope="module")
-def rag_env(
-    tmp_path_factory: pytest.TempPathFactory, embedded_mongodb: str, minilm_dir: Path
+@contextmanager
+def planted_rag_env(
+    home: Path, database: str, embedded_mongodb: str, minilm_dir: Path, **extra: str
 ) -> Iterator[Settings]:
-    """TWINOPS_* for this process and the RAG subprocess: the planted index and warehouse."""
-    home = tmp_path_factory.mktemp("rag-server-home")
+    """Only these TWINOPS_* (``extra`` as more of them) for this process and a RAG subprocess, over
+    the planted index and warehouse (Ada's and Grace's chunks) in ``database``."""
     with pytest.MonkeyPatch.context() as patch:
         for key in list(os.environ):
             if key.startswith("TWINOPS_"):
                 patch.delenv(key)
-        patch.setenv("TWINOPS_HOME", str(home))
-        patch.setenv("TWINOPS_MONGODB_URI", embedded_mongodb)
-        patch.setenv("TWINOPS_MONGODB_DATABASE", "t_rag_server")
-        patch.setenv("TWINOPS_EMBEDDING_MODEL", str(minilm_dir))
-        patch.setenv("TWINOPS_FEEDBACK_TOKEN", FEEDBACK_TOKEN)
+        variables = {
+            "TWINOPS_HOME": str(home),
+            "TWINOPS_MONGODB_URI": embedded_mongodb,
+            "TWINOPS_MONGODB_DATABASE": database,
+            "TWINOPS_EMBEDDING_MODEL": str(minilm_dir),
+            **extra,
+        }
+        for key, value in variables.items():
+            patch.setenv(key, value)
         get_settings.cache_clear()
         settings = get_settings()
         authors = AuthorRepository(connect(settings))
@@ -93,6 +98,18 @@ def rag_env(
         _index(settings, [_chunk(k, a, t) for k, (a, t) in TEXTS.items()])
         yield settings
         get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def rag_env(
+    tmp_path_factory: pytest.TempPathFactory, embedded_mongodb: str, minilm_dir: Path
+) -> Iterator[Settings]:
+    """TWINOPS_* for this process and the RAG subprocess: the planted index and warehouse."""
+    home = tmp_path_factory.mktemp("rag-server-home")
+    with planted_rag_env(
+        home, "t_rag_server", embedded_mongodb, minilm_dir, TWINOPS_FEEDBACK_TOKEN=FEEDBACK_TOKEN
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
