@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = local mode.")
     qdrant_api_key: str | None = None
     qdrant_path: Path | None = Field(None, description="Qdrant local-mode folder.")
+    qdrant_replication_factor: int = Field(
+        1, ge=1, description="Copies of each shard in new collections on a Qdrant cluster (prod: 2)."
+    )
 
     mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI; unset = embedded.")
     mlflow_port: int | None = Field(None, description="Port of the embedded MLflow; unset = free.")

@@ -36,6 +36,7 @@ _NEEDS_BY_COMMAND = {
     "twinops drift serve": {"mongodb:27017", "mlflow:5000", "embedder"},
     "twinops.rollout": {"mongodb:27017", "mlflow:5000"},
     "AuthServiceClient": {"mlflow:5000"},  # the MLflow accounts Job
+    "twinops.infra.mongo_replica_set": {"mongodb:27017"},  # prod's replica-set Job
 }
 # Pods that call nothing at start: the stores themselves and the Job that fills the volume.
 _STARTS_FIRST = {"mongodb", "qdrant", "redis", "mlflow", "twinops-models"}

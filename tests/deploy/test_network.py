@@ -125,7 +125,7 @@ def reachability(docs: list[dict], renders) -> set[tuple[str, str, int]]:
 
 
 def _expected(
-    workloads: set[str], external_mlflow: bool, namespace_pods: set[str]
+    workloads: set[str], external_mlflow: bool, namespace_pods: set[str], *, qdrant_cluster: bool = False
 ) -> set[tuple[str, str, int]]:
     reranker = "twin-reranker" in workloads
     steps = {"pipeline-step", "pipeline-step@kubeflow"}
@@ -165,6 +165,10 @@ def _expected(
     }
     if "redis-replica" in workloads:  # prod: the standby replicates the primary
         served[("redis", 6379)].add("redis-replica")
+    if "mongodb-replica-set" in workloads:  # prod: the members replicate; the Job initiates them
+        served[("mongodb", 27017)] |= {"mongodb", "mongodb-replica-set"}
+    if qdrant_cluster:
+        served[("qdrant", 6335)] = {"qdrant"}  # prod: the peers, and only they, on the p2p port
     if external_mlflow:  # prod: MLflow's PostgreSQL and S3 API (any address on their ports)
         for target in [("postgresql", 5432), ("s3", 443), ("s3", 9000), ("apiserver", 443)]:
             served.setdefault(target, set()).add("mlflow")
@@ -181,7 +185,8 @@ def test_each_service_answers_its_users_only_and_each_pod_reaches_what_it_calls(
     in_namespace = workloads | {"pipeline-step", "trainjob-node", "stranger"}
     mlflow = next(w for w in renders.workloads(docs) if w.name == "mlflow").containers[0]
     external = "MLFLOW_BACKEND_STORE_URI" in {env["name"] for env in mlflow["env"]}
-    expected = _expected(workloads, external, in_namespace)
+    qdrant = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "qdrant")
+    expected = _expected(workloads, external, in_namespace, qdrant_cluster=qdrant["spec"]["replicas"] > 1)
     assert sorted(table - expected) == [], "reachable but not expected"
     assert sorted(expected - table) == [], "expected but not reachable"
 

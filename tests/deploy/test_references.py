@@ -119,6 +119,13 @@ def test_config_and_secret_references_exist(renders, docs: list[dict]) -> None:
             if "secretKeyRef" in ref:
                 assert ref["secretKeyRef"]["name"] == DEFAULT_PROFILE.secret_name, owner
                 assert ref["secretKeyRef"]["key"] in secret_keys, f"{owner}: {ref['secretKeyRef']['key']}"
+    # Keys mounted as files (prod's MongoDB replica-set key).
+    for workload in renders.workloads(docs):
+        for volume in workload.pod.get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] == DEFAULT_PROFILE.secret_name, workload.name
+                for item in volume["secret"]["items"]:
+                    assert item["key"] in secret_keys, f"{workload.name}: {item['key']}"
 
 
 def test_no_credential_is_written_into_a_manifest(renders, docs: list[dict]) -> None:

@@ -133,7 +133,7 @@ def chunk_embed_load(
                 job, settings, gate, db=db, client=opened, embedder=embedder, on_progress=on_progress
             )
 
-    store = VectorStore(client)
+    store = VectorStore(client, replication_factor=settings.qdrant_replication_factor)
     # Checked before any write: a collection whose size disagrees with the embedder stops here.
     target = store.plan(embedder.slug, embedder.version, embedder.dimension, embedder=embedder.model_id)
     if not target.live and not (gate.full and gate.scope == ALL_AUTHORS):

@@ -104,10 +104,20 @@ def document_payload(document: CleanedDocument, chunk_count: int, model_id: str,
 class VectorStore:
     """Chunk and document collections in one Qdrant client (local mode or server)."""
 
-    def __init__(self, client, *, chunks_alias: str = CHUNKS_ALIAS, documents_alias: str = DOCUMENTS_ALIAS):
+    def __init__(
+        self,
+        client,
+        *,
+        chunks_alias: str = CHUNKS_ALIAS,
+        documents_alias: str = DOCUMENTS_ALIAS,
+        replication_factor: int = 1,
+    ):
         self.client = client
         self.chunks_alias = chunks_alias
         self.documents_alias = documents_alias
+        # Copies of each shard on a Qdrant cluster (TWINOPS_QDRANT_REPLICATION_FACTOR); local mode
+        # and a single server keep one whatever is asked.
+        self.replication_factor = replication_factor
 
     # --- collections and aliases ------------------------------------------------------------
     def alias_target(self, alias: str) -> str | None:
@@ -138,7 +148,9 @@ class VectorStore:
         from qdrant_client import models
 
         self.client.create_collection(
-            name, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+            name,
+            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+            replication_factor=self.replication_factor,
         )
         with warnings.catch_warnings():
             # Local mode accepts payload indexes but warns that it has no use for them.
