@@ -71,6 +71,10 @@ DEMO_CORPUS = Path(__file__).resolve().parents[2] / "data" / "demo-corpus"
 DEMO_CHUNK_WORDS = 150  # about the 200 MiniLM tokens the feature step cuts chunks at
 
 
+# title -> the demo file it came from: a chunk's source_url ends with it, as the folder source's does.
+DEMO_FILES: dict[str, str] = {}
+
+
 def demo_documents() -> dict[str, list[str]]:
     """The demo corpus (``make run``'s), as the feature step splits it: about 150 words a chunk.
 
@@ -86,6 +90,7 @@ def demo_documents() -> dict[str, list[str]]:
             for line in front.splitlines():
                 if line.startswith("title:"):
                     title = line.split(":", 1)[1].strip()
+        DEMO_FILES[title] = path.name
         chunks: list[str] = []
         current: list[str] = []
         for paragraph in (part.strip() for part in text.split("\n\n")):
@@ -113,7 +118,7 @@ def make_chunks(documents: dict[str, list[str]] = DOCUMENTS) -> tuple[list[Clean
             author_name=author.full_name,
             platform=Platform.LOCAL,
             category=Category.ARTICLES,
-            source_url=f"file:///corpus/{number}.md",
+            source_url=f"file:///corpus/{DEMO_FILES.get(title, f'{number}.md')}",
             title=title,
             content=text,
             source_content_hash=content_hash(text),

@@ -87,3 +87,22 @@ def test_retrieval_ranks_the_same_lists_by_cosine_and_by_each_reranker(
 def test_retrieval_without_collection_is_none(eval_settings) -> None:
     rows = [GoldenRow(instruction="q", reference="r", chunk_id="c")]
     assert retrieval_scores(eval_settings, rows, {}, k=5) is None
+
+
+def test_paraphrased_rows_are_also_scored_apart() -> None:
+    """golden_paraphrased_* cover the paraphrased rows alone, each row once, beside all rows."""
+    from twinops.evaluation.retrieval import COSINE, ranker_scores
+
+    rows = [
+        GoldenRow(instruction="keyword probe", reference="r", chunk_id="a", origin="probe"),
+        GoldenRow(instruction="how come?", reference="r", chunk_id="b", paraphrased=True),
+        GoldenRow(instruction="why so?", reference="r", chunk_id="c", paraphrased=True),
+    ]
+    listed = [("a", ""), ("c", ""), ("b", "")]
+    scores = ranker_scores(COSINE, "qdrant", rows, [listed] * 3, lambda _, hits: hits, k=2)
+    assert scores.per_question["golden_mrr"] == [1.0, 1 / 3, 0.5]
+    assert scores.per_question["golden_paraphrased_mrr"] == [1 / 3, 0.5]
+    assert scores.per_question["golden_paraphrased_hit_at_2"] == [0.0, 1.0]
+    assert scores.metrics["golden_paraphrased_mrr"] == pytest.approx(5 / 12)
+    without = ranker_scores(COSINE, "qdrant", rows[:1], [listed], lambda _, hits: hits, k=2)
+    assert not any(metric.startswith("golden_paraphrased_") for metric in without.metrics)

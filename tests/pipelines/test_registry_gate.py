@@ -20,12 +20,15 @@ def _report(models: list[ModelScores], rankers: list[ModelScores]) -> Evaluation
     )
 
 
-def _ranker(name: str, ranks: list[int]) -> ModelScores:
+def _ranker(name: str, ranks: list[int], paraphrased: int = 12) -> ModelScores:
+    """Scores of a ranker; its first ``paraphrased`` questions are the paraphrased subset."""
     return _scores(
         name,
         {
             "golden_hit_at_5": [1.0 if r <= 5 else 0.0 for r in ranks],
             "golden_mrr": [1.0 / r for r in ranks],
+            "golden_paraphrased_hit_at_5": [1.0 if r <= 5 else 0.0 for r in ranks[:paraphrased]],
+            "golden_paraphrased_mrr": [1.0 / r for r in ranks[:paraphrased]],
         },
     )
 

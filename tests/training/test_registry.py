@@ -203,9 +203,31 @@ def test_the_reranker_gate_refuses_a_reranker_worse_than_cosine_or_within_noise(
     result = nominate(RERANKER_MODEL, training_settings, gate, evidence=noisy)
     assert not result.nominated and "within noise" in result.reason
 
+    # Better on the extractive questions, but without the questions people word their own way:
+    # the metric is missing, and nothing is nominated on it.
     clear = noisy.model_copy(update={"improvement_ci": {"golden_mrr": (0.02, 0.14)}})
     result = nominate(RERANKER_MODEL, training_settings, gate, evidence=clear)
+    assert not result.nominated and "golden_paraphrased_mrr is missing" in result.reason
+
+    # Better on the extractive questions and worse beyond noise on the paraphrased ones: refused.
+    paraphrased = {"golden_paraphrased_mrr": 0.70}
+    losing = clear.model_copy(
+        update={
+            "challenger": {**clear.challenger, "golden_paraphrased_mrr": 0.58},
+            "reference": {**clear.reference, **paraphrased},
+            "improvement_ci": {"golden_mrr": (0.02, 0.14), "golden_paraphrased_mrr": (-0.2, -0.03)},
+        }
+    )
+    result = nominate(RERANKER_MODEL, training_settings, gate, evidence=losing)
+    assert not result.nominated and "worse beyond noise" in result.reason
+
+    # Not worse beyond noise there (a lower mean within noise is no loss): nominated.
+    holding = losing.model_copy(
+        update={"improvement_ci": {"golden_mrr": (0.02, 0.14), "golden_paraphrased_mrr": (-0.2, 0.05)}}
+    )
+    result = nominate(RERANKER_MODEL, training_settings, gate, evidence=holding)
     assert result.nominated and "beyond noise" in result.reason
+    assert "golden_paraphrased_mrr" in result.reason and "no loss beyond noise" in result.reason
 
 
 def test_a_missing_metric_blocks_promotion(training_settings, make_dataset, tiny_llama: Path) -> None:
@@ -320,3 +342,41 @@ def test_bad_input_is_one_line_and_registers_nothing(
     better = _evidence({"golden_perplexity": 9.0}, {"golden_perplexity": 12.0})
     already = nominate(LLM_MODEL, training_settings, LLM_GATE, evidence=better)
     assert not already.nominated and "already 'champion'" in already.reason
+
+
+@pytest.mark.parametrize(
+    ("direction", "interval", "passes", "says"),
+    [
+        ("higher", (-0.2, 0.05), True, "no loss beyond noise"),  # lower mean, within noise
+        ("higher", (-0.2, -0.01), False, "worse beyond noise"),
+        ("lower", (0.01, 0.3), False, "worse beyond noise"),  # e.g. perplexity up beyond noise
+        ("lower", (-0.3, 0.01), True, "no loss beyond noise"),
+        ("higher", None, False, "no confidence interval"),
+    ],
+)
+def test_a_no_loss_rule_is_a_guard_not_a_goal(direction, interval, passes, says) -> None:
+    from twinops.training.gate import check_rule
+
+    rule = MetricRule(metric="golden_paraphrased_mrr", direction=direction, no_loss=True)
+    evidence = _evidence(
+        {"golden_paraphrased_mrr": 0.60},
+        {"golden_paraphrased_mrr": 0.62},
+        name="cosine",
+        improvement_ci={"golden_paraphrased_mrr": interval} if interval else {},
+    )
+    check = check_rule(rule, evidence)
+    assert check.passed is passes and says in check.why
+
+
+def test_a_no_loss_rule_takes_no_margin() -> None:
+    from twinops.errors import ConfigError
+    from twinops.training.gate import parse_gate
+
+    raw = {
+        "rules": [
+            {"metric": "golden_paraphrased_mrr", "direction": "higher", "no_loss": True, "min_delta": 0.1}
+        ]
+    }
+    with pytest.raises(ConfigError) as error:
+        parse_gate(raw, RERANKER_MODEL, "gates.yaml")
+    assert "no_loss" in str(error.value) and len(str(error.value).splitlines()) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinops.datasets.budget import GenerationRun
@@ -28,6 +29,12 @@ from twinops.datasets.instruction import (
     usable_passages,
 )
 from twinops.datasets.jobs import DatasetBuildSummary, DatasetJob
+from twinops.datasets.paraphrase import (
+    PARAPHRASE,
+    is_paraphrased,
+    paraphrase_examples,
+    read_written_questions,
+)
 from twinops.datasets.preference import PreferencePair, build_preference_pairs
 from twinops.datasets.prompts import ANSWER_PROMPT, load_prompt
 from twinops.datasets.queries import query_instructions
@@ -191,6 +198,8 @@ def _generate(
     drops: Counter[str],
     on_progress: ProgressCallback | None,
 ) -> _Generated:
+    # Read before the generator loads: a wrong path or line costs nothing.
+    written = read_written_questions(Path(job.paraphrased_questions)) if job.paraphrased_questions else []
     generator = make_generator(job.generator, settings, batch_size=job.batch_size, threads=job.threads)
     # A rules backend is the templates themselves: its rows are counted as template rows.
     run = GenerationRun(
@@ -211,6 +220,13 @@ def _generate(
         meter.total = len(views)
         meter.advance(made=len(views))
         examples += views
+        examples += paraphrase_examples(
+            passages,
+            written,
+            drops,
+            max_overlap=job.max_paraphrase_overlap,
+            golden_documents=golden_documents,
+        )
         examples += self_instruct_examples(passages, run, job, drops)
         examples += query_instructions(corpus, job, settings, drops)
         pairs = build_preference_pairs(examples, run, job, drops) if job.preference else []
@@ -232,11 +248,20 @@ def _assemble_splits(
     """The rows of every kind by split (training rows decontaminated), the canary, the embedder ref."""
     examples, pairs = generated.examples, generated.pairs
     held_out = [e for e in examples if e.document_id in golden_documents]
-    # One question per held-out chunk: the generator's when it passed the checks, else a template's.
+    # One question per held-out chunk: the generator's when it passed the checks, else a template's;
+    # then the questions people wrote about held-out chunks (datasets.paraphrase).
     golden_rows = [
-        golden_row(e.instruction, e.answer, e.document_id, e.chunk_id, source=e.source)
+        golden_row(
+            e.instruction,
+            e.answer,
+            e.document_id,
+            e.chunk_id,
+            "instruction" if e.origin == PASSAGE else PARAPHRASE,
+            source=e.source,
+            paraphrased=is_paraphrased(e.instruction, e.answer, job.max_paraphrase_overlap),
+        )
         for e in held_out
-        if e.origin == PASSAGE
+        if e.origin in (PASSAGE, PARAPHRASE)
     ]
     # Keyword probes of every held-out chunk make the golden set large enough to tell rankers
     # (and perplexities) apart; the reference is the chunk's text, as for its instruction.
@@ -308,7 +333,11 @@ def _mine_reranker_pairs(
     embedder_id, embedder_version = embedder_identity(settings)
     author_id = Author(full_name=job.author).id if job.author else None
     queries = retrieval_queries(
-        [(e.instruction, e.chunk_id, e.document_id) for e in examples if e.origin == PASSAGE],
+        [
+            (e.instruction, e.chunk_id, e.document_id, e.origin)
+            for e in examples
+            if e.origin in (PASSAGE, PARAPHRASE)
+        ],
         [(chunk.id, chunk.document_id, chunk.content) for chunk in corpus.chunks],
         job.retrieval_probes,
     )

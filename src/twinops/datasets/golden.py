@@ -56,12 +56,16 @@ def golden_row(
     origin: str = "instruction",
     *,
     source: str = "",
+    paraphrased: bool = False,
 ) -> dict:
     """Contract 4: one held-out (instruction, reference answer, source) row.
 
     ``origin``: ``instruction`` (a question or request of the chunk, checked as a person's would be;
-    the LLMs answer these) or ``probe`` (a keyword query of one sentence of the chunk; retrieval and
-    perplexity use every row). ``source``: who wrote an instruction, ``generator`` or ``template``.
+    the LLMs answer these), ``paraphrase`` (a question a person wrote in their own words; answered
+    too) or ``probe`` (a keyword query of one sentence of the chunk; retrieval and perplexity use
+    every row). ``source``: who wrote an instruction, ``generator``, ``template`` or ``written``.
+    ``paraphrased``: the question shares at most ``max_paraphrase_overlap`` of its content words
+    with the chunk (``datasets.paraphrase``); the evaluation scores retrieval on these apart.
     """
     row = {
         "instruction": instruction,
@@ -69,6 +73,7 @@ def golden_row(
         "document_id": document_id,
         "chunk_id": chunk_id,
         "origin": origin,
+        "paraphrased": paraphrased,
     }
     return {**row, "source": source} if source else row
 

@@ -76,6 +76,15 @@ class DatasetJob(BaseModel):
         lt=1,
         description="Share of documents held out (by document): 6 of the demo's 20.",
     )
+    paraphrased_questions: str | None = Field(
+        None,
+        description="JSONL of questions people wrote about the corpus in their own words, each naming its "
+        "document and quoting its answer (datasets.paraphrase; relative to the current directory, as "
+        "folder sources are): golden rows scored apart, and instruction rows and reranker queries.",
+    )
+    max_paraphrase_overlap: float = Field(
+        0.34, gt=0, le=1, description="Most of a paraphrased question's content words its passage may share."
+    )
     retrieval_probes: int = Field(
         4, ge=0, description="Keyword probes per chunk, besides its instruction: golden and reranker queries."
     )

@@ -39,7 +39,7 @@ class RetrievalQuery:
     text: str
     chunk_id: str
     document_id: str
-    origin: str  # "instruction" (back-translated) or "probe"
+    origin: str  # "instruction" (back-translated), "paraphrase" (a person's question) or "probe"
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,14 @@ def probe_queries(text: str, count: int) -> list[str]:
 
 
 def retrieval_queries(
-    instructions: Sequence[tuple[str, str, str]], chunks: Sequence[tuple[str, str, str]], probes: int
+    instructions: Sequence[tuple[str, str, str, str]], chunks: Sequence[tuple[str, str, str]], probes: int
 ) -> list[RetrievalQuery]:
-    """Instructions ``(text, chunk_id, document_id)`` and ``probes`` keyword probes per chunk
-    ``(chunk_id, document_id, content)``."""
+    """Instructions ``(text, chunk_id, document_id, origin)`` and ``probes`` keyword probes per chunk
+    ``(chunk_id, document_id, content)``. An instruction's origin is ``passage`` (back-generated,
+    recorded as ``instruction``) or ``paraphrase`` (a question a person wrote)."""
     queries = [
-        RetrievalQuery(text, chunk_id, document_id, "instruction")
-        for text, chunk_id, document_id in instructions
+        RetrievalQuery(text, chunk_id, document_id, "instruction" if origin == "passage" else origin)
+        for text, chunk_id, document_id, origin in instructions
     ]
     for chunk_id, document_id, content in chunks:
         queries += [

@@ -17,7 +17,15 @@ class GoldenRow(BaseModel):
     reference: str
     document_id: str = ""
     chunk_id: str = ""
-    origin: str = Field("instruction", description="instruction (answered by the LLMs) or probe (retrieval).")
+    origin: str = Field(
+        "instruction",
+        description="instruction or paraphrase (answered by the LLMs), or probe (retrieval only).",
+    )
+    paraphrased: bool = Field(
+        False,
+        description="The question shares few words with its chunk (datasets.paraphrase): retrieval on "
+        "these rows is also scored apart (golden_paraphrased_*).",
+    )
 
 
 def _folder(reference: str, kind: str, settings: Settings) -> tuple[Path, str]:

@@ -275,6 +275,11 @@ def evaluate(job: EvaluationJob, settings: Settings, *, step: Step | None = None
             retrieval = measured
             if not rerankers:
                 skipped.append("reranked retrieval: no reranker given (--reranker)")
+            if not any(row.paraphrased for row in rows):
+                skipped.append(
+                    "paraphrased retrieval (golden_paraphrased_*): the golden set has no question in "
+                    "the asker's own words; build it with the dataset option paraphrased_questions"
+                )
     report = EvaluationReport(
         report_dir=str(folder),
         golden=golden_label,

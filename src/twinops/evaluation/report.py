@@ -26,6 +26,8 @@ METRIC_LABELS = {
     "golden_judge_answered": "Judge answered",
     "golden_hit_at_5": "hit@5",
     "golden_mrr": "MRR",
+    "golden_paraphrased_hit_at_5": "hit@5, paraphrased",
+    "golden_paraphrased_mrr": "MRR, paraphrased",
 }
 
 

@@ -5,6 +5,9 @@ list serving's RAG reranks), then each ranker's order of that same list. A golde
 ``chunk_id`` is the one relevant chunk (same-document siblings count as wrong, as in training).
 Per ranker: ``golden_hit_at_{k}`` and ``golden_mrr`` with per-question values (for intervals and
 paired comparisons); ``cosine`` is the first-stage order itself, the baseline every reranker must beat.
+The same two on the paraphrased rows alone (``golden_paraphrased_hit_at_{k}``,
+``golden_paraphrased_mrr``: questions in the asker's words, where term overlap cannot carry a
+ranker), absent when the golden set has none.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from twinops.features.vector_store import CHUNKS_ALIAS
 from twinops.settings import Settings
 
 COSINE = "cosine"
+PARAPHRASED_PREFIX = "golden_paraphrased_"
 
 Hits = list[list[tuple[str, str]]]
 
@@ -88,6 +92,10 @@ def ranker_scores(
         for row, listed in zip(rows, hits, strict=True)
     ]
     per_question = {f"golden_hit_at_{k}": [p[0] for p in pairs], "golden_mrr": [p[1] for p in pairs]}
+    paraphrased = [pair for pair, row in zip(pairs, rows, strict=True) if row.paraphrased]
+    if paraphrased:
+        per_question[f"{PARAPHRASED_PREFIX}hit_at_{k}"] = [p[0] for p in paraphrased]
+        per_question[f"{PARAPHRASED_PREFIX}mrr"] = [p[1] for p in paraphrased]
     return ModelScores(
         name=name,
         path=path,

@@ -58,9 +58,10 @@ class TrainingParams(BaseModel):
         {}, description="A twin-llm gate replacing the project's; empty: configs/training/gate.yaml."
     )
     dataset_options: dict = Field(
-        {"budget": "2m"},
+        {"budget": "2m", "paraphrased_questions": "data/demo-questions.jsonl"},
         description="DatasetJob fields (generator, sizes, filters; budget: the generator's time in all, "
-        "after which templates make the rows).",
+        "after which templates make the rows; paraphrased_questions: questions people wrote about the "
+        "corpus, the demo's by default).",
     )
     training_options: dict = Field(
         {}, description="Training job fields shared by DAPT, SFT and DPO (trainer, lora)."

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twinops.domain.twins import LLM_TWIN_PREFIX, is_twin_model_name
 from twinops.errors import ConfigError, NotFound
@@ -71,6 +71,20 @@ class MetricRule(BaseModel):
     beyond_noise: bool = Field(
         False, description="The 95% bootstrap interval of the improvement must exclude zero."
     )
+    no_loss: bool = Field(
+        False,
+        description="Guard, not goal: the challenger need not improve, only not be worse beyond noise "
+        "(the 95% paired interval of the improvement reaches 0). Needs the interval.",
+    )
+
+    @model_validator(mode="after")
+    def _one_meaning(self) -> MetricRule:
+        if self.no_loss and (self.beyond_noise or self.min_delta or self.min_relative):
+            raise ValueError(
+                "no_loss asks only that the challenger is not worse; it takes no beyond_noise, "
+                "min_delta or min_relative (make two rules for two demands)"
+            )
+        return self
 
 
 class GateConfig(BaseModel):
@@ -178,6 +192,10 @@ def check_rule(
     if interval is not None:
         # The interval is of challenger minus reference; turn it into "improvement" terms.
         better = tuple(sorted((sign * interval[0], sign * interval[1])))
+    if rule.no_loss:
+        return _no_loss_check(
+            rule, challenger, reference, improvement=improvement, relative=relative, better=better
+        )
     noise = ""
     if rule.beyond_noise:
         if better is None:
@@ -202,6 +220,36 @@ def check_rule(
         improvement_ci=better,
         passed=passed,
         why=why,
+    )
+
+
+def _no_loss_check(
+    rule: MetricRule,
+    challenger: float,
+    reference: float,
+    *,
+    improvement: float,
+    relative: float,
+    better: tuple[float, float] | None,
+) -> MetricCheck:
+    """A guard: passes unless the challenger is worse beyond noise (a missing interval fails)."""
+    if better is None:
+        passed, verdict = False, "no confidence interval to tell a loss from noise"
+    elif better[1] < 0:
+        passed, verdict = False, f"worse beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+    else:
+        passed, verdict = True, f"no loss beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+    return MetricCheck(
+        metric=rule.metric,
+        direction=rule.direction,
+        reference=reference,
+        challenger=challenger,
+        improvement=improvement,
+        relative_improvement=relative,
+        improvement_ci=better,
+        passed=passed,
+        why=f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better, must not "
+        f"get worse): Δ={improvement:.4g}, {verdict}",
     )
 
 
