@@ -124,3 +124,91 @@ def test_a_build_keeps_held_out_questions_in_the_golden_set_and_the_rest_for_tra
     # the whole chunk (which has more words than the paragraph the file was checked on).
     assert len(held_out) + len(trained) == len(written)
     assert not [key for key in summary.drops if ":paraphrase_" in key]
+
+
+OFF_TOPIC = Path(__file__).resolve().parents[1] / "data" / "off_topic_questions.jsonl"
+# Batches of 16: the held-out pools hold about 40 questions each. The stated false-alarm rate is
+# the detectors' p_val whatever the batch size.
+DRIFT_BATCH = 16
+DRAWS = 200
+
+
+def _flag_rates(detectors, vectors, draws: int = DRAWS) -> dict[str, int]:
+    import numpy as np
+
+    flagged: dict[str, int] = {}
+    for seed in range(draws):
+        rows = np.random.default_rng(seed).choice(len(vectors), size=DRIFT_BATCH, replace=False)
+        for result in detectors.predict(vectors[rows]):
+            flagged[result.detector] = flagged.get(result.detector, 0) + int(result.is_drift)
+    return flagged
+
+
+@pytest.mark.slow
+def test_with_written_questions_in_the_reference_natural_questions_are_not_drift(
+    feature_run, dataset_settings: Settings, corpus_kit, bundled_models_dir: Path, tmp_path: Path
+) -> None:
+    """The drift reference of a dataset with written questions: natural questions about the corpus,
+    held out of it, drift no more often than the detectors' p_val (Clopper-Pearson interval), an
+    off-topic shift is flagged, and with the template prompts as the queries (no written
+    questions) the same natural questions are flagged in most batches (issue 26's finding)."""
+    from scipy.stats import binomtest
+
+    from twinops.features.embedding import open_embedder
+    from twinops.infra.mongo import connect
+    from twinops.monitoring.config import DriftConfig
+    from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
+    from twinops.monitoring.reference import reference_from_datasets
+
+    # Every other question of each document goes into the datasets; the rest is held out.
+    by_document: dict[str, list] = {}
+    for question in read_written_questions(DEMO_QUESTIONS):
+        by_document.setdefault(question.document, []).append(question)
+    kept = [q for questions in by_document.values() for q in questions[::2]]
+    held_out = [q.question for questions in by_document.values() for q in questions[1::2]]
+    kept_file = tmp_path / "kept.jsonl"
+    kept_file.write_text("".join(q.model_dump_json() + "\n" for q in kept), encoding="utf-8")
+    off_topic = [json.loads(line)["question"] for line in OFF_TOPIC.read_text(encoding="utf-8").splitlines()]
+
+    feature_run(corpus_kit.demo_documents(), index=False)
+    config = DriftConfig(batch_size=DRIFT_BATCH, calibration_draws=50, reduced_dimension=32)
+    embedder = open_embedder(Settings(embedding_model=str(bundled_models_dir / "all-minilm-l6-v2")))
+    natural, shifted = embedder.encode(held_out, batch_size=64), embedder.encode(off_topic, batch_size=64)
+
+    def detectors_of(questions_file: str | None) -> tuple[str, SpaceDetectors]:
+        job = DatasetJob(
+            generator="local",
+            budget=0,
+            reranker=False,
+            log_to_mlflow=False,
+            paraphrased_questions=questions_file,
+        )
+        summary = build_datasets(job, dataset_settings)
+        data = reference_from_datasets(
+            connect(dataset_settings), (summary.versions["instruction"],), label="demo"
+        )
+        reference = SpaceReference.fit(
+            "queries", embedder.encode(data.texts["queries"], batch_size=64), config
+        )
+        return data.label, SpaceDetectors(reference, list(fit_evidently(reference, DRIFT_BATCH, config)))
+
+    label, written = detectors_of(str(kept_file))
+    assert label.startswith("demo; queries: the ") and "questions people wrote" in label
+    in_topic = _flag_rates(written, natural)
+    intervals = {
+        name: binomtest(count, DRAWS).proportion_ci(confidence_level=0.95, method="exact")
+        for name, count in in_topic.items()
+    }
+    assert set(in_topic) == {f"evidently-{method}" for method in config.evidently_methods}
+    assert all(ci.low <= config.p_val for ci in intervals.values()), in_topic
+    shift = _flag_rates(written, shifted)
+    assert shift["evidently-mmd"] >= 0.75 * DRAWS, shift
+    for count in shift.values():  # every detector alarms on it more often than p_val
+        assert binomtest(count, DRAWS).proportion_ci(method="exact").low > config.p_val, shift
+
+    label, prompts = detectors_of(None)
+    assert "questions people wrote" not in label
+    before = _flag_rates(prompts, natural)
+    print(f"of {DRAWS} batches of {DRIFT_BATCH}, flagged: natural {in_topic}; off-topic {shift}; "
+          f"natural against the prompts {before}")  # fmt: skip
+    assert before["evidently-mmd"] >= 0.75 * DRAWS

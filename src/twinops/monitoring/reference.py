@@ -11,6 +11,15 @@ train splits give the ``queries`` (user turns) and ``answers`` (assistant turns)
 versions among their ancestors give the ``chunks`` and the cleaned documents (the document
 features, computed by ``features.feast_store.stats_frames`` as Feast computes them).
 
+The ``queries`` are what users are expected to ask. When the train splits hold at least
+``MIN_WRITTEN_QUERIES`` questions people wrote in their own words (``datasets.paraphrase``, source
+``written``), those alone are the queries: the template prompts ("Explain X the way you would in
+your post ...") are training material nobody types, and a reference holding them flagged natural
+questions about the very pages the twin was trained on as drift (issue 26: with the prompts mixed
+in, held-out natural questions drifted in nearly every batch; with the written questions alone,
+in none, while off-topic questions still did). The label says which: ``...; queries: the N
+questions people wrote``. With fewer, the queries are every user turn, as before.
+
 ``open_reference`` embeds each space through ``features.embedding.Embedder`` (the one embedding
 path), fits a dimension reducer per space and saves everything under
 ``TWINOPS_HOME/drift/references/<id>/``. The id hashes the texts, the embedder and the reducer
@@ -35,6 +44,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinops.datasets.paraphrase import WRITTEN
 from twinops.domain.documents import CleanedDocument, utcnow
 from twinops.domain.hashing import content_hash
 from twinops.domain.versions import DatasetKind, DatasetVersion
@@ -50,6 +60,8 @@ from twinops.monitoring.detectors import (
 from twinops.settings import Settings
 
 SPACES = ("queries", "answers", "chunks")
+# Fewer written questions than this leave the queries to every user turn (see the module docstring).
+MIN_WRITTEN_QUERIES = 20
 LATEST = "latest"
 REFERENCE_TAG = "drift_reference"
 
@@ -139,14 +151,17 @@ def _turns(messages: Any, role: str) -> list[str]:
 
 
 def dataset_texts(version: DatasetVersion) -> dict[str, list[str]]:
-    """Queries and answers of an instruction/preference version's train split (JSONL beside it)."""
-    texts: dict[str, list[str]] = {"queries": [], "answers": []}
+    """Queries and answers of an instruction/preference version's train split (JSONL beside it), and
+    among the queries the ``written`` ones (questions people wrote)."""
+    texts: dict[str, list[str]] = {"queries": [], "answers": [], "written": []}
     if not version.uri:
         return texts
     for row in _read_jsonl(Path(version.uri) / "train.jsonl"):
         users = _turns(row.get("prompt"), "user")
         if users:
             texts["queries"].append(users[-1])
+            if row.get("source") == WRITTEN:
+                texts["written"].append(users[-1])
         answer = row.get("completion") or row.get("chosen")
         texts["answers"] += _turns(answer, "assistant")[-1:]
     return texts
@@ -177,7 +192,7 @@ def reference_from_datasets(
     from twinops.infra.dataset_versions import DatasetVersionRepository
 
     repository = DatasetVersionRepository(db)
-    texts: dict[str, list[str]] = {space: [] for space in SPACES}
+    texts: dict[str, list[str]] = {space: [] for space in (*SPACES, "written")}
     documents: list[CleanedDocument] = []
     seen: set[str] = set()
     for dataset_id in dataset_ids:
@@ -192,6 +207,10 @@ def reference_from_datasets(
                 chunks, docs = feature_texts(version)
                 texts["chunks"] += chunks
                 documents += docs
+    written = list(dict.fromkeys(texts.pop("written")))
+    if len(written) >= MIN_WRITTEN_QUERIES:
+        texts["queries"] = written
+        label = f"{label}; queries: the {len(written)} questions people wrote"
     return ReferenceData(
         label=label,
         model_name=model_name,
