@@ -52,3 +52,21 @@ def test_errors_are_one_line(dataset_settings: Settings, capsys: pytest.CaptureF
     )
     assert main(["datasets", "show", "instruction-0000"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_bad_questions_file_is_one_line_and_writes_no_dataset(
+    feature_run, dataset_settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    from twinops.domain import DatasetKind
+    from twinops.infra.dataset_versions import DatasetVersionRepository
+    from twinops.infra.mongo import connect
+
+    feature_run(index=False)
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"document": "a.md", "question": "Why would I?"}\n', encoding="utf-8")
+    build = ["datasets", "build", "--generator", "extractive", "--no-mlflow"]
+    one_line_error(main, [*build, "--paraphrased-questions", str(questions)], capsys, "line 1", "evidence")
+    one_line_error(
+        main, [*build, "--paraphrased-questions", str(tmp_path / "none.jsonl")], capsys, "does not exist"
+    )
+    assert DatasetVersionRepository(connect(dataset_settings)).latest(DatasetKind.GOLDEN) is None

@@ -60,6 +60,16 @@ def build(
             "from the templates, so the build always ends. 0: templates only.",
         ),
     ] = None,
+    paraphrased_questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--paraphrased-questions",
+            help="JSONL of questions people wrote about the corpus in their own words, one object a line: "
+            '{"document": FILE, "question": TEXT, "evidence": QUOTE of the answering passage} '
+            "(the demo's: data/demo-questions.jsonl). Held-out ones are scored apart "
+            "(golden_paraphrased_*); the rest train the twin and the reranker.",
+        ),
+    ] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the build to MLflow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -79,6 +89,7 @@ def build(
         "features_version": features_version,
         "max_chunks": max_chunks,
         "budget": budget,
+        "paraphrased_questions": str(paraphrased_questions) if paraphrased_questions else None,
     }
     updates = {key: value for key, value in overrides.items() if value is not None}
     if no_mlflow:
