@@ -112,10 +112,19 @@ def running_cluster(
     mode: str | None = None,
     latest_url: str | None = None,
     account: str = ROLLOUT_ACCOUNT,
+    twins: str | None = None,
 ):
     """The render's InferenceServices on a validating API, in ``mode`` (default: the render's own),
-    answering as ``account`` (the rollout controller's; ``pipeline-runner`` for a KFP step)."""
+    answering as ``account`` (the rollout controller's; ``pipeline-runner`` for a KFP step). With
+    ``twins``, twin-llm serves many twins on one base, as an operator switches it
+    (``--twins=<twins>`` in place of its ``--model_uri``; docs/cluster.md)."""
     docs = render(overlay, renderer)
+    if twins is not None:
+        llm = next(d for d in docs if d["kind"] == "InferenceService" and d["metadata"]["name"] == NAME)
+        model = llm["spec"]["predictor"]["model"]
+        model["args"] = [
+            f"--twins={twins}" if arg.startswith("--model_uri") else arg for arg in model["args"]
+        ]
     namespace = namespace_of(overlay)
     identity = ServiceAccount.from_rendered(docs, namespace, account)
     assert identity.rules, f"the {overlay} render ({renderer}) binds no Role to {account}"

@@ -70,9 +70,11 @@ class ScriptedScorer:
     def __init__(self, canary_score: float, stable_url: str) -> None:
         self.canary_score, self.stable_url = canary_score, stable_url
         self.urls: list[str] = []
+        self.models: list[str] = []
 
     def __call__(self, url: str, model: str) -> float:
         self.urls.append(url)
+        self.models.append(model)
         return STABLE_SCORE if url.startswith(self.stable_url) else self.canary_score
 
 
@@ -383,3 +385,77 @@ def test_two_controllers_racing_step_the_canary_once_per_interval(cluster: Clust
     assert [d["action"] for d in final["decisions"]] == ["start", "step_up", "step_up", "promote"]
     assert canary_percents(cluster) == [10, 50, 100]
     assert registry.decisions.count("promote") == 1
+
+
+TWINS = "models:/twin-llm/3,models:/twin-llm-ada/5,models:/twin-llm-bo/2"
+ADA_V6 = PinnedModel(
+    uri="models:/twin-llm-ada/6",
+    requested_uri="models:/twin-llm-ada@challenger",
+    registry_name="twin-llm-ada",
+    registry_version="6",
+)
+
+
+def _twins_controller(cluster: Cluster, registry: Registry, clock: FakeTime, model: str):
+    custom, core, coordination = cluster.clients
+    scorer = ScriptedScorer(HEALTHY[0], stable_address(cluster.namespace))
+    target = KServeTarget(
+        NAME,
+        cluster.namespace,
+        api=custom,
+        core=core,
+        coordination=coordination,
+        model_name=model,
+        clock=clock,
+    )
+    controller = RolloutController(
+        target,
+        health=ScriptedHealth(*HEALTHY[1:]),
+        scorer=scorer,
+        recorder=registry,
+        model_name=model,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    return controller, scorer
+
+
+@pytest.mark.parametrize(("overlay", "renderer"), [("dev", "kustomize"), ("prod", "helm")])
+def test_one_twins_canary_on_a_server_of_many_twins_changes_only_its_entry(overlay, renderer) -> None:
+    """twin-llm serving three twins pinned in its spec: ada's release canaries ada's new version on
+    pods that serve the other twins on the very same versions, is scored as ada, and promotes by
+    changing ada's entry alone. A twin the spec does not list is refused in one line, unwritten."""
+    from twinops.errors import ConfigError
+
+    with running_cluster(overlay, renderer, twins=TWINS) as cluster:
+        registry, clock = Registry(champion="5", challenger="6"), FakeTime()
+        controller, scorer = _twins_controller(cluster, registry, clock, "twin-llm-ada")
+        controller.start(ADA_V6, steps=STEPS, intervals=INTERVALS, thresholds=Thresholds())
+        # The controller Deployment (--isvc twin-llm, no model name) takes the rollout over: it
+        # scores the twin the rollout records, not twin-llm.
+        deployment, taken_over = _twins_controller(cluster, registry, clock, NAME)
+        state = deployment.run(deployment.target.load())
+        assert state.phase == "promoted" and registry.champion == "6"
+        assert set(taken_over.models) == {"twin-llm-ada"}
+        expected = "--twins=models:/twin-llm/3,models:/twin-llm-ada/6,models:/twin-llm-bo/2"
+        assert expected in predictor_args(cluster)
+        canary_args = []
+        for request in cluster.isvc_writes():
+            spec = (request.body or {}).get("spec") or {}
+            canary_args += [c["predictor"]["model"]["args"] for c in spec.get("canary") or []]
+            predictor = (spec.get("predictor") or {}).get("model") or {}
+            canary_args += [predictor["args"]] if "args" in predictor else []
+        assert canary_args and all(expected in args for args in canary_args)
+        assert set(scorer.models) == {"twin-llm-ada"}
+        assert cluster.refused() == [] or all(r.method == "GET" for r in cluster.refused())
+
+        writes = len(cluster.isvc_writes())
+        other, _ = _twins_controller(cluster, Registry(), FakeTime(), "twin-llm-cy")
+        stranger = PinnedModel(
+            uri="models:/twin-llm-cy/1", requested_uri="models:/twin-llm-cy/1", registry_name="twin-llm-cy"
+        )
+        with pytest.raises(ConfigError) as refused:
+            other.start(stranger, steps=STEPS, intervals=INTERVALS, thresholds=Thresholds())
+        line = str(refused.value)
+        assert "not twin-llm-cy" in line and "--twins" in line and len(line.splitlines()) == 1
+        assert len(cluster.isvc_writes()) == writes

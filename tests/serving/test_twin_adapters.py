@@ -201,3 +201,37 @@ def test_a_moved_champion_serves_new_requests_and_leaves_the_other_twin_alone(
     assert [a.text for a in results["after_refusal"]] == [ada_before.text, expected_bo_v2]
     assert twins.serving[BO].version == "2" and twins.refused[BO] == "3"
     assert sorted(mixed.adapters) == [f"{ADA}-v1", f"{BO}-v2"]
+
+
+def test_a_pinned_twin_serves_its_version_and_does_not_follow_the_champion(
+    mlflow_settings, mixed: MixedAdapterModel, twin_adapters_dir: Path, tiny_llama: Path
+) -> None:
+    """What a cluster's spec lists: ``models:/NAME/VERSION`` entries. A champion move changes
+    nothing on a pinned twin (only a release, a new spec, does); an unpinned one follows."""
+    from twinops.errors import ConfigError
+    from twinops.serving.twins import twin_pins
+
+    register_twin(mlflow_settings, ADA, twin_adapters_dir / "seed1", tiny_llama)
+    register_twin(mlflow_settings, BO, twin_adapters_dir / "seed2", tiny_llama)
+    spec = f"models:/{ADA}/1,{BO}"
+    assert twin_names(spec, mlflow_settings) == [ADA, BO]
+    assert twin_pins(spec) == {ADA: "1"}
+    twins = TwinAdapters(mixed, mlflow_settings, [ADA, BO], poll_seconds=0, pinned=twin_pins(spec))
+    twins.load_champions()
+    assert twins.serving[ADA].label == f"{ADA} v1 [pinned]"
+    register_twin(mlflow_settings, ADA, twin_adapters_dir / "seed3", tiny_llama)  # ada's champion: v2
+    register_twin(mlflow_settings, BO, twin_adapters_dir / "seed3", tiny_llama)  # bo's champion: v2
+    events = twins.refresh()
+    assert len(events) == 1 and BO in events[0] and "v1 -> v2" in events[0]
+    assert (twins.serving[ADA].version, twins.serving[BO].version) == ("1", "2")
+
+    for bad, says in [
+        (f"models:/{ADA}@champion", "pin a twin's version"),
+        (f"models:/{ADA}/1,models:/{ADA}/2", "twice"),
+        ("models:/twin-reranker/1", "pin a twin's version"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            twin_pins(bad)
+    missing = TwinAdapters(mixed, mlflow_settings, [ADA], poll_seconds=0, pinned={ADA: "9"})
+    with pytest.raises(NotFound, match="pins twin-llm-ada v9"):
+        missing.load_champions()

@@ -65,7 +65,8 @@ def serve(
         typer.Option(
             "--twins",
             help="With `llm`: many twins on one base, `all` or a comma list of twins (each answers by its "
-            "name, twin-llm-<author>, on its champion adapter; --model-dir names the base).",
+            "name, twin-llm-<author>, on its champion adapter; --model-dir names the base); an entry "
+            "models:/twin-llm-<author>/VERSION pins that version.",
         ),
     ] = None,
 ) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,20 @@ WRITE_REQUEST_TIMEOUT = 30
 P = ParamSpec("P")
 R = TypeVar("R")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:@(?P<alias>[\w.-]+)|/(?P<version>\d+))$")
+
+
+class ModelsUri(NamedTuple):
+    """The parts of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` (one of alias and version)."""
+
+    name: str
+    alias: str | None
+    version: str | None
+
+
+def parse_models_uri(uri: str) -> ModelsUri | None:
+    """``uri``'s parts, or None when it is no registry URI of a version or alias."""
+    match = _MODELS_URI.match(uri.strip())
+    return ModelsUri(match["name"], match["alias"], match["version"]) if match else None
 
 
 class ResolvedModel(BaseModel):
@@ -365,14 +379,14 @@ def registered_version(uri: str, settings: Settings, *, setting: str) -> tuple[M
 
     Only the registry is asked: the version's folder may live on another machine's volume.
     """
-    match = _MODELS_URI.match(uri)
-    if match is None:
+    parts = parse_models_uri(uri)
+    if parts is None:
         raise ConfigError(
             f"model URI {uri!r} is not valid: use models:/NAME@ALIAS or models:/NAME/VERSION "
             f"(e.g. models:/{LLM_MODEL}@{CHAMPION}) in {setting}",
             setting=setting,
         )
-    name, alias, number = match["name"], match["alias"], match["version"]
+    name, alias, number = parts
     with fast_fail():
         mlflow_client = client(settings)
         found = _registered_version(mlflow_client, name, alias=alias, version=number, setting=setting)

@@ -136,6 +136,7 @@ class RolloutController:
             requested_uri=model.requested_uri,
             registry_name=model.registry_name,
             registry_version=model.registry_version,
+            served_model=self.model_name,
             steps=steps,
             intervals=intervals,
             thresholds=thresholds,

@@ -39,7 +39,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from twinops.domain.twins import is_twin_model_name, twin_model_name
 from twinops.errors import ConfigError, NotFound, ServiceUnavailable
+from twinops.infra.registry import parse_models_uri
 from twinops.rollout.health import CanaryEndpoint
 from twinops.rollout.lease import KubeLease, StaleRead
 from twinops.rollout.state import Decision, Mode, RolloutState, now
@@ -49,6 +51,7 @@ DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 STATE_ANNOTATION = "rollout.twinops.io/state"
 DECISION_ANNOTATION = "rollout.twinops.io/last-decision"
+TWINS_FLAG = "--twins"  # the twinops runtime's list of twins on one base (twinops.serving.twins)
 _MODES: dict[str, Mode] = {
     "Serverless": "Knative",
     "Knative": "Knative",
@@ -94,13 +97,67 @@ def merge_patch(current: Any, target: Any) -> Any:
     return patch
 
 
+def _twins_argument(args: list[str]) -> tuple[int, str] | None:
+    """(index of the value, the value) of the runtime's ``--twins`` argument, if it has one."""
+    for index, arg in enumerate(args):
+        if arg.startswith(f"{TWINS_FLAG}="):
+            return index, arg.split("=", 1)[1]
+        if arg == TWINS_FLAG and index + 1 < len(args):
+            return index + 1, args[index + 1]
+    return None
+
+
+def with_twin_version(args: list[str], uri: str, *, where: str) -> list[str] | None:
+    """``args`` with the ``--twins`` entry of ``uri``'s twin pinned to ``uri``; None without ``--twins``.
+
+    On a server of many twins, the rest of the list is left as it is, byte for byte: the canary's
+    pods serve every other twin on the same adapter as the stable's, so one twin's release leaves
+    the others' answers unchanged (``twinops.serving.twins``)."""
+    found = _twins_argument(args)
+    if found is None:
+        return None
+    position, value = found
+    parts = parse_models_uri(uri)
+    if parts is None or parts.version is None:
+        raise ConfigError(
+            f"{where} serves many twins (--twins): roll out one twin's registered version, "
+            f"models:/twin-llm-NAME/VERSION, not {uri}"
+        )
+    entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+
+    def twin_of(entry: str) -> str:
+        pinned = parse_models_uri(entry)
+        if pinned is not None:
+            return pinned.name
+        return entry if is_twin_model_name(entry) else twin_model_name(entry)
+
+    matching = [index for index, entry in enumerate(entries) if twin_of(entry) == parts.name]
+    if not matching:
+        raise ConfigError(
+            f"{where} serves the twins {', '.join(twin_of(e) for e in entries)}, not {parts.name}: a "
+            f"twin's first version is added to --twins in the spec ({uri}), not canaried"
+        )
+    entries[matching[0]] = uri
+    updated = list(args)
+    if args[position].startswith(f"{TWINS_FLAG}="):
+        updated[position] = f"{TWINS_FLAG}={','.join(entries)}"
+    else:
+        updated[position] = ",".join(entries)
+    return updated
+
+
 def with_model_uri(predictor: dict[str, Any], uri: str, *, where: str) -> dict[str, Any]:
-    """``predictor`` serving ``uri``: the runtime's ``--model_uri`` argument, else ``model.storageUri``."""
+    """``predictor`` serving ``uri``: on a server of many twins its twin's ``--twins`` entry
+    (``with_twin_version``), else the runtime's ``--model_uri`` argument, else ``model.storageUri``."""
     updated = copy.deepcopy(predictor)
     model = updated.get("model")
     if not isinstance(model, dict):
         raise ConfigError(f"{where} has no spec.predictor.model: twinops rolls out predictor.model only")
     args = list(model.get("args") or [])
+    twins = with_twin_version(args, uri, where=where)
+    if twins is not None:
+        model["args"] = twins
+        return updated
     for index, arg in enumerate(args):
         if arg.startswith("--model_uri="):
             args[index] = f"--model_uri={uri}"
@@ -266,7 +323,8 @@ class KServeTarget:
         else:
             workload = f"{self.name}-{state.canary_name}-predictor"
             url = f"http://{workload}.{self.namespace}.svc.cluster.local"
-        return CanaryEndpoint(url=url, model=self.model_name, workload=workload, namespace=self.namespace)
+        model = state.served_model or self.model_name
+        return CanaryEndpoint(url=url, model=model, workload=workload, namespace=self.namespace)
 
     # --- checks --------------------------------------------------------------------------------
 

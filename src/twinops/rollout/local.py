@@ -85,7 +85,8 @@ class LocalRouterTarget:
 
     def canary(self, state: RolloutState) -> CanaryEndpoint:
         url = self.router_state().get("canary") or state.previous_predictor.get("canary")
-        return CanaryEndpoint(url=url, model=self.model_name, workload="canary", namespace=self.namespace)
+        model = state.served_model or self.model_name
+        return CanaryEndpoint(url=url, model=model, workload="canary", namespace=self.namespace)
 
     def _save(self, state: RolloutState) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,12 @@ class RolloutState(BaseModel):
     requested_uri: str = Field(description="What the user asked for (may name an alias).")
     registry_name: str | None = None
     registry_version: str | None = None
+    served_model: str | None = Field(
+        None,
+        description="The model name the canary is scored as (a twin's, on a server of many twins); "
+        "None: the target's own. Recorded so that a controller that takes the rollout over scores "
+        "the same twin.",
+    )
     canary_name: str | None = Field(None, description="Standard mode: the spec.canary[] predictor name.")
     steps: tuple[int, ...]
     intervals: tuple[float, ...] = Field(description="Seconds at each step, one per step.")

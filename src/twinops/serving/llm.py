@@ -273,7 +273,7 @@ def build_twins(args, settings) -> list[TwinLLM]:
     from twinops.models.resolve import resolve_model
     from twinops.serving.server import load_model
     from twinops.serving.sources import resolve_source
-    from twinops.serving.twins import TwinAdapters, twin_names
+    from twinops.serving.twins import TwinAdapters, twin_names, twin_pins
 
     names = twin_names(args.twins, settings)
     if args.base_name in names:
@@ -297,7 +297,12 @@ def build_twins(args, settings) -> list[TwinLLM]:
     load_model(base, what="causal LM")
     assert base.mixed is not None and base.engine is not None
     twins = TwinAdapters(
-        base.mixed, settings, names, in_use=base.engine.adapter_in_use, poll_seconds=args.poll_seconds
+        base.mixed,
+        settings,
+        names,
+        in_use=base.engine.adapter_in_use,
+        poll_seconds=args.poll_seconds,
+        pinned=twin_pins(args.twins),
     )
     twins.load_champions()
     models: list[TwinLLM] = [base]
@@ -336,7 +341,9 @@ def add_twin_flags(parser) -> None:
         "--twins",
         default=None,
         help="Serve many twins on one base: `all` (every LLM twin with a champion) or a comma list of twin "
-        "names or authors; each answers by its registered name (twin-llm-<author>).",
+        "names or authors, each serving its champion (followed live), or of pinned versions "
+        "(models:/twin-llm-<author>/VERSION: that version, not followed; what a cluster's spec lists); "
+        "each answers by its registered name (twin-llm-<author>).",
     )
     parser.add_argument(
         "--base_name", default=BASE_NAME, help="With --twins: the name the base (no adapter) answers as."

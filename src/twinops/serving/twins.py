@@ -2,10 +2,15 @@
 
 ``--twins all`` serves every registered LLM twin (``twin-llm`` and ``twin-llm-<author>``, see
 ``twinops.domain.twins``) that has a ``champion``; ``--twins a,b`` the named ones (registered names
-or author names). A twin's registry version names its unmerged LoRA adapter folder in the tag
-``adapter_dir`` and the base it was trained on in ``base_model``.
+or author names). An entry may also be a registry URI of one version, ``models:/twin-llm-ada/5``:
+that twin serves that version, **pinned**, and is not followed. A cluster's spec pins every twin
+(what a server serves is written in its spec; only a release changes it), so the canary of one twin
+is the stable predictor with that one entry changed: the other twins' adapters, and answers, are
+the same on the canary's pods (``twinops.rollout.kserve``). A twin's registry version names its
+unmerged LoRA adapter folder in the tag ``adapter_dir`` and the base it was trained on in
+``base_model``.
 
-``TwinAdapters.follow`` reads each twin's champion every ``poll_seconds``. When it moves, the new
+``TwinAdapters.follow`` reads each unpinned twin's champion every ``poll_seconds``. When it moves, the new
 adapter is checked and loaded beside the old one, and new requests go to it from then on; requests
 already running finish on the old one, which is freed once none uses it. The time from seeing the
 move to the switch is logged and observed in ``twinops_llm_adapter_switch_seconds``. A bad adapter
@@ -29,8 +34,10 @@ from twinops.infra.registry import (
     ADAPTER_TAG,
     BASE_MODEL_TAG,
     CHAMPION,
+    MODELS_SCHEME,
     client,
     fast_fail,
+    parse_models_uri,
     version_by_alias,
 )
 from twinops.serving import metrics
@@ -49,19 +56,23 @@ DEFAULT_POLL_SECONDS = 2.0
 RETIRE_GRACE_SECONDS = 1.0
 
 
+PINNED = "pinned"
+
+
 @dataclass(frozen=True)
 class ChampionAdapter:
-    """A twin's champion version and the adapter it registered."""
+    """A twin's champion version (or its pinned one) and the adapter it registered."""
 
     twin: str
     version: str
     adapter_dir: str
     base_model: str
     missing: str = ""  # why the version has no adapter on a base, as registration recorded it
+    why: str = CHAMPION  # champion (followed) or pinned (named in --twins)
 
     @property
     def label(self) -> str:
-        return f"{self.twin} v{self.version} [{CHAMPION}]"
+        return f"{self.twin} v{self.version} [{self.why}]"
 
     @property
     def adapter_name(self) -> str:
@@ -69,8 +80,30 @@ class ChampionAdapter:
         return f"{self.twin}-v{self.version}"
 
 
+def twin_pins(spec: str) -> dict[str, str]:
+    """The twins ``--twins`` pins to a version (``models:/NAME/VERSION`` entries): name -> version.
+    An entry that is a registry URI but not of one version (an alias) is refused in one line: the
+    alias would move without the spec."""
+    pins: dict[str, str] = {}
+    for item in _items(spec) if spec.strip() != ALL_TWINS else []:
+        if not item.startswith(MODELS_SCHEME):
+            continue
+        parts = parse_models_uri(item)
+        if parts is None or parts.version is None or not is_twin_model_name(parts.name):
+            raise ConfigError(
+                f"--twins entry {item!r}: pin a twin's version as models:/twin-llm-NAME/VERSION (an alias "
+                "moves without the spec: name the twin alone to follow its champion)",
+                setting="--twins",
+            )
+        if pins.get(parts.name, parts.version) != parts.version:
+            raise ConfigError(f"--twins pins {parts.name} twice: keep one entry per twin", setting="--twins")
+        pins[parts.name] = parts.version
+    return pins
+
+
 def twin_names(spec: str, settings: Settings) -> list[str]:
-    """The registered models ``--twins`` names: ``all`` (every twin with a champion) or a comma list."""
+    """The registered models ``--twins`` names: ``all`` (every twin with a champion) or a comma list
+    of twin names and pinned versions (``twin_pins``)."""
     if spec.strip() == ALL_TWINS:
         from mlflow.exceptions import MlflowException
 
@@ -94,7 +127,16 @@ def twin_names(spec: str, settings: Settings) -> list[str]:
                 "name the twins with --twins"
             )
         return twins
-    twins = [name if is_twin_model_name(name) else twin_model_name(name) for name in _items(spec)]
+    pins = twin_pins(spec)
+    twins = [
+        parse_models_uri(name).name  # type: ignore[union-attr]  # twin_pins checked every URI
+        if name.startswith(MODELS_SCHEME)
+        else name
+        if is_twin_model_name(name)
+        else twin_model_name(name)
+        for name in _items(spec)
+    ]
+    assert set(pins) <= set(twins)
     if not twins:
         raise ConfigError("--twins is empty: pass `all` or a comma list of twin names", setting="--twins")
     return list(dict.fromkeys(twins))
@@ -107,8 +149,25 @@ def _items(spec: str) -> list[str]:
 def champion_adapter(mlflow_client, twin: str) -> ChampionAdapter | None:
     """The adapter ``twin``'s champion registered, or None when it has no champion (or MLflow is away)."""
     version = version_by_alias(mlflow_client, twin, CHAMPION, required=False)
-    if version is None:
-        return None
+    return None if version is None else _adapter_of(twin, version, CHAMPION)
+
+
+def pinned_adapter(mlflow_client, twin: str, number: str) -> ChampionAdapter:
+    """The adapter ``twin`` version ``number`` registered; NotFound in one line when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = mlflow_client.get_model_version(twin, number)
+    except MlflowException as error:
+        raise NotFound(
+            f"--twins pins {twin} v{number}, which the registry does not hold "
+            f"({str(error).splitlines()[0][:160]}): pin a registered version",
+            setting="--twins",
+        ) from error
+    return _adapter_of(twin, version, PINNED)
+
+
+def _adapter_of(twin: str, version, why: str) -> ChampionAdapter:
     tags = version.tags or {}
     return ChampionAdapter(
         twin=twin,
@@ -116,6 +175,7 @@ def champion_adapter(mlflow_client, twin: str) -> ChampionAdapter | None:
         adapter_dir=tags.get(ADAPTER_TAG, ""),
         base_model=tags.get(BASE_MODEL_TAG, ""),
         missing=tags.get(ADAPTER_MISSING_TAG, ""),
+        why=why,
     )
 
 
@@ -134,6 +194,7 @@ class TwinAdapters:
     twins: list[str]
     in_use: Callable[[str], bool] = field(default=lambda _adapter: False)
     poll_seconds: float = DEFAULT_POLL_SECONDS
+    pinned: dict[str, str] = field(default_factory=dict)  # twin -> the version --twins pins
     serving: dict[str, ChampionAdapter] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # twin -> the version refused last
     _retired: list[_Retired] = field(default_factory=list)
@@ -145,11 +206,15 @@ class TwinAdapters:
         return self.serving[twin].adapter_name
 
     def load_champions(self) -> None:
-        """At start: every twin's champion adapter, or one line naming the twin that cannot serve."""
+        """At start: every twin's champion adapter (its pinned version's, when pinned), or one line
+        naming the twin that cannot serve."""
         with fast_fail():
             mlflow_client = client(self.settings)
             for twin in self.twins:
-                champion = champion_adapter(mlflow_client, twin)
+                pin = self.pinned.get(twin)
+                champion = (
+                    pinned_adapter(mlflow_client, twin, pin) if pin else champion_adapter(mlflow_client, twin)
+                )
                 if champion is None:
                     raise NotFound(
                         f"twin {twin!r} has no {CHAMPION} in the registry (or MLflow is unreachable): "
@@ -182,7 +247,8 @@ class TwinAdapters:
         try:
             with fast_fail():
                 mlflow_client = client(self.settings)
-                champions = {twin: champion_adapter(mlflow_client, twin) for twin in self.twins}
+                followed = [twin for twin in self.twins if twin not in self.pinned]
+                champions = {twin: champion_adapter(mlflow_client, twin) for twin in followed}
         except TwinopsError as error:  # MLflow away: keep serving what is loaded
             log.warning("could not read the twins' champions (%s); serving the adapters loaded", error)
             return events
@@ -232,8 +298,8 @@ class TwinAdapters:
         self._retired = keep
 
     def follow(self) -> None:
-        """Poll the registry on a background thread until ``stop``."""
-        if self._thread is not None or self.poll_seconds <= 0:
+        """Poll the registry on a background thread until ``stop`` (not when every twin is pinned)."""
+        if self._thread is not None or self.poll_seconds <= 0 or set(self.twins) <= set(self.pinned):
             return
         self._thread = threading.Thread(target=self._poll, name="twin-adapters", daemon=True)
         self._thread.start()
