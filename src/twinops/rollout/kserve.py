@@ -39,12 +39,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from twinops.domain.twins import is_twin_model_name, twin_model_name
 from twinops.errors import ConfigError, NotFound, ServiceUnavailable
 from twinops.infra.registry import parse_models_uri
 from twinops.rollout.health import CanaryEndpoint
 from twinops.rollout.lease import KubeLease, StaleRead
 from twinops.rollout.state import Decision, Mode, RolloutState, now
+from twinops.serving.twins import twin_of_entry
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -124,17 +124,10 @@ def with_twin_version(args: list[str], uri: str, *, where: str) -> list[str] | N
             f"models:/twin-llm-NAME/VERSION, not {uri}"
         )
     entries = [entry.strip() for entry in value.split(",") if entry.strip()]
-
-    def twin_of(entry: str) -> str:
-        pinned = parse_models_uri(entry)
-        if pinned is not None:
-            return pinned.name
-        return entry if is_twin_model_name(entry) else twin_model_name(entry)
-
-    matching = [index for index, entry in enumerate(entries) if twin_of(entry) == parts.name]
+    matching = [index for index, entry in enumerate(entries) if twin_of_entry(entry) == parts.name]
     if not matching:
         raise ConfigError(
-            f"{where} serves the twins {', '.join(twin_of(e) for e in entries)}, not {parts.name}: a "
+            f"{where} serves the twins {', '.join(map(twin_of_entry, entries))}, not {parts.name}: a "
             f"twin's first version is added to --twins in the spec ({uri}), not canaried"
         )
     entries[matching[0]] = uri

@@ -127,19 +127,20 @@ def twin_names(spec: str, settings: Settings) -> list[str]:
                 "name the twins with --twins"
             )
         return twins
-    pins = twin_pins(spec)
-    twins = [
-        parse_models_uri(name).name  # type: ignore[union-attr]  # twin_pins checked every URI
-        if name.startswith(MODELS_SCHEME)
-        else name
-        if is_twin_model_name(name)
-        else twin_model_name(name)
-        for name in _items(spec)
-    ]
-    assert set(pins) <= set(twins)
+    twin_pins(spec)  # every URI entry pins a twin's version, or one line says why not
+    twins = [twin_of_entry(item) for item in _items(spec)]
     if not twins:
         raise ConfigError("--twins is empty: pass `all` or a comma list of twin names", setting="--twins")
     return list(dict.fromkeys(twins))
+
+
+def twin_of_entry(entry: str) -> str:
+    """The registered twin a ``--twins`` entry names: a pinned URI's model, a twin's name, or an
+    author's name (``twin-llm-<author>``)."""
+    pinned = parse_models_uri(entry) if entry.startswith(MODELS_SCHEME) else None
+    if pinned is not None:
+        return pinned.name
+    return entry if is_twin_model_name(entry) else twin_model_name(entry)
 
 
 def _items(spec: str) -> list[str]:
