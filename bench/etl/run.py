@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
@@ -192,7 +193,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 pages instead of 1,000.")
     parser.add_argument("--pages", type=int, default=None)
     parser.add_argument("--latency-ms", type=float, default=20.0, help="Server delay per page.")
-    parser.add_argument("--rounds", type=int, default=3, help="Alternating upsert rounds (median of each).")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Alternating fetch and upsert rounds (median of each)."
+    )
     parser.add_argument("--part", choices=("all", "fetch", "upserts"), default="all", help="What to measure.")
     args = parser.parse_args()
     pages = args.pages or (200 if args.quick else 1000)
@@ -208,9 +211,14 @@ def main() -> int:
             settings = Settings(home=Path(tmp) / "home", mongodb_uri=record.uri, mongodb_database="bench")
             urls = server.urls(pages)
             if args.part in ("all", "fetch"):
-                concurrent = fetch_concurrent(urls, policy)
-                sequential = fetch_one_by_one(urls)
-                print(f"pages: {pages}, simulated latency {args.latency_ms:.0f} ms/page, 127.0.0.1 server")
+                # Alternating rounds, the median of each: one round of each moved 2x between runs.
+                rounds = [
+                    (fetch_concurrent(urls, policy), fetch_one_by_one(urls)) for _ in range(args.rounds)
+                ]
+                concurrent = statistics.median([c for c, _ in rounds])
+                sequential = statistics.median([s for _, s in rounds])
+                print(f"pages: {pages}, simulated latency {args.latency_ms:.0f} ms/page, 127.0.0.1 server, "
+                      f"median of {args.rounds} alternating rounds")  # fmt: skip
                 print(f"fetch concurrent (twinops Fetcher):   {concurrent:8.1f} docs/s")
                 print(f"fetch one by one (httpx.Client):      {sequential:8.1f} docs/s")
                 print(f"  ratio concurrent / one-by-one:      {concurrent / sequential:8.2f}x")
