@@ -15,7 +15,7 @@ import os
 import queue
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -76,6 +76,17 @@ def _death(process: BaseProcess) -> str:
 class _Worker:
     process: BaseProcess
     connection: Connection
+    _hang_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _hung_up: bool = False
+
+    def hang_up(self) -> None:
+        """Close our end of the pipe once, whichever thread comes first: ``close`` and a page whose
+        worker it stopped race here, and a second close would close whatever file has taken the
+        descriptor's number meanwhile (it raised EBADF, and lost the page's outcome)."""
+        with self._hang_up_lock:
+            if not self._hung_up:
+                self._hung_up = True
+                self.connection.close()
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -84,7 +95,7 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=2)
-        self.connection.close()
+        self.hang_up()
 
 
 class ExtractionPool:
@@ -144,7 +155,7 @@ class ExtractionPool:
         if worker.process.is_alive():
             worker.process.kill()
         reason = _death(worker.process)
-        worker.connection.close()
+        worker.hang_up()
         with self._lock:
             self._workers.discard(worker)
         if free_slot:
