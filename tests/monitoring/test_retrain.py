@@ -193,6 +193,8 @@ def test_a_pipeline_that_builds_no_datasets_is_refused_up_front(settings):
 
 
 def test_with_new_data_rejects_options_that_are_not_a_mapping(tmp_path):
+    import json
+
     from twinops.errors import ConfigError
     from twinops.monitoring.retrain import with_new_data
 
@@ -200,5 +202,11 @@ def test_with_new_data_rejects_options_that_are_not_a_mapping(tmp_path):
         trigger_id="t", reason="r", reference_id="d", results=DRIFT, data_path="/x.jsonl"
     )
     assert with_new_data({"author": "Ada"}, request, tmp_path)["dataset_options"] == '{"queries": "/x.jsonl"}'
+    # Without options of the run's own, the pipeline's defaults are kept beside the queries.
+    defaults = {"budget": "2m", "paraphrased_questions": "data/demo-questions.jsonl"}
+    kept = with_new_data({"author": "Ada"}, request, tmp_path, default_options=defaults)
+    assert json.loads(kept["dataset_options"]) == {**defaults, "queries": "/x.jsonl"}
+    given = with_new_data({"dataset_options": '{"budget": "0"}'}, request, tmp_path, default_options=defaults)
+    assert json.loads(given["dataset_options"]) == {"budget": "0", "queries": "/x.jsonl"}
     with pytest.raises(ConfigError, match="must be a mapping of DatasetJob fields"):
         with_new_data({"dataset_options": "[1]"}, request, tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -120,8 +121,17 @@ def test_fewer_than_a_batch_ever_waits_however_many_texts_an_event_carries(read_
         headers, body = _event({"instances": [f"question {index}-{i}" for i in range(4 * BATCH + 1)]})
         reply = httpx.post(url + "/", headers=headers, content=body)
         assert reply.status_code == 200, reply.text
-        assert read_metric(url, "twinops_drift_pending", space="queries") < BATCH
-    assert test.batches == [BATCH] * (5 * (4 * BATCH + 1) // BATCH)
+        # Deliveries are queued and tested behind the response: wait for the queue to drain (a
+        # full batch left waiting would never drain, and fail here).
+        deadline = time.monotonic() + 10
+        while read_metric(url, "twinops_drift_pending", space="queries") >= BATCH:
+            assert time.monotonic() < deadline, "a full batch was left waiting"
+            time.sleep(0.05)
+    expected = [BATCH] * (5 * (4 * BATCH + 1) // BATCH)
+    deadline = time.monotonic() + 10
+    while len(test.batches) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last batch may still be under test
+    assert test.batches == expected
     assert read_metric(url, "twinops_drift_batches_total", space="queries") == len(test.batches)
 
 

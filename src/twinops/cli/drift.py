@@ -141,24 +141,29 @@ def _runner(retrain: Retrain, *, pipeline: str, params_file: Path | None, kfp_ho
     params, _question = _load_params(params_file, None)
     settings = get_settings()
     pipeline = canonical_name(pipeline)
-    if DATASET_OPTIONS not in (get_pipeline(pipeline).component_spec.inputs or {}):
+    inputs = get_pipeline(pipeline).component_spec.inputs or {}
+    if DATASET_OPTIONS not in inputs:
         raise ConfigError(
             f"--pipeline {pipeline} builds no datasets, so the drifted texts would not reach it: "
             "pass twin_pipeline or training_pipeline",
             setting="--pipeline",
         )
+    defaults = {"default_options": inputs[DATASET_OPTIONS].default or {}}
     if retrain == Retrain.kfp:
         if not kfp_host:
             raise ConfigError("--retrain kfp needs --kfp-host https://KFP-HOST")
         from twinops.pipelines.submit import submit
 
         return lambda request: (
-            submit(pipeline, kfp_host, raw_params=with_new_data(params, request, settings.home)).run_id or ""
+            submit(
+                pipeline, kfp_host, raw_params=with_new_data(params, request, settings.home, **defaults)
+            ).run_id
+            or ""
         )
     from twinops.pipelines.local import run_local
 
     return lambda request: (
-        run_local(pipeline, with_new_data(params, request, settings.home), settings).run_dir or ""
+        run_local(pipeline, with_new_data(params, request, settings.home, **defaults), settings).run_dir or ""
     )
 
 

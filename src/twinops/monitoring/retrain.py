@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -63,16 +63,26 @@ Runner = Callable[[RetrainRequest], str]
 DATASET_OPTIONS = "dataset_options"
 
 
-def with_new_data(raw_params: dict[str, str], request: RetrainRequest, home: Path) -> dict[str, str]:
+def with_new_data(
+    raw_params: dict[str, str],
+    request: RetrainRequest,
+    home: Path,
+    *,
+    default_options: dict[str, Any] | None = None,
+) -> dict[str, str]:
     """``raw_params`` (pipeline parameters as strings) with the request's texts as the datasets' queries.
 
     The path is written relative to ``home`` when it lies under it, so a step that mounts
-    TWINOPS_HOME elsewhere still finds it; the other dataset options are kept.
+    TWINOPS_HOME elsewhere still finds it; the other dataset options are kept: those the run's
+    parameters give, else the pipeline's default ``default_options`` (a dict parameter passed to
+    a pipeline replaces its default whole, so without them the budget and the written questions
+    the pipeline would have used were lost on retraining).
     """
     if not request.data_path:
         return dict(raw_params)
+    given = raw_params.get(DATASET_OPTIONS)
     try:
-        options = json.loads(raw_params.get(DATASET_OPTIONS) or "{}")
+        options = json.loads(given) if given else dict(default_options or {})
     except ValueError as error:
         raise ConfigError(f"pipeline parameter {DATASET_OPTIONS} is not JSON: fix the run config") from error
     if not isinstance(options, dict):
