@@ -106,8 +106,9 @@ class Registry:
 
 
 def make_controller(
-    cluster: Cluster, scenario, *, registry: Registry, clock: FakeTime, clients=None, holder="a"
+    cluster: Cluster, scenario, *, registry: Registry, clock: FakeTime, clients=None, holder="a", model=NAME
 ):
+    """A controller of twin-llm as ``model`` (a twin's name on a server of many twins)."""
     score, error_rate, p95 = scenario
     custom, core, coordination = clients or cluster.clients
     target = KServeTarget(
@@ -117,6 +118,7 @@ def make_controller(
         core=core,
         coordination=coordination,
         lease_holder=holder,
+        model_name=model,
         clock=clock,
     )
     return RolloutController(
@@ -124,7 +126,7 @@ def make_controller(
         health=ScriptedHealth(error_rate, p95),
         scorer=ScriptedScorer(score, stable_address(cluster.namespace)),
         recorder=registry,
-        model_name=NAME,
+        model_name=model,
         sleep=clock.sleep,
         clock=clock,
     )
@@ -243,7 +245,7 @@ def test_knative_canary_splits_with_canary_traffic_percent_and_is_scored_on_its_
 def test_a_manual_decision_during_an_analysis_wins(knative_cluster: Cluster) -> None:
     cluster, registry, clock = knative_cluster, Registry(), FakeTime()
     controller = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
-    other = make_controller(cluster, HEALTHY, registry=registry, clock=clock, holder="b")
+    other = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
     state = start(controller)
     scored = controller.scorer
 
@@ -315,7 +317,7 @@ def _run_with_crash(
     with contextlib.suppress(Crash):
         controller.run(start(controller, **thresholds))
     calls = crash.calls
-    restarted = make_controller(cluster, scenario, registry=registry, clock=clock, holder="b")
+    restarted = make_controller(cluster, scenario, registry=registry, clock=clock)
     state = restarted.target.load()
     if state is None:  # died before the first patch: the KFP step is retried and starts again
         state = start(restarted, **thresholds)
@@ -396,30 +398,6 @@ ADA_V6 = PinnedModel(
 )
 
 
-def _twins_controller(cluster: Cluster, registry: Registry, clock: FakeTime, model: str):
-    custom, core, coordination = cluster.clients
-    scorer = ScriptedScorer(HEALTHY[0], stable_address(cluster.namespace))
-    target = KServeTarget(
-        NAME,
-        cluster.namespace,
-        api=custom,
-        core=core,
-        coordination=coordination,
-        model_name=model,
-        clock=clock,
-    )
-    controller = RolloutController(
-        target,
-        health=ScriptedHealth(*HEALTHY[1:]),
-        scorer=scorer,
-        recorder=registry,
-        model_name=model,
-        sleep=clock.sleep,
-        clock=clock,
-    )
-    return controller, scorer
-
-
 @pytest.mark.parametrize(("overlay", "renderer"), [("dev", "kustomize"), ("prod", "helm")])
 def test_one_twins_canary_on_a_server_of_many_twins_changes_only_its_entry(overlay, renderer) -> None:
     """twin-llm serving three twins pinned in its spec: ada's release canaries ada's new version on
@@ -429,14 +407,14 @@ def test_one_twins_canary_on_a_server_of_many_twins_changes_only_its_entry(overl
 
     with running_cluster(overlay, renderer, twins=TWINS) as cluster:
         registry, clock = Registry(champion="5", challenger="6"), FakeTime()
-        controller, scorer = _twins_controller(cluster, registry, clock, "twin-llm-ada")
+        controller = make_controller(cluster, HEALTHY, registry=registry, clock=clock, model="twin-llm-ada")
         controller.start(ADA_V6, steps=STEPS, intervals=INTERVALS, thresholds=Thresholds())
         # The controller Deployment (--isvc twin-llm, no model name) takes the rollout over: it
         # scores the twin the rollout records, not twin-llm.
-        deployment, taken_over = _twins_controller(cluster, registry, clock, NAME)
+        deployment = make_controller(cluster, HEALTHY, registry=registry, clock=clock)
         state = deployment.run(deployment.target.load())
         assert state.phase == "promoted" and registry.champion == "6"
-        assert set(taken_over.models) == {"twin-llm-ada"}
+        assert set(deployment.scorer.models) == {"twin-llm-ada"}
         expected = "--twins=models:/twin-llm/3,models:/twin-llm-ada/6,models:/twin-llm-bo/2"
         assert expected in predictor_args(cluster)
         canary_args = []
@@ -446,11 +424,11 @@ def test_one_twins_canary_on_a_server_of_many_twins_changes_only_its_entry(overl
             predictor = (spec.get("predictor") or {}).get("model") or {}
             canary_args += [predictor["args"]] if "args" in predictor else []
         assert canary_args and all(expected in args for args in canary_args)
-        assert set(scorer.models) == {"twin-llm-ada"}
+        assert set(controller.scorer.models) == {"twin-llm-ada"}
         assert cluster.refused() == [] or all(r.method == "GET" for r in cluster.refused())
 
         writes = len(cluster.isvc_writes())
-        other, _ = _twins_controller(cluster, Registry(), FakeTime(), "twin-llm-cy")
+        other = make_controller(cluster, HEALTHY, registry=Registry(), clock=FakeTime(), model="twin-llm-cy")
         stranger = PinnedModel(
             uri="models:/twin-llm-cy/1", requested_uri="models:/twin-llm-cy/1", registry_name="twin-llm-cy"
         )

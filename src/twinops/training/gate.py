@@ -193,23 +193,22 @@ def check_rule(
         # The interval is of challenger minus reference; turn it into "improvement" terms.
         better = tuple(sorted((sign * interval[0], sign * interval[1])))
     if rule.no_loss:
-        return _no_loss_check(
-            rule, challenger, reference, improvement=improvement, relative=relative, better=better
+        passed, why = _no_loss_verdict(rule, challenger, reference, improvement, better)
+    else:
+        noise = ""
+        if rule.beyond_noise:
+            if better is None:
+                passed, noise = False, "; no confidence interval to tell it from noise"
+            elif better[0] <= 0:
+                passed, noise = False, f"; within noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+            else:
+                noise = f"; beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
+        verdict = "beats" if passed else "does not beat"
+        why = (
+            f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better): {verdict} "
+            f"the margin (Δ={improvement:.4g}, needs > 0, ≥ {rule.min_delta:g} and ≥ "
+            f"{rule.min_relative:.2%} relative){noise}"
         )
-    noise = ""
-    if rule.beyond_noise:
-        if better is None:
-            passed, noise = False, "; no confidence interval to tell it from noise"
-        elif better[0] <= 0:
-            passed, noise = False, f"; within noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
-        else:
-            noise = f"; beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
-    verdict = "beats" if passed else "does not beat"
-    why = (
-        f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better): {verdict} the "
-        f"margin (Δ={improvement:.4g}, needs > 0, ≥ {rule.min_delta:g} and ≥ {rule.min_relative:.2%} "
-        f"relative){noise}"
-    )
     return MetricCheck(
         metric=rule.metric,
         direction=rule.direction,
@@ -223,15 +222,13 @@ def check_rule(
     )
 
 
-def _no_loss_check(
+def _no_loss_verdict(
     rule: MetricRule,
     challenger: float,
     reference: float,
-    *,
     improvement: float,
-    relative: float,
     better: tuple[float, float] | None,
-) -> MetricCheck:
+) -> tuple[bool, str]:
     """A guard: passes unless the challenger is worse beyond noise (a missing interval fails)."""
     if better is None:
         passed, verdict = False, "no confidence interval to tell a loss from noise"
@@ -239,18 +236,11 @@ def _no_loss_check(
         passed, verdict = False, f"worse beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
     else:
         passed, verdict = True, f"no loss beyond noise (95% CI of Δ [{better[0]:.3g}, {better[1]:.3g}])"
-    return MetricCheck(
-        metric=rule.metric,
-        direction=rule.direction,
-        reference=reference,
-        challenger=challenger,
-        improvement=improvement,
-        relative_improvement=relative,
-        improvement_ci=better,
-        passed=passed,
-        why=f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better, must not "
-        f"get worse): Δ={improvement:.4g}, {verdict}",
+    why = (
+        f"{rule.metric} {challenger:.4g} vs {reference:.4g} ({rule.direction} is better, must not "
+        f"get worse): Δ={improvement:.4g}, {verdict}"
     )
+    return passed, why
 
 
 def _present(value: float | None) -> float | None:
