@@ -1,8 +1,11 @@
 """The warehouse repositories against the real wire server over TCP."""
 
+from pymongo import MongoClient, monitoring
+
 from twinops.domain import Author, Category, Platform, RawDocument
 from twinops.infra.documents import AuthorRepository, DocumentRepository, UpsertOutcome
-from twinops.infra.mongo import connect
+from twinops.infra.endpoints import mongodb_uri
+from twinops.infra.mongo import connect, database_name
 
 
 def _doc(content: str) -> RawDocument:
@@ -90,3 +93,42 @@ def test_upsert_many_decides_each_document_as_upsert_does(mongo_settings) -> Non
     assert rows(batched) == rows(one_by_one) and len(rows(batched)) == 7
     assert history(batched) == history(one_by_one) == [(1, before[1].content_hash)]
     assert batched.live_ids_from("feed-b", author_id=before[2].author_id) == {before[2].id}
+
+
+class _Commands(monitoring.CommandListener):
+    """The names of the commands a client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_first_crawl_costs_one_write_a_document_and_a_re_crawl_one_read(mongo_settings) -> None:
+    """One round trip a document, as raw ``replace_one(upsert=True)`` costs: a crawl of new documents
+    inserts each at once, a re-crawl of unchanged ones reads each and writes none. Where a run turns
+    from one kind to the other, one command is spent finding out."""
+    commands = _Commands()
+    client = MongoClient(mongodb_uri(mongo_settings), event_listeners=[commands], tz_aware=True)
+    repo = DocumentRepository(client[database_name(mongodb_uri(mongo_settings), mongo_settings)])
+    posts = [_post(n, f"text {n}") for n in range(10)]
+    commands.sent.clear()
+    assert {repo.upsert(post, "run-1") for post in posts} == {UpsertOutcome.NEW}
+    assert commands.sent == ["insert"] * 10
+
+    commands.sent.clear()
+    assert {repo.upsert(post, "run-2") for post in posts} == {UpsertOutcome.UNCHANGED}
+    assert commands.sent == ["insert"] + ["find"] * 10  # the first insert finds the run turned
+
+    commands.sent.clear()
+    fresh = [_post(n, f"text {n}") for n in range(10, 15)]
+    assert {repo.upsert(post, "run-3") for post in fresh} == {UpsertOutcome.NEW}
+    assert commands.sent == ["find", "insert"] + ["insert"] * 4
+    client.close()

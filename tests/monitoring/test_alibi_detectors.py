@@ -72,3 +72,17 @@ def test_detectors_are_saved_and_read_back(tmp_path, reference, drift_vectors, d
         assert after.predict(batch).threshold == drift_config.p_val
         if before.method == "mmd":  # LSDD draws new kernel centres when it is rebuilt; MMD's kernel is saved
             assert before.predict(batch).distance == pytest.approx(after.predict(batch).distance, rel=0.1)
+
+
+def test_the_alibi_detectors_test_in_a_process_of_their_own(reference, drift_vectors, drift_config):
+    """``twinops drift serve --backend alibi`` tests batches in ``DetectorsProcess``: LSDD keeps a
+    lambda that pickle refuses, so the detectors travel with cloudpickle, and the child's verdict
+    on the planted shift is the one found here."""
+    from twinops.monitoring.isolation import DetectorsProcess
+
+    detectors = SpaceDetectors(reference, list(fit_alibi(reference, drift_config)))
+    batch = _batch(drift_vectors["length"], drift_config.batch_size, seed=1)
+    with DetectorsProcess({"queries": detectors}) as detectors_process:
+        isolated = detectors_process.predict("queries", batch)
+    assert {r.detector for r in isolated} == {"alibi-mmd", "alibi-lsdd"}
+    assert next(r for r in isolated if r.detector == "alibi-mmd").is_drift

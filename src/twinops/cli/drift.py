@@ -216,6 +216,7 @@ def serve(
     from twinops.features.embedding import open_embedder
     from twinops.monitoring.config import load_drift_config
     from twinops.monitoring.fit import fit_reference
+    from twinops.monitoring.isolation import DetectorsProcess
     from twinops.monitoring.retrain import RetrainTrigger
     from twinops.monitoring.service import DriftDetector, create_app
     from twinops.services.process import port_in_use
@@ -238,23 +239,27 @@ def serve(
         if runner
         else None
     )
-    detector = DriftDetector(
-        detectors,
-        lambda texts: embedder.encode(texts, batch_size=drift_config.embed_batch_size),
-        batch_size=drift_config.batch_size,
-        reference_id=fitted.id,
-        reply_url=reply_url,
-        webhook_url=webhook_url,
-        event_type=event_type,
-        trigger=trigger,
-        limits=drift_config.events,
-    )
-    err_console.print(
-        f"drift detector on http://{host}:{port}/ (reference {fitted.id}, {fitted.info.label}; "
-        f"spaces {', '.join(detectors)}; batch {drift_config.batch_size}); Ctrl-C stops it",
-        markup=False,
-    )
-    uvicorn.run(create_app(detector), host=host, port=port, log_level="warning")
+    with err_console.status("starting the detectors' process"):
+        detectors_process = DetectorsProcess(detectors)
+    with detectors_process:
+        detector = DriftDetector(
+            detectors,
+            lambda texts: embedder.encode(texts, batch_size=drift_config.embed_batch_size),
+            batch_size=drift_config.batch_size,
+            reference_id=fitted.id,
+            reply_url=reply_url,
+            webhook_url=webhook_url,
+            event_type=event_type,
+            trigger=trigger,
+            limits=drift_config.events,
+            detectors_process=detectors_process,
+        )
+        err_console.print(
+            f"drift detector on http://{host}:{port}/ (reference {fitted.id}, {fitted.info.label}; "
+            f"spaces {', '.join(detectors)}; batch {drift_config.batch_size}); Ctrl-C stops it",
+            markup=False,
+        )
+        uvicorn.run(create_app(detector), host=host, port=port, log_level="warning")
 
 
 def _wait_for_reference(settings, reference: str, *, host: str, port: int) -> None:

@@ -84,6 +84,10 @@ class DocumentRepository:
         self._documents.create_index([("updated_at", ASCENDING)])
         self._documents.create_index([("author_id", ASCENDING), ("category", ASCENDING)])
         self._revisions.create_index([("document_id", ASCENDING), ("revision", ASCENDING)])
+        # Whether the next ``upsert`` is likely a new document: the last one's outcome predicts it
+        # (a first crawl is all new documents, a re-crawl mostly known ones). A new one expected is
+        # inserted at once, one round trip as a raw ``replace_one`` is; a known one is read first.
+        self._expect_new = True
 
     def upsert(
         self, document: RawDocument, run_id: str | None = None, *, source: str | None = None
@@ -93,15 +97,26 @@ class DocumentRepository:
         ``source`` is the configured source that produced it (what ``mark_gone`` compares against).
         A document marked deleted that comes back is live again (``UPDATED``).
         """
+        if self._expect_new:
+            try:
+                self._documents.insert_one(_row(document, 1, run_id, source))
+                return UpsertOutcome.NEW
+            except DuplicateKeyError:  # known after all: decide as for a known one
+                self._expect_new = False
+        return self._upsert_known(document, run_id, source)
+
+    def _upsert_known(self, document: RawDocument, run_id: str | None, source: str | None) -> UpsertOutcome:
+        """``upsert`` of a document that is probably stored already: read what decides, then write."""
         # Only what decides new / unchanged / changed: an unchanged document (most of a re-crawl)
         # costs one small read, not its whole text over the wire; a changed one reads it in full.
         current = self._documents.find_one({"_id": document.id}, _DECIDING_FIELDS)
         if current is None:
+            self._expect_new = True
             try:
                 self._documents.insert_one(_row(document, 1, run_id, source))
             except DuplicateKeyError:
                 # A concurrent writer inserted it first: compare against that one instead.
-                return self.upsert(document, run_id, source=source)
+                return self._upsert_known(document, run_id, source)
             return UpsertOutcome.NEW
         if current["content_hash"] == document.content_hash:
             revived = current.get("deleted_at") is not None
@@ -114,7 +129,7 @@ class DocumentRepository:
             return UpsertOutcome.UPDATED if revived else UpsertOutcome.UNCHANGED
         previous = self._documents.find_one({"_id": document.id, "revision": current["revision"]})
         if previous is None:  # a concurrent writer replaced it meanwhile: compare against that one
-            return self.upsert(document, run_id, source=source)
+            return self._upsert_known(document, run_id, source)
         previous["document_id"] = previous.pop("_id")
         previous["_id"] = f"{document.id}:{current['revision']}"
         previous["superseded_at"] = utcnow()
@@ -166,7 +181,7 @@ class DocumentRepository:
                 if index not in failed:
                     outcomes[index] = UpsertOutcome.NEW
         return [
-            outcome if outcome is not None else self.upsert(document, run_id, source=source)
+            outcome if outcome is not None else self._upsert_known(document, run_id, source)
             for document, outcome in zip(documents, outcomes, strict=True)
         ]
 

@@ -10,6 +10,11 @@
   Until then the reply is ``{"data": null, "meta": {"pending": k, "batch_size": N}}``. An event
   that fills several batches has each tested (the reply carries the last verdict), so fewer than
   ``batch_size`` texts ever wait.
+- Deliveries are parsed and queued on the event loop; full batches are tested in a worker thread,
+  and with ``detectors_process`` (``twinops drift serve``) in a process of its own
+  (``monitoring.isolation``), so that parsing never waits for the GIL behind a test. A test whose
+  process dies is a 500 ``{"error": "detectors_process_died"}`` for that delivery, and the next
+  batch is tested by a new process.
 - A bad event (malformed CloudEvent, no text, embeddings of another dimension, NaN or infinite
   values) is a 400 with ``{"error": reason, "detail": ...}``, counted by reason; the service keeps
   running.
@@ -45,6 +50,7 @@ from twinops.infra.http_body import declared_length, read_bounded_body
 from twinops.monitoring.config import EventLimits
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
+from twinops.monitoring.isolation import DetectorsProcess, DetectorsProcessDied
 from twinops.monitoring.retrain import RetrainTrigger
 
 DRIFT_EVENT_TYPE = "org.twinops.drift"
@@ -141,8 +147,10 @@ class DriftDetector:
         trigger: RetrainTrigger | None = None,
         http_timeout: float = 5.0,
         limits: EventLimits | None = None,
+        detectors_process: DetectorsProcess | None = None,
     ) -> None:
         self.spaces = spaces
+        self.detectors_process = detectors_process  # where batches are tested; None: in this process
         self.embed = embed
         self.batch_size = batch_size
         self.reference_id = reference_id
@@ -190,8 +198,12 @@ class DriftDetector:
         """Run the space's detectors on the filled batches and act on the verdicts; the reply
         carries the last one."""
         space = filled.space
-        with self._testing[space]:
-            tested = [self._test(self.spaces[space], batch) for batch in filled.batches]
+        try:
+            with self._testing[space]:
+                tested = [self._test(self.spaces[space], batch) for batch in filled.batches]
+        except DetectorsProcessDied as error:
+            logger.error("%s", error)
+            return 500, {"error": "detectors_process_died", "detail": str(error)}
         for results, texts in tested:
             reply = self._reply(space, results)
             self._emit(reply, results, texts)
@@ -268,7 +280,12 @@ class DriftDetector:
         texts = [text for text in batch.texts if text is not None]
         embedded = iter(self.embed(texts)) if texts else iter(())
         rows = [vector if vector is not None else next(embedded) for vector in batch.vectors]
-        results = detectors.predict(np.vstack(rows).astype(np.float32))
+        embeddings = np.vstack(rows).astype(np.float32)
+        results = (
+            self.detectors_process.predict(detectors.space, embeddings)
+            if self.detectors_process
+            else detectors.predict(embeddings)
+        )
         self.metrics.batches.labels(space=detectors.space).inc()
         for result in results:
             self.metrics.record(result)
@@ -325,6 +342,14 @@ class DriftDetector:
             logger.warning("could not post the drift verdict to %s (%s): %s", target, url, error)
 
 
+def _json(reply: dict, status: int, headers: dict[str, str] | None = None) -> Response:
+    import orjson
+
+    # numpy scalars (a detector's score may be one) as numbers; NaN as null, where json.dumps fails.
+    body = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
 def create_app(detector: DriftDetector) -> FastAPI:
     """The FastAPI app: ``POST /`` (CloudEvents), ``GET /metrics``, ``GET /healthz``."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -334,14 +359,11 @@ def create_app(detector: DriftDetector) -> FastAPI:
     limits = detector.limits
     in_flight = 0  # deliveries being read or handled; only the event loop touches it
 
-    @app.post("/")
-    async def receive(request: Request) -> JSONResponse:
+    async def receive(request: Request) -> Response:
         nonlocal in_flight
         if in_flight >= limits.max_waiting:
             status, reply = detector.overloaded()
-            return JSONResponse(
-                reply, status_code=status, headers={"Retry-After": str(limits.retry_after_seconds)}
-            )
+            return _json(reply, status, headers={"Retry-After": str(limits.retry_after_seconds)})
         in_flight += 1
         try:
             body = await read_bounded_body(request, limits.max_bytes)
@@ -361,7 +383,11 @@ def create_app(detector: DriftDetector) -> FastAPI:
                     status, reply = received
         finally:
             in_flight -= 1
-        return JSONResponse(reply, status_code=status)
+        return _json(reply, status)
+
+    # A plain Starlette route: it reads its own body and writes its own reply, so FastAPI's
+    # dependency solving and response wrapping would be per-event work for nothing.
+    app.add_route("/", receive, methods=["POST"])
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -1,0 +1,175 @@
+"""The detectors in a process of their own (``DetectorsProcess``), behind the online detector over
+real HTTP: the same verdicts as testing in the server's process, a child that dies while testing
+fails only that delivery (a 500 in the service's error shape) and the next batch is tested by a new
+child, a child killed while idle is replaced without losing the batch, and the child ends with its
+parent.
+
+The embeddings are synthetic unit vectors, so no model runs; the detector is evidently's MMD.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cloudpickle
+import httpx
+import numpy as np
+import psutil
+import pytest
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+
+from twinops.monitoring.config import DriftConfig
+from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference, fit_evidently
+from twinops.monitoring.events import REQUEST_TYPE
+from twinops.monitoring.isolation import DetectorsProcess
+from twinops.monitoring.service import DriftDetector, create_app
+
+pytestmark = pytest.mark.slow  # each DetectorsProcess spawns a Python that imports evidently
+
+BATCH = 8
+DIMENSION = 16
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # CrashingDetector goes to the child
+
+
+def _vectors(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(count, DIMENSION)) + shift
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def space() -> SpaceDetectors:
+    config = DriftConfig(
+        batch_size=BATCH, calibration_draws=20, evidently_methods=("mmd",), reduced_dimension=8
+    )
+    reference = SpaceReference.fit("queries", _vectors(200, seed=1), config)
+    return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
+
+
+class CrashingDetector:
+    """Kills its own process while testing a batch, once: when ``flag`` exists (it is removed
+    first, so the child started next tests normally)."""
+
+    name = "crashing"
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def predict(self, reduced: np.ndarray) -> DriftResult:
+        if self.flag.exists():
+            self.flag.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return DriftResult(
+            detector=self.name, space="queries", is_drift=False, distance=0.0, p_val=1.0,
+            threshold=0.05, batch_size=len(reduced),
+        )  # fmt: skip
+
+
+def _post_batch(url: str, rows: np.ndarray) -> httpx.Response:
+    """One binary-mode event per row (V2 FP32, as an embedder's logger sends); the last reply."""
+    for index, row in enumerate(rows):
+        data = {"inputs": [{"name": "e", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}]}
+        headers, body = to_binary(
+            CloudEvent({"type": REQUEST_TYPE, "source": "test", "id": f"e{index}"}, data)
+        )
+        response = httpx.post(url + "/", headers=dict(headers), content=body, timeout=60)
+    return response
+
+
+def _server(space: SpaceDetectors, serve_app, detectors_process: DetectorsProcess | None) -> str:
+    detector = DriftDetector(
+        {"queries": space},
+        lambda texts: np.zeros((0, DIMENSION)),
+        batch_size=BATCH,
+        reference_id="isolation-test",
+        detectors_process=detectors_process,
+    )
+    return serve_app(create_app(detector))
+
+
+def test_the_detectors_process_gives_the_verdicts_of_the_servers_own_process(space, serve_app):
+    batches = [_vectors(BATCH, seed=10), _vectors(BATCH, seed=11, shift=0.8)]
+    in_process = _server(space, serve_app, None)
+    expected = [_post_batch(in_process, rows).json() for rows in batches]
+    with DetectorsProcess({"queries": space}) as detectors_process:
+        isolated = _server(space, serve_app, detectors_process)
+        got = [_post_batch(isolated, rows).json() for rows in batches]
+    assert got == expected
+    assert [reply["data"]["is_drift"] for reply in got] == [0, 1]  # the shifted batch drifts
+
+
+def test_a_child_that_dies_testing_fails_that_delivery_and_a_new_child_tests_the_next(
+    space, serve_app, tmp_path
+):
+    flag = tmp_path / "crash-next-batch"
+    crashing = SpaceDetectors(space.reference, [*space.detectors, CrashingDetector(flag)])
+    with DetectorsProcess({"queries": crashing}) as detectors_process:
+        url = _server(crashing, serve_app, detectors_process)
+        first_child = detectors_process.pid
+        flag.touch()
+        failed = _post_batch(url, _vectors(BATCH, seed=20))
+        assert failed.status_code == 500
+        assert failed.json()["error"] == "detectors_process_died"
+        assert "a new one tests the next batches" in failed.json()["detail"]
+        tested = _post_batch(url, _vectors(BATCH, seed=21))
+        assert tested.status_code == 200
+        assert set(tested.json()["meta"]["detectors"]) == {"evidently-mmd", "crashing"}
+        assert detectors_process.pid != first_child
+
+
+def test_a_child_killed_while_idle_is_replaced_and_the_batch_is_tested(space, serve_app):
+    with DetectorsProcess({"queries": space}) as detectors_process:
+        url = _server(space, serve_app, detectors_process)
+        child = psutil.Process(detectors_process.pid)
+        child.kill()  # not reaped here: as when the kernel kills it, its parent finds it dead
+        deadline = time.monotonic() + 10
+        while child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tested = _post_batch(url, _vectors(BATCH, seed=30))
+        assert tested.status_code == 200
+        assert tested.json()["meta"]["detectors"].keys() == {"evidently-mmd"}
+
+
+def test_the_child_ends_when_the_servers_process_is_killed(tmp_path):
+    """A server stopped by a signal does not close its pool (uvicorn re-raises SIGTERM after its
+    shutdown): the child must not outlive it."""
+    script = tmp_path / "server.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            import numpy as np
+            from twinops.monitoring.config import DriftConfig
+            from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
+            from twinops.monitoring.isolation import DetectorsProcess
+
+            if __name__ == "__main__":
+                config = DriftConfig(batch_size=8, calibration_draws=10, evidently_methods=("mmd",),
+                                     reduced_dimension=4)
+                rows = np.random.default_rng(0).normal(size=(50, {DIMENSION})).astype(np.float32)
+                reference = SpaceReference.fit("queries", rows, config)
+                space = SpaceDetectors(reference, list(fit_evidently(reference, 8, config)))
+                process = DetectorsProcess({{"queries": space}})
+                print("ready", flush=True)
+                time.sleep(600)
+            """
+        )
+    )
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        children = [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(children) == 1
+        server.kill()
+        server.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, "the detectors' process outlived the server"
+    finally:
+        server.kill()
