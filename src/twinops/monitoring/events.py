@@ -3,7 +3,9 @@
 KServe's logger posts each request and each response as a CloudEvent (``ce-type``
 ``org.kubeflow.serving.inference.request`` / ``.response``), in binary mode (``ce-*`` headers,
 the payload as the body) or structured mode (``application/cloudevents+json``, the payload in
-``data``). ``parse_event`` reads both with the ``cloudevents`` SDK and pulls out:
+``data``). ``parse_event`` reads both with the ``cloudevents`` SDK; ``parse_batch`` reads the
+HTTP binding's batched mode (``application/cloudevents-batch+json``, a JSON array of structured
+events, for a sender that gathers events before posting), all of them or none. Both pull out:
 
 - requests: V1 ``instances`` (strings, or objects with ``text``/``question``/``prompt``), V2
   BYTES ``inputs``, OpenAI ``prompt`` and the last user turn of ``messages``;
@@ -28,6 +30,7 @@ import numpy as np
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 SPACE_OF_TYPE = {REQUEST_TYPE: "queries", RESPONSE_TYPE: "answers"}
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 _TEXT_KEYS = ("text", "question", "prompt", "input", "query", "content")
 
 
@@ -54,8 +57,9 @@ class RejectedEvent:
     detail: str
 
 
-def parse_event(headers: dict[str, str], body: bytes) -> LoggedEvent | RejectedEvent:  # noqa: PLR0911 (one return per reason)
-    """One HTTP delivery → the event's texts/embeddings, or why it was rejected."""
+def parse_event(headers: dict[str, str], body: bytes) -> LoggedEvent | RejectedEvent:
+    """One HTTP delivery of one event (binary or structured mode) → its texts/embeddings, or why it
+    was rejected."""
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_http
 
@@ -66,6 +70,62 @@ def parse_event(headers: dict[str, str], body: bytes) -> LoggedEvent | RejectedE
         return RejectedEvent("malformed_cloudevent", _first_line(error))
     except (ValueError, TypeError, UnicodeDecodeError) as error:
         return RejectedEvent("malformed_cloudevent", _first_line(error))
+    return _logged(event)
+
+
+def is_batch(headers: dict[str, str]) -> bool:
+    """Whether the delivery is in batched content mode (``application/cloudevents-batch+json``)."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    return content_type.split(";", 1)[0].strip().lower() == BATCH_CONTENT_TYPE
+
+
+def parse_batch(body: bytes) -> list[LoggedEvent] | RejectedEvent:
+    """A batched-mode delivery (a JSON array of structured-mode events) → every event, or the first
+    refusal, naming the event by its place: a batch is taken whole or not at all."""
+    import orjson
+    from cloudevents.exceptions import GenericException
+    from cloudevents.http import from_dict
+
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # JSON's NaN and Infinity, which orjson refuses: read, to be refused by field below
+            items = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            return RejectedEvent("malformed_cloudevent", f"the batch is not JSON: {_first_line(error)}")
+    if not isinstance(items, list) or not items:
+        return RejectedEvent("malformed_cloudevent", "a batched delivery is a non-empty JSON array of events")
+    events = []
+    for index, item in enumerate(items):
+        where = f"event {index} of {len(items)}"
+        if not isinstance(item, dict):
+            return RejectedEvent("malformed_cloudevent", f"{where} is not a JSON object")
+        attributes = dict(item)
+        if "data_base64" in attributes:
+            attributes["data"] = _base64_data(attributes.pop("data_base64"))
+        try:
+            event = from_dict(attributes)
+        except (GenericException, ValueError, TypeError) as error:
+            return RejectedEvent("malformed_cloudevent", f"{where}: {_first_line(error)}")
+        logged = _logged(event)
+        if isinstance(logged, RejectedEvent):
+            return RejectedEvent(logged.reason, f"{where}: {logged.detail}")
+        events.append(logged)
+    return events
+
+
+def _base64_data(encoded: Any) -> Any:
+    import base64
+    import binascii
+
+    try:
+        return _json_or_bytes(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, TypeError, ValueError):
+        return None  # refused below as data that is not a JSON object
+
+
+def _logged(event: Any) -> LoggedEvent | RejectedEvent:  # noqa: PLR0911 (one return per reason)
+    """A parsed CloudEvent's texts or embeddings, or why it is refused."""
     event_type = event["type"]
     space = SPACE_OF_TYPE.get(event_type)
     if space is None:

@@ -40,6 +40,13 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     spaces: dict[str, SpaceDetectors] = cloudpickle.loads(serialized)
+    # A first test loads what the detectors import lazily (evidently, scipy's BLAS, torch): seconds
+    # the first delivery would otherwise wait, and libraries the thread limits must already see.
+    for space, detectors in spaces.items():
+        try:
+            detectors.predict(np.zeros((2, detectors.dimension), np.float32))
+        except Exception as error:  # a detector that needs more rows: it warms up on its first batch
+            logger.info("warming up the %r detectors: %s", space, error)
     threadpool_limits(threads)  # BLAS and OpenMP pools, as loaded by the detectors' libraries
     # sklearn's pairwise distances (evidently's MMD) run their loops in this process, as joblib
     # would anyway in a multiprocessing child (it says so in a warning at every call): for a 32-row

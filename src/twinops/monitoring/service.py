@@ -2,8 +2,10 @@
 
 ``create_app(detector)`` is a FastAPI app (no kserve needed, so it also runs in ``.venv-drift``):
 
-- ``POST /`` takes one CloudEvent (binary or structured mode). Its texts are queued in their space
-  (requests: ``queries``, responses: ``answers``); once ``batch_size`` have gathered, they are
+- ``POST /`` takes one CloudEvent (binary or structured mode), or a batched-mode delivery
+  (``application/cloudevents-batch+json``: an array of structured events, queued all or none;
+  the reply's ``meta.accepted`` counts them). Texts are queued in their space (requests:
+  ``queries``, responses: ``answers``); once ``batch_size`` have gathered, they are
   embedded in one call, tested by every detector of the space, and the reply carries the verdict
   in the shape of Seldon's alibi-detect server: ``{"data": {"is_drift", "distance", "p_val",
   "threshold"}, "meta": {...}}`` (the first detector's, all of them under ``meta.detectors``).
@@ -49,7 +51,7 @@ from fastapi.responses import JSONResponse, Response
 from twinops.infra.http_body import declared_length, read_bounded_body
 from twinops.monitoring.config import EventLimits
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
-from twinops.monitoring.events import LoggedEvent, RejectedEvent, parse_event
+from twinops.monitoring.events import LoggedEvent, RejectedEvent, is_batch, parse_batch, parse_event
 from twinops.monitoring.isolation import DetectorsProcess, DetectorsProcessDied
 from twinops.monitoring.retrain import RetrainTrigger
 
@@ -123,10 +125,9 @@ class _Pending:
 
 @dataclass(frozen=True)
 class FilledBatches:
-    """The batches a delivery filled, taken off their queue, to be tested."""
+    """The batches a delivery filled, taken off their queues, to be tested: (space, batch) pairs."""
 
-    space: str
-    batches: list[_Pending]
+    batches: list[tuple[str, _Pending]]
 
 
 class DriftDetector:
@@ -181,60 +182,72 @@ class DriftDetector:
         """Admit and queue one delivery: its reply when no batch filled (or it was refused), else the
         batches it filled, for ``test``. Cheap (parsing and a short lock), so the app runs it on the
         event loop for small bodies and hands only full batches to a worker thread."""
-        event = self._admit(headers, body)
-        if not isinstance(event, LoggedEvent):
-            return event
-        space = event.space
-        self.metrics.events.labels(space=space).inc()
+        events = self._admit(headers, body)
+        if isinstance(events, tuple):
+            return events
+        filled: list[tuple[str, _Pending]] = []
         with self._lock:
-            batches = self._enqueue(event)
-            pending = len(self._pending[space])
-            self.metrics.pending.labels(space=space).set(pending)
-            if not batches:
-                return 200, {"data": None, "meta": {"pending": pending, "batch_size": self.batch_size}}
-        return FilledBatches(space, batches)
+            for event in events:
+                self.metrics.events.labels(space=event.space).inc()
+                filled += [(event.space, batch) for batch in self._enqueue(event)]
+            for space in {event.space for event in events}:
+                self.metrics.pending.labels(space=space).set(len(self._pending[space]))
+            if not filled:
+                meta = {"pending": len(self._pending[events[-1].space]), "batch_size": self.batch_size}
+                if is_batch(headers):
+                    meta["accepted"] = len(events)
+                return 200, {"data": None, "meta": meta}
+        return FilledBatches(filled)
 
     def test(self, filled: FilledBatches) -> tuple[int, dict]:
-        """Run the space's detectors on the filled batches and act on the verdicts; the reply
+        """Run each space's detectors on the batches filled and act on the verdicts; the reply
         carries the last one."""
-        space = filled.space
+        tested = []
         try:
-            with self._testing[space]:
-                tested = [self._test(self.spaces[space], batch) for batch in filled.batches]
+            for space, batch in filled.batches:
+                with self._testing[space]:
+                    tested.append((space, *self._test(self.spaces[space], batch)))
         except DetectorsProcessDied as error:
             logger.error("%s", error)
             return 500, {"error": "detectors_process_died", "detail": str(error)}
-        for results, texts in tested:
+        for space, results, texts in tested:
             reply = self._reply(space, results)
             self._emit(reply, results, texts)
         return 200, reply
 
-    def _admit(self, headers: dict[str, str], body: bytes) -> LoggedEvent | tuple[int, dict]:
-        """The delivery's event, or the refusal (status, reply) when it is bad or too large."""
+    def _admit(self, headers: dict[str, str], body: bytes) -> list[LoggedEvent] | tuple[int, dict]:
+        """The delivery's events (one, or a batched-mode delivery's all), or the refusal (status,
+        reply) when one is bad or the delivery is too large: a batch is queued whole or not at all."""
         if len(body) > self.limits.max_bytes:
             return self.body_too_large(len(body))
-        event = parse_event(headers, body)
-        if isinstance(event, RejectedEvent):
-            return self._reject(event.reason, event.detail)
-        if event.count > self.limits.max_texts:
+        batched = is_batch(headers)
+        parsed = parse_batch(body) if batched else parse_event(headers, body)
+        if isinstance(parsed, RejectedEvent):
+            return self._reject(parsed.reason, parsed.detail)
+        events = parsed if isinstance(parsed, list) else [parsed]
+        rows = sum(event.count for event in events)
+        if rows > self.limits.max_texts:
             return self._reject(
                 "too_many_texts",
-                f"the event carries {event.count} texts; at most {self.limits.max_texts} per event",
+                f"the {'batch' if batched else 'event'} carries {rows} texts; "
+                f"at most {self.limits.max_texts} per delivery",
                 status=413,
             )
-        detectors = self.spaces.get(event.space)
-        if detectors is None:
-            return self._reject(
-                "space_not_monitored",
-                f"the reference {self.reference_id} has no {event.space!r} texts to compare with",
-            )
-        if event.embeddings is not None and event.embeddings.shape[1] != detectors.dimension:
-            return self._reject(
-                "wrong_dimension",
-                f"embeddings of dimension {event.embeddings.shape[1]}; "
-                f"the reference has {detectors.dimension}",
-            )
-        return event
+        for index, event in enumerate(events):
+            where = f"event {index} of {len(events)}: " if batched else ""
+            detectors = self.spaces.get(event.space)
+            if detectors is None:
+                return self._reject(
+                    "space_not_monitored",
+                    f"{where}the reference {self.reference_id} has no {event.space!r} texts to compare with",
+                )
+            if event.embeddings is not None and event.embeddings.shape[1] != detectors.dimension:
+                return self._reject(
+                    "wrong_dimension",
+                    f"{where}embeddings of dimension {event.embeddings.shape[1]}; "
+                    f"the reference has {detectors.dimension}",
+                )
+        return events
 
     def body_too_large(self, size: int | None) -> tuple[int, dict]:
         """The 413 of a body past ``max_bytes`` (``size`` None: it was not read to its end)."""
