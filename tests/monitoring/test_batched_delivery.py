@@ -16,40 +16,23 @@ import numpy as np
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_vectors, vectors_only_detector
 
-from twinops.monitoring.config import DriftConfig, EventLimits
-from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
+from twinops.monitoring.config import EventLimits
+from twinops.monitoring.detectors import SpaceDetectors
 from twinops.monitoring.events import BATCH_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE
-from twinops.monitoring.service import DriftDetector, create_app
+from twinops.monitoring.service import create_app
 
-BATCH = 8
-DIMENSION = 16
 BATCH_HEADERS = {"content-type": BATCH_CONTENT_TYPE}
-
-
-def _vectors(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
-    rows = np.random.default_rng(seed).normal(size=(count, DIMENSION)) + shift
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def space() -> SpaceDetectors:
-    config = DriftConfig(
-        batch_size=BATCH, calibration_draws=20, evidently_methods=("mmd",), reduced_dimension=8
-    )
-    reference = SpaceReference.fit("queries", _vectors(200, seed=1), config)
-    return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
+    return queries_space()
 
 
 def _serve(space: SpaceDetectors, serve_app, limits: EventLimits | None = None) -> str:
-    detector = DriftDetector(
-        {"queries": space},
-        lambda texts: np.zeros((0, DIMENSION)),
-        batch_size=BATCH,
-        reference_id="batched-test",
-        limits=limits,
-    )
-    return serve_app(create_app(detector))
+    return serve_app(create_app(vectors_only_detector(space, limits=limits)))
 
 
 def _data(row: np.ndarray) -> dict:
@@ -61,7 +44,7 @@ def _structured(index: int, data: dict, event_type: str = REQUEST_TYPE) -> dict:
 
 
 def test_a_batched_delivery_is_tested_as_its_events_posted_one_by_one(space, serve_app, read_metric):
-    rows = np.vstack([_vectors(BATCH, seed=5), _vectors(BATCH, seed=6, shift=0.8)])
+    rows = np.vstack([unit_vectors(BATCH, seed=5), unit_vectors(BATCH, seed=6, shift=0.8)])
     one_by_one = _serve(space, serve_app)
     replies = []
     for index, row in enumerate(rows):
@@ -93,7 +76,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_and_nothing_of_it_is_queued
     space, serve_app, read_metric
 ):
     url = _serve(space, serve_app)
-    items = [_structured(i, _data(row)) for i, row in enumerate(_vectors(5, seed=7))]
+    items = [_structured(i, _data(row)) for i, row in enumerate(unit_vectors(5, seed=7))]
     items[2]["data"]["inputs"][0]["data"][3] = float("nan")
     refused = httpx.post(url + "/", headers=BATCH_HEADERS, content=json.dumps(items))  # json writes NaN
     assert refused.status_code == 400
@@ -104,7 +87,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_and_nothing_of_it_is_queued
     answers = httpx.post(
         url + "/",
         headers=BATCH_HEADERS,
-        content=json.dumps([items[0], _structured(9, _data(_vectors(1, 8)[0]), RESPONSE_TYPE)]),
+        content=json.dumps([items[0], _structured(9, _data(unit_vectors(1, 8)[0]), RESPONSE_TYPE)]),
     )
     assert answers.status_code == 400 and answers.json()["error"] == "space_not_monitored"
     assert answers.json()["detail"].startswith("event 1 of 2: ")
@@ -137,7 +120,7 @@ def test_a_malformed_batch_is_a_400_that_says_what_is_wrong(space, serve_app, bo
 
 def test_a_batch_of_more_texts_than_a_delivery_may_carry_is_a_413(space, serve_app):
     url = _serve(space, serve_app, EventLimits(max_texts=4))
-    items = [_structured(i, _data(row)) for i, row in enumerate(_vectors(5, seed=9))]
+    items = [_structured(i, _data(row)) for i, row in enumerate(unit_vectors(5, seed=9))]
     reply = httpx.post(url + "/", headers=BATCH_HEADERS, content=json.dumps(items))
     assert reply.status_code == 413
     assert reply.json()["error"] == "too_many_texts"

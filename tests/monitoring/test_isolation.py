@@ -24,33 +24,22 @@ import psutil
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_vectors, vectors_only_detector
 
-from twinops.monitoring.config import DriftConfig
-from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference, fit_evidently
+from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 from twinops.monitoring.events import REQUEST_TYPE
 from twinops.monitoring.isolation import DetectorsProcess
-from twinops.monitoring.service import DriftDetector, create_app
+from twinops.monitoring.service import create_app
 
 pytestmark = pytest.mark.slow  # each DetectorsProcess spawns a Python that imports evidently
 
-BATCH = 8
-DIMENSION = 16
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # CrashingDetector goes to the child
 
 
-def _vectors(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
-    rows = np.random.default_rng(seed).normal(size=(count, DIMENSION)) + shift
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def space() -> SpaceDetectors:
-    config = DriftConfig(
-        batch_size=BATCH, calibration_draws=20, evidently_methods=("mmd",), reduced_dimension=8
-    )
-    reference = SpaceReference.fit("queries", _vectors(200, seed=1), config)
-    return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
+    return queries_space()
 
 
 class CrashingDetector:
@@ -84,18 +73,11 @@ def _post_batch(url: str, rows: np.ndarray) -> httpx.Response:
 
 
 def _server(space: SpaceDetectors, serve_app, detectors_process: DetectorsProcess | None) -> str:
-    detector = DriftDetector(
-        {"queries": space},
-        lambda texts: np.zeros((0, DIMENSION)),
-        batch_size=BATCH,
-        reference_id="isolation-test",
-        detectors_process=detectors_process,
-    )
-    return serve_app(create_app(detector))
+    return serve_app(create_app(vectors_only_detector(space, detectors_process=detectors_process)))
 
 
 def test_the_detectors_process_gives_the_verdicts_of_the_servers_own_process(space, serve_app):
-    batches = [_vectors(BATCH, seed=10), _vectors(BATCH, seed=11, shift=0.8)]
+    batches = [unit_vectors(BATCH, seed=10), unit_vectors(BATCH, seed=11, shift=0.8)]
     in_process = _server(space, serve_app, None)
     expected = [_post_batch(in_process, rows).json() for rows in batches]
     with DetectorsProcess({"queries": space}) as detectors_process:
@@ -114,11 +96,11 @@ def test_a_child_that_dies_testing_fails_that_delivery_and_a_new_child_tests_the
         url = _server(crashing, serve_app, detectors_process)
         first_child = detectors_process.pid
         flag.touch()
-        failed = _post_batch(url, _vectors(BATCH, seed=20))
+        failed = _post_batch(url, unit_vectors(BATCH, seed=20))
         assert failed.status_code == 500
         assert failed.json()["error"] == "detectors_process_died"
         assert "a new one tests the next batches" in failed.json()["detail"]
-        tested = _post_batch(url, _vectors(BATCH, seed=21))
+        tested = _post_batch(url, unit_vectors(BATCH, seed=21))
         assert tested.status_code == 200
         assert set(tested.json()["meta"]["detectors"]) == {"evidently-mmd", "crashing"}
         assert detectors_process.pid != first_child
@@ -132,7 +114,7 @@ def test_a_child_killed_while_idle_is_replaced_and_the_batch_is_tested(space, se
         deadline = time.monotonic() + 10
         while child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.05)
-        tested = _post_batch(url, _vectors(BATCH, seed=30))
+        tested = _post_batch(url, unit_vectors(BATCH, seed=30))
         assert tested.status_code == 200
         assert tested.json()["meta"]["detectors"].keys() == {"evidently-mmd"}
 

@@ -1,0 +1,40 @@
+"""Synthetic unit vectors and a calibrated evidently MMD over them: drift tests about the service's
+plumbing (deliveries, processes), where no embedding model needs to run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinops.monitoring.config import DriftConfig
+from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
+from twinops.monitoring.service import DriftDetector
+
+BATCH = 8
+DIMENSION = 16
+
+
+def unit_vectors(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    """``count`` random unit vectors; a ``shift`` moves them off the reference's distribution."""
+    rows = np.random.default_rng(seed).normal(size=(count, DIMENSION)) + shift
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def queries_space() -> SpaceDetectors:
+    """The ``queries`` space over 200 vectors, with evidently's MMD calibrated for ``BATCH`` rows."""
+    config = DriftConfig(
+        batch_size=BATCH, calibration_draws=20, evidently_methods=("mmd",), reduced_dimension=8
+    )
+    reference = SpaceReference.fit("queries", unit_vectors(200, seed=1), config)
+    return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
+
+
+def vectors_only_detector(space: SpaceDetectors, **options) -> DriftDetector:
+    """The online detector over ``space`` for events that carry their vectors (no embedder runs);
+    ``options`` are ``DriftDetector``'s (limits, a detectors' process, ...)."""
+    return DriftDetector(
+        {"queries": space},
+        lambda texts: np.zeros((0, DIMENSION)),
+        batch_size=BATCH,
+        reference_id="synthetic",
+        **options,
+    )
