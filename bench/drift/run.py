@@ -5,10 +5,11 @@
   reduced to 32): the fit (calibration draws) and one 32-row batch, with the 10k/1k ratio;
 - events per second through the online detector (``POST /`` CloudEvents over HTTP on 127.0.0.1,
   one event per row, carrying its embedding so no model runs; the detector in a process of its own,
-  as in a cluster) against the raw detector call on the same batches (``SpaceDetectors.predict``),
-  alternating over rounds, as ratios: what CloudEvents parsing, batching and HTTP add to the test
-  itself, posting one delivery at a time and ``--in-flight`` at a time (the loggers of several
-  predictors post at once).
+  as in a cluster, testing in its detectors' process as ``twinops drift serve`` does) against the
+  raw detector call on the same batches (``SpaceDetectors.predict``, the best of its thread and
+  joblib configurations), alternating over rounds, as ratios: what CloudEvents parsing, batching
+  and HTTP add to the test itself, posting one delivery at a time, ``--in-flight`` at a time (the
+  loggers of several predictors post at once), and in batched-mode deliveries of 32 events.
 
 The embeddings are synthetic (unit vectors around a few topic centres), so the figures measure cost,
 not quality; the quality figures are in tests/monitoring.
@@ -90,8 +91,9 @@ THROUGHPUT_CONFIG = {"batch_size": BATCH, "calibration_draws": 20, "evidently_me
 def _serve_detector(port: int) -> None:
     """The online detector on 127.0.0.1:port, in a process of its own as in a cluster (the loggers
     that post to it are other processes): the bench's client does not compete with it for the GIL.
-    A plain process, not a multiprocessing child: joblib (sklearn's pairwise distances) runs its
-    parallel loops serially inside a multiprocessing child, which the raw side would not."""
+    A plain process, not a multiprocessing child, started as ``twinops drift serve`` runs: its
+    detectors' process is configured as the product configures it (``monitoring.isolation``), and
+    the raw side gets that configuration among those it is measured in."""
     import uvicorn
 
     spaces = {"queries": _space(DriftConfig(**THROUGHPUT_CONFIG))}
