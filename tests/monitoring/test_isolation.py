@@ -26,7 +26,8 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_vectors, vectors_only_detector
 
-from twinops.monitoring.detectors import DriftResult, SpaceDetectors
+from twinops.monitoring.config import DriftConfig
+from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference, fit_evidently
 from twinops.monitoring.events import REQUEST_TYPE
 from twinops.monitoring.isolation import DetectorsProcess
 from twinops.monitoring.service import create_app
@@ -155,3 +156,26 @@ def test_the_child_ends_when_the_servers_process_is_killed(tmp_path):
         assert not alive, "the detectors' process outlived the server"
     finally:
         server.kill()
+
+
+def test_the_detectors_process_reuses_its_memory_instead_of_faulting_it_in_at_every_batch():
+    """A test's large temporaries (the MMD kernel over a 1,000-row reference) are freed and taken
+    again at every batch; in a fresh process glibc unmapped and faulted them in each time (2,300
+    page faults a batch, 50% longer). The child keeps them: page faults do not grow with batches."""
+    config = DriftConfig(batch_size=32, calibration_draws=10, evidently_methods=("mmd",))
+    reference = SpaceReference.fit("queries", np.random.default_rng(0).normal(size=(1000, 64)), config)
+    space = SpaceDetectors(reference, list(fit_evidently(reference, 32, config)))
+    batches = [np.random.default_rng(seed).normal(size=(32, 64)).astype(np.float32) for seed in range(21)]
+    with DetectorsProcess({"queries": space}) as detectors_process:
+        detectors_process.predict("queries", batches[0])  # the first batch may still grow the heap
+        before = _minor_faults(detectors_process.pid)
+        for batch in batches[1:]:
+            detectors_process.predict("queries", batch)
+        per_batch = (_minor_faults(detectors_process.pid) - before) / (len(batches) - 1)
+    assert per_batch < 50, f"{per_batch:.0f} page faults a batch"
+
+
+def _minor_faults(pid: int) -> int:
+    """The process's minor page faults so far (/proc/PID/stat, field 10)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])

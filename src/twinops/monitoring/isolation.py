@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from twinops.infra.memory import keep_freed_memory
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
     from joblib import parallel_config
     from threadpoolctl import threadpool_limits
 
+    keep_freed_memory()  # a test's temporaries are reused, not faulted in again at every batch
     spaces: dict[str, SpaceDetectors] = cloudpickle.loads(serialized)
     # A first test loads what the detectors import lazily (evidently, scipy's BLAS, torch): seconds
     # the first delivery would otherwise wait, and libraries the thread limits must already see.

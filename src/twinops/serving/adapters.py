@@ -27,8 +27,6 @@ adapter is refused with one ``AdapterRefused`` line and the adapters already loa
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from twinops.errors import ConfigError
+from twinops.infra.memory import return_freed_memory
 
 # PEFT's name for "no adapter" in a mixed batch: the base model's own answer.
 BASE_ADAPTER = "__base__"
@@ -75,24 +74,6 @@ def same_base(recorded: str, base_dir: str) -> bool:
     served = Path(base_dir).expanduser().resolve()
     named = Path(recorded.removeprefix("bundled:")).expanduser()
     return named.resolve() == served or named.name == served.name
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap's free pages back to the system. glibc keeps freed small blocks for reuse, so
-    without this the adapters' weights would count twice in the server's resident memory after
-    their stacks replace the copies PEFT loaded (measured: 122 MB instead of 62 for 3 twins)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _glibc() -> Any:
-    """glibc, opened once; None elsewhere (nothing to trim)."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
 
 
 class _Stack:
@@ -279,7 +260,10 @@ class MixedAdapterModel:
                 self._route.adapted = False
                 self._route.masks = {}
                 if self._route.stacked:  # the copies PEFT loaded were freed for the new stacks
-                    _return_freed_memory()
+                    # The copies PEFT loaded were freed for the stacks; glibc keeps freed small blocks,
+                    # so without this the adapters' weights would count twice in the server's resident
+                    # memory (measured: 122 MB instead of 62 for 3 twins).
+                    return_freed_memory()
 
     def _hook_new_layers(self) -> None:
         """PEFT's own forward runs the base layer alone on every LoRA layer (adapters disabled, so a
