@@ -41,6 +41,10 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     keep_freed_memory()  # a test's temporaries are reused, not faulted in again at every batch
+    # sklearn's pairwise distances (evidently's MMD) run their loops in this process, as joblib
+    # would anyway in a multiprocessing child (it says so in a warning at every call): for a 32-row
+    # batch its worker processes cost more than they save.
+    parallel_config(backend="sequential")  # set at construction: the whole child's default
     spaces: dict[str, SpaceDetectors] = cloudpickle.loads(serialized)
     # A first test loads what the detectors import lazily (evidently, scipy's BLAS, torch): seconds
     # the first delivery would otherwise wait, and libraries the thread limits must already see.
@@ -50,10 +54,6 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
         except Exception as error:  # a detector that needs more rows: it warms up on its first batch
             logger.info("warming up the %r detectors: %s", space, error)
     threadpool_limits(threads)  # BLAS and OpenMP pools, as loaded by the detectors' libraries
-    # sklearn's pairwise distances (evidently's MMD) run their loops in this process, as joblib
-    # would anyway in a multiprocessing child (it says so in a warning at every call): for a 32-row
-    # batch its worker processes cost more than they save.
-    parallel_config(backend="sequential")  # set at construction: the whole child's default
     if "torch" in sys.modules:  # alibi-detect's torch backend keeps a pool of its own
         sys.modules["torch"].set_num_threads(threads)
     connection.send(("ready", sorted(spaces)))
