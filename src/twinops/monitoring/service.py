@@ -203,16 +203,19 @@ class DriftDetector:
         """Run each space's detectors on the batches filled and act on the verdicts; the reply
         carries the last one."""
         tested = []
+        died: DetectorsProcessDied | None = None
         try:
             for space, batch in filled.batches:
                 with self._testing[space]:
                     tested.append((space, *self._test(self.spaces[space], batch)))
         except DetectorsProcessDied as error:
             logger.error("%s", error)
-            return 500, {"error": "detectors_process_died", "detail": str(error)}
-        for space, results, texts in tested:
+            died = error
+        for space, results, texts in tested:  # the verdicts reached before a death still count
             reply = self._reply(space, results)
             self._emit(reply, results, texts)
+        if died is not None:
+            return 500, {"error": "detectors_process_died", "detail": str(died)}
         return 200, reply
 
     def _admit(self, headers: dict[str, str], body: bytes) -> list[LoggedEvent] | tuple[int, dict]:
