@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from twinops.errors import ServiceUnavailable
 from twinops.infra.memory import keep_freed_memory
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors
 
@@ -72,8 +73,9 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
             connection.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
 
 
-class DetectorsProcessDied(RuntimeError):
-    """The child process died while testing a batch (that batch is lost; the next one gets a new child)."""
+class DetectorsProcessDied(ServiceUnavailable):
+    """The child process died while testing a batch (that batch is lost; the next one gets a new
+    child), or did not start (``twinops drift serve`` says so in one line)."""
 
 
 class DetectorsProcess:
