@@ -182,7 +182,8 @@ class DriftDetector:
         """Admit and queue one delivery: its reply when no batch filled (or it was refused), else the
         batches it filled, for ``test``. Cheap (parsing and a short lock), so the app runs it on the
         event loop for small bodies and hands only full batches to a worker thread."""
-        events = self._admit(headers, body)
+        batched = is_batch(headers)
+        events = self._admit(headers, body, batched=batched)
         if isinstance(events, tuple):
             return events
         filled: list[tuple[str, _Pending]] = []
@@ -194,7 +195,7 @@ class DriftDetector:
                 self.metrics.pending.labels(space=space).set(len(self._pending[space]))
             if not filled:
                 meta = {"pending": len(self._pending[events[-1].space]), "batch_size": self.batch_size}
-                if is_batch(headers):
+                if batched:
                     meta["accepted"] = len(events)
                 return 200, {"data": None, "meta": meta}
         return FilledBatches(filled)
@@ -218,12 +219,13 @@ class DriftDetector:
             return 500, {"error": "detectors_process_died", "detail": str(died)}
         return 200, reply
 
-    def _admit(self, headers: dict[str, str], body: bytes) -> list[LoggedEvent] | tuple[int, dict]:
+    def _admit(
+        self, headers: dict[str, str], body: bytes, *, batched: bool
+    ) -> list[LoggedEvent] | tuple[int, dict]:
         """The delivery's events (one, or a batched-mode delivery's all), or the refusal (status,
         reply) when one is bad or the delivery is too large: a batch is queued whole or not at all."""
         if len(body) > self.limits.max_bytes:
             return self.body_too_large(len(body))
-        batched = is_batch(headers)
         parsed = parse_batch(body) if batched else parse_event(headers, body)
         if isinstance(parsed, RejectedEvent):
             return self._reject(parsed.reason, parsed.detail)
