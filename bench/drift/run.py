@@ -301,7 +301,7 @@ def main() -> None:
         _serve_detector(args.serve)
         return
     # The throughput first: the 10k reference's kernels leave the process large and slow.
-    throughput_figures = throughput(5 if args.quick else 20, args.rounds, args.in_flight)
+    throughput_figures = throughput(20 if args.quick else 100, args.rounds, args.in_flight)
     if args.throughput_only:
         print(json.dumps(throughput_figures, indent=2))
         return

@@ -29,7 +29,7 @@ from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_
 from twinops.monitoring.config import DriftConfig
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference, fit_evidently
 from twinops.monitoring.events import REQUEST_TYPE
-from twinops.monitoring.isolation import DetectorsProcess
+from twinops.monitoring.isolation import DetectorsProcess, DetectorsProcessDied
 from twinops.monitoring.service import create_app
 
 pytestmark = pytest.mark.slow  # each DetectorsProcess spawns a Python that imports evidently
@@ -55,6 +55,7 @@ class CrashingDetector:
     def predict(self, reduced: np.ndarray) -> DriftResult:
         if self.flag.exists():
             self.flag.unlink()
+            time.sleep(0.5)  # the batches sent after this one are already waiting in the pipe
             os.kill(os.getpid(), signal.SIGKILL)
         return DriftResult(
             detector=self.name, space="queries", is_drift=False, distance=0.0, p_val=1.0,
@@ -120,6 +121,31 @@ def test_a_child_killed_while_idle_is_replaced_and_the_batch_is_tested(space, se
         assert tested.json()["meta"]["detectors"].keys() == {"evidently-mmd"}
 
 
+def test_batches_sent_while_the_child_tests_get_their_own_verdicts_in_order(space):
+    """Several callers' batches wait in the child's pipe at once (the child never idles between
+    them): each future gets the verdicts of its own batch, as testing them one by one gives."""
+    batches = [unit_vectors(BATCH, seed=40 + index, shift=0.8 * (index % 2)) for index in range(6)]
+    expected = [space.predict(batch) for batch in batches]
+    with DetectorsProcess({"queries": space}) as detectors_process:
+        futures = [detectors_process.submit("queries", batch) for batch in batches]
+        got = [future.result(timeout=60) for future in futures]
+    assert got == expected
+    assert [results[0].is_drift for results in got] == [False, True] * 3
+
+
+def test_a_child_that_dies_fails_every_batch_it_held_and_the_next_batch_is_tested(space, tmp_path):
+    flag = tmp_path / "crash-next-batch"
+    crashing = SpaceDetectors(space.reference, [*space.detectors, CrashingDetector(flag)])
+    with DetectorsProcess({"queries": crashing}) as detectors_process:
+        flag.touch()
+        held = [detectors_process.submit("queries", unit_vectors(BATCH, seed=50 + i)) for i in range(3)]
+        for future in held:
+            with pytest.raises(DetectorsProcessDied, match="died testing a batch of 8 rows"):
+                future.result(timeout=60)
+        tested = detectors_process.predict("queries", unit_vectors(BATCH, seed=60))
+    assert [result.detector for result in tested] == ["evidently-mmd", "crashing"]
+
+
 def test_the_child_ends_when_the_servers_process_is_killed(tmp_path):
     """A server stopped by a signal does not close its pool (uvicorn re-raises SIGTERM after its
     shutdown): the child must not outlive it."""
@@ -131,7 +157,7 @@ def test_the_child_ends_when_the_servers_process_is_killed(tmp_path):
             import numpy as np
             from twinops.monitoring.config import DriftConfig
             from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
-            from twinops.monitoring.isolation import DetectorsProcess
+            from twinops.monitoring.isolation import DetectorsProcess, DetectorsProcessDied
 
             if __name__ == "__main__":
                 config = DriftConfig(batch_size=8, calibration_draws=10, evidently_methods=("mmd",),

@@ -17,10 +17,13 @@ tested by the new one. The child ends when the server's process does (its pipe c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import sys
 import threading
+from collections import deque
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -36,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
     """The child: adopt the detectors, then answer ``(space, embeddings)`` with ``("ok", results)``
-    or ``("error", exception)`` until the pipe closes."""
+    or ``("error", exception)`` until the pipe closes or ``None`` comes."""
     import cloudpickle
     from joblib import parallel_config
     from threadpoolctl import threadpool_limits
@@ -60,9 +63,12 @@ def _serve(connection: Connection, serialized: bytes, threads: int) -> None:
     connection.send(("ready", sorted(spaces)))
     while True:
         try:
-            space, embeddings = connection.recv()
+            batch = connection.recv()
         except (EOFError, OSError):  # the server's process is gone
             return
+        if batch is None:  # the server stops this process
+            return
+        space, embeddings = batch
         try:
             reply: tuple[str, Any] = ("ok", spaces[space].predict(embeddings))
         except Exception as error:  # the caller raises it: a bad batch, not a dead process
@@ -78,8 +84,77 @@ class DetectorsProcessDied(ServiceUnavailable):
     child), or did not start (``twinops drift serve`` says so in one line)."""
 
 
+class _Child:
+    """One child process and the replies it owes, in the order the batches were sent (the child
+    tests them one after another). A thread reads the replies, so that the child already holds the
+    next batch when it finishes one, rather than waiting for the server's process to take the reply
+    and send again: measured here it idled an eighth of the time that way, behind the GIL of a
+    process busy parsing."""
+
+    def __init__(self, serialized: bytes, threads: int, start_timeout: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child_end, serialized, threads), daemon=True)
+        self.process.start()
+        child_end.close()  # the child's end lives in the child only: its death closes the pipe
+        # Loaded now, so that a server reporting ready tests its first batch at once.
+        if not self.connection.poll(start_timeout):
+            self.process.kill()
+            raise DetectorsProcessDied(f"the drift detectors' process did not start in {start_timeout} s")
+        try:
+            self.connection.recv()
+        except EOFError as error:
+            raise DetectorsProcessDied("the drift detectors' process died while starting") from error
+        self.owed: deque[tuple[Future, str, int]] = deque()  # (reply, space, rows) per batch sent
+        self.reader = threading.Thread(target=self._read_replies, name="detectors-replies", daemon=True)
+        self.reader.start()
+
+    def send(self, space: str, embeddings: np.ndarray) -> Future:
+        """Queue a batch (the caller holds the process's lock: batches are sent one at a time)."""
+        reply: Future = Future()
+        self.owed.append((reply, space, len(embeddings)))  # before sending: the reply may come at once
+        with contextlib.suppress(OSError):  # the child is gone: its reader fails what it owes, this too
+            self.connection.send((space, embeddings))
+        return reply
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                status, value = self.connection.recv()
+            except (EOFError, OSError):  # the child died or was stopped
+                break
+            reply, _, _ = self.owed.popleft()
+            if status == "error":
+                reply.set_exception(value)
+            else:
+                reply.set_result(value)
+        while self.owed:  # a dead child's batches are lost: their deliveries fail, the next are retried
+            reply, space, rows = self.owed.popleft()
+            reply.set_exception(
+                DetectorsProcessDied(
+                    f"the drift detectors' process died testing a batch of {rows} rows of {space!r}; "
+                    "a new one tests the next batches"
+                )
+            )
+
+    def stop(self) -> None:
+        """End the child: it exits when the pipe closes, after the batches it holds (their replies
+        still reach their callers); killed if it does not."""
+        with contextlib.suppress(OSError):  # already dead
+            self.connection.send(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.reader.join(timeout=10)
+        self.connection.close()
+
+
 class DetectorsProcess:
-    """``predict(space, embeddings)`` of ``SpaceDetectors`` in a child process; a context manager."""
+    """``predict(space, embeddings)`` of ``SpaceDetectors`` in a child process; a context manager.
+
+    ``submit`` sends a batch and returns its future, so that several callers' batches wait in the
+    child's pipe, tested one after another; ``predict`` waits for it."""
 
     def __init__(
         self, spaces: dict[str, SpaceDetectors], *, threads: int = 1, start_timeout: float = 300.0
@@ -91,64 +166,32 @@ class DetectorsProcess:
         self._serialized = cloudpickle.dumps(spaces)
         self._threads = threads
         self._start_timeout = start_timeout
-        self._lock = threading.Lock()  # one batch on the pipe at a time
-        self._start()
+        self._lock = threading.Lock()  # one batch written to the pipe at a time; the child's restarts
+        self._child = self._start()
 
-    def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._connection, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(child_end, self._serialized, self._threads), daemon=True
-        )
-        self._process.start()
-        child_end.close()  # the child's end lives in the child only: its death closes the pipe
-        # Loaded now, so that a server reporting ready tests its first batch at once.
-        if not self._connection.poll(self._start_timeout):
-            self._process.kill()
-            raise DetectorsProcessDied(
-                f"the drift detectors' process did not start in {self._start_timeout} s"
-            )
-        try:
-            self._connection.recv()
-        except EOFError as error:
-            raise DetectorsProcessDied("the drift detectors' process died while starting") from error
+    def _start(self) -> _Child:
+        return _Child(self._serialized, self._threads, self._start_timeout)
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid
+        return self._child.process.pid
+
+    def submit(self, space: str, embeddings: np.ndarray) -> Future:
+        """The future of the batch's ``DriftResult`` list: ``DetectorsProcessDied`` when the child
+        dies before answering it, the detectors' own exception for a bad batch."""
+        with self._lock:
+            if not self._child.process.is_alive():  # died before this batch reached it: a new one tests it
+                logger.warning("the drift detectors' process died: starting a new one")
+                self._child.stop()  # its reader fails the batches the dead child held
+                self._child = self._start()
+            return self._child.send(space, embeddings)
 
     def predict(self, space: str, embeddings: np.ndarray) -> list[DriftResult]:
-        with self._lock:
-            if not self._process.is_alive():  # died before this batch reached it: a new one tests it
-                self._restart()
-            try:
-                self._connection.send((space, embeddings))
-                status, value = self._connection.recv()
-            except (EOFError, OSError) as error:
-                self._restart()
-                raise DetectorsProcessDied(
-                    f"the drift detectors' process died testing a batch of {len(embeddings)} rows "
-                    f"of {space!r}; a new one tests the next batches"
-                ) from error
-        if status == "error":
-            raise value
-        return value
-
-    def _restart(self) -> None:
-        logger.warning("the drift detectors' process died: starting a new one")
-        self._stop()
-        self._start()
-
-    def _stop(self) -> None:
-        self._connection.close()  # the child's recv ends, and so does the child
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+        return self.submit(space, embeddings).result()
 
     def close(self) -> None:
         with self._lock:
-            self._stop()
+            self._child.stop()
 
     def __enter__(self) -> DetectorsProcess:
         return self
