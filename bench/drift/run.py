@@ -106,7 +106,7 @@ def _serve_detector(port: int) -> None:
             reference_id="bench",
             detectors_process=detectors_process,
         )
-        uvicorn.run(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(create_app(detector), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def _events(rows: np.ndarray) -> list[tuple[dict, bytes]]:

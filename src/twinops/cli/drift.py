@@ -259,7 +259,9 @@ def serve(
             f"spaces {', '.join(detectors)}; batch {drift_config.batch_size}); Ctrl-C stops it",
             markup=False,
         )
-        uvicorn.run(create_app(detector), host=host, port=port, log_level="warning")
+        # No access log: a line per logged inference event, and its arguments built at every event
+        # even when the level hides it; the counters on /metrics say what came in.
+        uvicorn.run(create_app(detector), host=host, port=port, log_level="warning", access_log=False)
 
 
 def _wait_for_reference(settings, reference: str, *, host: str, port: int) -> None:
