@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.support.chat_stand_in import ChatStandIn
 
 from twinops.domain import Author, Category, Chunk, CleanedDocument, DatasetKind, DatasetVersion, Platform
 from twinops.domain.hashing import content_hash
@@ -243,45 +244,24 @@ class FakeChatServer:
     The last user message decides the reply: ``SLOW`` sleeps past the client timeout, ``BADONCE``
     answers invalid JSON the first time then valid JSON, ``ALWAYSBAD`` never answers valid JSON,
     ``NOAUTH`` answers 401; anything else gets a valid JSON reply for the key the prompt asks for.
+    ``requests``: the request bodies, in order.
     """
 
     def __init__(self) -> None:
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        self.requests: list[dict] = []
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
-        server = self
+        self._server = ChatStandIn(self.reply)
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep pytest output clean
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, payload = server.reply(self.path, body)
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out first
-                    pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        self._thread.start()
+    @property
+    def requests(self) -> list[dict]:
+        return [request["body"] for request in self._server.requests]
 
     def reply(self, path: str, body: dict) -> tuple[int, dict]:
         import time
 
-        with self._lock:
-            self.requests.append(body)
         if path != "/v1/chat/completions":
             return 404, {"error": "not found"}
         # The item's own request: the last user turn that is not a re-ask (shots come before it).
@@ -311,8 +291,7 @@ class FakeChatServer:
         }
 
     def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        self._server.close()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
+from tests.support.chat_stand_in import ChatStandIn
 
 from twinops.settings import get_settings
 
@@ -160,41 +158,20 @@ def chunk_collection(eval_settings) -> dict[str, str]:
     return CHUNKS
 
 
-class _JudgeHandler(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(
-            {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
-        )
-        if body.get("model") != "fake-judge":
-            self.send_response(404)
-            self.end_headers()
-            return
-        # A structured-output server answers with the JSON the request's schema asks for.
-        content = '{"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "stiff", "score": 2}}'
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
+def _judge_reply(path: str, body: dict) -> tuple[int, dict | None]:
+    if body.get("model") != "fake-judge":
+        return 404, None
+    # A structured-output server answers with the JSON the request's schema asks for.
+    content = '{"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "stiff", "score": 2}}'
+    return 200, {"choices": [{"message": {"role": "assistant", "content": content}}]}
 
 
 @pytest.fixture
 def fake_judge() -> Iterator[tuple[str, list[dict]]]:
-    """A minimal OpenAI-compatible /v1/chat/completions server on 127.0.0.1 (a real HTTP server)."""
-    _JudgeHandler.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _JudgeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _JudgeHandler.requests
-    server.shutdown()
-    server.server_close()
+    """A minimal OpenAI-compatible /v1/chat/completions judge on 127.0.0.1 (a real HTTP server):
+    its URL and the requests it got (``{"path", "body", "auth"}``)."""
+    with ChatStandIn(_judge_reply) as server:
+        yield server.url, server.requests
 
 
 @pytest.fixture

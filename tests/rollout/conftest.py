@@ -7,8 +7,8 @@ values), with the status KServe would report, and answering as the rollout contr
 ServiceAccount would be answered (the render's Role: a verb it lacks is a 403). A patch KServe's
 CRD refuses is a 422 here, as on a cluster.
 
-Helpers shared with other test folders: ``chat_stand_in`` (an OpenAI chat route standing in for an
-LLM server), ``serve_app`` (an ASGI app on uvicorn in a thread) and ``write_kubeconfig``.
+Helpers shared with other test folders: ``serve_app`` (an ASGI app on uvicorn in a thread) and
+``write_kubeconfig``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -215,40 +214,6 @@ def release_cluster(tracking_uri: str, prometheus_url: str, tmp_path: Path, monk
 
 def aliases(client) -> dict[str, str]:
     return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
-
-
-def chat_stand_in(reply_for: Callable[[str], tuple[int, str]]) -> tuple[ThreadingHTTPServer, str, list[dict]]:
-    """(server, root URL, request bodies) of an OpenAI chat route; ``reply_for(question)`` gives
-    (status, content): 200 answers a chat completion, anything else an OpenAI error body."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, **body})
-            status, content = reply_for(body["messages"][-1]["content"])
-            reply = (
-                {
-                    "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-                    "usage": {"completion_tokens": len(content.split())},
-                }
-                if status == 200
-                else {"error": {"message": content}}
-            )
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}", seen
 
 
 @contextmanager

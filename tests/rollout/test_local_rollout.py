@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.rollout.conftest import chat_stand_in, serve_app
+from tests.rollout.conftest import serve_app
+from tests.support.chat_stand_in import chat_stand_in
 
 from twinops.infra.registry import CHALLENGER, CHAMPION, REJECTED_TAG
 from twinops.rollout.plan import Thresholds
@@ -72,8 +73,7 @@ def local_canary(request) -> Iterator[tuple[str, str, str, str]]:
     with serve_app(create_app(RouterConfig(stable=stable_url, canary=canary_url))) as router_url:
         yield request.param, router_url, stable_url, canary_url
     for backend in (stable, canary):
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def test_local_rollout_promotes_a_healthy_canary_and_rolls_back_a_broken_one(

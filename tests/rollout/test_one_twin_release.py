@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.rollout.conftest import serve_app
+from tests.support.chat_stand_in import ChatStandIn
 
 from twinops.domain.twins import twin_model_name
 from twinops.infra.registry import CHALLENGER, CHAMPION
@@ -30,38 +31,23 @@ GOLDEN = [
 ]
 
 
-def _twin_server(name: str):
-    """A stand-in multi-twin server: each model answers its golden questions, tagged by server."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
+def _twin_server(name: str) -> tuple[ChatStandIn, str, list[str]]:
+    """A stand-in multi-twin server: each model answers its golden questions, tagged by server;
+    the models asked for, in order."""
     seen: list[str] = []
     answers = dict(GOLDEN)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    def reply(path: str, body: dict) -> tuple[int, dict]:
+        seen.append(body["model"])
+        content = answers.get(body["messages"][-1]["content"], f"{name} answers as {body['model']}")
+        return 200, {
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            "usage": {"completion_tokens": len(content.split())},
+        }
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body["model"])
-            question = body["messages"][-1]["content"]
-            content = answers.get(question, f"{name} answers as {body['model']}")
-            reply = {
-                "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-                "usage": {"completion_tokens": len(content.split())},
-            }
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}", seen
+    server = ChatStandIn(reply)
+    return server, server.root, seen
 
 
 def _ask(router_url: str, model: str) -> str:
@@ -124,8 +110,7 @@ def test_a_twins_release_leaves_the_other_twins_alias_and_answers_unchanged(
             router = httpx.get(f"{router_url}/router/state", timeout=10).json()
     finally:
         for server in (stable, canary):
-            server.shutdown()
-            server.server_close()
+            server.close()
 
     assert release.state.phase == "promoted", release.serving
     assert two_twins.get_registered_model(RELEASED).aliases == {CHAMPION: 2}
@@ -169,6 +154,5 @@ def test_a_canary_scoped_to_another_twin_is_refused(two_twins, mlflow_settings) 
                 )
     finally:
         for server in (stable, canary):
-            server.shutdown()
-            server.server_close()
+            server.close()
     assert two_twins.get_registered_model(OTHER).aliases == {CHAMPION: 1, CHALLENGER: 2}

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.rollout.conftest import chat_stand_in, serve_app
+from tests.rollout.conftest import serve_app
+from tests.support.chat_stand_in import chat_stand_in
 from tests.support.prometheus import IstioExporter, RunningPrometheus, running_prometheus
 
 from twinops.errors import ConfigError
@@ -77,8 +78,7 @@ def router() -> Iterator[str]:
     with serve_app(create_app(config, seed=7)) as url:
         yield url
     for server in (stable, canary):
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 @pytest.fixture(scope="module")

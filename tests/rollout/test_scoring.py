@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.rollout.conftest import chat_stand_in
+from tests.support.chat_stand_in import chat_stand_in
 
 from twinops.errors import NotFound, ServiceUnavailable
 from twinops.rollout.scoring import GoldenScorer
@@ -30,7 +30,7 @@ def test_scores_are_rouge_l_of_the_answers_and_requests_are_greedy(settings, gol
     try:
         score = GoldenScorer(settings, golden=str(golden), max_tokens=32)(url, "twin-llm")
     finally:
-        server.shutdown()
+        server.close()
     assert score == pytest.approx(0.5)  # 1.0 for the first, 0.0 for the second
     assert [(r["path"], r["model"], r["temperature"], r["max_tokens"]) for r in seen] == [
         ("/openai/v1/chat/completions", "twin-llm", 0.0, 32)
@@ -44,7 +44,7 @@ def test_a_failing_server_is_service_unavailable(settings, golden) -> None:
         with pytest.raises(ServiceUnavailable, match="answered 500"):
             GoldenScorer(settings, golden=str(golden))(url, "twin-llm")
     finally:
-        server.shutdown()
+        server.close()
 
 
 def test_a_missing_golden_folder_is_not_found(settings, tmp_path) -> None:

@@ -10,9 +10,10 @@ between two OpenAI chat stand-ins at 50%; each answer says which backend wrote i
 from __future__ import annotations
 
 import pytest
-from tests.rollout.conftest import chat_stand_in, serve_app
+from tests.rollout.conftest import serve_app
 from tests.serving.conftest import start_server
 from tests.serving.test_rag_server import rag_env  # noqa: F401 - the planted index, a module fixture
+from tests.support.chat_stand_in import chat_stand_in
 
 from twinops.serving.local import LocalServers, ask_rag
 from twinops.serving.router import RouterConfig, create_app
@@ -36,8 +37,7 @@ def test_at_50_percent_about_half_of_the_rag_answers_come_from_the_canary(rag_en
             ]
     finally:
         for backend in (stable, canary):
-            backend.shutdown()
-            backend.server_close()
+            backend.close()
 
     backends = [answer["llm_backend"] for answer in answers]
     from_canary = backends.count("canary")
