@@ -175,8 +175,8 @@ def _post_all(port: int, requests: list[bytes], in_flight: int) -> float:
     """Events per second posting ``requests`` over ``in_flight`` keep-alive connections.
 
     The client is a few lines over asyncio streams on uvloop (as uvicorn serves), not httpx: in a
-    cluster the logger is KServe's
-    agent (Go) in the predictor's pod, while here the client shares the 2 cores with the detector.
+    cluster the logger is KServe's agent (Go) in the predictor's pod, while here the client shares
+    the 2 cores with the detector.
     httpx's own work per request (1.6 ms here) capped what any detector could reach at 636
     deliveries/s, 0.80 of the raw call, measured against a server that answers without reading."""
     import asyncio
