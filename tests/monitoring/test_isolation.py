@@ -9,6 +9,7 @@ The embeddings are synthetic unit vectors, so no model runs; the detector is evi
 
 from __future__ import annotations
 
+import operator
 import os
 import signal
 import subprocess
@@ -144,6 +145,34 @@ def test_a_child_that_dies_fails_every_batch_it_held_and_the_next_batch_is_teste
                 future.result(timeout=60)
         tested = detectors_process.predict("queries", unit_vectors(BATCH, seed=60))
     assert [result.detector for result in tested] == ["evidently-mmd", "crashing"]
+
+
+class Unloadable:
+    """Pickles in the child, fails to load in the server's process (1 / 0 when unpickled)."""
+
+    def __reduce__(self):
+        return operator.truediv, (1, 0)
+
+
+class UnloadableDetector:
+    name = "unloadable"
+
+    def predict(self, reduced: np.ndarray) -> Unloadable:
+        return Unloadable()
+
+
+def test_a_reply_the_server_cannot_load_fails_its_batch_and_the_child_tests_the_next(space):
+    """Before the replies had a thread of their own, such a reply raised in the caller; now it must
+    fail its own future, not stop the thread that reads every reply (every later batch would hang)."""
+    with DetectorsProcess(
+        {"queries": space, "broken": SpaceDetectors(space.reference, [UnloadableDetector()])}
+    ) as process:
+        child = process.pid
+        with pytest.raises(ZeroDivisionError):
+            process.submit("broken", unit_vectors(BATCH, seed=70)).result(timeout=60)
+        tested = process.submit("queries", unit_vectors(BATCH, seed=71)).result(timeout=60)
+        assert [result.detector for result in tested] == ["evidently-mmd"]
+        assert process.pid == child
 
 
 def test_the_child_ends_when_the_servers_process_is_killed(tmp_path):

@@ -118,11 +118,17 @@ class _Child:
         return reply
 
     def _read_replies(self) -> None:
+        import pickle
+
         while True:
             try:
-                status, value = self.connection.recv()
+                message = self.connection.recv_bytes()
             except (EOFError, OSError):  # the child died or was stopped
                 break
+            try:
+                status, value = pickle.loads(message)  # noqa: S301 - our own child, as recv() would
+            except Exception as error:  # a reply this process cannot load fails its batch alone
+                status, value = "error", error
             reply, _, _ = self.owed.popleft()
             if status == "error":
                 reply.set_exception(value)
