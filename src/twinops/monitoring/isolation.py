@@ -8,8 +8,9 @@ and OpenMP do not survive a fork) and tests batches there; the server's process 
 and acts on verdicts.
 
 The detectors travel once, at start, with cloudpickle (alibi-detect's LSDD keeps a lambda, which
-pickle refuses); then each batch is one message on a pipe each way. A ``ProcessPoolExecutor`` was
-tried first: its feeder and manager threads cost about 5 ms a batch (a sixth of a 32-row test).
+pickle refuses); then each batch is one message on a pipe each way, and the batches of concurrent
+deliveries wait in the pipe while one is tested. A ``ProcessPoolExecutor`` was tried first: its
+feeder and manager threads cost about 5 ms a batch (a sixth of a 32-row test).
 A child that dies testing a batch fails that batch (``DetectorsProcessDied``, the delivery gets a
 500) and a new child is started for the next one; a batch that finds the child already dead is
 tested by the new one. The child ends when the server's process does (its pipe closes).
@@ -100,10 +101,12 @@ class _Child:
         # Loaded now, so that a server reporting ready tests its first batch at once.
         if not self.connection.poll(start_timeout):
             self.process.kill()
+            self.connection.close()
             raise DetectorsProcessDied(f"the drift detectors' process did not start in {start_timeout} s")
         try:
             self.connection.recv()
         except EOFError as error:
+            self.connection.close()
             raise DetectorsProcessDied("the drift detectors' process died while starting") from error
         self.owed: deque[tuple[Future, str, int]] = deque()  # (reply, space, rows) per batch sent
         self.reader = threading.Thread(target=self._read_replies, name="detectors-replies", daemon=True)
@@ -144,8 +147,8 @@ class _Child:
             )
 
     def stop(self) -> None:
-        """End the child: it exits when the pipe closes, after the batches it holds (their replies
-        still reach their callers); killed if it does not."""
+        """End the child: it exits at the ``None`` sent after the batches it holds (their replies
+        still reach their callers), or when the pipe closes; killed if it does not."""
         with contextlib.suppress(OSError):  # already dead
             self.connection.send(None)
         self.process.join(timeout=10)
