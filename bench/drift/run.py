@@ -109,6 +109,13 @@ def _serve_detector(port: int) -> None:
         uvicorn.run(create_app(detector), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def _embedding_data(row: np.ndarray) -> dict:
+    """One row as an event's data: a V2 FP32 input, as an embedder's logger sends it."""
+    return {
+        "inputs": [{"name": "embedding", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}]
+    }
+
+
 def _events(rows: np.ndarray) -> list[tuple[dict, bytes]]:
     """One binary-mode CloudEvent per row, carrying its embedding (V2 FP32), as the logger posts."""
     from cloudevents.conversion import to_binary
@@ -116,13 +123,9 @@ def _events(rows: np.ndarray) -> list[tuple[dict, bytes]]:
 
     bodies = []
     for index, row in enumerate(rows):
-        data = {
-            "inputs": [
-                {"name": "embedding", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}
-            ]
-        }
         event = CloudEvent(
-            {"type": "org.kubeflow.serving.inference.request", "source": "bench", "id": str(index)}, data
+            {"type": "org.kubeflow.serving.inference.request", "source": "bench", "id": str(index)},
+            _embedding_data(row),
         )
         headers, body = to_binary(event)
         bodies.append((dict(headers), body))
@@ -131,9 +134,7 @@ def _events(rows: np.ndarray) -> list[tuple[dict, bytes]]:
 
 def _batched_bodies(rows: np.ndarray, per_delivery: int) -> list[tuple[dict, bytes]]:
     """Deliveries in batched content mode, ``per_delivery`` structured events each (a sender that
-    gathers events before posting), the same V2 FP32 data as ``_events``."""
-    import json as json_module
-
+    gathers events before posting), the same data as ``_events``."""
     from twinops.monitoring.events import BATCH_CONTENT_TYPE, REQUEST_TYPE
 
     deliveries = []
@@ -144,20 +145,11 @@ def _batched_bodies(rows: np.ndarray, per_delivery: int) -> list[tuple[dict, byt
                 "type": REQUEST_TYPE,
                 "source": "bench",
                 "id": str(start + offset),
-                "data": {
-                    "inputs": [
-                        {
-                            "name": "embedding",
-                            "datatype": "FP32",
-                            "shape": [1, DIMENSION],
-                            "data": row.tolist(),
-                        }
-                    ]
-                },
+                "data": _embedding_data(row),
             }
             for offset, row in enumerate(rows[start : start + per_delivery])
         ]
-        deliveries.append(({"content-type": BATCH_CONTENT_TYPE}, json_module.dumps(events).encode()))
+        deliveries.append(({"content-type": BATCH_CONTENT_TYPE}, json.dumps(events).encode()))
     return deliveries
 
 

@@ -14,9 +14,14 @@ import json
 import httpx
 import numpy as np
 import pytest
-from cloudevents.conversion import to_binary
-from cloudevents.http import CloudEvent
-from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_vectors, vectors_only_detector
+from tests.support.synthetic_drift import (
+    BATCH,
+    embedding_data,
+    post_rows,
+    queries_space,
+    unit_vectors,
+    vectors_only_detector,
+)
 
 from twinops.monitoring.config import EventLimits
 from twinops.monitoring.detectors import SpaceDetectors
@@ -35,10 +40,6 @@ def _serve(space: SpaceDetectors, serve_app, limits: EventLimits | None = None) 
     return serve_app(create_app(vectors_only_detector(space, limits=limits)))
 
 
-def _data(row: np.ndarray) -> dict:
-    return {"inputs": [{"name": "e", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}]}
-
-
 def _structured(index: int, data: dict, event_type: str = REQUEST_TYPE) -> dict:
     return {"specversion": "1.0", "type": event_type, "source": "logger", "id": f"e{index}", "data": data}
 
@@ -46,18 +47,16 @@ def _structured(index: int, data: dict, event_type: str = REQUEST_TYPE) -> dict:
 def test_a_batched_delivery_is_tested_as_its_events_posted_one_by_one(space, serve_app, read_metric):
     rows = np.vstack([unit_vectors(BATCH, seed=5), unit_vectors(BATCH, seed=6, shift=0.8)])
     one_by_one = _serve(space, serve_app)
-    replies = []
-    for index, row in enumerate(rows):
-        headers, body = to_binary(
-            CloudEvent({"type": REQUEST_TYPE, "source": "logger", "id": f"e{index}"}, _data(row))
-        )
-        replies.append(httpx.post(one_by_one + "/", headers=dict(headers), content=body).json())
+    replies = [reply.json() for reply in post_rows(one_by_one, rows)]
 
     batched = _serve(space, serve_app)
-    first = [_structured(i, _data(row)) for i, row in enumerate(rows[:BATCH])]
+    first = [_structured(i, embedding_data(row)) for i, row in enumerate(rows[:BATCH])]
     # The second half carries its data base64-encoded, as the JSON format allows for any payload.
     second = [
-        {**_structured(i, None), "data_base64": base64.b64encode(json.dumps(_data(row)).encode()).decode()}
+        {
+            **_structured(i, None),
+            "data_base64": base64.b64encode(json.dumps(embedding_data(row)).encode()).decode(),
+        }
         for i, row in enumerate(rows[BATCH:])
     ]
     for item in second:
@@ -76,7 +75,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_and_nothing_of_it_is_queued
     space, serve_app, read_metric
 ):
     url = _serve(space, serve_app)
-    items = [_structured(i, _data(row)) for i, row in enumerate(unit_vectors(5, seed=7))]
+    items = [_structured(i, embedding_data(row)) for i, row in enumerate(unit_vectors(5, seed=7))]
     items[2]["data"]["inputs"][0]["data"][3] = float("nan")
     refused = httpx.post(url + "/", headers=BATCH_HEADERS, content=json.dumps(items))  # json writes NaN
     assert refused.status_code == 400
@@ -87,7 +86,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_and_nothing_of_it_is_queued
     answers = httpx.post(
         url + "/",
         headers=BATCH_HEADERS,
-        content=json.dumps([items[0], _structured(9, _data(unit_vectors(1, 8)[0]), RESPONSE_TYPE)]),
+        content=json.dumps([items[0], _structured(9, embedding_data(unit_vectors(1, 8)[0]), RESPONSE_TYPE)]),
     )
     assert answers.status_code == 400 and answers.json()["error"] == "space_not_monitored"
     assert answers.json()["detail"].startswith("event 1 of 2: ")
@@ -120,7 +119,7 @@ def test_a_malformed_batch_is_a_400_that_says_what_is_wrong(space, serve_app, bo
 
 def test_a_batch_of_more_texts_than_a_delivery_may_carry_is_a_413(space, serve_app):
     url = _serve(space, serve_app, EventLimits(max_texts=4))
-    items = [_structured(i, _data(row)) for i, row in enumerate(unit_vectors(5, seed=9))]
+    items = [_structured(i, embedding_data(row)) for i, row in enumerate(unit_vectors(5, seed=9))]
     reply = httpx.post(url + "/", headers=BATCH_HEADERS, content=json.dumps(items))
     assert reply.status_code == 413
     assert reply.json()["error"] == "too_many_texts"

@@ -19,17 +19,20 @@ import time
 from pathlib import Path
 
 import cloudpickle
-import httpx
 import numpy as np
 import psutil
 import pytest
-from cloudevents.conversion import to_binary
-from cloudevents.http import CloudEvent
-from tests.support.synthetic_drift import BATCH, DIMENSION, queries_space, unit_vectors, vectors_only_detector
+from tests.support.synthetic_drift import (
+    BATCH,
+    DIMENSION,
+    post_rows,
+    queries_space,
+    unit_vectors,
+    vectors_only_detector,
+)
 
 from twinops.monitoring.config import DriftConfig
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference, fit_evidently
-from twinops.monitoring.events import REQUEST_TYPE
 from twinops.monitoring.isolation import DetectorsProcess, DetectorsProcessDied
 from twinops.monitoring.service import create_app
 
@@ -64,17 +67,6 @@ class CrashingDetector:
         )  # fmt: skip
 
 
-def _post_batch(url: str, rows: np.ndarray) -> httpx.Response:
-    """One binary-mode event per row (V2 FP32, as an embedder's logger sends); the last reply."""
-    for index, row in enumerate(rows):
-        data = {"inputs": [{"name": "e", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}]}
-        headers, body = to_binary(
-            CloudEvent({"type": REQUEST_TYPE, "source": "test", "id": f"e{index}"}, data)
-        )
-        response = httpx.post(url + "/", headers=dict(headers), content=body, timeout=60)
-    return response
-
-
 def _server(space: SpaceDetectors, serve_app, detectors_process: DetectorsProcess | None) -> str:
     return serve_app(create_app(vectors_only_detector(space, detectors_process=detectors_process)))
 
@@ -82,10 +74,10 @@ def _server(space: SpaceDetectors, serve_app, detectors_process: DetectorsProces
 def test_the_detectors_process_gives_the_verdicts_of_the_servers_own_process(space, serve_app):
     batches = [unit_vectors(BATCH, seed=10), unit_vectors(BATCH, seed=11, shift=0.8)]
     in_process = _server(space, serve_app, None)
-    expected = [_post_batch(in_process, rows).json() for rows in batches]
+    expected = [post_rows(in_process, rows)[-1].json() for rows in batches]
     with DetectorsProcess({"queries": space}) as detectors_process:
         isolated = _server(space, serve_app, detectors_process)
-        got = [_post_batch(isolated, rows).json() for rows in batches]
+        got = [post_rows(isolated, rows)[-1].json() for rows in batches]
     assert got == expected
     assert [reply["data"]["is_drift"] for reply in got] == [0, 1]  # the shifted batch drifts
 
@@ -99,11 +91,11 @@ def test_a_child_that_dies_testing_fails_that_delivery_and_a_new_child_tests_the
         url = _server(crashing, serve_app, detectors_process)
         first_child = detectors_process.pid
         flag.touch()
-        failed = _post_batch(url, unit_vectors(BATCH, seed=20))
+        failed = post_rows(url, unit_vectors(BATCH, seed=20))[-1]
         assert failed.status_code == 500
         assert failed.json()["error"] == "detectors_process_died"
         assert "a new one tests the next batches" in failed.json()["detail"]
-        tested = _post_batch(url, unit_vectors(BATCH, seed=21))
+        tested = post_rows(url, unit_vectors(BATCH, seed=21))[-1]
         assert tested.status_code == 200
         assert set(tested.json()["meta"]["detectors"]) == {"evidently-mmd", "crashing"}
         assert detectors_process.pid != first_child
@@ -117,7 +109,7 @@ def test_a_child_killed_while_idle_is_replaced_and_the_batch_is_tested(space, se
         deadline = time.monotonic() + 10
         while child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.05)
-        tested = _post_batch(url, unit_vectors(BATCH, seed=30))
+        tested = post_rows(url, unit_vectors(BATCH, seed=30))[-1]
         assert tested.status_code == 200
         assert tested.json()["meta"]["detectors"].keys() == {"evidently-mmd"}
 

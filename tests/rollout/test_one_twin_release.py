@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.rollout.conftest import serve_app
-from tests.support.chat_stand_in import ChatStandIn
+from tests.support.chat_stand_in import ChatStandIn, chat_completion
 
 from twinops.domain.twins import twin_model_name
 from twinops.infra.registry import CHALLENGER, CHAMPION
@@ -31,23 +31,16 @@ GOLDEN = [
 ]
 
 
-def _twin_server(name: str) -> tuple[ChatStandIn, str, list[str]]:
-    """A stand-in multi-twin server: each model answers its golden questions, tagged by server;
-    the models asked for, in order."""
-    seen: list[str] = []
+def _twin_server(name: str) -> tuple[ChatStandIn, str]:
+    """A stand-in multi-twin server: each model answers its golden questions, tagged by server."""
     answers = dict(GOLDEN)
 
     def reply(path: str, body: dict) -> tuple[int, dict]:
-        seen.append(body["model"])
         content = answers.get(body["messages"][-1]["content"], f"{name} answers as {body['model']}")
-        return 200, {
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-            "usage": {"completion_tokens": len(content.split())},
-        }
+        return 200, chat_completion(content)
 
     server = ChatStandIn(reply)
-    return server, server.root, seen
+    return server, server.root
 
 
 def _ask(router_url: str, model: str) -> str:
@@ -86,8 +79,8 @@ def test_a_twins_release_leaves_the_other_twins_alias_and_answers_unchanged(
     golden.mkdir()
     rows = [{"instruction": q, "reference": a, "document_id": "d", "chunk_id": "c"} for q, a in GOLDEN]
     (golden / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    stable, stable_url, _ = _twin_server("stable")
-    canary, canary_url, canary_seen = _twin_server("canary")
+    stable, stable_url = _twin_server("stable")
+    canary, canary_url = _twin_server("canary")
     config = RouterConfig(stable=stable_url, canary=canary_url, canary_model=RELEASED)
     try:
         with serve_app(create_app(config, seed=1)) as router_url:
@@ -117,7 +110,8 @@ def test_a_twins_release_leaves_the_other_twins_alias_and_answers_unchanged(
     # The other twin: its aliases, its answers and its traffic are untouched.
     assert two_twins.get_registered_model(OTHER).aliases == {CHAMPION: 1, CHALLENGER: 2}
     assert set(before) == set(during) == set(after) == {f"stable answers as {OTHER}"}
-    assert OTHER not in canary_seen and RELEASED in canary_seen
+    canary_models = [request["body"]["model"] for request in canary.requests]
+    assert OTHER not in canary_models and RELEASED in canary_models
     # Promoted, a one-twin canary leaves the many-twin stable server in place (it follows the alias).
     assert router["stable"] == stable_url and router["canary"] is None and router["canary_model"] is None
     assert (mlflow_settings.home / "rollout" / f"{RELEASED}.json").is_file()
@@ -136,8 +130,8 @@ def test_a_canary_scoped_to_another_twin_is_refused(two_twins, mlflow_settings) 
     from twinops.errors import ConfigError
     from twinops.rollout.runner import RolloutOptions, start_rollout
 
-    stable, stable_url, _ = _twin_server("stable")
-    canary, canary_url, _ = _twin_server("canary")
+    stable, stable_url = _twin_server("stable")
+    canary, canary_url = _twin_server("canary")
     config = RouterConfig(stable=stable_url, canary=canary_url, canary_model=RELEASED)
     try:
         with serve_app(create_app(config)) as router_url:

@@ -77,11 +77,16 @@ def chat_stand_in(reply_for: Callable[[str], tuple[int, str]]) -> tuple[ChatStan
         status, content = reply_for(body["messages"][-1]["content"])
         if status != 200:
             return status, {"error": {"message": content}}
-        return 200, {
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-            "usage": {"completion_tokens": len(content.split())},
-        }
+        return 200, chat_completion(content)
 
     server = ChatStandIn(reply)
     return server, server.root, seen
+
+
+def chat_completion(content: str) -> dict:
+    """An OpenAI chat completion answering ``content``, with its completion tokens counted."""
+    return {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+        "usage": {"completion_tokens": len(content.split())},
+    }

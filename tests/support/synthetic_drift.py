@@ -3,10 +3,14 @@ plumbing (deliveries, processes), where no embedding model needs to run."""
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
 
 from twinops.monitoring.config import DriftConfig
 from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
+from twinops.monitoring.events import REQUEST_TYPE
 from twinops.monitoring.service import DriftDetector
 
 BATCH = 8
@@ -38,3 +42,18 @@ def vectors_only_detector(space: SpaceDetectors, **options) -> DriftDetector:
         reference_id="synthetic",
         **options,
     )
+
+
+def embedding_data(row: np.ndarray) -> dict:
+    """One embedding as an event's data: a V2 FP32 input, as an embedder's logger sends it."""
+    return {"inputs": [{"name": "e", "datatype": "FP32", "shape": [1, DIMENSION], "data": row.tolist()}]}
+
+
+def post_rows(url: str, rows: np.ndarray) -> list[httpx.Response]:
+    """One binary-mode request event per row, posted one after another; every reply."""
+    replies = []
+    for index, row in enumerate(rows):
+        event = CloudEvent({"type": REQUEST_TYPE, "source": "logger", "id": f"e{index}"}, embedding_data(row))
+        headers, body = to_binary(event)
+        replies.append(httpx.post(url + "/", headers=dict(headers), content=body, timeout=60))
+    return replies

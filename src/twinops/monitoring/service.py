@@ -429,7 +429,7 @@ def create_app(detector: DriftDetector) -> Callable[..., Any]:
     # only busy one, and they were another 10% of an event (an exception there is still uvicorn's 500).
     routes = Starlette(
         routes=[
-            Route("/", receive, methods=["POST"]),
+            Route("/", receive, methods=["POST"]),  # reached by other methods only: their 405
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
