@@ -94,7 +94,8 @@ def serve_app() -> Iterator[Callable[[object], str]]:
 
 
 def _metric(url: str, name: str, **labels: str) -> float | None:
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    # prometheus_client writes a sample's labels sorted by name
+    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
     for line in httpx.get(url + "/metrics").text.splitlines():
         if line.startswith(wanted + " "):
             return float(line.rsplit(" ", 1)[1])

@@ -101,6 +101,32 @@ def test_a_child_that_dies_testing_fails_that_delivery_and_a_new_child_tests_the
         assert detectors_process.pid != first_child
 
 
+def test_answered_at_once_a_batch_whose_child_dies_is_counted_failed_and_the_next_is_tested(
+    space, serve_app, tmp_path, read_metric
+):
+    """As shipped, the delivery was answered before the child died: the loss is logged and counted
+    in ``twinops_drift_batches_failed_total``, and the server goes on with a new child."""
+    flag = tmp_path / "crash-next-batch"
+    crashing = SpaceDetectors(space.reference, [*space.detectors, CrashingDetector(flag)])
+    with DetectorsProcess({"queries": crashing}) as detectors_process:
+        detector = vectors_only_detector(
+            crashing, detectors_process=detectors_process, verdict_in_reply=False
+        )
+        url = serve_app(create_app(detector))
+        flag.touch()
+        assert post_rows(url, unit_vectors(BATCH, seed=22))[-1].status_code == 202
+        failed = {"space": "queries", "reason": "detectors_process_died"}
+        deadline = time.monotonic() + 60
+        while read_metric(url, "twinops_drift_batches_failed_total", **failed) != 1.0:
+            assert time.monotonic() < deadline, "the lost batch was never counted"
+            time.sleep(0.05)
+        assert post_rows(url, unit_vectors(BATCH, seed=23))[-1].status_code == 202
+        while read_metric(url, "twinops_drift_batches_total", space="queries") != 1.0:
+            assert time.monotonic() < deadline, "the next batch was never tested"
+            time.sleep(0.05)
+        assert read_metric(url, "twinops_drift_batches_failed_total", **failed) == 1.0
+
+
 def test_a_child_killed_while_idle_is_replaced_and_the_batch_is_tested(space, serve_app):
     with DetectorsProcess({"queries": space}) as detectors_process:
         url = _server(space, serve_app, detectors_process)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,8 +83,7 @@ class RecordingRunner:
         return "run-1"
 
 
-@pytest.fixture
-def service(queries_detectors, embedder, receiver, tmp_path, serve_app):
+def _serve(queries_detectors, embedder, receiver, tmp_path, serve_app, *, verdict_in_reply: bool):
     runner = RecordingRunner()
     trigger = RetrainTrigger(runner, cooldown=timedelta(hours=1), folder=tmp_path)
     detector = DriftDetector(
@@ -94,8 +94,15 @@ def service(queries_detectors, embedder, receiver, tmp_path, serve_app):
         reply_url=f"{receiver.url}/reply",
         webhook_url=f"{receiver.url}/hook",
         trigger=trigger,
+        verdict_in_reply=verdict_in_reply,
     )
     return serve_app(create_app(detector)), runner, trigger
+
+
+@pytest.fixture
+def service(queries_detectors, embedder, receiver, tmp_path, serve_app):
+    """Seldon's reply: these tests read each batch's verdict from it."""
+    return _serve(queries_detectors, embedder, receiver, tmp_path, serve_app, verdict_in_reply=True)
 
 
 def _post(url: str, text: str, mode, index: int) -> httpx.Response:
@@ -142,6 +149,31 @@ def test_a_drifting_batch_gets_a_seldon_verdict_metrics_a_cloudevent_and_one_ret
     trigger.wait()
     assert len(runner.requests) == 1
     assert [r.outcome for r in trigger.records()] == ["started", "submitted", "cooldown"]
+
+
+def test_as_shipped_a_drifting_batch_is_answered_at_once_and_its_verdict_acted_on_after(
+    read_metric, queries_detectors, embedder, receiver, tmp_path, serve_app, drift_texts
+):
+    """The default (``verdict_in_reply`` off): the batch's last delivery is a 202 before any test,
+    and the verdict reaches the reply URL, the webhook, the gauges and the trigger all the same."""
+    assert DriftConfig().verdict_in_reply is False
+    url, runner, trigger = _serve(
+        queries_detectors, embedder, receiver, tmp_path, serve_app, verdict_in_reply=False
+    )
+    replies = _send_batch(url, drift_texts["language"][:BATCH])
+    assert [r.status_code for r in replies] == [200] * (BATCH - 1) + [202], [r.text for r in replies]
+    assert replies[-1].json() == {"data": None, "meta": {"pending": 0, "batch_size": BATCH, "testing": 1}}
+
+    deadline = time.monotonic() + 60
+    while (len(receiver.received) < 2 or not runner.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the reply event, the webhook, then the trigger's run
+    paths = {path: body for path, _headers, body in receiver.received}
+    verdict = paths["/reply"]["data"]
+    assert verdict["data"]["is_drift"] == 1 and paths["/hook"] == verdict
+    assert read_metric(url, "twinops_drift_detected", detector="evidently-mmd", space="queries") == 1.0
+    assert read_metric(url, "twinops_drift_batches_total", space="queries") == 1.0
+    trigger.wait()
+    assert len(runner.requests) == 1 and runner.requests[0].reference_id == "drift-test"
 
 
 def test_the_same_distribution_is_not_flagged(read_metric, service, drift_texts):

@@ -57,7 +57,11 @@ def _embed(texts: list[str]) -> np.ndarray:
     )
 
 
-def _detector(limits: EventLimits, embed=_embed) -> tuple[DriftDetector, RecordingTest]:
+def _detector(
+    limits: EventLimits, embed=_embed, *, verdict_in_reply: bool = True
+) -> tuple[DriftDetector, RecordingTest]:
+    """The detector over the recording test; by default each delivery's reply says what it did
+    (the verdict of the batch it filled), as the refusal tests read it."""
     reference = SpaceReference.fit(
         "queries",
         np.random.default_rng(0).normal(size=(40, DIMENSION)).astype(np.float32),
@@ -70,6 +74,7 @@ def _detector(limits: EventLimits, embed=_embed) -> tuple[DriftDetector, Recordi
         batch_size=BATCH,
         reference_id="limits-test",
         limits=limits,
+        verdict_in_reply=verdict_in_reply,
     )
     return detector, test
 
@@ -136,7 +141,9 @@ def test_fewer_than_a_batch_ever_waits_however_many_texts_an_event_carries(read_
 
 
 @contextmanager
-def _testing_a_batch(serve_app, limits: EventLimits) -> Iterator[tuple[str, RecordingTest, list]]:
+def _testing_a_batch(
+    serve_app, limits: EventLimits, *, verdict_in_reply: bool = True
+) -> Iterator[tuple[str, RecordingTest, list]]:
     """A served detector whose first batch is held in the embedder for the duration of the block:
     yields its URL, the recording test, and a list that holds the first delivery's response after."""
     entered, release = threading.Event(), threading.Event()
@@ -146,7 +153,7 @@ def _testing_a_batch(serve_app, limits: EventLimits) -> Iterator[tuple[str, Reco
         release.wait(timeout=60)
         return _embed(texts)
 
-    detector, test = _detector(limits, embed=slow_embed)
+    detector, test = _detector(limits, embed=slow_embed, verdict_in_reply=verdict_in_reply)
     url = serve_app(create_app(detector))
     headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
     first: list[httpx.Response] = []
@@ -206,3 +213,93 @@ def test_deliveries_are_answered_while_a_batch_is_being_tested(serve_app):
         assert test.batches == []  # the first batch is still being tested
     assert first[0].status_code == 200 and first[0].json()["data"]["is_drift"] == 0
     assert test.batches == [BATCH]
+
+
+def _post_in_thread(url: str, body: bytes) -> tuple[threading.Thread, list[httpx.Response]]:
+    headers, _ = _event({})
+    replies: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: replies.append(httpx.post(url + "/", headers=headers, content=body, timeout=60))
+    )
+    thread.start()
+    return thread, replies
+
+
+def test_answering_at_once_a_delivery_that_fills_a_batch_is_a_202_while_its_batch_is_tested(
+    read_metric, serve_app
+):
+    """As shipped (``verdict_in_reply`` off): the logger is answered before the test, which goes on."""
+    with _testing_a_batch(serve_app, EventLimits(), verdict_in_reply=False) as (url, test, first):
+        deadline = time.monotonic() + 30
+        while not first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first[0].status_code == 202, first[0].text  # answered while its test is held
+        assert first[0].json() == {"data": None, "meta": {"pending": 0, "batch_size": BATCH, "testing": 1}}
+        assert test.batches == []
+    deadline = time.monotonic() + 30
+    while read_metric(url, "twinops_drift_batches_total", space="queries") != 1.0:
+        assert time.monotonic() < deadline, "the answered batch was never tested"
+        time.sleep(0.05)
+    assert test.batches == [BATCH]
+
+
+def test_past_max_testing_the_next_delivery_that_fills_a_batch_waits_for_a_test_to_end(
+    read_metric, serve_app
+):
+    """Bounded: with one batch under test and ``max_testing=1``, the next full batch's delivery is
+    not answered until that test ends; a delivery that fills nothing is answered meanwhile."""
+    _, full = _event({"instances": [f"another question {i}" for i in range(BATCH)]})
+    _, one = _event({"instances": ["one more question"]})
+    limits = EventLimits(max_testing=1)
+    with _testing_a_batch(serve_app, limits, verdict_in_reply=False) as (url, test, first):
+        deadline = time.monotonic() + 30
+        while not first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first[0].status_code == 202
+        waiting, second = _post_in_thread(url, full)
+        while read_metric(url, "twinops_drift_events_total", space="queries") != 2.0:
+            assert time.monotonic() < deadline, "the second delivery never arrived"
+            time.sleep(0.05)  # queued: it waits for room to test
+        answered = httpx.post(url + "/", headers=_event({})[0], content=one, timeout=10)
+        assert answered.status_code == 200 and answered.json()["meta"]["pending"] == 1
+        assert second == [] and test.batches == []  # the first test still holds the only room
+    waiting.join(timeout=60)
+    assert second[0].status_code == 202 and second[0].json()["meta"]["testing"] == 1
+    deadline = time.monotonic() + 30
+    while len(test.batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert test.batches == [BATCH, BATCH]
+
+
+def test_a_server_stopping_tests_the_batches_it_answered_before_it_ends():
+    """A pod told to stop (SIGTERM) finishes the tests of the deliveries it already answered: their
+    verdicts are recorded by the time the server has stopped, not lost with the process."""
+    import uvicorn
+
+    from twinops.services.process import free_port
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_embed(texts: list[str]) -> np.ndarray:
+        entered.set()
+        release.wait(timeout=60)
+        return _embed(texts)
+
+    detector, test = _detector(EventLimits(), embed=slow_embed, verdict_in_reply=False)
+    port = free_port()
+    config = uvicorn.Config(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
+    reply = httpx.post(f"http://127.0.0.1:{port}/", headers=headers, content=body, timeout=30)
+    assert reply.status_code == 202 and entered.wait(timeout=30)
+    server.should_exit = True
+    threading.Timer(0.5, release.set).start()  # the test ends after the server was told to stop
+    serving.join(timeout=60)
+    assert not serving.is_alive()
+    assert test.batches == [BATCH]  # tested before the server's run returned
+    assert detector.metrics.batches.labels(space="queries")._value.get() == 1.0

@@ -32,14 +32,18 @@ def queries_space() -> SpaceDetectors:
     return SpaceDetectors(reference, list(fit_evidently(reference, BATCH, config)))
 
 
-def vectors_only_detector(space: SpaceDetectors, **options) -> DriftDetector:
-    """The online detector over ``space`` for events that carry their vectors (no embedder runs);
-    ``options`` are ``DriftDetector``'s (limits, a detectors' process, ...)."""
+def vectors_only_detector(
+    space: SpaceDetectors, *, verdict_in_reply: bool = True, **options
+) -> DriftDetector:
+    """The online detector over ``space`` for events that carry their vectors (no embedder runs),
+    answering a batch's last delivery with its verdict unless told not to; ``options`` are
+    ``DriftDetector``'s (limits, a detectors' process, ...)."""
     return DriftDetector(
         {"queries": space},
         lambda texts: np.zeros((0, DIMENSION)),
         batch_size=BATCH,
         reference_id="synthetic",
+        verdict_in_reply=verdict_in_reply,
         **options,
     )
 

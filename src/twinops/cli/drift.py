@@ -208,6 +208,16 @@ def serve(
         float | None,
         typer.Option("--cooldown", min=0, help="Seconds between two retrainings started by drift."),
     ] = None,
+    verdict_in_reply: Annotated[
+        bool | None,
+        typer.Option(
+            "--verdict-in-reply/--answer-at-once",
+            help="Answer a batch's last event with its verdict, as Seldon's detector server does (the "
+            "sender waits for the test), or at once with a 202 (the default: the verdict goes to "
+            "/metrics, --reply-url, --webhook-url and the retraining).",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help=CONFIG_HELP)] = None,
 ) -> None:
     """The online detector: CloudEvents from KServe's logger on POST /, Prometheus on /metrics."""
@@ -222,7 +232,9 @@ def serve(
     from twinops.services.process import port_in_use
 
     settings = get_settings()
-    drift_config = load_drift_config(config, batch_size=batch_size, cooldown_seconds=cooldown)
+    drift_config = load_drift_config(
+        config, batch_size=batch_size, cooldown_seconds=cooldown, verdict_in_reply=verdict_in_reply
+    )
     if port_in_use(port):
         raise ConfigError(f"port {port} is in use: pass a free --port", setting="--port")
     runner = _runner(retrain, pipeline=pipeline, params_file=params, kfp_host=kfp_host)
@@ -253,6 +265,7 @@ def serve(
             trigger=trigger,
             limits=drift_config.events,
             detectors_process=detectors_process,
+            verdict_in_reply=drift_config.verdict_in_reply,
         )
         err_console.print(
             f"drift detector on http://{host}:{port}/ (reference {fitted.id}, {fitted.info.label}; "

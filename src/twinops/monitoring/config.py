@@ -38,6 +38,13 @@ class EventLimits(BaseModel):
         64, ge=1, description="Deliveries being read or waiting for the detector before new ones are shed."
     )
     retry_after_seconds: int = Field(5, ge=1, description="Retry-After of a shed (429) delivery.")
+    max_testing: int = Field(
+        4,
+        ge=1,
+        description="Deliveries answered before their batches' verdicts (verdict_in_reply off) whose "
+        "tests are still running; a delivery that fills another batch waits for one to end before its "
+        "reply, so a fast logger is slowed down instead of queueing batches without bound.",
+    )
 
 
 class DriftConfig(BaseModel):
@@ -74,6 +81,13 @@ class DriftConfig(BaseModel):
     embed_batch_size: int = Field(32, ge=1)
     cooldown_seconds: float = Field(
         6 * 3600, ge=0, description="After a retraining starts, further drift events only get recorded."
+    )
+    verdict_in_reply: bool = Field(
+        False,
+        description="The online detector answers the delivery that fills a batch with the batch's "
+        "verdict (Seldon's alibi-detect server), holding the sender while it is tested. Off: that "
+        "delivery is answered 202 at once and the verdict reaches /metrics, the reply URL, the webhook "
+        "and the retraining trigger when the test ends; KServe's logger never reads the reply.",
     )
     events: EventLimits = Field(
         default_factory=EventLimits, description="The online detector's bounds on what it takes in."

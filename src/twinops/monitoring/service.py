@@ -12,11 +12,19 @@
   Until then the reply is ``{"data": null, "meta": {"pending": k, "batch_size": N}}``. An event
   that fills several batches has each tested (the reply carries the last verdict), so fewer than
   ``batch_size`` texts ever wait.
+- That verdict in the reply is Seldon's way (``verdict_in_reply``), and it holds the sender while the
+  batch is tested. By default the delivery that fills a batch is answered at once, ``202`` with
+  ``meta.testing`` (the batches it filled), and the verdict reaches ``/metrics``, the reply URL, the
+  webhook and the retraining trigger when its test ends: KServe's logger never reads the reply, and
+  a logger posting one event at a time no longer waits a whole test every ``batch_size`` events. At
+  most ``max_testing`` such deliveries are being tested; past it the next one waits for its reply.
+  On shutdown the tests under way end and their verdicts are acted on before the server stops.
 - Deliveries are parsed and queued on the event loop; full batches are tested in a worker thread,
   and with ``detectors_process`` (``twinops drift serve``) in a process of its own
   (``monitoring.isolation``), so that parsing never waits for the GIL behind a test. A test whose
-  process dies is a 500 ``{"error": "detectors_process_died"}`` for that delivery, and the next
-  batch is tested by a new process.
+  process dies is a 500 ``{"error": "detectors_process_died"}`` for that delivery (answered before
+  its verdict: logged), counted in ``twinops_drift_batches_failed_total``, and the next batch is
+  tested by a new process.
 - A bad event (malformed CloudEvent, no text, embeddings of another dimension, NaN or infinite
   values) is a 400 with ``{"error": reason, "detail": ...}``, counted by reason; the service keeps
   running.
@@ -37,6 +45,7 @@ acknowledged and counted but not tested, until the reference can be resolved.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -102,6 +111,12 @@ class DriftMetrics:
         self.pending = Gauge(
             "twinops_drift_pending", "Texts waiting for a full batch.", ("space",), registry=self.registry
         )
+        self.failed = Counter(
+            "twinops_drift_batches_failed_total",
+            "Batches whose test failed (their detectors' process died, or an error), by space and reason.",
+            ("space", "reason"),
+            registry=self.registry,
+        )
         self.emit_failures = Counter(
             "twinops_drift_emit_failures_total",
             "Reply/webhook posts that failed.",
@@ -128,9 +143,11 @@ class _Pending:
 
 @dataclass(frozen=True)
 class FilledBatches:
-    """The batches a delivery filled, taken off their queues, to be tested: (space, batch) pairs."""
+    """The batches a delivery filled, taken off their queues, to be tested: (space, batch) pairs,
+    and the reply's ``meta`` had none filled (what stays queued)."""
 
     batches: list[tuple[str, _Pending]]
+    meta: dict
 
 
 class DriftDetector:
@@ -152,8 +169,10 @@ class DriftDetector:
         http_timeout: float = 5.0,
         limits: EventLimits | None = None,
         detectors_process: DetectorsProcess | None = None,
+        verdict_in_reply: bool,
     ) -> None:
         self.spaces = spaces
+        self.verdict_in_reply = verdict_in_reply  # DriftConfig.verdict_in_reply: the app reads it
         self.detectors_process = detectors_process  # where batches are tested; None: in this process
         self.embed = embed
         self.batch_size = batch_size
@@ -197,12 +216,17 @@ class DriftDetector:
                 filled += [(event.space, batch) for batch in self._enqueue(event)]
             for space in {event.space for event in events}:
                 self.metrics.pending.labels(space=space).set(len(self._pending[space]))
-            if not filled:
-                meta = {"pending": len(self._pending[events[-1].space]), "batch_size": self.batch_size}
-                if batched:
-                    meta["accepted"] = len(events)
-                return 200, {"data": None, "meta": meta}
-        return FilledBatches(filled)
+            meta = {"pending": len(self._pending[events[-1].space]), "batch_size": self.batch_size}
+        if batched:
+            meta["accepted"] = len(events)
+        if not filled:
+            return 200, {"data": None, "meta": meta}
+        return FilledBatches(filled, meta)
+
+    @staticmethod
+    def accepted(filled: FilledBatches) -> tuple[int, dict]:
+        """The reply of a delivery answered before its batches are tested: 202, their count."""
+        return 202, {"data": None, "meta": {**filled.meta, "testing": len(filled.batches)}}
 
     def test(self, filled: FilledBatches) -> tuple[int, dict]:
         """Run each space's detectors on the batches filled and act on the verdicts; the reply
@@ -218,12 +242,24 @@ class DriftDetector:
         except DetectorsProcessDied as error:
             logger.error("%s", error)
             died = error
+            for space, _batch in filled.batches[len(tested) :]:
+                self.metrics.failed.labels(space=space, reason="detectors_process_died").inc()
         for space, results, texts in tested:  # the verdicts reached before a death still count
             reply = self._reply(space, results)
             self._emit(reply, results, texts)
         if died is not None:
             return 500, {"error": "detectors_process_died", "detail": str(died)}
         return 200, reply
+
+    def test_after_reply(self, filled: FilledBatches) -> None:
+        """``test`` for a delivery already answered: nobody reads its outcome, so a failure is logged
+        and counted, and the server goes on."""
+        try:
+            self.test(filled)  # a detectors' process that died is logged and counted there
+        except Exception:
+            logger.exception("testing the batches of an answered delivery failed")
+            for space, _batch in filled.batches:
+                self.metrics.failed.labels(space=space, reason="error").inc()
 
     def _admit(
         self, headers: dict[str, str], body: bytes, *, batched: bool
@@ -382,13 +418,44 @@ def _json(reply: dict, status: int, headers: dict[str, str] | None = None) -> Re
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
+class _AnsweredTests:
+    """The tests of batches whose deliveries were answered before their verdicts: at most
+    ``max_testing`` at once (``start`` waits for room), awaited by ``drain`` on shutdown."""
+
+    def __init__(self, detector: DriftDetector) -> None:
+        self.detector = detector
+        self.room = asyncio.Semaphore(detector.limits.max_testing)
+        self.running: set[asyncio.Task] = set()  # held here: the loop keeps only weak references
+
+    async def start(self, filled: FilledBatches) -> None:
+        await self.room.acquire()  # released when the test ends
+        task = asyncio.create_task(self._test(filled))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _test(self, filled: FilledBatches) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            await run_in_threadpool(self.detector.test_after_reply, filled)
+        finally:
+            self.room.release()
+
+    async def drain(self) -> None:
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+
 def create_app(detector: DriftDetector) -> Callable[..., Any]:
     """The ASGI app: ``POST /`` (CloudEvents), ``GET /metrics``, ``GET /healthz``."""
+    import contextlib
+
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from starlette.concurrency import run_in_threadpool
 
     limits = detector.limits
     in_flight = 0  # deliveries being read or handled; only the event loop touches it
+    answered = _AnsweredTests(detector)
 
     async def receive(request: Request) -> Response:
         nonlocal in_flight
@@ -408,8 +475,11 @@ def create_app(detector: DriftDetector) -> Callable[..., Any]:
                     received = detector.receive(headers, body)
                 else:
                     received = await run_in_threadpool(detector.receive, headers, body)
-                if isinstance(received, FilledBatches):
+                if isinstance(received, FilledBatches) and detector.verdict_in_reply:
                     status, reply = await run_in_threadpool(detector.test, received)
+                elif isinstance(received, FilledBatches):
+                    await answered.start(received)
+                    status, reply = detector.accepted(received)
                 else:
                     status, reply = received
         finally:
@@ -423,6 +493,13 @@ def create_app(detector: DriftDetector) -> Callable[..., Any]:
         health = {"status": "ok", "reference": detector.reference_id, "spaces": sorted(detector.spaces)}
         return _json(health, 200)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> Any:
+        yield
+        # uvicorn stops after the last reply: the batches answered before their verdicts are tested
+        # and acted on (metrics, reply URL, webhook, trigger) before the process ends.
+        await answered.drain()
+
     # Starlette, not FastAPI: three routes that read their own bodies and write their own replies.
     # FastAPI's five middlewares and its routing were about 40% of the server's time per event.
     # The events' route is taken before Starlette's router and its two middlewares too: it is the
@@ -432,7 +509,8 @@ def create_app(detector: DriftDetector) -> Callable[..., Any]:
             Route("/", receive, methods=["POST"]),  # reached by other methods only: their 405
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
     async def app(scope: dict, receive_message: Any, send: Any) -> None:
