@@ -21,10 +21,10 @@
   On shutdown the tests under way end and their verdicts are acted on before the server stops.
 - Deliveries are parsed and queued on the event loop; full batches are tested in a worker thread,
   and with ``detectors_process`` (``twinops drift serve``) in a process of its own
-  (``monitoring.isolation``), so that parsing never waits for the GIL behind a test. A test whose
-  process dies is a 500 ``{"error": "detectors_process_died"}`` for that delivery (answered before
-  its verdict: logged), counted in ``twinops_drift_batches_failed_total``, and the next batch is
-  tested by a new process.
+  (``monitoring.isolation``), so that parsing never waits for the GIL behind a test. A batch whose
+  process dies testing it is logged and counted in ``twinops_drift_batches_failed_total`` (with
+  ``verdict_in_reply`` its delivery gets a 500 ``{"error": "detectors_process_died"}``), and the
+  next batch is tested by a new process.
 - A bad event (malformed CloudEvent, no text, embeddings of another dimension, NaN or infinite
   values) is a 400 with ``{"error": reason, "detail": ...}``, counted by reason; the service keeps
   running.
@@ -143,8 +143,8 @@ class _Pending:
 
 @dataclass(frozen=True)
 class FilledBatches:
-    """The batches a delivery filled, taken off their queues, to be tested: (space, batch) pairs,
-    and the reply's ``meta`` had none filled (what stays queued)."""
+    """The batches a delivery filled, taken off their queues, to be tested: (space, batch) pairs;
+    ``meta`` is what its reply says before any test (texts still queued, events accepted)."""
 
     batches: list[tuple[str, _Pending]]
     meta: dict
