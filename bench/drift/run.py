@@ -35,7 +35,7 @@ from twinops.monitoring.config import DriftConfig
 from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evidently
 from twinops.monitoring.isolation import DetectorsProcess
 from twinops.monitoring.service import DriftDetector, create_app
-from twinops.services.process import free_port
+from twinops.services.process import free_port, wait_until
 
 DIMENSION = 384
 BATCH = 32
@@ -168,12 +168,20 @@ def _requests(bodies: list[tuple[dict, bytes]]) -> list[bytes]:
 
 
 def _batches_tested(port: int) -> float:
+    """The detector's ``twinops_drift_batches_total`` for the bench's space."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
-        if line.startswith('twinops_drift_batches_total{space="queries"}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return next(
+        (
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "twinops_drift_batches_total" and sample.labels == {"space": "queries"}
+        ),
+        0.0,
+    )
 
 
 def _post_all(port: int, requests: list[bytes], in_flight: int, batches: int) -> float:
@@ -215,8 +223,8 @@ def _post_all(port: int, requests: list[bytes], in_flight: int, batches: int) ->
     expected = _batches_tested(port) + batches
     started = time.perf_counter()
     uvloop.run(run())
-    while _batches_tested(port) < expected:
-        time.sleep(0.001)
+    if not wait_until(lambda: _batches_tested(port) >= expected, timeout=60, interval=0.001):
+        raise SystemExit(f"the detector did not test the {batches} batches it answered within 60 s")
     return len(requests) / (time.perf_counter() - started)
 
 

@@ -30,6 +30,7 @@ import yaml
 from twinops.domain.documents import Category, CleanedDocument, Platform
 from twinops.domain.versions import DatasetKind, DatasetVersion
 from twinops.monitoring.config import DriftConfig
+from twinops.services.process import wait_until
 from twinops.settings import Settings, get_settings
 
 TECH = [
@@ -94,11 +95,12 @@ def serve_app() -> Iterator[Callable[[object], str]]:
 
 
 def _metric(url: str, name: str, **labels: str) -> float | None:
-    # prometheus_client writes a sample's labels sorted by name
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
     return None
 
 
@@ -106,6 +108,17 @@ def _metric(url: str, name: str, **labels: str) -> float | None:
 def read_metric() -> Callable[..., float | None]:
     """``read_metric(url, name, **labels)``: the sample a service's ``/metrics`` shows, None when absent."""
     return _metric
+
+
+def _metric_reaches(url: str, name: str, value: float, *, timeout: float = 60.0, **labels: str) -> bool:
+    return wait_until(lambda: _metric(url, name, **labels) == value, timeout=timeout, interval=0.05)
+
+
+@pytest.fixture(scope="session")
+def metric_reaches() -> Callable[..., bool]:
+    """``metric_reaches(url, name, value, **labels)``: whether the sample shows ``value`` within a
+    minute (a batch answered before its test gets its verdict after the reply)."""
+    return _metric_reaches
 
 
 def questions(subjects: list[str], templates: list[str], suffix: str = "") -> list[str]:

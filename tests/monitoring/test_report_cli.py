@@ -127,7 +127,7 @@ def test_fit_saves_the_reference_once(drift_settings, champion_lineage, small_co
 
 
 def test_serve_answers_cloudevents_as_a_user_starts_it(
-    drift_settings, champion_lineage, small_config, vocabulary
+    drift_settings, champion_lineage, small_config, vocabulary, metric_reaches
 ):
     """`twinops drift serve` in its own process, as on a machine or in the drift image."""
     import os
@@ -175,11 +175,9 @@ def test_serve_answers_cloudevents_as_a_user_starts_it(
             )
         # As shipped, the batch's last event is answered at once and the verdict lands on /metrics.
         assert replies[-1].status_code == 202 and replies[-1].json()["meta"]["testing"] == 1
-        drifted = 'twinops_drift_detected{detector="evidently-mmd",space="queries"} 1.0'
-        deadline = time.monotonic() + 120
-        while drifted not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
-            assert time.monotonic() < deadline, "the batch's verdict never reached /metrics"
-            time.sleep(0.1)
+        drifted = {"detector": "evidently-mmd", "space": "queries"}
+        url = f"http://127.0.0.1:{port}"
+        assert metric_reaches(url, "twinops_drift_detected", 1.0, timeout=120, **drifted), "no verdict"
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +24,7 @@ from twinops.monitoring.detectors import SpaceDetectors, SpaceReference, fit_evi
 from twinops.monitoring.events import REQUEST_TYPE, RESPONSE_TYPE
 from twinops.monitoring.retrain import RetrainRequest, RetrainTrigger
 from twinops.monitoring.service import DriftDetector, create_app
+from twinops.services.process import wait_until
 
 pytestmark = pytest.mark.slow  # MiniLM embeds the events
 
@@ -164,9 +164,8 @@ def test_as_shipped_a_drifting_batch_is_answered_at_once_and_its_verdict_acted_o
     assert [r.status_code for r in replies] == [200] * (BATCH - 1) + [202], [r.text for r in replies]
     assert replies[-1].json() == {"data": None, "meta": {"pending": 0, "batch_size": BATCH, "testing": 1}}
 
-    deadline = time.monotonic() + 60
-    while (len(receiver.received) < 2 or not runner.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the reply event, the webhook, then the trigger's run
+    # The reply event, the webhook, then the trigger's run.
+    wait_until(lambda: len(receiver.received) == 2 and runner.requests, timeout=60, interval=0.05)
     paths = {path: body for path, _headers, body in receiver.received}
     verdict = paths["/reply"]["data"]
     assert verdict["data"]["is_drift"] == 1 and paths["/hook"] == verdict

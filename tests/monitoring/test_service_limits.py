@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -24,6 +24,7 @@ from twinops.monitoring.config import DriftConfig, EventLimits
 from twinops.monitoring.detectors import DriftResult, SpaceDetectors, SpaceReference
 from twinops.monitoring.events import REQUEST_TYPE
 from twinops.monitoring.service import DriftDetector, create_app
+from twinops.services.process import wait_until
 
 BATCH = 4
 DIMENSION = 8
@@ -140,27 +141,39 @@ def test_fewer_than_a_batch_ever_waits_however_many_texts_an_event_carries(read_
     assert read_metric(url, "twinops_drift_batches_total", space="queries") == len(test.batches)
 
 
+def _held_embedder() -> tuple[Callable[[list[str]], np.ndarray], threading.Event, threading.Event]:
+    """An embedder that holds each batch until ``release`` is set: (embed, entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held_embed(texts: list[str]) -> np.ndarray:
+        entered.set()
+        release.wait(timeout=60)
+        return _embed(texts)
+
+    return held_embed, entered, release
+
+
+def _post_in_thread(url: str, body: bytes) -> tuple[threading.Thread, list[httpx.Response]]:
+    """Post ``body`` from a thread of its own: (the thread, a list that holds the reply once come)."""
+    headers, _ = _event({})
+    replies: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: replies.append(httpx.post(url + "/", headers=headers, content=body, timeout=60))
+    )
+    thread.start()
+    return thread, replies
+
+
 @contextmanager
 def _testing_a_batch(
     serve_app, limits: EventLimits, *, verdict_in_reply: bool = True
 ) -> Iterator[tuple[str, RecordingTest, list]]:
     """A served detector whose first batch is held in the embedder for the duration of the block:
     yields its URL, the recording test, and a list that holds the first delivery's response after."""
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_embed(texts: list[str]) -> np.ndarray:
-        entered.set()
-        release.wait(timeout=60)
-        return _embed(texts)
-
-    detector, test = _detector(limits, embed=slow_embed, verdict_in_reply=verdict_in_reply)
+    held_embed, entered, release = _held_embedder()
+    detector, test = _detector(limits, embed=held_embed, verdict_in_reply=verdict_in_reply)
     url = serve_app(create_app(detector))
-    headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
-    first: list[httpx.Response] = []
-    sender = threading.Thread(
-        target=lambda: first.append(httpx.post(url + "/", headers=headers, content=body, timeout=60))
-    )
-    sender.start()
+    sender, first = _post_in_thread(url, _event({"instances": [f"question {i}" for i in range(BATCH)]})[1])
     try:
         assert entered.wait(timeout=30), "the first batch never reached the embedder"
         yield url, test, first
@@ -215,36 +228,21 @@ def test_deliveries_are_answered_while_a_batch_is_being_tested(serve_app):
     assert test.batches == [BATCH]
 
 
-def _post_in_thread(url: str, body: bytes) -> tuple[threading.Thread, list[httpx.Response]]:
-    headers, _ = _event({})
-    replies: list[httpx.Response] = []
-    thread = threading.Thread(
-        target=lambda: replies.append(httpx.post(url + "/", headers=headers, content=body, timeout=60))
-    )
-    thread.start()
-    return thread, replies
-
-
 def test_answering_at_once_a_delivery_that_fills_a_batch_is_a_202_while_its_batch_is_tested(
-    read_metric, serve_app
+    metric_reaches, serve_app
 ):
     """As shipped (``verdict_in_reply`` off): the logger is answered before the test, which goes on."""
     with _testing_a_batch(serve_app, EventLimits(), verdict_in_reply=False) as (url, test, first):
-        deadline = time.monotonic() + 30
-        while not first and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: bool(first), timeout=30), "the first delivery was never answered"
         assert first[0].status_code == 202, first[0].text  # answered while its test is held
         assert first[0].json() == {"data": None, "meta": {"pending": 0, "batch_size": BATCH, "testing": 1}}
         assert test.batches == []
-    deadline = time.monotonic() + 30
-    while read_metric(url, "twinops_drift_batches_total", space="queries") != 1.0:
-        assert time.monotonic() < deadline, "the answered batch was never tested"
-        time.sleep(0.05)
+    assert metric_reaches(url, "twinops_drift_batches_total", 1.0, space="queries"), "never tested"
     assert test.batches == [BATCH]
 
 
 def test_past_max_testing_the_next_delivery_that_fills_a_batch_waits_for_a_test_to_end(
-    read_metric, serve_app
+    metric_reaches, serve_app
 ):
     """Bounded: with one batch under test and ``max_testing=1``, the next full batch's delivery is
     not answered until that test ends; a delivery that fills nothing is answered meanwhile."""
@@ -252,22 +250,17 @@ def test_past_max_testing_the_next_delivery_that_fills_a_batch_waits_for_a_test_
     _, one = _event({"instances": ["one more question"]})
     limits = EventLimits(max_testing=1)
     with _testing_a_batch(serve_app, limits, verdict_in_reply=False) as (url, test, first):
-        deadline = time.monotonic() + 30
-        while not first and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: bool(first), timeout=30), "the first delivery was never answered"
         assert first[0].status_code == 202
         waiting, second = _post_in_thread(url, full)
-        while read_metric(url, "twinops_drift_events_total", space="queries") != 2.0:
-            assert time.monotonic() < deadline, "the second delivery never arrived"
-            time.sleep(0.05)  # queued: it waits for room to test
+        # It arrives (its events are counted), then waits for room to test.
+        assert metric_reaches(url, "twinops_drift_events_total", 2.0, space="queries"), "it never arrived"
         answered = httpx.post(url + "/", headers=_event({})[0], content=one, timeout=10)
         assert answered.status_code == 200 and answered.json()["meta"]["pending"] == 1
         assert second == [] and test.batches == []  # the first test still holds the only room
     waiting.join(timeout=60)
     assert second[0].status_code == 202 and second[0].json()["meta"]["testing"] == 1
-    deadline = time.monotonic() + 30
-    while len(test.batches) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(test.batches) >= 2, timeout=30)
     assert test.batches == [BATCH, BATCH]
 
 
@@ -278,22 +271,14 @@ def test_a_server_stopping_tests_the_batches_it_answered_before_it_ends():
 
     from twinops.services.process import free_port
 
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_embed(texts: list[str]) -> np.ndarray:
-        entered.set()
-        release.wait(timeout=60)
-        return _embed(texts)
-
-    detector, test = _detector(EventLimits(), embed=slow_embed, verdict_in_reply=False)
+    held_embed, entered, release = _held_embedder()
+    detector, test = _detector(EventLimits(), embed=held_embed, verdict_in_reply=False)
     port = free_port()
     config = uvicorn.Config(create_app(detector), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: server.started, timeout=30)
     headers, body = _event({"instances": [f"question {i}" for i in range(BATCH)]})
     reply = httpx.post(f"http://127.0.0.1:{port}/", headers=headers, content=body, timeout=30)
     assert reply.status_code == 202 and entered.wait(timeout=30)
@@ -302,4 +287,6 @@ def test_a_server_stopping_tests_the_batches_it_answered_before_it_ends():
     serving.join(timeout=60)
     assert not serving.is_alive()
     assert test.batches == [BATCH]  # tested before the server's run returned
-    assert detector.metrics.batches.labels(space="queries")._value.get() == 1.0
+    assert (
+        detector.metrics.registry.get_sample_value("twinops_drift_batches_total", {"space": "queries"}) == 1.0
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import sys
 import threading
 from collections import deque
@@ -121,8 +122,6 @@ class _Child:
         return reply
 
     def _read_replies(self) -> None:
-        import pickle
-
         while True:
             try:
                 message = self.connection.recv_bytes()

@@ -46,6 +46,7 @@ acknowledged and counted but not tested, until the reference can be resolved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -58,6 +59,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from twinops.infra.http_body import declared_length, read_bounded_body
@@ -434,8 +436,6 @@ class _AnsweredTests:
         task.add_done_callback(self.running.discard)
 
     async def _test(self, filled: FilledBatches) -> None:
-        from starlette.concurrency import run_in_threadpool
-
         try:
             await run_in_threadpool(self.detector.test_after_reply, filled)
         finally:
@@ -448,10 +448,7 @@ class _AnsweredTests:
 
 def create_app(detector: DriftDetector) -> Callable[..., Any]:
     """The ASGI app: ``POST /`` (CloudEvents), ``GET /metrics``, ``GET /healthz``."""
-    import contextlib
-
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-    from starlette.concurrency import run_in_threadpool
 
     limits = detector.limits
     in_flight = 0  # deliveries being read or handled; only the event loop touches it
@@ -475,13 +472,13 @@ def create_app(detector: DriftDetector) -> Callable[..., Any]:
                     received = detector.receive(headers, body)
                 else:
                     received = await run_in_threadpool(detector.receive, headers, body)
-                if isinstance(received, FilledBatches) and detector.verdict_in_reply:
+                if not isinstance(received, FilledBatches):
+                    status, reply = received
+                elif detector.verdict_in_reply:
                     status, reply = await run_in_threadpool(detector.test, received)
-                elif isinstance(received, FilledBatches):
+                else:
                     await answered.start(received)
                     status, reply = detector.accepted(received)
-                else:
-                    status, reply = received
         finally:
             in_flight -= 1
         return _json(reply, status)
